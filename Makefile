@@ -1,0 +1,61 @@
+# qmo developer commands. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help setup venv binaries crds check lint format test test-unit demo cluster-up cluster-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: venv binaries ## everything a newcomer needs: Python env + Kubernetes test binaries
+
+venv: $(VENV)/.installed ## the Python virtual environment with qmo and its dev tools
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+binaries: ## build (or reuse) kube-apiserver, etcd, kwok, helm... into ~/.cache/qmo
+	e2e/build-binaries.sh
+
+crds: venv ## regenerate crds/ and charts/qmo/crds/ from the API models
+	$(BIN)/qmo crds
+
+lint: venv ## format check, lint, types, layering, generated files
+	$(BIN)/ruff format --check operator tests e2e benchmarks
+	$(BIN)/ruff check operator tests e2e benchmarks
+	$(BIN)/mypy operator/qmo
+	$(BIN)/lint-imports
+	$(BIN)/qmo crds --out .qmo/crds-check/crds --out .qmo/crds-check/chart >/dev/null
+	diff -r crds .qmo/crds-check/crds || { echo "crds/ is stale: run 'make crds'"; exit 1; }
+	diff -r charts/qmo/crds .qmo/crds-check/chart || { echo "charts/qmo/crds is stale: run 'make crds'"; exit 1; }
+
+format: venv ## apply ruff's formatting and autofixes
+	$(BIN)/ruff format operator tests e2e benchmarks
+	$(BIN)/ruff check --fix operator tests e2e benchmarks
+
+test-unit: venv ## pure tests only: no cluster needed
+	$(BIN)/pytest -m 'not cluster' $(PYTEST_ARGS)
+
+test: venv binaries ## every test: unit + the local control plane (started and stopped by pytest)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+check: lint test ## the one gate CI runs
+
+cluster-up: venv binaries ## start the local control plane with the mixed GPU fleet
+	$(PY) -m e2e.cluster up
+
+cluster-down: venv ## stop it, leaving no process behind
+	$(PY) -m e2e.cluster down
+
+demo: venv binaries ## the demo on the local control plane
+	$(PY) -m e2e.demo
+
+clean: ## remove the venv and caches (not the ~/.cache/qmo binaries)
+	rm -rf $(VENV) .qmo .mypy_cache .ruff_cache .pytest_cache

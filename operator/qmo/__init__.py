@@ -1,0 +1,3 @@
+"""qmo: the Quantized Model Operator."""
+
+__version__ = "0.1.0"

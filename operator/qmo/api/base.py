@@ -1,0 +1,145 @@
+"""Shared building blocks of the qmo API models.
+
+Every CRD field is declared once, here in pydantic; `qmo.api.crd` turns these models into the
+CRD YAML. Cross-field rules are declared once as `Rule`s: the CRD generator emits each as a CEL
+`x-kubernetes-validations` entry, and the pydantic model runs the same predicate, so a user gets
+the same message from `kubectl apply` and from `qmo plan -f`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "qmo.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class RuleViolation(ValueError):
+    """A cross-field rule of the API failed; the message is the one the API server gives."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One cross-field validation rule, written once for both the API server and pydantic.
+
+    `cel` is evaluated by the API server with `self` bound to the object the rule sits on;
+    `check` is the same predicate over the parsed pydantic model.
+    """
+
+    cel: str
+    message: str
+    check: Callable[[Any], bool]
+    field_path: str | None = None
+
+    def as_schema(self) -> dict[str, str]:
+        rule = {"rule": self.cel, "message": self.message}
+        if self.field_path:
+            rule["fieldPath"] = self.field_path
+        return rule
+
+
+class ApiModel(BaseModel):
+    """Base of every API model: camelCase on the wire, unknown fields rejected.
+
+    Subclasses list their cross-field `rules`; they are checked after field validation.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+        validate_default=True,
+    )
+    rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> ApiModel:
+        for rule in self.rules:
+            if not rule.check(self):
+                raise RuleViolation(rule.message)
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase keys, no unset optionals."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class StatusModel(ApiModel):
+    """Base of status models: tolerant of fields a newer operator version wrote."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(StatusModel):
+    """A condition as in the Kubernetes API conventions (metav1.Condition)."""
+
+    type: str = Field(description="Condition type in CamelCase, e.g. Ready, Building, QualityGate.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(description="One CamelCase word saying why the condition has this status.")
+    message: str = Field(default="", description="A sentence for humans with the details.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this condition was computed from."
+    )
+    last_transition_time: datetime | None = Field(
+        default=None, description="When the status last changed (not the reason or message)."
+    )
+
+
+class LocalObjectReference(ApiModel):
+    """A reference to an object in the same namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the object.")
+
+
+class SecretKeyReference(ApiModel):
+    """A key of a Secret in the same namespace. qmo passes it to Jobs by reference only."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    key: str = Field(
+        default="HF_TOKEN",
+        min_length=1,
+        max_length=253,
+        description="Key within the Secret whose value is the token.",
+    )
+
+
+class Toleration(ApiModel):
+    """A pod toleration (core/v1 Toleration), copied onto build and serving pods."""
+
+    key: str | None = Field(default=None, description="Taint key the toleration applies to.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Exists or Equal (the default)."
+    )
+    value: str | None = Field(default=None, description="Taint value to match with Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty matches all effects."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated."
+    )
+
+
+class ResourceRequirements(ApiModel):
+    """CPU and memory requests and limits (GPUs are set by qmo from the tensor-parallel size)."""
+
+    requests: dict[str, str] = Field(
+        default_factory=dict, description="Minimum resources, e.g. {cpu: '8', memory: 64Gi}."
+    )
+    limits: dict[str, str] = Field(
+        default_factory=dict, description="Maximum resources, e.g. {memory: 96Gi}."
+    )

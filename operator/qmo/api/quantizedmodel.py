@@ -1,0 +1,633 @@
+"""The QuantizedModel resource: one model, the precisions to serve, and how to judge them.
+
+Users write `spec`; the operator writes `status`. The CRD YAML is generated from these models
+(`qmo crds`), so every description here is what `kubectl explain quantizedmodel.spec...` shows.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from qmo.api.base import (
+    ApiModel,
+    Condition,
+    LocalObjectReference,
+    ResourceRequirements,
+    Rule,
+    SecretKeyReference,
+    StatusModel,
+    Toleration,
+)
+
+KIND = "QuantizedModel"
+PLURAL = "quantizedmodels"
+SHORT_NAMES = ("qm",)
+
+
+class Precision(StrEnum):
+    """Weight/activation precision of a served variant."""
+
+    AUTO = "auto"
+    BF16 = "bf16"
+    FP8 = "fp8"
+    INT8 = "int8"
+    INT4_AWQ = "int4-awq"
+    INT4_GPTQ = "int4-gptq"
+
+
+class KvCacheDtype(StrEnum):
+    """Data type of the KV cache, set apart from the weight precision."""
+
+    AUTO = "auto"
+    BF16 = "bf16"
+    FP8 = "fp8"
+    INT8 = "int8"
+    NVFP4 = "nvfp4"
+    INT4 = "int4"  # accepted by the enum only so the rule below can say why it is refused
+
+
+class ModelFormat(StrEnum):
+    HF = "hf"
+    MODELOPT_PREQUANTIZED = "modelopt-prequantized"
+
+
+class ModelDtype(StrEnum):
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
+class EngineBackend(StrEnum):
+    TENSORRT = "tensorrt"
+    PYTORCH = "pytorch"
+
+
+class GateTiming(StrEnum):
+    BEFORE_TRAFFIC = "before-traffic"
+    AFTER_ROLLOUT = "after-rollout"
+    OFF = "off"
+
+
+class OnRegression(StrEnum):
+    ROLLBACK = "rollback"
+    FALLBACK = "fallback"
+    IGNORE = "ignore"
+
+
+class BenchmarkMetric(StrEnum):
+    EXACT_MATCH = "exact-match"
+    MULTIPLE_CHOICE = "multiple-choice"
+    PERPLEXITY = "perplexity"
+
+
+# RE2 and Python `re` read this the same way, so the CEL rule and pydantic agree.
+SOURCE_PATTERN = (
+    r"^(hf://[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?"
+    r"|s3://[a-z0-9][a-z0-9.-]*[a-z0-9](/[^\s]*)?"
+    r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?)$"
+)
+TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
+DEFAULT_ENGINE_IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:1.2.1"
+
+
+class ModelSize(ApiModel):
+    """Architecture numbers the planner needs to estimate memory and pick tensor parallelism.
+
+    Optional: without them qmo cannot estimate memory and uses tensor parallelism 1 unless
+    `gpu.tensorParallel` says otherwise.
+    """
+
+    parameters_billions: float = Field(
+        gt=0, le=10000, description="Parameter count in billions, e.g. 8.03 for Llama-3.1-8B."
+    )
+    num_layers: int = Field(ge=1, le=1000, description="Transformer layers (num_hidden_layers).")
+    num_key_value_heads: int = Field(ge=1, le=1024, description="KV heads (GQA groups).")
+    head_dim: int = Field(ge=1, le=1024, description="Dimension of one attention head.")
+
+
+class ModelSpec(ApiModel):
+    """Where the checkpoint comes from and what it is."""
+
+    source: str = Field(
+        min_length=1,
+        max_length=1024,
+        description=(
+            "Checkpoint location: hf://ORG/NAME (Hugging Face), s3://BUCKET/PATH (object store) "
+            "or pvc://CLAIM/PATH (a PersistentVolumeClaim in this namespace)."
+        ),
+    )
+    revision: str | None = Field(
+        default=None,
+        max_length=128,
+        description=(
+            "Commit, tag or version of the checkpoint. Part of every cache key: pin it for "
+            "reproducible builds. Unset means the source's latest (reported as UnpinnedRevision)."
+        ),
+    )
+    credentials_secret_ref: SecretKeyReference | None = Field(
+        default=None,
+        description=(
+            "Secret key holding the token for a gated source. Mounted into build Jobs by "
+            "reference; the value is never copied into status, Events or logs."
+        ),
+    )
+    format: ModelFormat = Field(
+        default=ModelFormat.HF,
+        description=(
+            "hf: a full-precision Hugging Face checkpoint that qmo quantizes. "
+            "modelopt-prequantized: an already quantized ModelOpt checkpoint "
+            "(hf_quant_config.json), served as it is."
+        ),
+    )
+    dtype: ModelDtype = Field(
+        default=ModelDtype.BF16, description="Native dtype of the checkpoint (bf16 or fp16)."
+    )
+    size: ModelSize | None = Field(
+        default=None, description="Architecture numbers for the memory-fit estimate."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=f"self.source.matches('{SOURCE_PATTERN}')",
+            message=("model.source must be hf://ORG/NAME, s3://BUCKET/PATH or pvc://CLAIM/PATH"),
+            check=lambda m: re.match(SOURCE_PATTERN, m.source) is not None,
+            field_path=".source",
+        ),
+    )
+
+
+class TensorParallel(StrEnum):
+    AUTO = "auto"
+
+
+class GpuSpec(ApiModel):
+    """Which GPU classes to serve on, and how many GPUs per replica."""
+
+    classes: list[str] = Field(
+        default_factory=lambda: ["auto"],
+        max_length=32,
+        description=(
+            "GPU classes to build and serve for, as qmo names them in status.gpuClasses "
+            "(e.g. h100, a100-80gb, l40s). auto: every class among schedulable GPU nodes."
+        ),
+    )
+    tensor_parallel: Literal["auto", 1, 2, 4, 8] = Field(
+        default="auto",
+        description=(
+            "GPUs per serving replica (tensor parallelism): 1, 2, 4, 8 or auto, the smallest "
+            "size whose weights and KV cache fit GPU memory with headroom."
+        ),
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!('auto' in self.classes) || size(self.classes) == 1",
+            message="gpu.classes: auto cannot be combined with named GPU classes",
+            check=lambda g: "auto" not in g.classes or len(g.classes) == 1,
+            field_path=".classes",
+        ),
+        Rule(
+            cel="self.classes.all(c, self.classes.exists_one(d, d == c))",
+            message="gpu.classes must not name the same class twice",
+            check=lambda g: len(set(g.classes)) == len(g.classes),
+            field_path=".classes",
+        ),
+    )
+
+
+class CalibrationSpec(ApiModel):
+    """Data used to calibrate activation scales during quantization."""
+
+    dataset: str = Field(
+        default="cnn_dailymail",
+        min_length=1,
+        max_length=1024,
+        description=(
+            "A Hugging Face dataset name (needs hub access from the build node), or a path to a "
+            "JSONL file with a 'text' field on the engine store (store:///calib/data.jsonl)."
+        ),
+    )
+    samples: int = Field(default=512, ge=1, le=65536, description="Calibration samples.")
+    max_seq_length: int = Field(
+        default=512, ge=16, le=131072, description="Tokens per calibration sample."
+    )
+
+
+class QuantizationSpec(ApiModel):
+    """How quantized variants are produced (NVIDIA ModelOpt post-training quantization)."""
+
+    calibration: CalibrationSpec = Field(
+        default_factory=CalibrationSpec, description="Calibration data."
+    )
+    awq_block_size: Literal[64, 128] = Field(
+        default=128, description="Group size of INT4 AWQ/GPTQ weight scales."
+    )
+    smoothquant_alpha: float = Field(
+        default=0.5, ge=0, le=1, description="SmoothQuant migration strength for int8."
+    )
+    exclude_modules: list[str] = Field(
+        default_factory=lambda: ["lm_head"],
+        max_length=256,
+        description="Modules kept in high precision (the edges of the network are most fragile).",
+    )
+
+
+class EngineStoreSpec(ApiModel):
+    """Where build artifacts live. Shared by every QuantizedModel that uses the same claim."""
+
+    claim_name: str = Field(
+        default="qmo-engines",
+        min_length=1,
+        max_length=253,
+        description="PersistentVolumeClaim (ReadWriteMany) that holds built artifacts.",
+    )
+    create: bool = Field(
+        default=False, description="Create the claim if it does not exist (it is never deleted)."
+    )
+    size: str = Field(default="500Gi", description="Size of a created claim.")
+    storage_class_name: str | None = Field(
+        default=None, description="StorageClass of a created claim; unset means the default."
+    )
+
+
+class BuildSpec(ApiModel):
+    """Resources and limits of the build Jobs (calibration needs far more memory than serving)."""
+
+    gpus: Literal["auto", 1, 2, 4, 8] = Field(
+        default="auto",
+        description="GPUs per build Job; auto uses the serving tensor-parallel size.",
+        json_schema_extra={"x-kubernetes-int-or-string": True},
+    )
+    active_deadline_seconds: int = Field(
+        default=14400, ge=60, le=604800, description="A build running longer than this fails."
+    )
+    backoff_limit: int = Field(default=1, ge=0, le=10, description="Retries of a failed build.")
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements, description="CPU and memory of the build pod."
+    )
+
+
+class EngineSpec(ApiModel):
+    """The TensorRT-LLM release to build and serve with, and its build limits."""
+
+    backend: EngineBackend = Field(
+        default=EngineBackend.TENSORRT,
+        description=(
+            "tensorrt: build a TensorRT engine per GPU class (TensorRT-LLM up to 1.2; needed for "
+            "int8 SmoothQuant). pytorch: serve the quantized checkpoint directly."
+        ),
+    )
+    image: str = Field(
+        default=DEFAULT_ENGINE_IMAGE,
+        min_length=1,
+        description="TensorRT-LLM release image that serves the model. Part of the cache key.",
+    )
+    builder_image: str | None = Field(
+        default=None,
+        description="Image that runs qmo-builder; unset means the operator's configured default.",
+    )
+    max_batch_size: int = Field(default=64, ge=1, le=4096, description="Largest batch served.")
+    max_seq_len: int = Field(
+        default=8192, ge=128, le=1048576, description="Longest sequence (prompt + output)."
+    )
+    max_num_tokens: int | None = Field(
+        default=None, ge=64, le=1048576, description="Tokens per engine step; unset: TRT-LLM's."
+    )
+    store: EngineStoreSpec = Field(
+        default_factory=EngineStoreSpec, description="Where artifacts are written and read."
+    )
+    build: BuildSpec = Field(default_factory=BuildSpec, description="Build Job settings.")
+
+
+class ServingSpec(ApiModel):
+    """How each variant is served (trtllm-serve, OpenAI-compatible)."""
+
+    replicas: int = Field(default=1, ge=0, le=1000, description="Replicas per variant.")
+    default: Precision = Field(
+        default=Precision.AUTO,
+        description=(
+            "Precision behind the model's main Service. auto: the fastest that passed the "
+            "quality gate, fp8 first."
+        ),
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="Port of the OpenAI API.")
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements, description="CPU and memory of a serving pod."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=64, description="Tolerations for GPU node taints."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Extra node labels a serving or build pod needs."
+    )
+    startup_timeout_seconds: int = Field(
+        default=1800,
+        ge=60,
+        le=86400,
+        description="Time a pod may take to load the model before it is restarted.",
+    )
+
+
+class DatasetSource(ApiModel):
+    """Where a benchmark's JSONL lives: one of configMap or path."""
+
+    config_map: SecretKeyReference | None = Field(
+        default=None, description="A ConfigMap key holding the JSONL (for small sets)."
+    )
+    path: str | None = Field(
+        default=None, description="A path on the engine store, e.g. benchmarks/gsm8k.jsonl."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.configMap) != has(self.path)",
+            message="a benchmark dataset needs exactly one of configMap or path",
+            check=lambda d: (d.config_map is None) != (d.path is None),
+        ),
+    )
+
+
+class BenchmarkSpec(ApiModel):
+    """One benchmark the quality gate compares a variant on against the baseline."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
+        description="Benchmark name, as QualityReports refer to it (e.g. mmlu-pro, gsm8k).",
+    )
+    metric: BenchmarkMetric = Field(
+        default=BenchmarkMetric.EXACT_MATCH, description="How answers are scored."
+    )
+    higher_is_better: bool = Field(
+        default=True, description="False for metrics where lower wins (perplexity, latency)."
+    )
+    dataset: DatasetSource | None = Field(
+        default=None, description="Prompts for qmo-eval; unset when an external system reports."
+    )
+    samples: int | None = Field(
+        default=None, ge=1, le=1000000, description="Evaluate at most this many items."
+    )
+    max_regression_percent: float | None = Field(
+        default=None, ge=0, le=100, description="Threshold for this benchmark alone."
+    )
+
+
+class QualitySpec(ApiModel):
+    """The quality gate: every quantized variant is judged against the baseline precision."""
+
+    gate: GateTiming = Field(
+        default=GateTiming.AFTER_ROLLOUT,
+        description=(
+            "before-traffic: a new revision serves only after its report passes. after-rollout: "
+            "it serves at once and is reverted when a report regresses. off: no gate."
+        ),
+    )
+    baseline: Literal["bf16"] = Field(default="bf16", description="Reference precision.")
+    benchmarks: list[BenchmarkSpec] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Benchmarks to compare on; empty means reports come from an external system.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    max_regression_percent: float = Field(
+        default=1.5,
+        ge=0,
+        le=100,
+        description="A variant scoring worse than baseline by more than this percent regressed.",
+    )
+    on_regression: OnRegression = Field(
+        default=OnRegression.ROLLBACK,
+        description=(
+            "rollback: return to the last good revision. fallback: move down the precision "
+            "ladder toward quality (int4 -> int8 -> fp8 -> bf16). ignore: only report."
+        ),
+    )
+    evaluator_image: str | None = Field(
+        default=None, description="Image of the eval Jobs; unset means the operator's default."
+    )
+
+
+class QuantizedModelSpec(ApiModel):
+    """Desired state of a QuantizedModel."""
+
+    model: ModelSpec = Field(description="The checkpoint to quantize and serve.")
+    precisions: list[Precision] = Field(
+        default_factory=lambda: [Precision.AUTO],
+        min_length=1,
+        max_length=6,
+        description=(
+            "Precisions to serve: bf16, fp8 (E4M3), int8 (W8A8 SmoothQuant), int4-awq, "
+            "int4-gptq, or auto: fp8 on compute capability >= 8.9, int8 on Ampere, the model "
+            "dtype elsewhere."
+        ),
+    )
+    kv_cache_dtype: KvCacheDtype = Field(
+        default=KvCacheDtype.AUTO,
+        description=(
+            "KV-cache dtype: auto (fp8 where the GPU has it, else int8 on the tensorrt backend, "
+            "else the model dtype), bf16, fp8, int8, or nvfp4 (Blackwell only). There is no "
+            "int4 KV cache."
+        ),
+    )
+    gpu: GpuSpec = Field(default_factory=GpuSpec, description="GPU classes and parallelism.")
+    quantization: QuantizationSpec = Field(
+        default_factory=QuantizationSpec, description="Quantization and calibration settings."
+    )
+    engine: EngineSpec = Field(default_factory=EngineSpec, description="TensorRT-LLM settings.")
+    serving: ServingSpec = Field(default_factory=ServingSpec, description="Serving settings.")
+    quality: QualitySpec = Field(default_factory=QualitySpec, description="The quality gate.")
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.precisions.all(p, self.precisions.exists_one(q, q == p))",
+            message="precisions must not list the same precision twice",
+            check=lambda s: len(set(s.precisions)) == len(s.precisions),
+            field_path=".precisions",
+        ),
+        Rule(
+            cel="!('auto' in self.precisions) || size(self.precisions) == 1",
+            message="precision auto cannot be combined with explicit precisions",
+            check=lambda s: Precision.AUTO not in s.precisions or len(s.precisions) == 1,
+            field_path=".precisions",
+        ),
+        Rule(
+            cel="self.kvCacheDtype != 'int4'",
+            message=(
+                "kvCacheDtype int4 is not available: TensorRT-LLM has no INT4 KV cache; the "
+                "4-bit KV cache is nvfp4, which needs Blackwell (compute capability 10.0+)"
+            ),
+            check=lambda s: s.kv_cache_dtype != KvCacheDtype.INT4,
+            field_path=".kvCacheDtype",
+        ),
+        Rule(
+            cel="!('int8' in self.precisions) || self.engine.backend == 'tensorrt'",
+            message=(
+                "precision int8 (W8A8 SmoothQuant) needs engine.backend tensorrt: the "
+                "TensorRT-LLM PyTorch backend has no SmoothQuant kernels"
+            ),
+            check=lambda s: (
+                Precision.INT8 not in s.precisions or s.engine.backend == EngineBackend.TENSORRT
+            ),
+            field_path=".precisions",
+        ),
+        Rule(
+            cel="self.kvCacheDtype != 'int8' || self.engine.backend == 'tensorrt'",
+            message=(
+                "kvCacheDtype int8 needs engine.backend tensorrt; use fp8 on the pytorch backend"
+            ),
+            check=lambda s: (
+                s.kv_cache_dtype != KvCacheDtype.INT8 or s.engine.backend == EngineBackend.TENSORRT
+            ),
+            field_path=".kvCacheDtype",
+        ),
+        Rule(
+            cel=(
+                "self.model.format != 'modelopt-prequantized' || "
+                "(size(self.precisions) == 1 && self.precisions[0] != 'auto')"
+            ),
+            message=(
+                "a modelopt-prequantized checkpoint serves only the precision it was quantized "
+                "to: list exactly that one precision"
+            ),
+            check=lambda s: (
+                s.model.format != ModelFormat.MODELOPT_PREQUANTIZED
+                or (len(s.precisions) == 1 and s.precisions[0] != Precision.AUTO)
+            ),
+            field_path=".precisions",
+        ),
+        Rule(
+            cel=(
+                "self.serving.default == 'auto' || 'auto' in self.precisions || "
+                "self.serving.default in self.precisions"
+            ),
+            message="serving.default must be auto or one of the listed precisions",
+            check=lambda s: (
+                s.serving.default == Precision.AUTO
+                or Precision.AUTO in s.precisions
+                or s.serving.default in s.precisions
+            ),
+            field_path=".serving.default",
+        ),
+    )
+
+
+class VariantBuild(StatusModel):
+    """State of the build that produces a variant's artifact."""
+
+    job: str | None = Field(default=None, description="Name of the build Job, if one runs.")
+    state: str = Field(
+        default="Pending", description="Pending, Running, Succeeded, Reused, Failed or Blocked."
+    )
+    reason: str | None = Field(default=None, description="CamelCase reason of the state.")
+    message: str | None = Field(default=None, description="Details for humans.")
+    artifact_path: str | None = Field(default=None, description="Artifact on the engine store.")
+
+
+class VariantQuality(StatusModel):
+    """The quality verdict of a variant's current revision."""
+
+    verdict: str = Field(
+        default="Pending", description="Pending, Pass, Regressed, Invalid or NotGated."
+    )
+    worst_benchmark: str | None = Field(default=None, description="Benchmark with the worst delta.")
+    worst_delta_percent: float | None = Field(
+        default=None, description="Worst regression in percent of the baseline score."
+    )
+    report: str | None = Field(default=None, description="QualityReport that gave the verdict.")
+
+
+class VariantStatus(StatusModel):
+    """One served (class x precision) variant."""
+
+    name: str = Field(description="Variant name: GPU class and precision, e.g. h100-fp8.")
+    gpu_class: str = Field(description="GPU class the variant is built for and pinned to.")
+    compute_capability: str | None = Field(default=None, description="SM of the class, e.g. 9.0.")
+    precision: str = Field(description="Precision actually served.")
+    requested_precision: str | None = Field(
+        default=None, description="Precision asked for, when a fallback changed it."
+    )
+    kv_cache_dtype: str | None = Field(default=None, description="KV-cache dtype served.")
+    tensor_parallel: int | None = Field(default=None, description="GPUs per replica.")
+    memory_estimate_gib: float | None = Field(
+        default=None, description="Estimated GPU memory per GPU (weights + KV) in GiB."
+    )
+    cache_key: str | None = Field(default=None, description="Content key of the artifact.")
+    phase: str = Field(
+        default="Pending",
+        description="Pending, Building, Deploying, Evaluating, Serving, RolledBack, Unsupported.",
+    )
+    reason: str | None = Field(default=None, description="CamelCase reason of the phase.")
+    message: str | None = Field(default=None, description="Details for humans.")
+    build: VariantBuild = Field(default_factory=VariantBuild, description="Build state.")
+    deployment: str | None = Field(default=None, description="Deployment serving the variant.")
+    service: str | None = Field(default=None, description="Service of the variant.")
+    ready_replicas: int = Field(default=0, description="Ready serving replicas.")
+    revision: str | None = Field(default=None, description="Cache key currently served.")
+    last_good_revision: str | None = Field(
+        default=None, description="Last cache key that passed the quality gate."
+    )
+    quality: VariantQuality = Field(default_factory=VariantQuality, description="Quality verdict.")
+
+
+class GpuClassStatus(StatusModel):
+    """A GPU class seen among schedulable nodes."""
+
+    name: str = Field(description="Class name, e.g. h100.")
+    product: str = Field(description="nvidia.com/gpu.product of its nodes.")
+    compute_capability: str | None = Field(default=None, description="SM, e.g. 9.0.")
+    memory_mib: int | None = Field(default=None, description="Memory of one GPU in MiB.")
+    nodes: int = Field(default=0, description="Schedulable nodes of this class.")
+    gpus: int = Field(default=0, description="Allocatable GPUs of this class.")
+
+
+class StatusSummary(StatusModel):
+    """Short strings for `kubectl get qm` printer columns."""
+
+    precisions: str = Field(default="", description="Precision per GPU class, e.g. h100=fp8.")
+    quality: str = Field(default="", description="Worst verdict across variants.")
+    serving: str = Field(default="", description="Variant behind the main Service.")
+
+
+class QuantizedModelStatus(StatusModel):
+    """Observed state of a QuantizedModel, written only by the operator."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The .metadata.generation the status was computed from."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Building, QualityGate, Degraded and RolledBack.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    variants: list[VariantStatus] = Field(
+        default_factory=list,
+        description="One entry per (GPU class x precision) variant.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    gpu_classes: list[GpuClassStatus] = Field(
+        default_factory=list, description="GPU classes seen among schedulable nodes."
+    )
+    unknown_gpus: list[str] = Field(
+        default_factory=list, description="GPU products on nodes that qmo does not know."
+    )
+    service: str | None = Field(default=None, description="The model's main Service.")
+    summary: StatusSummary = Field(default_factory=StatusSummary, description="Printer columns.")
+
+
+class QuantizedModel(ApiModel):
+    """A model served at one or more precisions on every GPU class, gated on quality."""
+
+    api_version: Literal["qmo.dev/v1alpha1"] = Field(default="qmo.dev/v1alpha1")
+    kind: Literal["QuantizedModel"] = Field(default="QuantizedModel")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: QuantizedModelSpec
+    status: QuantizedModelStatus | None = None
+
+
+# Reference to a QuantizedModel in the same namespace (used by QualityReport).
+ModelReference = LocalObjectReference
