@@ -96,7 +96,7 @@ def test_quantized_model_crd_has_printer_columns_short_name_category_and_status(
 def test_defaults_reach_the_schema_so_the_api_server_fills_them_in() -> None:
     spec = schema_of(QUANTIZED_MODEL)["properties"]["spec"]["properties"]
     assert spec["precisions"]["default"] == ["auto"]
-    assert spec["quality"]["default"] == {}
+    assert spec["quality"]["default"]["maxRegressionPercent"] == 1.5
     assert spec["quality"]["properties"]["maxRegressionPercent"]["default"] == 1.5
     assert spec["quantization"]["properties"]["excludeModules"]["default"] == ["lm_head"]
 

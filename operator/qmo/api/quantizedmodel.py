@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from qmo.api.base import (
     ApiModel,
@@ -83,11 +83,12 @@ class BenchmarkMetric(StrEnum):
     PERPLEXITY = "perplexity"
 
 
-# RE2 and Python `re` read this the same way, so the CEL rule and pydantic agree.
+# RE2 and Python `re` read this the same way, so the CEL rule and pydantic agree. No
+# backslashes: CEL string literals would read them as escapes.
 SOURCE_PATTERN = (
     r"^(hf://[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?"
-    r"|s3://[a-z0-9][a-z0-9.-]*[a-z0-9](/[^\s]*)?"
-    r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^\s]*)?)$"
+    r"|s3://[a-z0-9][a-z0-9.-]*[a-z0-9](/[^ ]*)?"
+    r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^ ]*)?)$"
 )
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 DEFAULT_ENGINE_IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:1.2.1"
@@ -159,14 +160,16 @@ class ModelSpec(ApiModel):
     )
 
 
-class TensorParallel(StrEnum):
-    AUTO = "auto"
+# Bounded so the API server can bound the cost of the CEL rules over the list.
+GpuClassName = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+]
 
 
 class GpuSpec(ApiModel):
     """Which GPU classes to serve on, and how many GPUs per replica."""
 
-    classes: list[str] = Field(
+    classes: list[GpuClassName] = Field(
         default_factory=lambda: ["auto"],
         max_length=32,
         description=(
@@ -580,7 +583,9 @@ class GpuClassStatus(StatusModel):
     name: str = Field(description="Class name, e.g. h100.")
     product: str = Field(description="nvidia.com/gpu.product of its nodes.")
     compute_capability: str | None = Field(default=None, description="SM, e.g. 9.0.")
-    memory_mib: int | None = Field(default=None, description="Memory of one GPU in MiB.")
+    memory_mib: int | None = Field(
+        default=None, alias="memoryMiB", description="Memory of one GPU in MiB."
+    )
     nodes: int = Field(default=0, description="Schedulable nodes of this class.")
     gpus: int = Field(default=0, description="Allocatable GPUs of this class.")
 

@@ -3,7 +3,7 @@
 Called by `qmo.api.crd` only. The rewrites follow what kube-rs does for the same job:
 inline `$defs` (no `$ref` is allowed), drop `title`/`$schema`/`additionalProperties: false`
 (unknown fields are pruned by the API server instead), turn `anyOf [X, null]` into
-`X + nullable`, give defaulted objects an empty default so their nested defaults apply, and add
+`X + nullable`, give defaulted objects their whole default value, and add
 each model's cross-field `Rule`s as CEL `x-kubernetes-validations`.
 """
 
@@ -121,10 +121,11 @@ def _add_model_extras(out: Schema, model: type[ApiModel], *, in_status: bool) ->
         if prop is None or field.default_factory is None:
             continue
         value = field.default_factory()  # type: ignore[call-arg]
-        if isinstance(value, BaseModel):
-            # Empty object: the API server then fills in the nested defaults.
-            prop["default"] = {}
-        elif isinstance(value, list | dict) and value:
-            prop["default"] = (
-                [getattr(v, "value", v) for v in value] if isinstance(value, list) else value
-            )
+        if isinstance(value, ApiModel):
+            # The whole defaulted object: the API server checks a default against the CEL rules
+            # as it is, without filling in nested defaults first.
+            prop["default"] = value.to_wire()
+        elif isinstance(value, list) and value:
+            prop["default"] = [getattr(v, "value", v) for v in value]
+        elif isinstance(value, dict) and value:
+            prop["default"] = value

@@ -1,0 +1,1 @@
+"""The local Kubernetes control plane (real upstream binaries + kwok GPU nodes) and the demo."""

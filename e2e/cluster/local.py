@@ -1,0 +1,216 @@
+"""A real Kubernetes control plane on loopback, with fake GPU nodes, for tests and the demo.
+
+kwokctl (binary runtime) starts the self-built etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and the kwok controller as local processes, with its own PKI and RBAC
+authorization. kwok then plays the kubelet: scheduled pods become Running and Job pods
+Succeeded. Every process binds 127.0.0.1; data lives in a temp dir that `down` removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from e2e.cluster.binaries import Binaries, ensure_binaries
+from qmo.fleet import build_nodes, load_fleet
+
+REPO = Path(__file__).resolve().parents[2]
+FLEETS_DIR = REPO / "e2e" / "fleets"
+STATE_DIR = REPO / ".qmo" / "clusters"
+
+KWOKCTL_CONFIG = {
+    "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+    "kind": "KwokctlConfiguration",
+    "options": {
+        "runtime": "binary",
+        "bindAddress": "127.0.0.1",
+        "disableQPSLimits": True,
+        "kubeAuthorization": True,
+        "kubeAdmission": True,
+    },
+}
+
+
+class ClusterError(RuntimeError):
+    """The local control plane could not be started, used or stopped."""
+
+
+@dataclass
+class LocalCluster:
+    """One local control plane. Its state file lets another process find and stop it."""
+
+    name: str
+    workdir: str
+    kubeconfig: str
+    bin_dir: str
+    kubernetes_version: str
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls, name: str, fleet: Path | None = None, *, binaries: Binaries | None = None
+    ) -> LocalCluster:
+        """Start a fresh control plane (replacing a stale one of the same name)."""
+        stale = cls.load(name)
+        if stale is not None:
+            stale.stop()
+        binaries = binaries or ensure_binaries()
+        workdir = tempfile.mkdtemp(prefix=f"qmo-{name}-")
+        cluster = cls(
+            name=name,
+            workdir=workdir,
+            kubeconfig=str(STATE_DIR / f"{name}.kubeconfig"),
+            bin_dir=str(binaries.directory),
+            kubernetes_version=binaries.kubernetes_version,
+        )
+        cluster._save()
+        try:
+            cluster._create()
+            if fleet is not None:
+                cluster.add_fleet(fleet)
+        except BaseException:
+            cluster.stop()
+            raise
+        return cluster
+
+    def stop(self) -> None:
+        """Stop every process of this cluster and remove its data; leaves nothing behind."""
+        if Path(self.workdir).exists():
+            self._kwokctl("delete", "cluster", "--name", self.name, check=False)
+        for pid in self._leftover_pids():
+            os.kill(pid, signal.SIGKILL)
+        _wait_until(lambda: not self._leftover_pids(), timeout=20, what="processes to exit")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        Path(self.kubeconfig).unlink(missing_ok=True)
+        self._state_file().unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, name: str) -> LocalCluster | None:
+        path = STATE_DIR / f"{name}.json"
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+    # --- use -----------------------------------------------------------------------------
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(Path(self.bin_dir) / "kubectl"), "--kubeconfig", self.kubeconfig, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self._env(),
+        )
+        if check and result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def apply(self, objects: list[dict[str, Any]]) -> None:
+        docs = yaml.safe_dump_all(objects, sort_keys=False)
+        self.kubectl("apply", "--server-side", "--field-manager=qmo-e2e", "-f", "-", input=docs)
+
+    def add_fleet(self, fleet: Path) -> list[str]:
+        """Create the fleet's fake GPU nodes and wait until kwok reports them Ready."""
+        nodes = build_nodes(load_fleet(fleet))
+        # Node status (allocatable GPUs) is kept only when it comes with the create call.
+        self.kubectl("create", "-f", "-", input=yaml.safe_dump_all(nodes, sort_keys=False))
+        names = [n["metadata"]["name"] for n in nodes]
+        for name in names:
+            self.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
+        return names
+
+    def status(self) -> dict[str, Any]:
+        ready = self.kubectl("get", "--raw", "/readyz", check=False)
+        nodes = self.kubectl("get", "nodes", "-o", "name", check=False).stdout.split()
+        return {
+            "name": self.name,
+            "kubeconfig": self.kubeconfig,
+            "kubernetesVersion": self.kubernetes_version,
+            "apiserver": ready.stdout.strip() or ready.stderr.strip(),
+            "nodes": len(nodes),
+            "processes": len(self._leftover_pids()),
+        }
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _create(self) -> None:
+        config = Path(self.workdir) / "kwokctl.yaml"
+        options = {**KWOKCTL_CONFIG["options"], "kubeVersion": f"v{self.kubernetes_version}"}
+        config.write_text(yaml.safe_dump({**KWOKCTL_CONFIG, "options": options}))
+        bins = Path(self.bin_dir)
+        self._kwokctl(
+            "create", "cluster", "--name", self.name, "--config", str(config),
+            "--kube-apiserver-binary", str(bins / "kube-apiserver"),
+            "--kube-controller-manager-binary", str(bins / "kube-controller-manager"),
+            "--kube-scheduler-binary", str(bins / "kube-scheduler"),
+            "--kwok-controller-binary", str(bins / "kwok"),
+            "--etcd-binary", str(bins / "etcd"),
+            "--kubeconfig", self.kubeconfig,
+            "--wait", "120s",
+        )  # fmt: skip
+        # Pods need the default ServiceAccount, which kube-controller-manager creates.
+        self.kubectl("wait", "--for=create", "serviceaccount/default", "--timeout=60s")
+
+    def _kwokctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(Path(self.bin_dir) / "kwokctl"), *args],
+            capture_output=True,
+            text=True,
+            env=self._env(),
+        )
+        if check and result.returncode != 0:
+            raise ClusterError(f"kwokctl {' '.join(args)} failed:\n{result.stderr[-4000:]}")
+        return result
+
+    def _env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "KWOK_WORKDIR": self.workdir,
+            "KWOK_KUBE_VERSION": f"v{self.kubernetes_version}",
+        }
+
+    def _leftover_pids(self) -> list[int]:
+        """Processes whose command line points into this cluster's workdir."""
+        pids = []
+        marker = self.workdir.encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                state = (entry / "stat").read_text().split(") ", 1)[1][:1]
+            except OSError:
+                continue
+            if marker in cmdline and state != "Z":
+                pids.append(int(entry.name))
+        return pids
+
+    def _state_file(self) -> Path:
+        return STATE_DIR / f"{self.name}.json"
+
+    def _save(self) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        self._state_file().write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+
+
+def _wait_until(predicate: Any, *, timeout: float, what: str) -> None:
+    """Poll a cheap local predicate (process table, one kubectl call) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise ClusterError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: cluster access, waits on watches, fluent builders."""

@@ -1,0 +1,112 @@
+"""Access to the test cluster: API clients and waits that follow watches, never sleeps."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+from e2e.cluster import FLEETS_DIR, LocalCluster
+from e2e.cluster.binaries import ensure_binaries
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ClusterHandle:
+    """A cluster the tests may use: the local control plane, or one given by KUBECONFIG."""
+
+    kubeconfig: str
+    local: LocalCluster | None
+    api: client.ApiClient
+
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api)
+
+    def batch(self) -> client.BatchV1Api:
+        return client.BatchV1Api(self.api)
+
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """kubectl (the pinned build) against this cluster; raises on failure when `check`."""
+        result = subprocess.run(
+            [ensure_binaries().path("kubectl"), "--kubeconfig", self.kubeconfig, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+
+def open_test_cluster(name: str) -> Iterator[ClusterHandle]:
+    """Start the local control plane with the mixed fleet, or use QMO_TEST_KUBECONFIG."""
+    given = os.environ.get("QMO_TEST_KUBECONFIG")
+    if given:
+        yield ClusterHandle(given, None, config.new_client_from_config(config_file=given))
+        return
+    local = LocalCluster.start(name, FLEETS_DIR / "mixed.yaml")
+    try:
+        api = config.new_client_from_config(config_file=local.kubeconfig)
+        yield ClusterHandle(local.kubeconfig, local, api)
+    finally:
+        local.stop()
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def wait_for(
+    list_fn: Callable[..., Any],
+    predicate: Callable[[Any], bool],
+    *,
+    timeout: int = 60,
+    describe: str = "condition",
+    **list_kwargs: Any,
+) -> Any:
+    """First object from `list_fn` (a list_* API call) that satisfies `predicate`.
+
+    Lists once, then follows a watch from that list's resourceVersion, so no change can slip
+    between the two and no polling interval is needed.
+    """
+    listing = list_fn(**list_kwargs)
+    items = listing["items"] if isinstance(listing, dict) else listing.items
+    for item in items:
+        if predicate(item):
+            return item
+    version = (
+        listing["metadata"]["resourceVersion"]
+        if isinstance(listing, dict)
+        else listing.metadata.resource_version
+    )
+    stream = watch.Watch()
+    try:
+        for event in stream.stream(
+            list_fn, resource_version=version, timeout_seconds=timeout, **list_kwargs
+        ):
+            if event["type"] != "DELETED" and predicate(event["object"]):
+                return event["object"]
+    finally:
+        stream.stop()
+    raise AssertionError(f"timed out after {timeout}s waiting for {describe}")
+
+
+def delete_namespace(core: client.CoreV1Api, name: str) -> None:
+    with suppress(client.ApiException):
+        core.delete_namespace(name)
