@@ -20,6 +20,11 @@ from qmo.api.quantizedmodel import EngineBackend, ModelDtype, ModelFormat, Quant
 BUILD_SPEC_ENV = "QMO_BUILD_SPEC"
 STORE_MOUNT_PATH = "/store"
 ARTIFACT_MANIFEST = "qmo-artifact.json"
+# Inside an artifact directory: the (quantized) Hugging Face checkpoint the PyTorch backend
+# serves and that holds the tokenizer, and for the tensorrt backend the engine built from it.
+CHECKPOINT_SUBDIR = "checkpoint"
+ENGINE_SUBDIR = "engine"
+ARTIFACTS_DIR = f"{STORE_MOUNT_PATH}/artifacts"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 # Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
