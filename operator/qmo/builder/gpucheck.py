@@ -1,0 +1,137 @@
+"""PURE: may this build run on the GPUs this pod sees? The refusal comes before any work.
+
+Checks, in order, each a named predicate returning a `Refusal` (reason + message) or None:
+1. the request itself: the expected GPU class can run the precision and KV dtype
+   (FP8 and W4A8 need compute capability >= 8.9, NVFP4 >= 10.0) -> INVALID_SPEC;
+2. a GPU is visible, and at least tensorParallel of them -> GPU_MISMATCH;
+3. every visible GPU has the expected compute capability and product -> GPU_MISMATCH.
+Compute capabilities are compared as (major, minor) numbers: "10.0" > "9.0".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from qmo.api.buildcontract import BuildRequest, ExitCode
+
+Capability = tuple[int, int]
+
+# Lowest compute capability per weight precision and per KV dtype (absent: any).
+MIN_CAPABILITY_PRECISION: dict[str, Capability] = {"fp8": (8, 9), "w4a8-awq": (8, 9)}
+MIN_CAPABILITY_KV: dict[str, Capability] = {"fp8": (8, 9), "nvfp4": (10, 0)}
+
+
+@dataclass(frozen=True)
+class SeenGpu:
+    """One GPU as the builder sees it at run time."""
+
+    product: str
+    compute_capability: str
+    memory_mib: int | None = None
+    driver: str | None = None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    message: str
+    exit_code: int
+
+
+def parse_capability(text: str) -> Capability:
+    """'9.0' -> (9, 0); '10.0' -> (10, 0); '8.9' -> (8, 9)."""
+    match = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", text)
+    if not match:
+        raise ValueError(f"not a compute capability: {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def normalize_product(product: str) -> str:
+    """GPU Feature Discovery writes 'NVIDIA-H100-80GB-HBM3' for NVML's 'NVIDIA H100 80GB HBM3'."""
+    name = re.sub(r"[\s_]+", "-", product.strip()).upper()
+    return name.removesuffix("-SHARED")  # GFD's suffix for time-sliced GPUs
+
+
+def refusal(request: BuildRequest, seen: Sequence[SeenGpu]) -> Refusal | None:
+    """The first reason not to run this build here, or None."""
+    for check in (_request_fits_its_class, _enough_gpus, _gpus_match):
+        found = check(request, seen)
+        if found is not None:
+            return found
+    return None
+
+
+def _format(cap: Capability) -> str:
+    return f"{cap[0]}.{cap[1]}"
+
+
+def _request_fits_its_class(request: BuildRequest, seen: Sequence[SeenGpu]) -> Refusal | None:
+    try:
+        expected = parse_capability(request.gpu.compute_capability)
+    except ValueError as err:
+        return Refusal("InvalidSpec", str(err), ExitCode.INVALID_SPEC)
+    needs = _capability_needed(request.precision, request.kv_cache_dtype)
+    if needs is not None and expected < needs[0]:
+        return Refusal(
+            "PrecisionUnsupported",
+            f"{needs[1]} needs compute capability >= {_format(needs[0])}; the build is for "
+            f"{request.gpu.product} ({_format(expected)})",
+            ExitCode.INVALID_SPEC,
+        )
+    return None
+
+
+def _enough_gpus(request: BuildRequest, seen: Sequence[SeenGpu]) -> Refusal | None:
+    if not seen:
+        return Refusal(
+            "NoGpuVisible",
+            f"no NVIDIA GPU is visible in this pod; the build is for {request.gpu.product}",
+            ExitCode.GPU_MISMATCH,
+        )
+    if len(seen) < request.tensor_parallel:
+        return Refusal(
+            "TooFewGpus",
+            f"tensorParallel {request.tensor_parallel} needs {request.tensor_parallel} GPUs; "
+            f"{len(seen)} visible",
+            ExitCode.GPU_MISMATCH,
+        )
+    return None
+
+
+def _gpus_match(request: BuildRequest, seen: Sequence[SeenGpu]) -> Refusal | None:
+    expected = parse_capability(request.gpu.compute_capability)
+    needs = _capability_needed(request.precision, request.kv_cache_dtype)
+    for gpu in seen:
+        try:
+            actual = parse_capability(gpu.compute_capability)
+        except ValueError:
+            return Refusal(
+                "GpuUnknown",
+                f"cannot read the compute capability of {gpu.product} ({gpu.compute_capability!r})",
+                ExitCode.GPU_MISMATCH,
+            )
+        same_product = normalize_product(gpu.product) == normalize_product(request.gpu.product)
+        if actual == expected and same_product:
+            continue
+        why = ""
+        if needs is not None and actual < needs[0]:
+            why = f": {needs[1]} needs compute capability >= {_format(needs[0])}"
+        return Refusal(
+            "GpuMismatch",
+            f"build for {request.gpu.product} (compute capability {_format(expected)}) "
+            f"scheduled on {gpu.product} ({_format(actual)}){why}",
+            ExitCode.GPU_MISMATCH,
+        )
+    return None
+
+
+def _capability_needed(precision: str, kv_cache_dtype: str) -> tuple[Capability, str] | None:
+    """The highest capability the precision and KV dtype need, with what needs it."""
+    wants = []
+    if precision in MIN_CAPABILITY_PRECISION:
+        wants.append((MIN_CAPABILITY_PRECISION[precision], precision))
+    if kv_cache_dtype in MIN_CAPABILITY_KV:
+        wants.append((MIN_CAPABILITY_KV[kv_cache_dtype], f"a {kv_cache_dtype} KV cache"))
+    return max(wants) if wants else None
