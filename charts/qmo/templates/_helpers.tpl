@@ -1,0 +1,109 @@
+{{/* Object names: the release name (or fullnameOverride), so cluster-scoped names are
+     unique per release. */}}
+{{- define "qmo.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "qmo.operatorName" -}}
+{{- printf "%s-operator" (include "qmo.fullname" .) -}}
+{{- end -}}
+
+{{- define "qmo.evaluatorClusterRole" -}}
+{{- printf "%s-evaluator" (include "qmo.fullname" .) -}}
+{{- end -}}
+
+{{- define "qmo.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "qmo.operatorName" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "qmo.leaseName" -}}
+{{- default (include "qmo.operatorName" .) .Values.leaderElection.leaseName -}}
+{{- end -}}
+
+{{- define "qmo.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "qmo.builderImage" -}}
+{{- default (printf "ghcr.io/qmo-dev/qmo-builder:%s" .Chart.AppVersion) .Values.builderImage -}}
+{{- end -}}
+
+{{- define "qmo.selectorLabels" -}}
+app.kubernetes.io/name: qmo
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "qmo.commonLabels" -}}
+app.kubernetes.io/name: qmo
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: qmo
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "qmo.labels" -}}
+{{ include "qmo.commonLabels" . }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/* The namespaced rules: everything qmo reconciles inside a watched namespace.
+     Used by the ClusterRole (all namespaces) or by one Role per watched namespace. */}}
+{{- define "qmo.namespacedRules" -}}
+- apiGroups: [qmo.dev]
+  resources: [quantizedmodels, qualityreports]
+  verbs: [get, list, watch]
+- apiGroups: [qmo.dev]
+  resources: [quantizedmodels/status, qualityreports/status]
+  verbs: [get, patch, update]
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [services, configmaps]
+  verbs: [get, list, watch, create, patch, update, delete]
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [rolebindings]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [clusterroles]
+  verbs: [bind]
+  resourceNames: [{{ include "qmo.evaluatorClusterRole" . }}]
+{{- end -}}
+
+{{/* Cluster-scoped reads, needed in both modes. */}}
+{{- define "qmo.clusterRules" -}}
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get, list, watch]
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- end -}}

@@ -1,0 +1,260 @@
+"""The Helm chart, rendered offline: lint, Kubernetes 1.36 schemas, values checks, RBAC shape,
+security settings, and agreement with the `qmo run` flags and the generated files."""
+
+from __future__ import annotations
+
+import filecmp
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qmo.cli import build_parser
+from tests.support.chart import CHART, KUBE_VERSION, helm, helm_path, set_flags, template
+from tests.support.kube import REPO
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+pytestmark = pytest.mark.skipif(helm_path() is None, reason="helm not built: run `make binaries`")
+
+# The nearest schema version kubernetes-validate ships for the pinned 1.36.3 is 1.36.0.
+SCHEMA_VERSION = "1.36.0"
+
+VALUE_SETS = {
+    "default values": {},
+    "namespaced mode": {"watchNamespaces": "{team-a,team-b}"},
+    "two replicas with a ServiceMonitor": {
+        "replicaCount": "2",
+        "metrics.serviceMonitor.enabled": "true",
+        "metrics.serviceMonitor.labels.release": "prometheus",
+    },
+    "existing ServiceAccount, no RBAC, pinned digest": {
+        "serviceAccount.create": "false",
+        "serviceAccount.name": "platform-qmo",
+        "rbac.create": "false",
+        "image.digest": "sha256:" + "a" * 64,
+        "imagePullSecrets[0].name": "ghcr-pull",
+    },
+}
+KINDS_WITHOUT_SCHEMA = {"ServiceMonitor"}  # a Prometheus Operator CRD, not core Kubernetes
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_helm_lint_passes_strictly(values: dict[str, str]) -> None:
+    result = helm(
+        "lint", "--strict", str(CHART), "--kube-version", KUBE_VERSION, *set_flags(values),
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_every_rendered_manifest_is_valid_for_kubernetes_1_36(values: dict[str, str]) -> None:
+    rendered = template(values)
+    checked = 0
+    for doc in rendered.docs:
+        if doc["kind"] in KINDS_WITHOUT_SCHEMA:
+            continue
+        kubernetes_validate.validate(doc, SCHEMA_VERSION, strict=True)
+        checked += 1
+    assert checked >= 3  # PDB, Service, Deployment at least
+
+
+def test_the_chart_crds_are_the_generated_crds() -> None:
+    comparison = filecmp.dircmp(REPO / "crds", CHART / "crds")
+    assert comparison.left_only == comparison.right_only == []
+    _, mismatch, errors = filecmp.cmpfiles(
+        REPO / "crds", CHART / "crds", comparison.common_files, shallow=False
+    )
+    assert mismatch == errors == []
+    assert len(comparison.common_files) == 2
+
+
+@pytest.mark.parametrize("crd", sorted((REPO / "crds").glob("*.yaml")), ids=lambda p: p.name)
+def test_the_crds_are_valid_for_kubernetes_1_36(crd: Path) -> None:
+    import yaml
+
+    kubernetes_validate.validate(yaml.safe_load(crd.read_text()), SCHEMA_VERSION, strict=True)
+
+
+BAD_VALUES = [
+    ({"replicas": "2"}, "additional properties 'replicas' not allowed"),
+    ({"replicaCount": "-1"}, "/replicaCount"),
+    ({"image.pullPolicy": "Sometimes"}, "'Always', 'IfNotPresent', 'Never'"),
+    ({"image.repository": ""}, "/image/repository"),
+    ({"image.digest": "latest"}, "/image/digest"),
+    ({"watchNamespaces": "{Team_A}"}, "/watchNamespaces/0"),
+    ({"watchNamespaces": "{a,a}"}, "/watchNamespaces"),
+    ({"metrics.port": "70000"}, "/metrics/port"),
+    ({"metrics.serviceMonitor.interval": "often"}, "/metrics/serviceMonitor/interval"),
+    ({"podDisruptionBudget.maxUnavailable": "0"}, "/podDisruptionBudget/maxUnavailable"),
+    (
+        {"replicaCount": "2", "leaderElection.enabled": "false"},
+        "every replica would reconcile the same models",
+    ),
+    ({"leaderElection.leaseDuration": "8"}, "must be greater than leaderElection.renewDeadline"),
+    ({"leaderElection.retryPeriod": "10"}, "must be greater than leaderElection.retryPeriod"),
+    ({"metrics.port": "8081"}, "metrics.port and health.port must differ"),
+    (
+        {"metrics.serviceMonitor.enabled": "true", "metrics.service.enabled": "false"},
+        "needs metrics.service.enabled",
+    ),
+    ({"serviceAccount.create": "false"}, "serviceAccount.name is required"),
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    BAD_VALUES,
+    ids=[
+        "a misspelt key",
+        "negative replicas",
+        "an unknown pull policy",
+        "an empty image repository",
+        "a digest that is not sha256",
+        "a namespace that is not a DNS label",
+        "a namespace listed twice",
+        "a port out of range",
+        "a scrape interval that is not a duration",
+        "a PDB that allows no disruption",
+        "two replicas without leader election",
+        "a lease shorter than the renew deadline",
+        "a retry period longer than the renew deadline",
+        "metrics and health on one port",
+        "a ServiceMonitor without its Service",
+        "an existing ServiceAccount without a name",
+    ],
+)
+def test_bad_values_fail_at_install_with_a_clear_message(
+    values: dict[str, str], message: str
+) -> None:
+    result = helm("template", "qmo", str(CHART), *set_flags(values), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def _operator_args(rendered_values: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    deployment = template(rendered_values).one("Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return deployment, container["args"]
+
+
+def test_the_deployment_args_are_flags_qmo_run_accepts() -> None:
+    _, args = _operator_args({"watchNamespaces": "{team-a,team-b}", "verbose": "true"})
+    parsed = build_parser().parse_args(["run", *args])
+    assert parsed.namespace == ["team-a", "team-b"]
+    assert parsed.leader_elect
+    assert (parsed.lease_duration, parsed.renew_deadline, parsed.retry_period) == (15, 10, 2)
+    assert (parsed.metrics_port, parsed.health_port, parsed.verbose) == (8080, 8081, True)
+
+
+def test_the_lease_the_operator_uses_is_the_one_its_role_may_update() -> None:
+    rendered = template({"leaderElection.leaseName": "qmo-leader"})
+    args = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    lease = build_parser().parse_args(["run", *args]).lease_name
+    role = rendered.one("Role", "qmo-operator-leader-election")
+    named = [r for r in role["rules"] if r.get("resourceNames")]
+    assert named == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "update"],
+            "resourceNames": [lease],
+        }
+    ]
+
+
+def test_the_operator_pod_runs_non_root_read_only_without_capabilities() -> None:
+    deployment, _ = _operator_args({})
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    probes = {container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")}
+    assert probes == {"/healthz"}
+
+
+def _rules(rendered_values: dict[str, str]) -> list[dict[str, Any]]:
+    rendered = template(rendered_values)
+    roles = rendered.all("ClusterRole") + rendered.all("Role")
+    return [rule for role in roles for rule in role["rules"]]
+
+
+@pytest.mark.parametrize(
+    "values", [{}, {"watchNamespaces": "{team-a}"}], ids=["cluster-wide", "namespaced"]
+)
+def test_no_rule_grants_secrets_or_wildcards(values: dict[str, str]) -> None:
+    rules = _rules(values)
+    assert rules
+    for rule in rules:
+        assert "secrets" not in rule["resources"]
+        assert "*" not in rule["resources"] + rule["verbs"] + rule["apiGroups"]
+        assert not {"escalate", "impersonate"} & set(rule["verbs"])
+
+
+def test_namespaced_mode_grants_namespaced_rights_only_in_the_listed_namespaces() -> None:
+    rendered = template({"watchNamespaces": "{team-a,team-b}"})
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in rendered.all("Role")}
+    assert roles == {
+        ("team-a", "qmo-operator"),
+        ("team-b", "qmo-operator"),
+        ("qmo-system", "qmo-operator-leader-election"),
+    }
+    bindings = {r["metadata"]["namespace"] for r in rendered.all("RoleBinding")}
+    assert bindings == {"team-a", "team-b", "qmo-system"}
+    cluster_resources = {
+        resource
+        for rule in rendered.one("ClusterRole", "qmo-operator")["rules"]
+        for resource in rule["resources"]
+    }
+    assert cluster_resources == {"nodes", "customresourcedefinitions", "namespaces"}
+
+
+def test_the_evaluator_role_can_only_write_quality_reports() -> None:
+    evaluator = template().one("ClusterRole", "qmo-evaluator")
+    assert evaluator["rules"] == [
+        {
+            "apiGroups": ["qmo.dev"],
+            "resources": ["qualityreports"],
+            "verbs": ["create", "get", "list"],
+        }
+    ]
+
+
+def test_the_service_monitor_scrapes_the_metrics_service_port() -> None:
+    rendered = template({"metrics.serviceMonitor.enabled": "true"})
+    monitor = rendered.one("ServiceMonitor")
+    service = rendered.one("Service")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [
+        service["spec"]["ports"][0]["name"]
+    ]
+
+
+def test_rendering_is_deterministic_so_argo_cd_sees_no_drift() -> None:
+    values = {"replicaCount": "2", "watchNamespaces": "{team-a}"}
+    first = helm("template", "qmo", str(CHART), *set_flags(values)).stdout
+    assert helm("template", "qmo", str(CHART), *set_flags(values)).stdout == first
+
+
+def test_the_kubectl_manifest_is_the_current_rendering_of_the_chart(tmp_path: Path) -> None:
+    out = tmp_path / "qmo.yaml"
+    subprocess.run(
+        [str(REPO / "deploy" / "render-manifests.sh"), str(out)],
+        check=True,
+        env={"HELM": str(helm_path()), "HOME": str(Path.home()), "PATH": "/usr/bin:/bin"},
+    )
+    current = (REPO / "deploy" / "kubectl" / "qmo.yaml").read_text()
+    assert out.read_text() == current, (
+        "deploy/kubectl/qmo.yaml is stale: run deploy/render-manifests.sh"
+    )
