@@ -1,0 +1,22 @@
+"""Operator-wide settings, from `qmo run` flags and environment (the Helm chart sets both)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from qmo import __version__
+
+DEFAULT_BUILDER_IMAGE = f"ghcr.io/qmo-dev/qmo-builder:{__version__}"
+DEFAULT_EVALUATOR_IMAGE = f"ghcr.io/qmo-dev/qmo-builder:{__version__}"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """What every reconcile needs to know beyond the QuantizedModel itself."""
+
+    namespaces: tuple[str, ...] = ()  # empty: all namespaces
+    builder_image: str = DEFAULT_BUILDER_IMAGE
+    evaluator_image: str = DEFAULT_EVALUATOR_IMAGE
+    resync_seconds: float = 60.0
+    workers: int = 4
+    image_pull_secrets: tuple[str, ...] = field(default_factory=tuple)

@@ -1,0 +1,221 @@
+"""GPU classes from node labels: which GPUs the cluster has, and what each can run.
+
+Pure: takes Node objects (dicts as the API returns them), returns `GpuInventory`. The planner
+decides per class; the reconciler only gathers nodes. Compute capability comes from the GPU
+Feature Discovery labels first and from the product table second; a GPU known by neither is
+reported, never guessed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+PRODUCT_LABEL = "nvidia.com/gpu.product"
+FAMILY_LABEL = "nvidia.com/gpu.family"
+CC_MAJOR_LABEL = "nvidia.com/gpu.compute.major"
+CC_MINOR_LABEL = "nvidia.com/gpu.compute.minor"
+MEMORY_LABEL = "nvidia.com/gpu.memory"
+COUNT_LABEL = "nvidia.com/gpu.count"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True, order=True)
+class ComputeCapability:
+    """SM version, compared as numbers: 10.0 > 9.0 (a string compare gets Blackwell wrong)."""
+
+    major: int
+    minor: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    @classmethod
+    def parse(cls, text: str) -> ComputeCapability:
+        major, minor = text.split(".")
+        return cls(int(major), int(minor))
+
+
+@dataclass(frozen=True)
+class KnownGpu:
+    """One row of the product table."""
+
+    pattern: str  # regex on the product label, case-insensitive, anchored
+    class_name: str
+    family: str
+    compute_capability: ComputeCapability
+    memory_mib: int
+
+
+def _cc(text: str) -> ComputeCapability:
+    return ComputeCapability.parse(text)
+
+
+# Order matters: the first match wins, so specific names precede general ones.
+PRODUCT_TABLE: tuple[KnownGpu, ...] = (
+    KnownGpu(r"tesla-t4", "t4", "turing", _cc("7.5"), 15360),
+    KnownGpu(r"nvidia-a10g", "a10g", "ampere", _cc("8.6"), 23028),
+    KnownGpu(r"nvidia-a10", "a10", "ampere", _cc("8.6"), 23028),
+    KnownGpu(r"nvidia-a30", "a30", "ampere", _cc("8.0"), 24576),
+    KnownGpu(r"nvidia-a100-(sxm4-|pcie-)?40gb", "a100-40gb", "ampere", _cc("8.0"), 40960),
+    KnownGpu(r"nvidia-a100-(sxm4-80gb|80gb-pcie)", "a100-80gb", "ampere", _cc("8.0"), 81920),
+    KnownGpu(r"nvidia-l40s", "l40s", "ada-lovelace", _cc("8.9"), 46068),
+    KnownGpu(r"nvidia-l40", "l40", "ada-lovelace", _cc("8.9"), 46068),
+    KnownGpu(r"nvidia-l4", "l4", "ada-lovelace", _cc("8.9"), 23034),
+    KnownGpu(r"nvidia-rtx-6000-ada.*", "rtx6000-ada", "ada-lovelace", _cc("8.9"), 49140),
+    KnownGpu(r"nvidia-h100-pcie", "h100-pcie", "hopper", _cc("9.0"), 81559),
+    KnownGpu(r"nvidia-h100-nvl", "h100-nvl", "hopper", _cc("9.0"), 95830),
+    KnownGpu(r"nvidia-h100(-sxm5)?-80gb-hbm3", "h100", "hopper", _cc("9.0"), 81559),
+    KnownGpu(r"nvidia-gh200.*", "gh200", "hopper", _cc("9.0"), 97871),
+    KnownGpu(r"nvidia-h200.*", "h200", "hopper", _cc("9.0"), 143771),
+    KnownGpu(r"nvidia-b200", "b200", "blackwell", _cc("10.0"), 183359),
+)
+
+# GPU Feature Discovery appends these for time-sliced sharing; the GPU is the same.
+_SHARING_SUFFIX = re.compile(r"-SHARED$", re.IGNORECASE)
+_MIG_MARKER = re.compile(r"-MIG-", re.IGNORECASE)
+
+
+def lookup_product(product: str) -> KnownGpu | None:
+    plain = _SHARING_SUFFIX.sub("", product)
+    for row in PRODUCT_TABLE:
+        if re.fullmatch(row.pattern, plain, flags=re.IGNORECASE):
+            return row
+    return None
+
+
+def class_name_for(product: str) -> str:
+    """The class name of a product: the table's name, else a slug of the label."""
+    known = lookup_product(product)
+    if known is not None:
+        return known.class_name
+    slug = re.sub(r"[^a-z0-9]+", "-", _SHARING_SUFFIX.sub("", product).lower()).strip("-")
+    return slug.removeprefix("nvidia-")[:63] or "unknown"
+
+
+@dataclass(frozen=True)
+class GpuClass:
+    """All schedulable nodes with the same GPU product."""
+
+    name: str
+    product: str
+    family: str
+    compute_capability: ComputeCapability
+    memory_mib: int
+    nodes: tuple[str, ...]
+    gpus_per_node: int  # the largest allocatable count among its nodes
+    total_gpus: int
+
+    @property
+    def node_selector(self) -> dict[str, str]:
+        """Pins pods to this class: the product label is stable across driver versions."""
+        return {PRODUCT_LABEL: self.product}
+
+
+@dataclass(frozen=True)
+class UnknownGpu:
+    node: str
+    product: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class GpuInventory:
+    classes: tuple[GpuClass, ...] = ()
+    unknown: tuple[UnknownGpu, ...] = ()
+    ignored_nodes: tuple[str, ...] = ()  # GPU nodes that are unschedulable or NotReady
+
+    def by_name(self) -> dict[str, GpuClass]:
+        return {c.name: c for c in self.classes}
+
+
+@dataclass
+class _Group:
+    product: str
+    family: str
+    cc: ComputeCapability
+    memory_mib: int
+    nodes: list[str] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+
+
+def node_is_usable(node: dict[str, Any]) -> bool:
+    """Schedulable and Ready: other nodes do not count towards a GPU class."""
+    if node.get("spec", {}).get("unschedulable"):
+        return False
+    conditions = node.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def allocatable_gpus(node: dict[str, Any]) -> int:
+    value = (node.get("status", {}).get("allocatable") or {}).get(GPU_RESOURCE, "0")
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
+def _node_gpu(node: dict[str, Any]) -> tuple[str, str, ComputeCapability, int] | UnknownGpu:
+    """(product, family, compute capability, memory MiB) of a node, or why it is unknown."""
+    name = node["metadata"]["name"]
+    labels = node["metadata"].get("labels") or {}
+    product = labels.get(PRODUCT_LABEL, "")
+    if _MIG_MARKER.search(product):
+        return UnknownGpu(name, product, "MIG slices are not supported; use whole GPUs")
+    known = lookup_product(product) if product else None
+    major, minor = labels.get(CC_MAJOR_LABEL), labels.get(CC_MINOR_LABEL)
+    if major is not None and minor is not None and major.isdigit() and minor.isdigit():
+        cc = ComputeCapability(int(major), int(minor))
+    elif known is not None:
+        cc = known.compute_capability
+    else:
+        return UnknownGpu(
+            name,
+            product or "<no product label>",
+            "no compute capability labels and the product is not in qmo's table",
+        )
+    memory_label = labels.get(MEMORY_LABEL, "")
+    memory = int(memory_label) if memory_label.isdigit() else (known.memory_mib if known else 0)
+    if memory <= 0:
+        return UnknownGpu(name, product, "GPU memory is unknown (no nvidia.com/gpu.memory label)")
+    family = labels.get(FAMILY_LABEL) or (known.family if known else "unknown")
+    return product or class_name_for(product), family, cc, memory
+
+
+def inventory_from_nodes(nodes: list[dict[str, Any]]) -> GpuInventory:
+    """Group usable GPU nodes into classes by product."""
+    groups: dict[str, _Group] = {}
+    unknown: list[UnknownGpu] = []
+    ignored: list[str] = []
+    for node in sorted(nodes, key=lambda n: str(n["metadata"]["name"])):
+        gpus = allocatable_gpus(node)
+        if gpus <= 0:
+            continue
+        if not node_is_usable(node):
+            ignored.append(node["metadata"]["name"])
+            continue
+        described = _node_gpu(node)
+        if isinstance(described, UnknownGpu):
+            unknown.append(described)
+            continue
+        product, family, cc, memory = described
+        group = groups.setdefault(product, _Group(product, family, cc, memory))
+        group.nodes.append(node["metadata"]["name"])
+        group.counts.append(gpus)
+        # Nodes of one product may report slightly different memory; plan for the least.
+        group.memory_mib = min(group.memory_mib, memory)
+    classes = tuple(
+        GpuClass(
+            name=class_name_for(g.product),
+            product=g.product,
+            family=g.family,
+            compute_capability=g.cc,
+            memory_mib=g.memory_mib,
+            nodes=tuple(g.nodes),
+            gpus_per_node=max(g.counts),
+            total_gpus=sum(g.counts),
+        )
+        for g in sorted(groups.values(), key=lambda g: class_name_for(g.product))
+    )
+    return GpuInventory(classes, tuple(unknown), tuple(ignored))

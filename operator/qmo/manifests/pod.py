@@ -1,0 +1,70 @@
+"""Pieces every qmo pod shares: security context, volumes, placement on the GPU class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qmo.api.buildcontract import STORE_MOUNT_PATH
+from qmo.api.quantizedmodel import QuantizedModelSpec
+from qmo.gpu import GPU_RESOURCE, GpuClass
+
+RUN_AS_USER = 1000
+STORE_VOLUME = "engine-store"
+
+
+def pod_security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def placement(spec: QuantizedModelSpec, gpu: GpuClass) -> dict[str, Any]:
+    """nodeSelector on the stable product label (plus the user's), and the user's tolerations."""
+    placed: dict[str, Any] = {"nodeSelector": {**spec.serving.node_selector, **gpu.node_selector}}
+    if spec.serving.tolerations:
+        placed["tolerations"] = [t.to_wire() for t in spec.serving.tolerations]
+    return placed
+
+
+def resources(requests: dict[str, str], limits: dict[str, str], gpus: int) -> dict[str, Any]:
+    """CPU/memory as the user set them; GPUs set by qmo (requests equal limits for GPUs)."""
+    return {
+        "requests": {**requests, GPU_RESOURCE: str(gpus)},
+        "limits": {**limits, GPU_RESOURCE: str(gpus)},
+    }
+
+
+def scratch_volumes(shm_size: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts): /tmp and a large /dev/shm, since the root filesystem is read-only."""
+    volumes = [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}},
+    ]
+    mounts = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+    ]
+    return volumes, mounts
+
+
+def store_volume(
+    spec: QuantizedModelSpec, *, read_only: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    volume = {
+        "name": STORE_VOLUME,
+        "persistentVolumeClaim": {"claimName": spec.engine.store.claim_name, "readOnly": read_only},
+    }
+    mount = {"name": STORE_VOLUME, "mountPath": STORE_MOUNT_PATH, "readOnly": read_only}
+    return volume, mount

@@ -1,0 +1,250 @@
+"""Deployments and Services that serve variants with trtllm-serve, and the engine-store PVC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qmo.api.buildcontract import ARTIFACTS_DIR, CHECKPOINT_SUBDIR, ENGINE_SUBDIR
+from qmo.api.quantizedmodel import EngineBackend, Precision, QuantizedModelSpec
+from qmo.manifests import labels, names
+from qmo.manifests.labels import Owner
+from qmo.manifests.pod import (
+    container_security_context,
+    placement,
+    pod_security_context,
+    resources,
+    scratch_volumes,
+    store_volume,
+)
+from qmo.planner.plan import PlannedVariant
+
+SERVER_CONTAINER = "server"
+HEALTH_PATH = "/health"
+PROBE_PERIOD_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class RolloutStrategy:
+    """How a variant's Deployment replaces pods without deadlocking on GPUs."""
+
+    strategy: dict[str, Any]
+    surge: bool  # False: no spare GPU for a surge pod, so one old pod goes first
+
+
+def rollout_strategy(variant: PlannedVariant, replicas: int) -> RolloutStrategy:
+    """Surge one pod when the class has GPUs for it; otherwise replace in place.
+
+    Without spare GPUs a surge pod would stay Pending forever and the rollout would hang.
+    """
+    tp = variant.tensor_parallel or 1
+    spare = variant.gpu_class.total_gpus - replicas * tp
+    if spare >= tp:
+        return RolloutStrategy(
+            {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}, True
+        )
+    return RolloutStrategy(
+        {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}, False
+    )
+
+
+def serve_args(spec: QuantizedModelSpec, variant: PlannedVariant) -> list[str]:
+    """trtllm-serve arguments: the artifact on the store, on all interfaces."""
+    assert variant.cache_key is not None
+    artifact = f"{ARTIFACTS_DIR}/{variant.cache_key}"
+    checkpoint = f"{artifact}/{CHECKPOINT_SUBDIR}"
+    args = [
+        f"{artifact}/{ENGINE_SUBDIR}"
+        if spec.engine.backend == EngineBackend.TENSORRT
+        else checkpoint,
+        "--host",
+        "0.0.0.0",  # trtllm-serve listens on localhost by default
+        "--port",
+        str(spec.serving.port),
+        "--tp_size",
+        str(variant.tensor_parallel or 1),
+        "--max_batch_size",
+        str(spec.engine.max_batch_size),
+        "--max_seq_len",
+        str(spec.engine.max_seq_len),
+    ]
+    if spec.engine.backend == EngineBackend.TENSORRT:
+        args += ["--backend", "tensorrt", "--tokenizer", checkpoint]
+    return args
+
+
+def _probes(spec: QuantizedModelSpec) -> dict[str, Any]:
+    """Startup tolerates slow model loads; after that, readiness and liveness are quick."""
+    http = {"path": HEALTH_PATH, "port": "http"}
+    return {
+        "startupProbe": {
+            "httpGet": http,
+            "periodSeconds": PROBE_PERIOD_SECONDS,
+            "failureThreshold": max(
+                1, spec.serving.startup_timeout_seconds // PROBE_PERIOD_SECONDS
+            ),
+            "timeoutSeconds": 5,
+        },
+        "readinessProbe": {
+            "httpGet": http,
+            "periodSeconds": PROBE_PERIOD_SECONDS,
+            "failureThreshold": 3,
+            "timeoutSeconds": 5,
+        },
+        "livenessProbe": {
+            "httpGet": http,
+            "periodSeconds": 20,
+            "failureThreshold": 3,
+            "timeoutSeconds": 10,
+        },
+    }
+
+
+def variant_labels(model: str, variant: PlannedVariant) -> dict[str, str]:
+    return {
+        **labels.common(model, "server"),
+        **labels.variant_selector(model, variant.name),
+        labels.PRECISION: variant.precision.value,
+        labels.GPU_CLASS: variant.gpu_class.name,
+    }
+
+
+def build_deployment(
+    spec: QuantizedModelSpec, variant: PlannedVariant, owner: Owner
+) -> dict[str, Any]:
+    assert variant.cache_key is not None
+    store, store_mount = store_volume(spec, read_only=True)
+    scratch, scratch_mounts = scratch_volumes("8Gi")
+    pod_labels = variant_labels(owner.name, variant)
+    strategy = rollout_strategy(variant, spec.serving.replicas)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": names.variant_deployment(owner.name, variant.name),
+            "namespace": owner.namespace,
+            "labels": pod_labels,
+            "annotations": {labels.REVISION_ANNOTATION: variant.cache_key},
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": {
+            "replicas": spec.serving.replicas,
+            "selector": {"matchLabels": labels.variant_selector(owner.name, variant.name)},
+            "strategy": strategy.strategy,
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    # The pod template changes only when the artifact does.
+                    "annotations": {labels.REVISION_ANNOTATION: variant.cache_key},
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security_context(),
+                    **placement(spec, variant.gpu_class),
+                    "containers": [
+                        {
+                            "name": SERVER_CONTAINER,
+                            "image": spec.engine.image,
+                            "command": ["trtllm-serve"],
+                            "args": serve_args(spec, variant),
+                            "env": [{"name": "HOME", "value": "/tmp"}],
+                            "ports": [
+                                {
+                                    "name": "http",
+                                    "containerPort": spec.serving.port,
+                                    "protocol": "TCP",
+                                }
+                            ],
+                            **_probes(spec),
+                            "resources": resources(
+                                spec.serving.resources.requests,
+                                spec.serving.resources.limits,
+                                variant.tensor_parallel or 1,
+                            ),
+                            "securityContext": container_security_context(),
+                            "volumeMounts": [store_mount, *scratch_mounts],
+                        }
+                    ],
+                    "volumes": [store, *scratch],
+                },
+            },
+        },
+    }
+
+
+def _service(
+    name: str,
+    owner: Owner,
+    selector: dict[str, str],
+    service_labels: dict[str, str],
+    port: int,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": service_labels,
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_variant_service(
+    spec: QuantizedModelSpec, variant: PlannedVariant, owner: Owner
+) -> dict[str, Any]:
+    """One Service per variant, so clients can pick a precision (model@int4-style routing)."""
+    return _service(
+        names.variant_service(owner.name, variant.name),
+        owner,
+        labels.variant_selector(owner.name, variant.name),
+        variant_labels(owner.name, variant),
+        spec.serving.port,
+    )
+
+
+def build_main_service(
+    spec: QuantizedModelSpec, precision: Precision | None, owner: Owner
+) -> dict[str, Any]:
+    """The model's Service: every variant under auto, else the chosen precision's variants."""
+    selector = {labels.MODEL: owner.name, labels.COMPONENT: "server"}
+    if precision is not None:
+        selector[labels.PRECISION] = precision.value
+    return _service(
+        names.main_service(owner.name),
+        owner,
+        selector,
+        labels.common(owner.name, "endpoint"),
+        spec.serving.port,
+    )
+
+
+def build_store_claim(spec: QuantizedModelSpec, namespace: str) -> dict[str, Any]:
+    """The engine store, when `engine.store.create` asks for it. Never owned: it outlives models."""
+    store = spec.engine.store
+    claim: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": store.claim_name,
+            "namespace": namespace,
+            "labels": {
+                "app.kubernetes.io/name": "qmo",
+                "app.kubernetes.io/component": "engine-store",
+                "app.kubernetes.io/managed-by": labels.MANAGED_BY,
+            },
+        },
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": store.size}},
+        },
+    }
+    if store.storage_class_name:
+        claim["spec"]["storageClassName"] = store.storage_class_name
+    return claim

@@ -1,0 +1,53 @@
+"""Prometheus metrics of the operator (served on --metrics-port at /metrics)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter as Tally
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter("qmo_reconcile_total", "Reconciles of QuantizedModels, by result.", ["result"])
+RECONCILE_SECONDS = Histogram(
+    "qmo_reconcile_duration_seconds",
+    "Time one reconcile takes.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+BUILDS_CREATED = Counter(
+    "qmo_builds_created_total", "Build Jobs created, by precision.", ["precision"]
+)
+VARIANTS = Gauge(
+    "qmo_variants", "Variants of a QuantizedModel, by phase.", ["namespace", "model", "phase"]
+)
+ROLLBACKS = Counter(
+    "qmo_rollbacks_total",
+    "Variants rolled back or moved down the precision ladder after a quality regression.",
+    ["namespace", "model", "variant", "action"],
+)
+QUALITY_VERDICTS = Counter(
+    "qmo_quality_verdicts_total", "QualityReports judged, by verdict.", ["verdict"]
+)
+
+PHASES = (
+    "Pending",
+    "Building",
+    "Deploying",
+    "Serving",
+    "Unsupported",
+    "BuildFailed",
+    "Evaluating",
+    "RolledBack",
+)
+
+
+def observe_variants(namespace: str, model: str, phases: list[str]) -> None:
+    """Set the per-phase variant counts of one model (every phase, so stale ones drop to 0)."""
+    counts = Tally(phases)
+    for phase in PHASES:
+        VARIANTS.labels(namespace=namespace, model=model, phase=phase).set(counts.get(phase, 0))
+
+
+def forget_model(namespace: str, model: str) -> None:
+    for phase in PHASES:
+        with contextlib.suppress(KeyError):
+            VARIANTS.remove(namespace, model, phase)

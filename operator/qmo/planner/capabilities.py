@@ -1,0 +1,98 @@
+"""What a GPU class can run: precision and KV-cache support as small named predicates.
+
+Each predicate returns `None` when the combination works, or a `Refusal` whose reason becomes
+the variant's reason (and Event reason) and whose message says why in one sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qmo.api.quantizedmodel import EngineBackend, KvCacheDtype, Precision
+from qmo.gpu import ComputeCapability, GpuClass
+
+AMPERE = ComputeCapability(8, 0)
+ADA = ComputeCapability(8, 9)
+BLACKWELL = ComputeCapability(10, 0)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    message: str
+
+
+def _needs(gpu: GpuClass, minimum: ComputeCapability, what: str) -> Refusal | None:
+    if gpu.compute_capability >= minimum:
+        return None
+    return Refusal(
+        "PrecisionUnsupported",
+        f"{what} needs compute capability {minimum}; {gpu.product} has {gpu.compute_capability}",
+    )
+
+
+def runtime_supports(gpu: GpuClass) -> Refusal | None:
+    """TensorRT-LLM runs on Ampere and newer."""
+    if gpu.compute_capability >= AMPERE:
+        return None
+    return Refusal(
+        "GpuUnsupported",
+        f"TensorRT-LLM needs compute capability {AMPERE} or newer; "
+        f"{gpu.product} has {gpu.compute_capability}",
+    )
+
+
+def precision_supported(
+    precision: Precision, gpu: GpuClass, backend: EngineBackend
+) -> Refusal | None:
+    """Can `gpu` serve `precision` on `backend`? (The capability matrix of DESIGN.md.)"""
+    if precision == Precision.FP8:
+        return _needs(gpu, ADA, "fp8")
+    if precision == Precision.INT8:
+        if backend != EngineBackend.TENSORRT:
+            return Refusal(
+                "BackendUnsupported",
+                "int8 (W8A8 SmoothQuant) needs the tensorrt engine backend",
+            )
+        return _needs(gpu, AMPERE, "int8")
+    if precision in (Precision.INT4_AWQ, Precision.INT4_GPTQ, Precision.BF16):
+        return _needs(gpu, AMPERE, precision.value)
+    return Refusal("PrecisionUnsupported", f"{precision.value} cannot be built")
+
+
+def auto_precision(gpu: GpuClass, backend: EngineBackend) -> Precision:
+    """fp8 on SM >= 8.9, int8 SmoothQuant on Ampere (tensorrt backend), else unquantized.
+
+    `bf16` stands for "unquantized": a model whose native dtype is fp16 is served in fp16.
+    """
+    if gpu.compute_capability >= ADA:
+        return Precision.FP8
+    if gpu.compute_capability >= AMPERE and backend == EngineBackend.TENSORRT:
+        return Precision.INT8
+    return Precision.BF16
+
+
+def resolve_kv_cache(
+    requested: KvCacheDtype, precision: Precision, gpu: GpuClass, backend: EngineBackend
+) -> tuple[str, Refusal | None]:
+    """The KV-cache dtype to build with, or why the requested one cannot be used.
+
+    auto keeps the BF16 reference unquantized (it is what quality is judged against) and
+    otherwise takes fp8 where the GPU has it, int8 on the tensorrt backend, bf16 elsewhere.
+    """
+    if requested == KvCacheDtype.AUTO:
+        if precision == Precision.BF16:
+            return "bf16", None
+        if gpu.compute_capability >= ADA:
+            return "fp8", None
+        return ("int8", None) if backend == EngineBackend.TENSORRT else ("bf16", None)
+    if requested == KvCacheDtype.FP8:
+        return "fp8", _needs(gpu, ADA, "an fp8 KV cache")
+    if requested == KvCacheDtype.NVFP4:
+        return "nvfp4", _needs(gpu, BLACKWELL, "an nvfp4 KV cache")
+    if requested == KvCacheDtype.INT4:
+        return "int4", Refusal(
+            "KvCacheUnsupported",
+            "TensorRT-LLM has no INT4 KV cache; the 4-bit KV cache is nvfp4 (Blackwell only)",
+        )
+    return requested.value, None

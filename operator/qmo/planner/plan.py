@@ -1,0 +1,425 @@
+"""The plan: from a QuantizedModel spec and what the cluster holds, the variants to run.
+
+Pure. The reconciler gathers `Observed` (GPU inventory, builds, Deployments) and calls
+`plan_model`; every decision here is a named predicate whose reason ends up in status and in
+an Event, so `kubectl describe qm` answers "why?".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from qmo.api.buildcontract import (
+    ARTIFACTS_DIR,
+    BuildLimits,
+    BuildRequest,
+    ExpectedGpu,
+    SourceRef,
+)
+from qmo.api.quantizedmodel import Precision, QuantizedModelSpec
+from qmo.gpu import GpuClass, GpuInventory
+from qmo.planner import memory
+from qmo.planner.cachekey import cache_key
+from qmo.planner.capabilities import (
+    Refusal,
+    auto_precision,
+    precision_supported,
+    resolve_kv_cache,
+    runtime_supports,
+)
+
+# Where a pvc:// source is mounted in build pods, read-only.
+SOURCE_MOUNT_PATH = "/model"
+TOKEN_ENV = "HF_TOKEN"
+# Which precision the main Service prefers when several serve: fastest first on Hopper.
+SERVING_PREFERENCE = (
+    Precision.FP8,
+    Precision.INT8,
+    Precision.INT4_AWQ,
+    Precision.INT4_GPTQ,
+    Precision.BF16,
+)
+
+
+class Action(StrEnum):
+    BUILD = "Build"  # no artifact yet and no build running: create the build Job
+    WAIT = "Wait"  # the build is running
+    DEPLOY = "Deploy"  # the artifact is ready: apply the Deployment and Service
+    BLOCKED = "Blocked"  # nothing can run: unsupported, or the build failed
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    BUILDING = "Building"
+    DEPLOYING = "Deploying"
+    SERVING = "Serving"
+    UNSUPPORTED = "Unsupported"
+    BUILD_FAILED = "BuildFailed"
+
+
+class BuildState(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class BuildObservation:
+    """What the cluster says about the build of one cache key."""
+
+    cache_key: str
+    state: BuildState
+    job: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    artifact_path: str | None = None
+    # True when the artifact record already existed, i.e. this model did not trigger the build.
+    recorded: bool = False
+
+
+@dataclass(frozen=True)
+class DeploymentObservation:
+    name: str
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+    revision: str | None  # the cache key its pod template serves
+
+
+@dataclass(frozen=True)
+class Observed:
+    inventory: GpuInventory
+    builds: dict[str, BuildObservation] = field(default_factory=dict)
+    deployments: dict[str, DeploymentObservation] = field(default_factory=dict)
+    # PersistentVolumeClaims of this namespace (None: not looked up, assume present).
+    claims: frozenset[str] | None = None
+
+
+def source_claim(spec: QuantizedModelSpec) -> str | None:
+    source = spec.model.source
+    return source.removeprefix("pvc://").split("/", 1)[0] if source.startswith("pvc://") else None
+
+
+def missing_claim(spec: QuantizedModelSpec, observed: Observed) -> Refusal | None:
+    """Build pods mount the engine store (and a pvc:// source): without them they never start."""
+    if observed.claims is None:
+        return None
+    store = spec.engine.store
+    if not store.create and store.claim_name not in observed.claims:
+        return Refusal(
+            "EngineStoreNotFound",
+            f"engine store claim {store.claim_name} does not exist; create it or set "
+            "engine.store.create: true",
+        )
+    claim = source_claim(spec)
+    if claim is not None and claim not in observed.claims:
+        return Refusal("SourceClaimNotFound", f"model source claim {claim} does not exist")
+    return None
+
+
+@dataclass(frozen=True)
+class PlannedVariant:
+    name: str
+    gpu_class: GpuClass
+    requested_precision: Precision
+    precision: Precision
+    kv_cache_dtype: str
+    action: Action
+    phase: Phase
+    reason: str
+    message: str
+    tensor_parallel: int | None = None
+    memory_per_gpu_gib: float | None = None
+    build: BuildRequest | None = None
+    build_gpus: int | None = None
+    observed_build: BuildObservation | None = None
+    deployment: DeploymentObservation | None = None
+
+    @property
+    def cache_key(self) -> str | None:
+        return self.build.cache_key if self.build else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    variants: tuple[PlannedVariant, ...]
+    # Labels (beyond the model's) that the main Service selects, and what that means.
+    main_precision: Precision | None
+    main_variants: tuple[str, ...]
+    notes: tuple[Refusal, ...] = ()
+
+
+def variant_name(gpu: GpuClass, precision: Precision) -> str:
+    return f"{gpu.name}-{precision.value}"
+
+
+def source_ref(spec: QuantizedModelSpec) -> SourceRef:
+    """The checkpoint location as the build pod sees it."""
+    source = spec.model.source
+    if source.startswith("pvc://"):
+        _, _, path = source.removeprefix("pvc://").partition("/")
+        uri = f"{SOURCE_MOUNT_PATH}/{path}".rstrip("/")
+    else:
+        uri = source
+    return SourceRef(
+        uri=uri,
+        revision=spec.model.revision,
+        format=spec.model.format,
+        dtype=spec.model.dtype,
+        token_env=TOKEN_ENV if spec.model.credentials_secret_ref else None,
+    )
+
+
+def build_request(
+    spec: QuantizedModelSpec,
+    gpu: GpuClass,
+    precision: Precision,
+    kv_dtype: str,
+    tensor_parallel: int,
+) -> BuildRequest:
+    """The build of one variant; its cache key hashes everything that shapes the artifact."""
+    engine = spec.engine
+    limits = BuildLimits(
+        max_batch_size=engine.max_batch_size,
+        max_seq_len=engine.max_seq_len,
+        max_num_tokens=engine.max_num_tokens,
+    )
+    expected = ExpectedGpu(product=gpu.product, compute_capability=str(gpu.compute_capability))
+    content = {
+        "source": spec.model.source,
+        "revision": spec.model.revision,
+        "format": spec.model.format.value,
+        "dtype": spec.model.dtype.value,
+        "precision": precision.value,
+        "kvCacheDtype": kv_dtype,
+        "quantization": spec.quantization.to_wire() if precision != Precision.BF16 else None,
+        "backend": engine.backend.value,
+        "image": engine.image,
+        "gpu": expected.to_wire(),
+        "tensorParallel": tensor_parallel,
+        "limits": limits.to_wire(),
+    }
+    key = cache_key(content)
+    return BuildRequest(
+        cache_key=key,
+        source=source_ref(spec),
+        precision=precision.value,
+        kv_cache_dtype=kv_dtype,
+        quantization=spec.quantization,
+        backend=engine.backend,
+        tensor_parallel=tensor_parallel,
+        limits=limits,
+        gpu=expected,
+        output_dir=f"{ARTIFACTS_DIR}/{key}",
+    )
+
+
+def _choose_tensor_parallel(
+    spec: QuantizedModelSpec, gpu: GpuClass, precision: Precision, kv_dtype: str
+) -> tuple[int | None, float | None, Refusal | None]:
+    """(TP, estimated GiB per GPU, refusal). Explicit TP is checked; auto is estimated."""
+    size = spec.model.size
+    estimate = None
+    if size is not None:
+        estimate = memory.estimate(
+            size, precision, kv_dtype, spec.engine.max_seq_len, spec.engine.max_batch_size
+        )
+    requested = spec.gpu.tensor_parallel
+    if requested != "auto":
+        tp = int(requested)
+        if tp > gpu.gpus_per_node:
+            return (
+                None,
+                None,
+                Refusal(
+                    "NotEnoughGpus",
+                    f"tensorParallel {tp} needs {tp} GPUs on one node; "
+                    f"{gpu.name} nodes have {gpu.gpus_per_node}",
+                ),
+            )
+        return tp, round(estimate.per_gpu_gib(tp), 1) if estimate else None, None
+    if estimate is None:
+        return 1, None, None
+    tp_fit = memory.smallest_fitting_tp(estimate, gpu.memory_mib, gpu.gpus_per_node)
+    if tp_fit is None:
+        most = min(gpu.gpus_per_node, memory.TP_SIZES[-1])
+        return (
+            None,
+            round(estimate.per_gpu_gib(most), 1),
+            Refusal(
+                "DoesNotFit",
+                f"{precision.value} needs about {estimate.per_gpu_gib(most):.1f} GiB per GPU "
+                f"even at tensorParallel {most}; {gpu.name} has {gpu.memory_mib} MiB per GPU "
+                f"(lower engine.maxBatchSize or maxSeqLen, or pick a smaller precision)",
+            ),
+        )
+    return tp_fit, round(estimate.per_gpu_gib(tp_fit), 1), None
+
+
+def _build_gpus(spec: QuantizedModelSpec, gpu: GpuClass, tp: int) -> tuple[int, Refusal | None]:
+    wanted = spec.engine.build.gpus
+    gpus = tp if wanted == "auto" else int(wanted)
+    if gpus > gpu.gpus_per_node:
+        return gpus, Refusal(
+            "NotEnoughGpus",
+            f"the build asks for {gpus} GPUs on one node; {gpu.name} nodes have "
+            f"{gpu.gpus_per_node}",
+        )
+    return gpus, None
+
+
+def _blocked(
+    name: str, gpu: GpuClass, requested: Precision, precision: Precision, kv: str, why: Refusal
+) -> PlannedVariant:
+    return PlannedVariant(
+        name=name,
+        gpu_class=gpu,
+        requested_precision=requested,
+        precision=precision,
+        kv_cache_dtype=kv,
+        action=Action.BLOCKED,
+        phase=Phase.UNSUPPORTED,
+        reason=why.reason,
+        message=why.message,
+    )
+
+
+def plan_variant(
+    spec: QuantizedModelSpec, gpu: GpuClass, requested: Precision, observed: Observed
+) -> PlannedVariant:
+    """Decide one (GPU class x precision) variant, from capability checks to rollout state."""
+    backend = spec.engine.backend
+    precision = auto_precision(gpu, backend) if requested == Precision.AUTO else requested
+    name = variant_name(gpu, precision)
+    kv_dtype, kv_refusal = resolve_kv_cache(spec.kv_cache_dtype, precision, gpu, backend)
+    refusal = runtime_supports(gpu) or precision_supported(precision, gpu, backend) or kv_refusal
+    if refusal is not None:
+        return _blocked(name, gpu, requested, precision, kv_dtype, refusal)
+    tp, per_gpu, tp_refusal = _choose_tensor_parallel(spec, gpu, precision, kv_dtype)
+    if tp_refusal is not None or tp is None:
+        assert tp_refusal is not None
+        return _blocked(name, gpu, requested, precision, kv_dtype, tp_refusal)
+    build_gpus, gpus_refusal = _build_gpus(spec, gpu, tp)
+    if gpus_refusal is not None:
+        return _blocked(name, gpu, requested, precision, kv_dtype, gpus_refusal)
+
+    request = build_request(spec, gpu, precision, kv_dtype, tp)
+    seen = observed.builds.get(request.cache_key)
+    deployment = observed.deployments.get(name)
+    action, phase, reason, message = _rollout_state(spec, request, seen, deployment)
+    claim_refusal = missing_claim(spec, observed)
+    if action == Action.BUILD and claim_refusal is not None:
+        action, phase = Action.BLOCKED, Phase.PENDING
+        reason, message = claim_refusal.reason, claim_refusal.message
+    return PlannedVariant(
+        name=name,
+        gpu_class=gpu,
+        requested_precision=requested,
+        precision=precision,
+        kv_cache_dtype=kv_dtype,
+        action=action,
+        phase=phase,
+        reason=reason,
+        message=message,
+        tensor_parallel=tp,
+        memory_per_gpu_gib=per_gpu,
+        build=request,
+        build_gpus=build_gpus,
+        observed_build=seen,
+        deployment=deployment,
+    )
+
+
+def _rollout_state(
+    spec: QuantizedModelSpec,
+    request: BuildRequest,
+    seen: BuildObservation | None,
+    deployment: DeploymentObservation | None,
+) -> tuple[Action, Phase, str, str]:
+    """Where a buildable variant stands: build, wait, deploy, serving, or failed."""
+    if seen is None:
+        return Action.BUILD, Phase.BUILDING, "BuildScheduled", "a build Job will be created"
+    if seen.state in (BuildState.PENDING, BuildState.RUNNING):
+        return Action.WAIT, Phase.BUILDING, "BuildRunning", f"build Job {seen.job} is running"
+    if seen.state == BuildState.FAILED:
+        detail = seen.message or "the build Job failed"
+        return Action.BLOCKED, Phase.BUILD_FAILED, seen.reason or "BuildFailed", detail
+    wanted = spec.serving.replicas
+    if (
+        deployment is not None
+        and deployment.revision == request.cache_key
+        and deployment.updated_replicas >= wanted
+        and deployment.ready_replicas >= wanted
+    ):
+        return Action.DEPLOY, Phase.SERVING, "Serving", f"{wanted} replica(s) ready"
+    ready = deployment.ready_replicas if deployment else 0
+    return Action.DEPLOY, Phase.DEPLOYING, "RollingOut", f"{ready}/{wanted} replica(s) ready"
+
+
+def _selected_classes(
+    spec: QuantizedModelSpec, inventory: GpuInventory
+) -> tuple[list[GpuClass], list[Refusal]]:
+    present = inventory.by_name()
+    if spec.gpu.classes == ["auto"]:
+        if not present:
+            return [], [Refusal("NoGpuClasses", "no schedulable GPU nodes were found")]
+        return list(present.values()), []
+    chosen, notes = [], []
+    for name in spec.gpu.classes:
+        if name in present:
+            chosen.append(present[name])
+        else:
+            available = ", ".join(sorted(present)) or "none"
+            notes.append(
+                Refusal(
+                    "GpuClassNotFound",
+                    f"GPU class {name} is not among schedulable nodes (present: {available})",
+                )
+            )
+    return chosen, notes
+
+
+def _main_precision(
+    spec: QuantizedModelSpec, variants: list[PlannedVariant]
+) -> tuple[Precision | None, tuple[str, ...]]:
+    """Which precision the model's main Service selects (None: every variant, for auto)."""
+    if spec.precisions == [Precision.AUTO] and spec.serving.default == Precision.AUTO:
+        return None, tuple(v.name for v in variants if v.action != Action.BLOCKED)
+    if spec.serving.default != Precision.AUTO:
+        chosen: Precision | None = spec.serving.default
+    else:
+        ready = {v.precision for v in variants if v.phase == Phase.SERVING}
+        runnable = {v.precision for v in variants if v.action != Action.BLOCKED}
+        chosen = next((p for p in SERVING_PREFERENCE if p in ready), None) or next(
+            (p for p in SERVING_PREFERENCE if p in runnable), None
+        )
+    members = tuple(
+        v.name for v in variants if v.precision == chosen and v.action != Action.BLOCKED
+    )
+    return chosen, members
+
+
+def plan_model(spec: QuantizedModelSpec, observed: Observed) -> Plan:
+    """Every variant of the model, and which ones the main Service serves."""
+    classes, notes = _selected_classes(spec, observed.inventory)
+    for unknown in observed.inventory.unknown:
+        notes.append(
+            Refusal("UnknownGpu", f"node {unknown.node} ({unknown.product}): {unknown.reason}")
+        )
+    if spec.model.revision is None:
+        notes.append(
+            Refusal(
+                "UnpinnedRevision",
+                "model.revision is not set: builds use the source's latest and cannot be "
+                "reproduced; pin a commit or tag",
+            )
+        )
+    variants = [
+        plan_variant(spec, gpu, requested, observed)
+        for gpu in classes
+        for requested in spec.precisions
+    ]
+    main_precision, members = _main_precision(spec, variants)
+    return Plan(tuple(variants), main_precision, members, tuple(notes))
