@@ -1,0 +1,1 @@
+"""GPU scripts: run on a machine with an NVIDIA GPU, never in CI."""
