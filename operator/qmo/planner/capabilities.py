@@ -96,3 +96,29 @@ def resolve_kv_cache(
             "TensorRT-LLM has no INT4 KV cache; the 4-bit KV cache is nvfp4 (Blackwell only)",
         )
     return requested.value, None
+
+
+# Toward quality: a regressed variant falls back one rung at a time.
+PRECISION_LADDER = (
+    Precision.INT4_AWQ,
+    Precision.INT4_GPTQ,
+    Precision.INT8,
+    Precision.FP8,
+    Precision.BF16,
+)
+
+
+def fallback_precision(
+    precision: Precision, gpu: GpuClass, backend: EngineBackend
+) -> Precision | None:
+    """The next precision up the ladder that `gpu` can run; None at the top (bf16).
+
+    int4-awq and int4-gptq are one rung: falling from either goes to int8.
+    """
+    start = PRECISION_LADDER.index(precision)
+    if precision == Precision.INT4_AWQ:
+        start += 1  # skip its int4 sibling
+    for candidate in PRECISION_LADDER[start + 1 :]:
+        if precision_supported(candidate, gpu, backend) is None:
+            return candidate
+    return None
