@@ -34,6 +34,7 @@ import enum
 import json
 import logging
 import os
+import signal
 import socket
 import time
 import uuid
@@ -429,8 +430,9 @@ async def _serve_standby_health(port: int | None) -> asyncio.Server | None:
     return await asyncio.start_server(respond, "0.0.0.0", port)
 
 
-async def _renew_until_lost(elector: LeaderElector, stop: asyncio.Event) -> None:
-    while not stop.is_set():
+async def _renew_until_lost(elector: LeaderElector, stop: asyncio.Event) -> bool:
+    """Renew every retry period; True (after setting `stop`) once leadership is lost."""
+    while True:
         await asyncio.sleep(elector.config.retry_period)
         if await _attempt(elector):
             continue
@@ -443,16 +445,35 @@ async def _renew_until_lost(elector: LeaderElector, stop: asyncio.Event) -> None
             )
             IS_LEADER.set(0)
             stop.set()
-            return
+            return True
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT set `stop` until kopf installs its own handlers (it does, when it starts).
+
+    Without this, a signal that lands between acquiring the Lease and kopf's start would kill
+    the process without releasing the Lease, and the next replica would wait it out.
+    """
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(signum, stop.set)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=seconds)
 
 
 async def lead(elector: LeaderElector, work: Work, *, health_port: int | None = None) -> int:
     """Wait to become leader, run `work` while leading; the process exit code.
 
-    0 after `work` returned on its own (the Lease is released first); LOST_LEADERSHIP_EXIT_CODE
-    when the Lease was lost and `work` was stopped through its event.
+    0 after a signal or after `work` returned on its own (a held Lease is released first);
+    LOST_LEADERSHIP_EXIT_CODE when the Lease was lost and `work` was stopped through its event.
     """
     config = elector.config
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
     IS_LEADER.set(0)
     health = await _serve_standby_health(health_port)
     log.info(
@@ -462,25 +483,34 @@ async def lead(elector: LeaderElector, work: Work, *, health_port: int | None = 
         config.identity,
     )
     try:
-        while not await _attempt(elector):
-            await asyncio.sleep(config.retry_period)
+        while not stop.is_set() and not await _attempt(elector):
+            await _wait(stop, config.retry_period)
     finally:
         if health is not None:
             health.close()
             await health.wait_closed()
+    if stop.is_set():  # signalled while standing by (or just after acquiring)
+        if elector.is_leader:
+            await asyncio.to_thread(elector.release)
+        return 0
     IS_LEADER.set(1)
 
-    stop = asyncio.Event()
     # Started before `work`: kopf cancels every task created after it starts, not this one.
     renewing = asyncio.create_task(_renew_until_lost(elector, stop), name="qmo lease renewal")
     try:
         await work(stop)
     finally:
+        lost = (
+            renewing.done()
+            and not renewing.cancelled()
+            and renewing.exception() is None
+            and renewing.result()
+        )
         renewing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await renewing
-        if not stop.is_set():
+        if not lost:
             IS_LEADER.set(0)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(elector.release)
-    return LOST_LEADERSHIP_EXIT_CODE if stop.is_set() else 0
+    return LOST_LEADERSHIP_EXIT_CODE if lost else 0
