@@ -17,11 +17,15 @@ bench=$?
 
 cli() {  # qmo-builder as the Job runs it; prints exit code and termination message
   local spec=$1
-  python3 -m qmo.builder.cli build --spec "e2e/gpu/specs/$spec" --termination-log "/tmp/term-$spec"
-  echo "qmo-builder $spec: exit=$? termination=$(cat "/tmp/term-$spec" 2>/dev/null)"
+  python3 -m qmo.builder build --spec "e2e/gpu/specs/$spec" --termination-log "/tmp/term-$spec"
+  local rc=$?
+  echo "qmo-builder $spec: exit=$rc termination=$(cat "/tmp/term-$spec" 2>/dev/null)"
 }
-python3 -m qmo.builder.cli build --spec e2e/gpu/specs/fp8-h100.json --dry-run
+python3 -m qmo.builder build --spec e2e/gpu/specs/fp8-h100.json --dry-run
 cli fp8-h100.json     # a real build through the CLI
 cli fp8-h100.json     # the same cache key again: a no-op
 cli int4-a100.json    # an A100 build scheduled on this GPU: refused, exit 3
+cp /tmp/qmo-builder-bench/store/artifacts/cli-fp8-h100-0001/qmo-artifact.json \
+  "$OUT/manifest-cli-fp8.json" 2>/dev/null
+ls -la /tmp/qmo-builder-bench/store/artifacts/
 exit $bench

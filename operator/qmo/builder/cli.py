@@ -201,3 +201,7 @@ def _finish(path: Path, cache_key: str, code: int, reason: str, message: str) ->
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated("the build was terminated (SIGTERM): deadline or pod deletion")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
