@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from qmo.api.crd import write_crds
+from qmo.config import DEFAULT_BUILDER_IMAGE, DEFAULT_EVALUATOR_IMAGE
 from qmo.manifests_io import ManifestError, load_resources
 
 DEFAULT_CRD_DIRS = (Path("crds"), Path("charts/qmo/crds"))
@@ -37,9 +39,85 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from qmo.config import OperatorConfig
+    from qmo.runner import RunOptions, run
+
+    config = OperatorConfig(
+        namespaces=tuple(args.namespace or ()),
+        builder_image=args.builder_image,
+        evaluator_image=args.evaluator_image,
+        resync_seconds=args.resync_seconds,
+    )
+    election = None
+    if args.leader_elect:
+        from qmo.leader import ElectionConfig, default_identity
+
+        try:
+            election = ElectionConfig(
+                lease_name=args.lease_name,
+                lease_namespace=args.lease_namespace,
+                identity=default_identity(),
+                lease_duration=args.lease_duration,
+                renew_deadline=args.renew_deadline,
+                retry_period=args.retry_period,
+            )
+        except ValueError as err:
+            print(f"qmo run: {err}", file=sys.stderr)
+            return 2
+    options = RunOptions(
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        verbose=args.verbose,
+        leader_election=election,
+    )
+    return run(config, options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qmo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator against the current kubeconfig")
+    run.add_argument(
+        "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
+    )
+    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port")
+    run.add_argument("--health-port", type=int, default=8081, help="/healthz liveness port")
+    run.add_argument("--builder-image", default=DEFAULT_BUILDER_IMAGE, help="qmo-builder image")
+    run.add_argument("--evaluator-image", default=DEFAULT_EVALUATOR_IMAGE, help="qmo-eval image")
+    run.add_argument(
+        "--resync-seconds", type=float, default=60.0, help="re-check every model this often"
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    election = run.add_argument_group(
+        "leader election", "with several replicas, only the holder of a Lease reconciles"
+    )
+    election.add_argument(
+        "--leader-elect", action="store_true", help="reconcile only while holding the Lease"
+    )
+    election.add_argument("--lease-name", default="qmo-operator", help="the Lease's name")
+    election.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", ""),
+        help="the Lease's namespace (default: $POD_NAMESPACE)",
+    )
+    election.add_argument(
+        "--lease-duration",
+        type=int,
+        default=15,
+        help="seconds a standby waits on an unrenewed Lease before taking over",
+    )
+    election.add_argument(
+        "--renew-deadline",
+        type=float,
+        default=10.0,
+        help="seconds the leader keeps trying to renew before it stops reconciling",
+    )
+    election.add_argument(
+        "--retry-period", type=float, default=2.0, help="seconds between Lease reads/renewals"
+    )
+    run.set_defaults(func=_cmd_run)
 
     crds = commands.add_parser("crds", help="write the CRD YAML generated from the API models")
     crds.add_argument(

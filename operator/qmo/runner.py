@@ -1,0 +1,76 @@
+"""Runs the operator process: metrics, health endpoints, kopf and the reconcile workers.
+
+`qmo run` calls `run()`. kopf only feeds events into the work queue (see qmo.controller);
+this module wires the process together and owns its lifetime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import kopf
+from prometheus_client import start_http_server
+
+from qmo.config import OperatorConfig
+from qmo.leader import IS_LEADER, ElectionConfig, LeaderElector, lead
+
+log = logging.getLogger("qmo")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Process-level options of `qmo run`."""
+
+    metrics_port: int = 8080
+    health_port: int = 8081
+    verbose: bool = False
+    leader_election: ElectionConfig | None = None  # None: this process always reconciles
+
+
+async def run_operator(
+    config: OperatorConfig, options: RunOptions, stop_flag: asyncio.Event | None = None
+) -> None:
+    """Run kopf with qmo's handlers until `stop_flag` is set or the process is signalled."""
+    import qmo.controller  # noqa: F401  (registers the kopf handlers)
+
+    await kopf.operator(
+        standalone=True,
+        clusterwide=not config.namespaces,
+        namespaces=list(config.namespaces),
+        liveness_endpoint=f"http://0.0.0.0:{options.health_port}/healthz",
+        memo=kopf.Memo(config=config),
+        stop_flag=stop_flag,
+    )
+
+
+def run(config: OperatorConfig, options: RunOptions) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if options.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Metrics come up first, so a standby is scraped too (qmo_leader 0).
+    start_http_server(options.metrics_port)
+    election = options.leader_election
+    if election is None:
+        IS_LEADER.set(1)
+        asyncio.run(run_operator(config, options))
+        return 0
+    return asyncio.run(_run_elected(config, options, election))
+
+
+async def _run_elected(
+    config: OperatorConfig, options: RunOptions, election: ElectionConfig
+) -> int:
+    """Acquire the Lease, then run kopf until it stops or the Lease is lost (exit non-zero)."""
+    from qmo.leader import KubernetesLeaseClient, kubernetes_api_client
+
+    api = await asyncio.to_thread(kubernetes_api_client)
+    client = KubernetesLeaseClient(election, api, request_timeout=election.renew_deadline / 2)
+    elector = LeaderElector(election, client)
+
+    async def reconcile(stop: asyncio.Event) -> None:
+        await run_operator(config, options, stop_flag=stop)
+
+    return await lead(elector, reconcile, health_port=options.health_port)
