@@ -26,6 +26,7 @@ from qmo.fleet import build_nodes, load_fleet
 
 REPO = Path(__file__).resolve().parents[2]
 FLEETS_DIR = REPO / "e2e" / "fleets"
+STAGES = REPO / "e2e" / "stages" / "stages.yaml"
 STATE_DIR = REPO / ".qmo" / "clusters"
 
 KWOKCTL_CONFIG = {
@@ -152,7 +153,8 @@ class LocalCluster:
         config.write_text(yaml.safe_dump({**KWOKCTL_CONFIG, "options": options}))
         bins = Path(self.bin_dir)
         self._kwokctl(
-            "create", "cluster", "--name", self.name, "--config", str(config),
+            "create", "cluster", "--name", self.name,
+            "--config", str(config), "--config", str(STAGES),
             "--kube-apiserver-binary", str(bins / "kube-apiserver"),
             "--kube-controller-manager-binary", str(bins / "kube-controller-manager"),
             "--kube-scheduler-binary", str(bins / "kube-scheduler"),

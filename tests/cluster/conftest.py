@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from tests.support.kube import REPO, ClusterHandle, delete_namespace, open_test_cluster, unique_name
+from tests.support.operator import running_operator
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +37,42 @@ def namespace(cluster: ClusterHandle) -> Iterator[str]:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     delete_namespace(core, name)
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: ClusterHandle, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """qmo itself, watching every namespace; yields its log file."""
+    log = tmp_path_factory.mktemp("operator") / "qmo.log"
+    with running_operator(cluster.kubeconfig, log):
+        yield log
+
+
+@pytest.fixture
+def engine_store(cluster: ClusterHandle, namespace: str) -> Iterator[str]:
+    """A bound ReadWriteMany claim `qmo-engines` (static PV: kwok has no provisioner)."""
+    volume = f"engines-{namespace}"
+    cluster.apply_yaml(
+        f"""
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {volume}}}
+spec:
+  capacity: {{storage: 500Gi}}
+  accessModes: [ReadWriteMany]
+  hostPath: {{path: /tmp/{volume}}}
+  claimRef: {{namespace: {namespace}, name: qmo-engines}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: qmo-engines, namespace: {namespace}}}
+spec:
+  accessModes: [ReadWriteMany]
+  resources: {{requests: {{storage: 500Gi}}}}
+  storageClassName: ""
+  volumeName: {volume}
+"""
+    )
+    yield "qmo-engines"
+    cluster.kubectl("delete", "pv", volume, "--wait=false", check=False)

@@ -53,6 +53,61 @@ class ClusterHandle:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
 
+    def apply_yaml(self, text: str, namespace: str | None = None) -> None:
+        args = ["apply", "--server-side", "--field-manager=qmo-tests", "-f", "-"]
+        self.kubectl(*args, *(["-n", namespace] if namespace else []), input=text)
+
+    def model(self, namespace: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.custom().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
+        return found
+
+    def wait_for_model(
+        self,
+        namespace: str,
+        name: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        timeout: int = 60,
+        describe: str = "the QuantizedModel",
+    ) -> dict[str, Any]:
+        found: dict[str, Any] = wait_for(
+            self.custom().list_namespaced_custom_object,
+            lambda o: o["metadata"]["name"] == name and predicate(o),
+            timeout=timeout,
+            describe=describe,
+            group=GROUP,
+            version=VERSION,
+            namespace=namespace,
+            plural=PLURAL,
+        )
+        return found
+
+
+GROUP, VERSION, PLURAL = "qmo.dev", "v1alpha1", "quantizedmodels"
+
+
+def condition(model: dict[str, Any], type_: str) -> dict[str, Any]:
+    for cond in (model.get("status") or {}).get("conditions") or []:
+        if cond["type"] == type_:
+            found: dict[str, Any] = cond
+            return found
+    return {}
+
+
+def variants(model: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in (model.get("status") or {}).get("variants") or []}
+
+
+def is_ready(model: dict[str, Any]) -> bool:
+    generation = model["metadata"]["generation"]
+    status = model.get("status") or {}
+    return (
+        status.get("observedGeneration") == generation
+        and condition(model, "Ready").get("status") == "True"
+    )
+
 
 def open_test_cluster(name: str) -> Iterator[ClusterHandle]:
     """Start the local control plane with the mixed fleet, or use QMO_TEST_KUBECONFIG."""
@@ -110,3 +165,27 @@ def wait_for(
 def delete_namespace(core: client.CoreV1Api, name: str) -> None:
     with suppress(client.ApiException):
         core.delete_namespace(name)
+
+
+def wait_until_none(
+    list_fn: Callable[..., Any], *, timeout: int = 60, describe: str = "objects", **list_kwargs: Any
+) -> None:
+    """Wait until `list_fn` lists nothing, re-checking on each watch event of that kind."""
+
+    def empty() -> tuple[bool, str]:
+        listing = list_fn(**list_kwargs)
+        return not listing.items, listing.metadata.resource_version
+
+    done, version = empty()
+    if done:
+        return
+    stream = watch.Watch()
+    try:
+        for _ in stream.stream(
+            list_fn, resource_version=version, timeout_seconds=timeout, **list_kwargs
+        ):
+            if empty()[0]:
+                return
+    finally:
+        stream.stop()
+    raise AssertionError(f"timed out after {timeout}s waiting for {describe} to be gone")

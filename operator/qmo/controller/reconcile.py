@@ -226,13 +226,19 @@ def _delete_stale(kube: Kube, plan: Plan, found: Gathered, owner: Owner) -> None
 def _rollout_notes(
     spec: QuantizedModelSpec, plan: Plan, previous: QuantizedModelStatus | None
 ) -> list[Decision]:
-    """Say when a variant must roll without a surge pod (no spare GPU for one)."""
-    known = {v.name for v in previous.variants} if previous else set()
+    """Say, once per rollout, when a variant must roll without a surge pod (no spare GPU)."""
+    before = {v.name: v for v in previous.variants} if previous else {}
     notes = []
     for variant in plan.variants:
-        if variant.action != Action.DEPLOY or variant.name in known:
+        if variant.action != Action.DEPLOY:
             continue
-        if not rollout_strategy(variant, spec.serving.replicas).surge:
+        prev = before.get(variant.name)
+        starts_rollout = (
+            prev is None
+            or prev.deployment is None
+            or (prev.revision != variant.cache_key and prev.phase != "Deploying")
+        )
+        if starts_rollout and not rollout_strategy(variant, spec.serving.replicas).surge:
             notes.append(
                 Decision(
                     "Normal",

@@ -1,0 +1,383 @@
+"""The reconciler end to end: real API server, scheduler, controllers and kwok GPU nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from qmo.fleet import NodeGroup, build_node
+from tests.support.kube import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    ClusterHandle,
+    condition,
+    is_ready,
+    variants,
+    wait_for,
+    wait_until_none,
+)
+
+pytestmark = pytest.mark.usefixtures("operator", "engine_store")
+
+SIZE = {"parametersBillions": 8.03, "numLayers": 32, "numKeyValueHeads": 8, "headDim": 128}
+
+
+def a_model(name: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": {
+            "source": "hf://meta-llama/Llama-3.1-8B-Instruct",
+            "revision": "v1",
+            "size": SIZE,
+        },
+        "precisions": ["auto"],
+        "quality": {"gate": "off"},
+    }
+    for key, value in spec.items():
+        if isinstance(value, dict) and isinstance(body.get(key), dict):
+            body[key] = {**body[key], **value}
+        else:
+            body[key] = value
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "QuantizedModel",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+
+
+def create(cluster: ClusterHandle, namespace: str, body: dict[str, Any]) -> None:
+    cluster.custom().create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+
+def patch_spec(cluster: ClusterHandle, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    cluster.custom().patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, {"spec": spec}
+    )
+
+
+def wait_ready(cluster: ClusterHandle, namespace: str, name: str) -> dict[str, Any]:
+    return cluster.wait_for_model(namespace, name, is_ready, describe=f"{name} to be Ready")
+
+
+def build_jobs(cluster: ClusterHandle, namespace: str) -> list[client.V1Job]:
+    jobs: list[client.V1Job] = (
+        cluster.batch()
+        .list_namespaced_job(namespace, label_selector="app.kubernetes.io/component=build")
+        .items
+    )
+    return jobs
+
+
+def events(cluster: ClusterHandle, namespace: str, name: str) -> list[client.CoreV1Event]:
+    found: list[client.CoreV1Event] = (
+        cluster.core()
+        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+        .items
+    )
+    return found
+
+
+def deployment(cluster: ClusterHandle, namespace: str, name: str) -> client.V1Deployment:
+    found: client.V1Deployment = cluster.apps().read_namespaced_deployment(name, namespace)
+    return found
+
+
+@pytest.fixture
+def extra_nodes(cluster: ClusterHandle) -> Iterator[list[str]]:
+    """Nodes a test adds to the shared fleet; removed again afterwards."""
+    added: list[str] = []
+    yield added
+    for name in added:
+        cluster.kubectl("delete", "node", name, "--wait=false", check=False)
+
+
+def add_nodes(cluster: ClusterHandle, added: list[str], group: NodeGroup, count: int) -> None:
+    nodes = [build_node(group, i) for i in range(count)]
+    cluster.kubectl("create", "-f", "-", input=yaml.safe_dump_all(nodes))
+    for node in nodes:
+        added.append(node["metadata"]["name"])
+        cluster.kubectl("wait", "--for=condition=Ready", f"node/{node['metadata']['name']}")
+
+
+def test_auto_on_the_mixed_fleet_serves_int8_on_a100_and_fp8_on_h100_and_l40s(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(cluster, namespace, a_model("auto"))
+    model = wait_ready(cluster, namespace, "auto")
+
+    served = {name: v["precision"] for name, v in variants(model).items()}
+    assert served == {"a100-80gb-int8": "int8", "h100-fp8": "fp8", "l40s-fp8": "fp8"}
+    assert model["status"]["summary"]["precisions"] == "a100-80gb=int8,h100=fp8,l40s=fp8"
+    for variant, node_prefix in [
+        ("a100-80gb-int8", "a100-"),
+        ("h100-fp8", "h100-"),
+        ("l40s-fp8", "l40s-"),
+    ]:
+        pods = cluster.core().list_namespaced_pod(
+            namespace,
+            label_selector=f"qmo.dev/variant={variant},app.kubernetes.io/component=server",
+        )
+        assert pods.items, f"no serving pod for {variant}"
+        assert all(p.spec.node_name.startswith(node_prefix) for p in pods.items)
+        assert all(p.status.phase == "Running" for p in pods.items)
+    main = cluster.core().read_namespaced_service("auto", namespace)
+    assert main.spec.selector == {"qmo.dev/model": "auto", "app.kubernetes.io/component": "server"}
+
+
+def test_a_new_gpu_node_joins_its_class_or_adds_a_variant(
+    cluster: ClusterHandle, namespace: str, extra_nodes: list[str]
+) -> None:
+    create(cluster, namespace, a_model("grows"))
+    before = wait_ready(cluster, namespace, "grows")
+    jobs_before = {j.metadata.name for j in build_jobs(cluster, namespace)}
+
+    h100 = NodeGroup.model_validate(
+        {"name": "h100-extra", "product": "NVIDIA-H100-80GB-HBM3", "family": "hopper",
+         "computeCapability": "9.0", "memoryMiB": 81559, "gpus": 8}
+    )  # fmt: skip
+    add_nodes(cluster, extra_nodes, h100, 1)
+    joined = cluster.wait_for_model(
+        namespace,
+        "grows",
+        lambda m: any(c["name"] == "h100" and c["nodes"] == 3 for c in m["status"]["gpuClasses"]),
+        describe="the H100 class to count the new node",
+    )
+    assert set(variants(joined)) == set(variants(before))
+    assert {j.metadata.name for j in build_jobs(cluster, namespace)} == jobs_before
+
+    h200 = NodeGroup.model_validate(
+        {"name": "h200-extra", "product": "NVIDIA-H200", "family": "hopper",
+         "computeCapability": "9.0", "memoryMiB": 143771, "gpus": 8}
+    )  # fmt: skip
+    add_nodes(cluster, extra_nodes, h200, 1)
+    grown = cluster.wait_for_model(
+        namespace,
+        "grows",
+        lambda m: "h200-fp8" in variants(m) and is_ready(m),
+        describe="an h200-fp8 variant to serve",
+    )
+    assert variants(grown)["h200-fp8"]["gpuClass"] == "h200"
+
+
+def test_an_unsupported_precision_explains_itself_and_the_rest_serves(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(
+        cluster,
+        namespace,
+        a_model("fp8-everywhere", precisions=["fp8"], gpu={"classes": ["a100-80gb", "h100"]}),
+    )
+    model = cluster.wait_for_model(
+        namespace,
+        "fp8-everywhere",
+        lambda m: variants(m).get("h100-fp8", {}).get("phase") == "Serving",
+        describe="h100-fp8 to serve",
+    )
+    refused = variants(model)["a100-80gb-fp8"]
+    assert refused["phase"] == "Unsupported"
+    assert refused["reason"] == "PrecisionUnsupported"
+    degraded = condition(model, "Degraded")
+    assert degraded["status"] == "True"
+    assert degraded["reason"] == "PrecisionUnsupported"
+    assert "NVIDIA-A100-SXM4-80GB has 8.0" in degraded["message"]
+    warnings = [e for e in events(cluster, namespace, "fp8-everywhere") if e.type == "Warning"]
+    assert any(
+        e.reason == "PrecisionUnsupported" and "a100-80gb-fp8" in e.message for e in warnings
+    )
+
+
+def test_a_second_model_with_the_same_build_inputs_shares_the_build(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(cluster, namespace, a_model("first", gpu={"classes": ["h100"]}))
+    wait_ready(cluster, namespace, "first")
+    create(cluster, namespace, a_model("second", gpu={"classes": ["h100"]}))
+    second = wait_ready(cluster, namespace, "second")
+
+    jobs = build_jobs(cluster, namespace)
+    assert len(jobs) == 1
+    owners = {ref.name for ref in jobs[0].metadata.owner_references}
+    assert owners == {"first", "second"}
+    assert variants(second)["h100-fp8"]["build"]["state"] == "Reused"
+    assert any(e.reason == "BuildReused" for e in events(cluster, namespace, "second"))
+
+
+def test_changing_replicas_creates_no_build(cluster: ClusterHandle, namespace: str) -> None:
+    create(cluster, namespace, a_model("scaled", gpu={"classes": ["h100"]}))
+    wait_ready(cluster, namespace, "scaled")
+    jobs_before = {j.metadata.name for j in build_jobs(cluster, namespace)}
+
+    patch_spec(cluster, namespace, "scaled", {"serving": {"replicas": 3}})
+    scaled = wait_ready(cluster, namespace, "scaled")
+
+    assert variants(scaled)["h100-fp8"]["readyReplicas"] == 3
+    assert {j.metadata.name for j in build_jobs(cluster, namespace)} == jobs_before
+
+
+def complete_build_pods(cluster: ClusterHandle, namespace: str, job: str) -> None:
+    """Finish a held build (kwok keeps 'e2e-hold-' builds running) as the builder would."""
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    for pod in (
+        cluster.core().list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+    ):
+        cluster.core().patch_namespaced_pod_status(
+            pod.metadata.name,
+            namespace,
+            {
+                "status": {
+                    "phase": "Succeeded",
+                    "containerStatuses": [
+                        {
+                            "name": "builder",
+                            "image": pod.spec.containers[0].image,
+                            "imageID": "",
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {
+                                "terminated": {
+                                    "exitCode": 0,
+                                    "reason": "Completed",
+                                    "startedAt": now,
+                                    "finishedAt": now,
+                                }
+                            },
+                        }
+                    ],
+                }
+            },
+        )
+
+
+def test_a_new_revision_rolls_out_only_after_its_build_succeeded(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(cluster, namespace, a_model("upgrade", gpu={"classes": ["h100"]}))
+    v1 = wait_ready(cluster, namespace, "upgrade")
+    old_key = variants(v1)["h100-fp8"]["revision"]
+
+    patch_spec(cluster, namespace, "upgrade", {"model": {"revision": "e2e-hold-v2"}})
+    building = cluster.wait_for_model(
+        namespace,
+        "upgrade",
+        lambda m: (
+            variants(m)["h100-fp8"]["phase"] == "Building"
+            and m["status"]["observedGeneration"] == m["metadata"]["generation"]
+        ),
+        describe="the new revision to build",
+    )
+    new_key = variants(building)["h100-fp8"]["cacheKey"]
+    assert new_key != old_key
+    serving = deployment(cluster, namespace, "upgrade-h100-fp8")
+    assert serving.spec.template.metadata.annotations["qmo.dev/revision"] == old_key
+    assert serving.status.ready_replicas == 1
+
+    job = next(j for j in build_jobs(cluster, namespace) if new_key[:16] in j.metadata.name)
+    complete_build_pods(cluster, namespace, job.metadata.name)
+    v2 = cluster.wait_for_model(
+        namespace,
+        "upgrade",
+        lambda m: variants(m)["h100-fp8"]["revision"] == new_key and is_ready(m),
+        describe="the new revision to serve",
+    )
+    assert variants(v2)["h100-fp8"]["build"]["state"] == "Succeeded"
+    rolled = deployment(cluster, namespace, "upgrade-h100-fp8")
+    assert rolled.spec.template.metadata.annotations["qmo.dev/revision"] == new_key
+
+
+def test_a_failed_build_keeps_the_previous_revision_serving_and_degrades(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(cluster, namespace, a_model("fragile", gpu={"classes": ["h100"]}))
+    v1 = wait_ready(cluster, namespace, "fragile")
+    old_key = variants(v1)["h100-fp8"]["revision"]
+
+    patch_spec(cluster, namespace, "fragile", {"model": {"revision": "e2e-fail-v2"}})
+    failed = cluster.wait_for_model(
+        namespace,
+        "fragile",
+        lambda m: variants(m)["h100-fp8"]["phase"] == "BuildFailed",
+        describe="the build to fail",
+    )
+    degraded = condition(failed, "Degraded")
+    assert degraded["status"] == "True"
+    assert degraded["reason"] == "CalibrationFailed"  # the builder's own reason, from the Job
+    assert "out of GPU memory" in degraded["message"]
+    serving = deployment(cluster, namespace, "fragile-h100-fp8")
+    assert serving.spec.template.metadata.annotations["qmo.dev/revision"] == old_key
+    assert serving.status.ready_replicas == 1
+    assert variants(failed)["h100-fp8"]["revision"] == old_key
+
+
+def test_a_class_with_every_gpu_taken_still_rolls_out_a_new_pod_template(
+    cluster: ClusterHandle, namespace: str, extra_nodes: list[str]
+) -> None:
+    l4 = NodeGroup.model_validate(
+        {"name": "l4-full", "product": "NVIDIA-L4", "family": "ada-lovelace",
+         "computeCapability": "8.9", "memoryMiB": 23034, "gpus": 2}
+    )  # fmt: skip
+    add_nodes(cluster, extra_nodes, l4, 1)
+    create(
+        cluster,
+        namespace,
+        a_model(
+            "packed",
+            gpu={"classes": ["l4"]},
+            serving={"replicas": 2},
+            engine={"maxBatchSize": 8, "maxSeqLen": 4096},
+        ),
+    )
+    wait_ready(cluster, namespace, "packed")
+    strategy = deployment(cluster, namespace, "packed-l4-fp8").spec.strategy
+    assert strategy.rolling_update.max_surge == 0
+    assert any(e.reason == "RollingWithoutSurge" for e in events(cluster, namespace, "packed"))
+
+    # A new pod template (here: new CPU requests) needs a rollout while every GPU is taken.
+    # (A new *build* on a saturated class waits for a free GPU: see the closing note.)
+    before = deployment(cluster, namespace, "packed-l4-fp8").metadata.generation
+    patch_spec(cluster, namespace, "packed", {"serving": {"resources": {"requests": {"cpu": "2"}}}})
+    wait_for(
+        cluster.apps().list_namespaced_deployment,
+        lambda d: (
+            d.metadata.name == "packed-l4-fp8"
+            and d.metadata.generation > before
+            and d.status.observed_generation == d.metadata.generation
+            and d.status.updated_replicas == 2
+            and d.status.ready_replicas == 2
+            and d.status.replicas == 2
+        ),
+        namespace=namespace,
+        describe="the rollout to finish",
+    )
+    final = deployment(cluster, namespace, "packed-l4-fp8")
+    assert final.spec.template.spec.containers[0].resources.requests["cpu"] == "2"
+    pending = [
+        p
+        for p in cluster.core().list_namespaced_pod(namespace).items
+        if p.status.phase == "Pending" and p.metadata.deletion_timestamp is None
+    ]
+    assert pending == []
+
+
+def test_deleting_the_model_removes_its_children(cluster: ClusterHandle, namespace: str) -> None:
+    create(cluster, namespace, a_model("doomed", gpu={"classes": ["h100"]}))
+    wait_ready(cluster, namespace, "doomed")
+    assert cluster.apps().list_namespaced_deployment(namespace).items
+
+    cluster.custom().delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "doomed")
+
+    managed = "app.kubernetes.io/managed-by=qmo"
+    for list_fn in (
+        cluster.apps().list_namespaced_deployment,
+        cluster.core().list_namespaced_service,
+        cluster.batch().list_namespaced_job,
+        cluster.core().list_namespaced_config_map,
+    ):
+        wait_until_none(
+            list_fn, namespace=namespace, label_selector=managed, describe=list_fn.__name__
+        )
