@@ -48,7 +48,9 @@ def cuda_available() -> bool:
 def reset_peak_memory() -> None:
     import torch
 
-    if torch.cuda.is_available():
+    # Before CUDA is initialised nothing is allocated, and resetting raises "Invalid device
+    # argument" (seen in a fresh qmo-builder process on an H100).
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
         for index in range(torch.cuda.device_count()):
             torch.cuda.reset_peak_memory_stats(index)
 
