@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from qmo.api.crd import write_crds
+from qmo.api.quantizedmodel import QuantizedModel
 from qmo.config import DEFAULT_BUILDER_IMAGE, DEFAULT_EVALUATOR_IMAGE
+from qmo.fleet import Fleet, build_nodes
 from qmo.manifests_io import ManifestError, load_resources
 
 DEFAULT_CRD_DIRS = (Path("crds"), Path("charts/qmo/crds"))
@@ -74,6 +79,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(config, options)
 
 
+def _load_nodes(path: Path) -> list[dict[str, Any]]:
+    """Nodes from a fleet file (e2e/fleets/*.yaml) or from `kubectl get nodes -o yaml`."""
+    documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    if len(documents) == 1 and "nodes" in documents[0]:
+        fleet = build_nodes(Fleet.model_validate(documents[0]))
+        # A fleet describes nodes as they are once up: schedulable and Ready.
+        for node in fleet:
+            node["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        return fleet
+    nodes: list[dict[str, Any]] = []
+    for document in documents:
+        nodes += document.get("items", []) if "items" in document else [document]
+    return [n for n in nodes if n.get("kind", "Node") == "Node"]
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from qmo.gpu import inventory_from_nodes
+    from qmo.plan_report import plan_as_data, render_plan
+    from qmo.planner.plan import Observed, plan_model
+
+    models = [r for r in load_resources(Path(args.file)) if isinstance(r, QuantizedModel)]
+    if not models:
+        print(f"{args.file}: no QuantizedModel found", file=sys.stderr)
+        return 1
+    outputs: list[Any] = []
+    for model in models:
+        if args.cluster:
+            from qmo.controller.gather import gather
+            from qmo.kube import connect
+
+            namespace = model.metadata.get("namespace") or args.namespace
+            observed = gather(connect(), namespace, model.metadata.get("name", "")).observed
+        else:
+            nodes = _load_nodes(Path(args.nodes)) if args.nodes else []
+            observed = Observed(inventory_from_nodes(nodes))
+        plan = plan_model(model.spec, observed)
+        if args.output == "text":
+            outputs.append(render_plan(model, observed.inventory, plan))
+        else:
+            outputs.append(plan_as_data(model, plan))
+    if args.output == "text":
+        print("\n".join(str(o) for o in outputs), end="")
+    elif args.output == "json":
+        print(json.dumps(outputs, indent=2))
+    else:
+        print(yaml.safe_dump(outputs, sort_keys=False), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qmo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--retry-period", type=float, default=2.0, help="seconds between Lease reads/renewals"
     )
     run.set_defaults(func=_cmd_run)
+
+    plan = commands.add_parser(
+        "plan", help="print the plan for a manifest and why, without changing any cluster"
+    )
+    plan.add_argument("-f", "--file", required=True, help="QuantizedModel manifest")
+    where = plan.add_mutually_exclusive_group()
+    where.add_argument(
+        "--nodes", help="fleet file (e2e/fleets/*.yaml) or `kubectl get nodes -o yaml` output"
+    )
+    where.add_argument(
+        "--cluster", action="store_true", help="read nodes and builds from the current cluster"
+    )
+    plan.add_argument("-n", "--namespace", default="default", help="namespace for --cluster")
+    plan.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+    plan.set_defaults(func=_cmd_plan)
 
     crds = commands.add_parser("crds", help="write the CRD YAML generated from the API models")
     crds.add_argument(

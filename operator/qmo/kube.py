@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
@@ -31,6 +31,15 @@ MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 log = logging.getLogger("qmo.kube")
 
 Obj = dict[str, Any]
+
+
+def connect() -> Kube:
+    """A client from the in-cluster service account, else from KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return Kube(client.ApiClient())
 
 
 def owner_field_manager(owner: Owner) -> str:

@@ -12,15 +12,13 @@ import logging
 from typing import Any
 
 import kopf
-from kubernetes import client
-from kubernetes import config as kube_config
 
 from qmo import metrics
 from qmo.config import OperatorConfig
 from qmo.controller.queue import Key, WorkQueue
 from qmo.controller.reconcile import reconcile
 from qmo.gpu import allocatable_gpus, node_is_usable
-from qmo.kube import Kube
+from qmo.kube import Kube, connect
 
 log = logging.getLogger("qmo.controller")
 MANAGED = {"app.kubernetes.io/managed-by": "qmo"}
@@ -78,12 +76,8 @@ def _controller(memo: kopf.Memo) -> Controller:
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
-    try:
-        kube_config.load_incluster_config()
-    except kube_config.ConfigException:
-        kube_config.load_kube_config()
     operator_config: OperatorConfig = memo.get("config") or OperatorConfig()
-    controller = Controller(Kube(client.ApiClient()), operator_config)
+    controller = Controller(connect(), operator_config)
     memo["controller"] = controller
     controller.tasks = [
         asyncio.create_task(controller.worker()) for _ in range(operator_config.workers)

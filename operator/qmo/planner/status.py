@@ -211,7 +211,7 @@ def decisions(
     for variant in plan.variants:
         before = old.get(variant.name)
         if before is None or before.cache_key != variant.cache_key:
-            events.append(Decision("Normal", "VariantPlanned", _why(variant)))
+            events.append(Decision("Normal", "VariantPlanned", describe_choice(variant)))
             seen = variant.observed_build
             if seen is not None and seen.state == BuildState.SUCCEEDED:
                 events.append(
@@ -245,7 +245,8 @@ def decisions(
     return events
 
 
-def _why(variant: PlannedVariant) -> str:
+def describe_choice(variant: PlannedVariant) -> str:
+    """Why a variant looks as it does: precision and its reason, KV, TP and memory, cache key."""
     gpu = variant.gpu_class
     chosen = (
         f"{variant.precision.value} (auto on compute capability {gpu.compute_capability})"
