@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from e2e.operator_process import running_operator
 from tests.support.kube import REPO, ClusterHandle, delete_namespace, open_test_cluster, unique_name
-from tests.support.operator import running_operator
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The operator as a subprocess (`qmo run`) against the test cluster, as in production."""
+"""The operator as a subprocess (`qmo run`) against a cluster, as in production (demo and tests)."""
 
 from __future__ import annotations
 
