@@ -33,8 +33,9 @@ def helm_on(cluster: ClusterHandle, *args: str) -> str:
     return helm("--kubeconfig", cluster.kubeconfig, *args).stdout
 
 
-def install(cluster: ClusterHandle, release: Release, values: dict[str, str]) -> None:
-    helm_on(
+def install(cluster: ClusterHandle, release: Release, values: dict[str, str]) -> str:
+    """Install and wait for the operator to be available; helm's output (with NOTES.txt)."""
+    return helm_on(
         cluster, "install", release.name, str(CHART), "--namespace", release.namespace,
         "--wait", "--timeout", "90s", *set_flags(values),
     )  # fmt: skip
@@ -206,7 +207,8 @@ def test_namespaced_mode_grants_rights_only_in_watched_namespaces_across_upgrade
     release = Release(unique_name("qmo"), make_namespace(cluster, "qmo-sys"))
     sa = release.service_account
     try:
-        install(cluster, release, {"watchNamespaces": f"{{{team_a},{team_b}}}"})
+        notes = install(cluster, release, {"watchNamespaces": f"{{{team_a},{team_b}}}"})
+        assert f"It watches QuantizedModels in: {team_a}, {team_b} (namespaced mode)" in notes
         deployment = cluster.apps().read_namespaced_deployment(release.operator, release.namespace)
         args = deployment.spec.template.spec.containers[0].args
         assert {f"--namespace={team_a}", f"--namespace={team_b}"} <= set(args)
@@ -242,7 +244,9 @@ def test_helm_upgrade_scales_to_two_replicas_and_removes_a_disabled_service(
 ) -> None:
     release = Release(unique_name("qmo"), namespace)
     try:
-        install(cluster, release, {})
+        notes = install(cluster, release, {})
+        assert "It watches QuantizedModels in every namespace" in notes
+        assert f"get lease {release.operator}" in notes
         upgrade(cluster, release, {"replicaCount": "2", "metrics.service.enabled": "false"})
         deployment = cluster.apps().read_namespaced_deployment(release.operator, namespace)
         assert deployment.spec.replicas == 2
