@@ -141,6 +141,4 @@ def test_the_example_application_syncs_server_side_and_is_shown_in_the_docs() ->
     assert application["kind"] == "Application"
     assert "ServerSideApply=true" in application["spec"]["syncPolicy"]["syncOptions"]
     assert application["spec"]["source"]["path"] == "charts/qmo"
-    assert APPLICATION.read_text(encoding="utf-8").strip() in ARGOCD_DOC.read_text(
-        encoding="utf-8"
-    )
+    assert APPLICATION.read_text(encoding="utf-8").strip() in ARGOCD_DOC.read_text(encoding="utf-8")
