@@ -41,7 +41,8 @@ def test_staging_lives_beside_the_output_so_the_rename_stays_on_one_filesystem(
     staging = artifact.new_staging(output)
     assert staging.parent == output.parent
     assert staging.name.startswith(f"{KEY}.tmp-")
-    assert staging.is_dir() and not output.exists()
+    assert staging.is_dir()
+    assert not output.exists()
 
 
 def test_publishing_renames_staging_into_place_with_the_manifest(tmp_path: Path) -> None:
@@ -59,7 +60,8 @@ def test_a_killed_build_leaves_nothing_that_looks_finished(tmp_path: Path) -> No
     assert not output.exists()
     assert artifact.finished_manifest(output, KEY) is None
     removed = artifact.remove_stale_staging(output)
-    assert len(removed) == 1 and not removed[0].exists()
+    assert len(removed) == 1
+    assert not removed[0].exists()
 
 
 @pytest.mark.parametrize(
@@ -151,7 +153,8 @@ def test_the_manifest_records_what_was_built_where_and_with_what() -> None:
 
 def test_library_versions_leave_out_what_is_not_installed() -> None:
     versions = artifact.library_versions(["pydantic", "surely-not-installed-qmo"])
-    assert "pydantic" in versions and "qmo" in versions
+    assert "pydantic" in versions
+    assert "qmo" in versions
     assert "surely-not-installed-qmo" not in versions
 
 

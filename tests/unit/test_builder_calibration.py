@@ -1,4 +1,4 @@
-"""Calibration text comes from a JSONL file, a mounted dataset or the hub, or the build says why not."""
+"""Calibration text comes from a JSONL file, a mounted dataset or the hub, or a clear error."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_a_line_that_is_not_json_names_its_line_number(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_says_how_to_provide_one(tmp_path: Path) -> None:
-    with pytest.raises(CalibrationUnavailable, match="store:///calib/data.jsonl"):
+    with pytest.raises(CalibrationUnavailable, match=r"store:///calib/data\.jsonl"):
         calibration.load_texts(calibration.resolve(str(tmp_path / "absent.jsonl")), 4)
 
 

@@ -68,7 +68,9 @@ def test_a_successful_build_exits_0_and_reports_the_artifact(tmp_path: Path) -> 
 
 def test_an_existing_artifact_is_reported_as_already_built(tmp_path: Path) -> None:
     code, term, _ = _run(tmp_path, {BUILD_SPEC_ENV: a_request().json()}, builder=Recorder("reused"))
-    assert code == ExitCode.OK and term is not None and term["reason"] == "AlreadyBuilt"
+    assert code == ExitCode.OK
+    assert term is not None
+    assert term["reason"] == "AlreadyBuilt"
 
 
 def test_an_fp8_build_on_an_a100_is_refused_before_any_work(tmp_path: Path) -> None:
@@ -78,7 +80,9 @@ def test_an_fp8_build_on_an_a100_is_refused_before_any_work(tmp_path: Path) -> N
     )
     assert code == ExitCode.GPU_MISMATCH
     assert builder.calls == 0
-    assert term is not None and term["reason"] == "GpuMismatch" and term["state"] == "Failed"
+    assert term is not None
+    assert term["reason"] == "GpuMismatch"
+    assert term["state"] == "Failed"
     assert "fp8 needs compute capability >= 8.9" in term["message"]
     assert any("refused" in line for line in lines)
 
@@ -96,7 +100,8 @@ def test_a_spec_the_recipes_refuse_exits_2(tmp_path: Path) -> None:
     env = {BUILD_SPEC_ENV: a_request().precision("int8", "bf16").json()}  # pytorch backend
     code, term, _ = _run(tmp_path, env)
     assert code == ExitCode.INVALID_SPEC
-    assert term is not None and "TensorRT engine backend" in term["message"]
+    assert term is not None
+    assert "TensorRT engine backend" in term["message"]
 
 
 @pytest.mark.parametrize(
@@ -115,7 +120,8 @@ def test_a_failing_build_exits_1_with_its_reason(
         tmp_path, {BUILD_SPEC_ENV: a_request().json()}, builder=Recorder(error=error)
     )
     assert code == ExitCode.FAILED
-    assert term is not None and term["reason"] == reason
+    assert term is not None
+    assert term["reason"] == reason
     assert str(error) in term["message"]
 
 
@@ -123,7 +129,8 @@ def test_a_very_long_error_is_cut_to_fit_the_termination_message(tmp_path: Path)
     builder = Recorder(error=RuntimeError("x" * 10_000))
     code, term, _ = _run(tmp_path, {BUILD_SPEC_ENV: a_request().json()}, builder=builder)
     assert code == ExitCode.FAILED
-    assert term is not None and len(term["message"]) <= 2048
+    assert term is not None
+    assert len(term["message"]) <= 2048
     assert (tmp_path / "term").stat().st_size <= 4096
 
 
@@ -133,7 +140,8 @@ def test_a_dry_run_prints_the_plan_and_builds_nothing(tmp_path: Path) -> None:
     code, term, lines = _run(tmp_path, env, builder=builder, dry_run=True)
     text = "\n".join(lines)
     assert code == ExitCode.OK
-    assert builder.calls == 0 and term is None
+    assert builder.calls == 0
+    assert term is None
     assert "ModelOpt INT8_SMOOTHQUANT_CFG + INT8_KV, keeping lm_head in high precision" in text
     assert (
         "trtllm-build --checkpoint_dir /store/artifacts/0123456789abcdef/.trtllm-checkpoint" in text
@@ -150,7 +158,8 @@ def test_a_dry_run_on_the_wrong_gpu_says_it_would_refuse(tmp_path: Path) -> None
 
 def test_a_dry_run_of_an_invalid_spec_exits_2(tmp_path: Path) -> None:
     code, term, _ = _run(tmp_path, {}, dry_run=True)
-    assert code == ExitCode.INVALID_SPEC and term is None
+    assert code == ExitCode.INVALID_SPEC
+    assert term is None
 
 
 def test_main_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -28,19 +28,40 @@ def _recipe(precision: str) -> Recipe:
 @pytest.mark.parametrize(
     ("precision", "limits", "tp", "present", "absent"),
     [
-        pytest.param("fp8", BuildLimits(max_batch_size=64, max_seq_len=8192), 1,
-                     ["--max_batch_size 64", "--max_seq_len 8192", "--max_input_len 8192"],
-                     ["--gemm_plugin", "--workers", "--max_num_tokens"],
-                     id="fp8 leaves the GEMM plugin off"),
-        pytest.param("int8", BuildLimits(max_batch_size=8, max_seq_len=4096, max_num_tokens=2048), 1,
-                     ["--gemm_plugin auto", "--max_num_tokens 2048", "--max_seq_len 4096"],
-                     ["--workers"], id="int8 SmoothQuant uses the GEMM plugin"),
-        pytest.param("int4-awq", BuildLimits(max_batch_size=1, max_seq_len=1024), 4,
-                     ["--gemm_plugin auto", "--workers 4"], [], id="tensor parallel builds ranks in parallel"),
-        pytest.param("bf16", BuildLimits(max_batch_size=16, max_seq_len=2048), 1,
-                     ["--gemm_plugin auto", "--max_batch_size 16"], [], id="bf16"),
+        pytest.param(
+            "fp8",
+            BuildLimits(max_batch_size=64, max_seq_len=8192),
+            1,
+            ["--max_batch_size 64", "--max_seq_len 8192", "--max_input_len 8192"],
+            ["--gemm_plugin", "--workers", "--max_num_tokens"],
+            id="fp8 leaves the GEMM plugin off",
+        ),
+        pytest.param(
+            "int8",
+            BuildLimits(max_batch_size=8, max_seq_len=4096, max_num_tokens=2048),
+            1,
+            ["--gemm_plugin auto", "--max_num_tokens 2048", "--max_seq_len 4096"],
+            ["--workers"],
+            id="int8 SmoothQuant uses the GEMM plugin",
+        ),
+        pytest.param(
+            "int4-awq",
+            BuildLimits(max_batch_size=1, max_seq_len=1024),
+            4,
+            ["--gemm_plugin auto", "--workers 4"],
+            [],
+            id="tensor parallel builds ranks in parallel",
+        ),
+        pytest.param(
+            "bf16",
+            BuildLimits(max_batch_size=16, max_seq_len=2048),
+            1,
+            ["--gemm_plugin auto", "--max_batch_size 16"],
+            [],
+            id="bf16",
+        ),
     ],
-)  # fmt: skip
+)
 def test_trtllm_build_gets_the_planner_limits(
     precision: str, limits: BuildLimits, tp: int, present: list[str], absent: list[str]
 ) -> None:
@@ -55,13 +76,24 @@ def test_trtllm_build_gets_the_planner_limits(
 
 def test_a_gptq_source_is_converted_with_tensorrt_llms_own_script() -> None:
     argv = engine.gptq_convert_command(
-        Path("/app/tensorrt_llm/examples"), "qwen2", Path("/models/q"), CKPT,
-        dtype="fp16", group_size=64, tensor_parallel=2,
-    )  # fmt: skip
+        Path("/app/tensorrt_llm/examples"),
+        "qwen2",
+        Path("/models/q"),
+        CKPT,
+        dtype="fp16",
+        group_size=64,
+        tensor_parallel=2,
+    )
     assert argv[1] == "/app/tensorrt_llm/examples/models/core/qwen/convert_checkpoint.py"
     line = " ".join(argv)
-    for flag in ("--weight_only_precision int4_gptq", "--per_group", "--group_size 64",
-                 "--dtype float16", "--tp_size 2", "--model_dir /models/q"):  # fmt: skip
+    for flag in (
+        "--weight_only_precision int4_gptq",
+        "--per_group",
+        "--group_size 64",
+        "--dtype float16",
+        "--tp_size 2",
+        "--model_dir /models/q",
+    ):
         assert flag in line
 
 
@@ -102,6 +134,6 @@ def test_trtllm_build_missing_from_path_names_the_image_to_use(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(EngineBuildFailed, match="TensorRT-LLM release image up to 1.2") as raised:
+    with pytest.raises(EngineBuildFailed, match=r"TensorRT-LLM release image up to 1\.2") as raised:
         engine.require_trtllm_build()
     assert raised.value.reason == "EngineToolMissing"

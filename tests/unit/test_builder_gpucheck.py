@@ -22,30 +22,113 @@ B200_CLASS = ("NVIDIA-B200", "10.0")
 @pytest.mark.parametrize(
     ("precision", "kv", "gpu_class", "seen", "tp", "reason", "code", "says"),
     [
-        pytest.param("fp8", "fp8", H100_CLASS, [H100], 1, None, None, "", id="fp8 on an H100 builds"),
-        pytest.param("int8", "int8", A100_CLASS, [A100], 1, None, None, "", id="int8 on an A100 builds"),
-        pytest.param("int4-awq", "nvfp4", B200_CLASS, [B200], 1, None, None, "", id="nvfp4 KV on a B200 builds"),
-        pytest.param("fp8", "fp8", H100_CLASS, [A100], 1, "GpuMismatch", ExitCode.GPU_MISMATCH,
-                     "scheduled on NVIDIA A100-SXM4-80GB (8.0): fp8 needs compute capability >= 8.9",
-                     id="an fp8 build scheduled on compute capability 8.0 is refused"),
-        pytest.param("fp8", "bf16", A100_CLASS, [A100], 1, "PrecisionUnsupported", ExitCode.INVALID_SPEC,
-                     "fp8 needs compute capability >= 8.9", id="an fp8 build for an A100 class is an invalid spec"),
-        pytest.param("int4-awq", "nvfp4", H100_CLASS, [H100], 1, "PrecisionUnsupported", ExitCode.INVALID_SPEC,
-                     "nvfp4 KV cache needs compute capability >= 10.0", id="nvfp4 KV needs Blackwell"),
-        pytest.param("int8", "bf16", A100_CLASS, [H100], 1, "GpuMismatch", ExitCode.GPU_MISMATCH,
-                     "build for NVIDIA-A100-SXM4-80GB (compute capability 8.0) scheduled on NVIDIA H100",
-                     id="an A100 build on an H100 is refused: engines are per GPU model"),
-        pytest.param("fp8", "fp8", H100_CLASS, [], 1, "NoGpuVisible", ExitCode.GPU_MISMATCH,
-                     "no NVIDIA GPU is visible", id="no GPU at all"),
-        pytest.param("fp8", "fp8", H100_CLASS, [H100], 2, "TooFewGpus", ExitCode.GPU_MISMATCH,
-                     "tensorParallel 2 needs 2 GPUs; 1 visible", id="fewer GPUs than tensor parallel"),
-        pytest.param("fp8", "fp8", H100_CLASS, [H100, A100], 2, "GpuMismatch", ExitCode.GPU_MISMATCH,
-                     "scheduled on NVIDIA A100", id="one odd GPU among several"),
-        pytest.param("fp8", "fp8", ("NVIDIA-H100-80GB-HBM3", "9.0"),
-                     [SeenGpu("NVIDIA H100 PCIe", "9.0")], 1, "GpuMismatch", ExitCode.GPU_MISMATCH,
-                     "NVIDIA H100 PCIe", id="same capability, another product"),
+        pytest.param(
+            "fp8", "fp8", H100_CLASS, [H100], 1, None, None, "", id="fp8 on an H100 builds"
+        ),
+        pytest.param(
+            "int8", "int8", A100_CLASS, [A100], 1, None, None, "", id="int8 on an A100 builds"
+        ),
+        pytest.param(
+            "int4-awq",
+            "nvfp4",
+            B200_CLASS,
+            [B200],
+            1,
+            None,
+            None,
+            "",
+            id="nvfp4 KV on a B200 builds",
+        ),
+        pytest.param(
+            "fp8",
+            "fp8",
+            H100_CLASS,
+            [A100],
+            1,
+            "GpuMismatch",
+            ExitCode.GPU_MISMATCH,
+            "scheduled on NVIDIA A100-SXM4-80GB (8.0): fp8 needs compute capability >= 8.9",
+            id="an fp8 build scheduled on compute capability 8.0 is refused",
+        ),
+        pytest.param(
+            "fp8",
+            "bf16",
+            A100_CLASS,
+            [A100],
+            1,
+            "PrecisionUnsupported",
+            ExitCode.INVALID_SPEC,
+            "fp8 needs compute capability >= 8.9",
+            id="an fp8 build for an A100 class is an invalid spec",
+        ),
+        pytest.param(
+            "int4-awq",
+            "nvfp4",
+            H100_CLASS,
+            [H100],
+            1,
+            "PrecisionUnsupported",
+            ExitCode.INVALID_SPEC,
+            "nvfp4 KV cache needs compute capability >= 10.0",
+            id="nvfp4 KV needs Blackwell",
+        ),
+        pytest.param(
+            "int8",
+            "bf16",
+            A100_CLASS,
+            [H100],
+            1,
+            "GpuMismatch",
+            ExitCode.GPU_MISMATCH,
+            "build for NVIDIA-A100-SXM4-80GB (compute capability 8.0) scheduled on NVIDIA H100",
+            id="an A100 build on an H100 is refused: engines are per GPU model",
+        ),
+        pytest.param(
+            "fp8",
+            "fp8",
+            H100_CLASS,
+            [],
+            1,
+            "NoGpuVisible",
+            ExitCode.GPU_MISMATCH,
+            "no NVIDIA GPU is visible",
+            id="no GPU at all",
+        ),
+        pytest.param(
+            "fp8",
+            "fp8",
+            H100_CLASS,
+            [H100],
+            2,
+            "TooFewGpus",
+            ExitCode.GPU_MISMATCH,
+            "tensorParallel 2 needs 2 GPUs; 1 visible",
+            id="fewer GPUs than tensor parallel",
+        ),
+        pytest.param(
+            "fp8",
+            "fp8",
+            H100_CLASS,
+            [H100, A100],
+            2,
+            "GpuMismatch",
+            ExitCode.GPU_MISMATCH,
+            "scheduled on NVIDIA A100",
+            id="one odd GPU among several",
+        ),
+        pytest.param(
+            "fp8",
+            "fp8",
+            ("NVIDIA-H100-80GB-HBM3", "9.0"),
+            [SeenGpu("NVIDIA H100 PCIe", "9.0")],
+            1,
+            "GpuMismatch",
+            ExitCode.GPU_MISMATCH,
+            "NVIDIA H100 PCIe",
+            id="same capability, another product",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_gpu_check_refuses_what_it_must(
     precision: str,
     kv: str,
@@ -83,7 +166,8 @@ def test_a_malformed_capability_is_rejected(text: str) -> None:
 def test_a_malformed_expected_capability_is_an_invalid_spec() -> None:
     request = a_request().on("NVIDIA-H100-80GB-HBM3", "nine").build()
     found = refusal(request, [H100])
-    assert found is not None and found.exit_code == ExitCode.INVALID_SPEC
+    assert found is not None
+    assert found.exit_code == ExitCode.INVALID_SPEC
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,8 @@ def test_a_bf16_build_publishes_the_checkpoint_with_a_manifest(tmp_path: Path) -
     src = a_checkpoint(tmp_path / "src", shards=2)
     request = a_request().precision("bf16").source(str(src)).output(tmp_path / "a" / "k").build()
     outcome = _build(request, tmp_path)
-    assert outcome.artifact == tmp_path / "a" / "k" and not outcome.reused
+    assert outcome.artifact == tmp_path / "a" / "k"
+    assert not outcome.reused
     manifest = json.loads((outcome.artifact / ARTIFACT_MANIFEST).read_text())
     assert manifest["layout"] == {"checkpoint": "checkpoint"}
     paths = {f["path"] for f in manifest["files"]}
@@ -56,9 +57,12 @@ def test_a_prequantized_source_passes_through_when_it_matches(tmp_path: Path) ->
     hf_quant = {"quantization": {"quant_algo": "FP8", "kv_cache_quant_algo": "FP8"}}
     src = a_checkpoint(tmp_path / "src", hf_quant_config=hf_quant)
     request = (
-        a_request().precision("fp8", "fp8").source(str(src), "modelopt-prequantized")
-        .output(tmp_path / "a" / "k").build()
-    )  # fmt: skip
+        a_request()
+        .precision("fp8", "fp8")
+        .source(str(src), "modelopt-prequantized")
+        .output(tmp_path / "a" / "k")
+        .build()
+    )
     outcome = _build(request, tmp_path)
     assert (outcome.artifact / "checkpoint" / "hf_quant_config.json").is_file()
     assert outcome.manifest["hfQuantConfig"] == hf_quant
@@ -73,9 +77,12 @@ def test_a_prequantized_source_of_another_precision_is_refused_and_leaves_nothin
     )
     output = tmp_path / "a" / "k"
     request = (
-        a_request().precision("fp8", "bf16").source(str(src), "modelopt-prequantized")
-        .output(output).build()
-    )  # fmt: skip
+        a_request()
+        .precision("fp8", "bf16")
+        .source(str(src), "modelopt-prequantized")
+        .output(output)
+        .build()
+    )
     with pytest.raises(InvalidRequest, match="quantized as W4A16_AWQ") as raised:
         _build(request, tmp_path)
     assert raised.value.reason == "SourceMismatch"
@@ -96,9 +103,13 @@ def test_missing_calibration_data_fails_before_the_model_is_loaded(tmp_path: Pat
     src = a_checkpoint(tmp_path / "src")
     output = tmp_path / "a" / "k"
     request = (
-        a_request().precision("fp8", "fp8").source(str(src))
-        .calibration(str(tmp_path / "absent.jsonl")).output(output).build()
-    )  # fmt: skip
+        a_request()
+        .precision("fp8", "fp8")
+        .source(str(src))
+        .calibration(str(tmp_path / "absent.jsonl"))
+        .output(output)
+        .build()
+    )
     with pytest.raises(CalibrationUnavailable, match="does not exist"):
         _build(request, tmp_path)
     assert not output.exists()

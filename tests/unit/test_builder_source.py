@@ -152,7 +152,7 @@ class FakeS3:
     def get_paginator(self, _name: str) -> FakeS3:
         return self
 
-    def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, Any]]:  # noqa: N803
+    def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, Any]]:
         keys = [k for k in sorted(self.objects) if k.startswith(Prefix)]
         return [
             {"Contents": [{"Key": k} for k in keys[:2]]},
@@ -164,12 +164,14 @@ class FakeS3:
 
 
 def test_an_s3_source_is_downloaded_under_its_prefix(tmp_path: Path) -> None:
-    client = FakeS3({
-        "llama/config.json": b"{}",
-        "llama/model.safetensors": b"w",
-        "llama/tokenizer.json": b"{}",
-        "other/config.json": b"{}",
-    })  # fmt: skip
+    client = FakeS3(
+        {
+            "llama/config.json": b"{}",
+            "llama/model.safetensors": b"w",
+            "llama/tokenizer.json": b"{}",
+            "other/config.json": b"{}",
+        }
+    )
     opened = source.open_source(
         SourceRef(uri="s3://bucket/llama"), env={}, download_dir=tmp_path, s3_client=client
     )
