@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from qmo import __version__
@@ -20,3 +21,7 @@ class OperatorConfig:
     resync_seconds: float = 60.0
     workers: int = 4
     image_pull_secrets: tuple[str, ...] = field(default_factory=tuple)
+    # The ClusterRole eval Jobs' ServiceAccounts are bound to (the Helm chart sets the env).
+    evaluator_cluster_role: str = field(
+        default_factory=lambda: os.environ.get("QMO_EVALUATOR_CLUSTER_ROLE", "qmo-evaluator")
+    )

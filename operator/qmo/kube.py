@@ -122,13 +122,18 @@ class Kube:
             field_manager=owner_field_manager(owner),
         )
 
-    def apply_status(self, namespace: str, name: str, status: Obj) -> None:
-        resource = self.resource(API_VERSION, "QuantizedModel")
+    def apply_report_status(self, namespace: str, name: str, status: Obj) -> None:
+        self.apply_status(namespace, name, status, kind="QualityReport")
+
+    def apply_status(
+        self, namespace: str, name: str, status: Obj, kind: str = "QuantizedModel"
+    ) -> None:
+        resource = self.resource(API_VERSION, kind)
         self.dynamic.server_side_apply(
             resource.subresources["status"],
             body={
                 "apiVersion": API_VERSION,
-                "kind": "QuantizedModel",
+                "kind": kind,
                 "metadata": {"name": name, "namespace": namespace},
                 "status": status,
             },

@@ -127,7 +127,11 @@ def test_auto_on_the_mixed_fleet_serves_int8_on_a100_and_fp8_on_h100_and_l40s(
         assert all(p.spec.node_name.startswith(node_prefix) for p in pods.items)
         assert all(p.status.phase == "Running" for p in pods.items)
     main = cluster.core().read_namespaced_service("auto", namespace)
-    assert main.spec.selector == {"qmo.dev/model": "auto", "app.kubernetes.io/component": "server"}
+    assert main.spec.selector == {
+        "qmo.dev/model": "auto",
+        "app.kubernetes.io/component": "server",
+        "qmo.dev/track": "stable",
+    }
 
 
 def test_a_new_gpu_node_joins_its_class_or_adds_a_variant(

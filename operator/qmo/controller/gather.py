@@ -13,13 +13,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from qmo.api.base import API_VERSION
 from qmo.api.buildcontract import ARTIFACTS_DIR, BuildResult
 from qmo.api.buildcontract import BuildState as ResultState
+from qmo.api.quantizedmodel import QualitySpec
 from qmo.gpu import inventory_from_nodes
 from qmo.kube import Kube
 from qmo.manifests import labels
 from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
 from qmo.planner.plan import BuildObservation, BuildState, DeploymentObservation, Observed
+from qmo.quality.reports import JudgedReport, decisive_reports, judge_all, passing_revisions
 
 Obj = dict[str, Any]
 
@@ -31,6 +34,8 @@ class Gathered:
     records: dict[str, Obj]  # by full cache key
     deployments: list[Obj]
     services: list[Obj]
+    reports: list[JudgedReport]
+    eval_jobs: list[Obj]
 
 
 def termination_result(pods: list[Obj]) -> BuildResult | None:
@@ -121,8 +126,18 @@ def observe_deployment(deployment: Obj) -> DeploymentObservation | None:
     )
 
 
-def gather(kube: Kube, namespace: str, model: str) -> Gathered:
-    """One read of everything the plan for `namespace/model` depends on."""
+def gather(
+    kube: Kube,
+    namespace: str,
+    model: str,
+    quality: QualitySpec | None = None,
+    last_good: dict[str, str] | None = None,
+) -> Gathered:
+    """One read of everything the plan for `namespace/model` depends on.
+
+    `last_good` comes from the model's status; a variant missing there falls back to its
+    newest passing report.
+    """
     inventory = inventory_from_nodes(kube.list_nodes())
     jobs = kube.list_managed("batch/v1", "Job", namespace, "app.kubernetes.io/component=build")
     records = kube.list_managed(
@@ -154,16 +169,43 @@ def gather(kube: Kube, namespace: str, model: str) -> Gathered:
                 else dataclasses.replace(recorded, job=its_job["metadata"]["name"])
             )
             records_by_key[recorded.cache_key] = record
-    observed_deployments = {}
+    observed_deployments: dict[str, DeploymentObservation] = {}
+    candidates: dict[str, DeploymentObservation] = {}
     for deployment in deployments:
         seen_deployment = observe_deployment(deployment)
         if seen_deployment is not None:
-            variant = deployment["metadata"]["labels"][labels.VARIANT]
-            observed_deployments[variant] = seen_deployment
+            variant_labels = deployment["metadata"]["labels"]
+            track = variant_labels.get(labels.TRACK, labels.STABLE)
+            target = candidates if track == labels.CANDIDATE else observed_deployments
+            target[variant_labels[labels.VARIANT]] = seen_deployment
+    quality = quality or QualitySpec()
+    reports = [
+        r
+        for r in kube.list_objects(API_VERSION, "QualityReport", namespace)
+        if (r.get("spec") or {}).get("modelRef", {}).get("name") == model
+    ]
+    judged = judge_all(reports, quality)
+    good = {**passing_revisions(judged), **(last_good or {})}
+    eval_jobs = kube.list_managed(
+        "batch/v1",
+        "Job",
+        namespace,
+        f"app.kubernetes.io/component=evaluation,{labels.MODEL}={model}",
+    )
     return Gathered(
-        Observed(inventory, builds, observed_deployments, claims),
+        Observed(
+            inventory,
+            builds,
+            observed_deployments,
+            claims,
+            reports=decisive_reports(judged),
+            last_good=good,
+            candidates=candidates,
+        ),
         jobs_by_key,
         records_by_key,
         deployments,
         services,
+        judged,
+        eval_jobs,
     )

@@ -132,6 +132,14 @@ def deployment_event(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **
     _enqueue_owners(_controller(memo), body, namespace)
 
 
+@kopf.on.event("qmo.dev", "v1alpha1", "qualityreports")
+def report_event(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """A report (new, changed or deleted) may change a gate decision: reconcile its model."""
+    model = (body.get("spec") or {}).get("modelRef", {}).get("name")
+    if namespace and model:
+        _controller(memo).queue.add((namespace, model))
+
+
 def node_fingerprint(body: kopf.Body) -> tuple[Any, ...]:
     """The parts of a Node that GPU planning reads; heartbeats do not change it."""
     labels = body.get("metadata", {}).get("labels") or {}

@@ -16,16 +16,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from qmo import metrics
-from qmo.api.base import ConditionStatus
+from qmo.api.base import API_VERSION, ConditionStatus
 from qmo.api.buildcontract import BuildResult
 from qmo.api.buildcontract import BuildState as ResultState
-from qmo.api.quantizedmodel import QuantizedModelSpec, QuantizedModelStatus
+from qmo.api.qualityreport import ReportState
+from qmo.api.quantizedmodel import QualitySpec, QuantizedModelSpec, QuantizedModelStatus
 from qmo.conditions import DEGRADED, READY, set_condition
 from qmo.config import OperatorConfig
 from qmo.controller.gather import Gathered, gather
 from qmo.kube import Kube
 from qmo.manifests import labels, names
 from qmo.manifests.build import artifact_record, build_job
+from qmo.manifests.evaluation import benchmarks_config_map, eval_job, evaluator_identity
 from qmo.manifests.labels import Owner
 from qmo.manifests.serving import (
     build_deployment,
@@ -36,8 +38,11 @@ from qmo.manifests.serving import (
 )
 from qmo.planner.plan import Action, BuildState, Plan, PlannedVariant, plan_model
 from qmo.planner.status import Decision, Names, build_status, decisions
+from qmo.quality.reports import judge_all, report_state, report_status
 
 log = logging.getLogger("qmo.reconcile")
+# Events that mean a regression was acted on, and the metric label of each.
+ROLLBACK_REASONS = {"RolledBack": "rollback", "FellBack": "fallback", "Withdrawn": "withdraw"}
 Obj = dict[str, Any]
 Clock = Callable[[], datetime]
 
@@ -61,8 +66,11 @@ def reconcile(
     """Converge the children of `namespace/name` on its plan, then report."""
     started = time.monotonic()
     body = kube.get_model(namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    if body is None:
+        _orphan_reports(kube, namespace, name)
         return Outcome(None, (), False)  # owner references take the children with it
+    if body["metadata"].get("deletionTimestamp"):
+        return Outcome(None, (), False)
     try:
         outcome = _reconcile_model(kube, config, body, clock)
     except Exception:
@@ -94,9 +102,16 @@ def _reconcile_model(kube: Kube, config: OperatorConfig, body: Obj, clock: Clock
     except ValidationError as err:
         return _report_invalid_spec(kube, body, previous, err, clock)
 
-    found = gather(kube, namespace, name)
+    last_good = {
+        v.name: v.last_good_revision
+        for v in (previous.variants if previous else [])
+        if v.last_good_revision
+    }
+    found = gather(kube, namespace, name, spec.quality, last_good)
     plan = plan_model(spec, found.observed)
     _apply_children(kube, config, spec, plan, found, owner)
+    _judge_reports(kube, found, plan)
+    _run_evaluations(kube, config, spec, plan, found, owner)
 
     variant_names = {
         v.name: Names(
@@ -122,6 +137,13 @@ def _reconcile_model(kube: Kube, config: OperatorConfig, body: Obj, clock: Clock
     written = _write_status(kube, namespace, name, previous, status)
     for event in events:
         kube.post_event(body, event.type, event.reason, event.message, clock())
+        if event.reason in ROLLBACK_REASONS:
+            metrics.ROLLBACKS.labels(
+                namespace=namespace,
+                model=name,
+                variant=event.variant or "",
+                action=ROLLBACK_REASONS[event.reason],
+            ).inc()
     metrics.observe_variants(namespace, name, [v.phase.value for v in plan.variants])
     log.info(
         "Reconciled QuantizedModel %s/%s: variants=%s",
@@ -164,10 +186,89 @@ def _apply_children(
                 kube.add_owner(running, owner)
         elif variant.action == Action.DEPLOY:
             _record_artifact(kube, variant, found, owner)
-            kube.apply(build_deployment(spec, variant, owner))
-            kube.apply(build_variant_service(spec, variant, owner))
+            _apply_serving(kube, spec, variant, found, owner)
+        elif variant.action == Action.WITHDRAW:
+            _delete_variant(kube, found, owner, variant.name, tracks=None)
     kube.apply(build_main_service(spec, plan.main_precision, owner))
     _delete_stale(kube, plan, found, owner)
+
+
+def _apply_serving(
+    kube: Kube, spec: QuantizedModelSpec, variant: PlannedVariant, found: Gathered, owner: Owner
+) -> None:
+    """The stable (or reference) Deployment at serve_key, and the candidate when gated."""
+    track = labels.REFERENCE if variant.reference else labels.STABLE
+    if variant.serve_key is not None:
+        kube.apply(build_deployment(spec, variant, owner, key=variant.serve_key, track=track))
+        kube.apply(build_variant_service(spec, variant, owner, track))
+    if variant.candidate and variant.cache_key is not None:
+        kube.apply(
+            build_deployment(spec, variant, owner, key=variant.cache_key, track=labels.CANDIDATE)
+        )
+        kube.apply(build_variant_service(spec, variant, owner, labels.CANDIDATE))
+    else:
+        _delete_variant(kube, found, owner, variant.name, tracks={labels.CANDIDATE})
+
+
+def _delete_variant(
+    kube: Kube, found: Gathered, owner: Owner, variant: str, tracks: set[str] | None
+) -> None:
+    """Delete a variant's Deployments and Services on `tracks` (None: every track)."""
+    for obj in [*found.deployments, *found.services]:
+        obj_labels = obj["metadata"].get("labels") or {}
+        track = obj_labels.get(labels.TRACK, labels.STABLE)
+        if obj_labels.get(labels.VARIANT) == variant and (tracks is None or track in tracks):
+            log.info(
+                "Deleting %s %s/%s of variant %s",
+                obj["kind"], owner.namespace, obj["metadata"]["name"], variant,
+            )  # fmt: skip
+            kube.delete(obj)
+
+
+def _judge_reports(kube: Kube, found: Gathered, plan: Plan) -> None:
+    """Write each report's verdict and whether it counts (Current) into its status."""
+    for report in found.reports:
+        state = report_state(report, plan)
+        status = report_status(report, state).to_wire()
+        current = report.raw_status or {}
+        if {k: v for k, v in current.items() if k != "conditions"} == status:
+            continue
+        kube.apply_report_status(report.namespace, report.name, status)
+        metrics.QUALITY_VERDICTS.labels(verdict=report.judgement.verdict.value).inc()
+
+
+def _orphan_reports(kube: Kube, namespace: str, model: str) -> None:
+    """Reports about a model that does not exist are judged, marked Orphaned, and ignored."""
+    objects = [
+        r
+        for r in kube.list_objects(API_VERSION, "QualityReport", namespace)
+        if (r.get("spec") or {}).get("modelRef", {}).get("name") == model
+    ]
+    for report in judge_all(objects, QualitySpec()):
+        status = report_status(report, ReportState.ORPHANED).to_wire()
+        if {k: v for k, v in (report.raw_status or {}).items() if k != "conditions"} != status:
+            kube.apply_report_status(namespace, report.name, status)
+
+
+def _run_evaluations(
+    kube: Kube,
+    config: OperatorConfig,
+    spec: QuantizedModelSpec,
+    plan: Plan,
+    found: Gathered,
+    owner: Owner,
+) -> None:
+    """Eval Jobs for revisions awaiting a report, once candidate and baseline both serve."""
+    if not plan.evaluations:
+        return
+    kube.apply(benchmarks_config_map(spec, owner))
+    for obj in evaluator_identity(owner.namespace, config.evaluator_cluster_role):
+        kube.apply(obj)
+    existing = {j["metadata"]["name"] for j in found.eval_jobs}
+    for evaluation in plan.evaluations:
+        job = eval_job(spec, evaluation, owner, image=config.evaluator_image)
+        if job["metadata"]["name"] not in existing:
+            kube.apply(job)
 
 
 def _record_artifact(kube: Kube, variant: PlannedVariant, found: Gathered, owner: Owner) -> None:

@@ -15,6 +15,8 @@ PRECISION = "qmo.dev/precision"
 GPU_CLASS = "qmo.dev/gpu-class"
 CACHE_KEY = "qmo.dev/cache-key"
 COMPONENT = "app.kubernetes.io/component"
+TRACK = "qmo.dev/track"  # stable (serves), candidate (awaits its gate), reference (BF16 baseline)
+STABLE, CANDIDATE, REFERENCE = "stable", "candidate", "reference"
 REVISION_ANNOTATION = "qmo.dev/revision"  # full cache key a Deployment serves
 
 
@@ -42,9 +44,10 @@ class Owner:
 
 
 def common(model: str, component: str) -> dict[str, str]:
+    # No app.kubernetes.io/instance: Argo CD's label tracking reads it, and an Application
+    # named like the model would then claim (and prune) what the operator created.
     return {
         "app.kubernetes.io/name": "qmo",
-        "app.kubernetes.io/instance": model,
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         "app.kubernetes.io/version": __version__,
@@ -52,6 +55,6 @@ def common(model: str, component: str) -> dict[str, str]:
     }
 
 
-def variant_selector(model: str, variant: str) -> dict[str, str]:
-    """Stable pod selector of a variant's Deployment and Service (never changes for a variant)."""
-    return {MODEL: model, VARIANT: variant, COMPONENT: "server"}
+def variant_selector(model: str, variant: str, track: str = STABLE) -> dict[str, str]:
+    """Pod selector of a variant's Deployment and Service on one track (never changes)."""
+    return {MODEL: model, VARIANT: variant, COMPONENT: "server", TRACK: track}

@@ -26,6 +26,18 @@ def variant_service(model: str, variant: str) -> str:
     return bounded(model, variant)
 
 
+def candidate_deployment(model: str, variant: str) -> str:
+    return bounded(model, variant, "candidate")
+
+
+def candidate_service(model: str, variant: str) -> str:
+    return bounded(model, variant, "candidate")
+
+
+def eval_job(model: str, variant: str, cache_key: str) -> str:
+    return bounded("qmo-eval", model, variant, short_key(cache_key))
+
+
 def main_service(model: str) -> str:
     return bounded(model)
 

@@ -48,10 +48,9 @@ def rollout_strategy(variant: PlannedVariant, replicas: int) -> RolloutStrategy:
     )
 
 
-def serve_args(spec: QuantizedModelSpec, variant: PlannedVariant) -> list[str]:
-    """trtllm-serve arguments: the artifact on the store, on all interfaces."""
-    assert variant.cache_key is not None
-    artifact = f"{ARTIFACTS_DIR}/{variant.cache_key}"
+def serve_args(spec: QuantizedModelSpec, variant: PlannedVariant, key: str) -> list[str]:
+    """trtllm-serve arguments: the artifact `key` on the store, on all interfaces."""
+    artifact = f"{ARTIFACTS_DIR}/{key}"
     checkpoint = f"{artifact}/{CHECKPOINT_SUBDIR}"
     args = [
         f"{artifact}/{ENGINE_SUBDIR}"
@@ -100,42 +99,59 @@ def _probes(spec: QuantizedModelSpec) -> dict[str, Any]:
     }
 
 
-def variant_labels(model: str, variant: PlannedVariant) -> dict[str, str]:
+def variant_labels(
+    model: str, variant: PlannedVariant, track: str = labels.STABLE
+) -> dict[str, str]:
     return {
         **labels.common(model, "server"),
-        **labels.variant_selector(model, variant.name),
+        **labels.variant_selector(model, variant.name, track),
         labels.PRECISION: variant.precision.value,
         labels.GPU_CLASS: variant.gpu_class.name,
     }
 
 
 def build_deployment(
-    spec: QuantizedModelSpec, variant: PlannedVariant, owner: Owner
+    spec: QuantizedModelSpec,
+    variant: PlannedVariant,
+    owner: Owner,
+    *,
+    key: str,
+    track: str = labels.STABLE,
 ) -> dict[str, Any]:
-    assert variant.cache_key is not None
+    """The Deployment that serves artifact `key` of a variant on one track.
+
+    The stable track serves traffic; a candidate (before-traffic gate) or the BF16 reference
+    runs one replica for evaluation only.
+    """
     store, store_mount = store_volume(spec, read_only=True)
     scratch, scratch_mounts = scratch_volumes("8Gi")
-    pod_labels = variant_labels(owner.name, variant)
-    strategy = rollout_strategy(variant, spec.serving.replicas)
+    pod_labels = variant_labels(owner.name, variant, track)
+    replicas = spec.serving.replicas if track == labels.STABLE else 1
+    strategy = rollout_strategy(variant, replicas)
+    name = (
+        names.variant_deployment(owner.name, variant.name)
+        if track != labels.CANDIDATE
+        else names.candidate_deployment(owner.name, variant.name)
+    )
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": names.variant_deployment(owner.name, variant.name),
+            "name": name,
             "namespace": owner.namespace,
             "labels": pod_labels,
-            "annotations": {labels.REVISION_ANNOTATION: variant.cache_key},
+            "annotations": {labels.REVISION_ANNOTATION: key},
             "ownerReferences": [owner.reference()],
         },
         "spec": {
-            "replicas": spec.serving.replicas,
-            "selector": {"matchLabels": labels.variant_selector(owner.name, variant.name)},
+            "replicas": replicas,
+            "selector": {"matchLabels": labels.variant_selector(owner.name, variant.name, track)},
             "strategy": strategy.strategy,
             "template": {
                 "metadata": {
                     "labels": pod_labels,
                     # The pod template changes only when the artifact does.
-                    "annotations": {labels.REVISION_ANNOTATION: variant.cache_key},
+                    "annotations": {labels.REVISION_ANNOTATION: key},
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
@@ -146,7 +162,7 @@ def build_deployment(
                             "name": SERVER_CONTAINER,
                             "image": spec.engine.image,
                             "command": ["trtllm-serve"],
-                            "args": serve_args(spec, variant),
+                            "args": serve_args(spec, variant, key),
                             "env": [{"name": "HOME", "value": "/tmp"}],
                             "ports": [
                                 {
@@ -197,14 +213,25 @@ def _service(
 
 
 def build_variant_service(
-    spec: QuantizedModelSpec, variant: PlannedVariant, owner: Owner
+    spec: QuantizedModelSpec,
+    variant: PlannedVariant,
+    owner: Owner,
+    track: str = labels.STABLE,
 ) -> dict[str, Any]:
-    """One Service per variant, so clients can pick a precision (model@int4-style routing)."""
+    """One Service per variant, so clients can pick a precision (model@int4-style routing).
+
+    A candidate gets a Service of its own, which only the eval Job calls.
+    """
+    name = (
+        names.candidate_service(owner.name, variant.name)
+        if track == labels.CANDIDATE
+        else names.variant_service(owner.name, variant.name)
+    )
     return _service(
-        names.variant_service(owner.name, variant.name),
+        name,
         owner,
-        labels.variant_selector(owner.name, variant.name),
-        variant_labels(owner.name, variant),
+        labels.variant_selector(owner.name, variant.name, track),
+        variant_labels(owner.name, variant, track),
         spec.serving.port,
     )
 
@@ -213,7 +240,7 @@ def build_main_service(
     spec: QuantizedModelSpec, precision: Precision | None, owner: Owner
 ) -> dict[str, Any]:
     """The model's Service: every variant under auto, else the chosen precision's variants."""
-    selector = {labels.MODEL: owner.name, labels.COMPONENT: "server"}
+    selector = {labels.MODEL: owner.name, labels.COMPONENT: "server", labels.TRACK: labels.STABLE}
     if precision is not None:
         selector[labels.PRECISION] = precision.value
     return _service(

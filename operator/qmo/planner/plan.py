@@ -17,7 +17,8 @@ from qmo.api.buildcontract import (
     ExpectedGpu,
     SourceRef,
 )
-from qmo.api.quantizedmodel import Precision, QuantizedModelSpec
+from qmo.api.qualityreport import Verdict
+from qmo.api.quantizedmodel import GateTiming, Precision, QuantizedModelSpec
 from qmo.gpu import GpuClass, GpuInventory
 from qmo.planner import memory
 from qmo.planner.cachekey import cache_key
@@ -47,6 +48,7 @@ class Action(StrEnum):
     WAIT = "Wait"  # the build is running
     DEPLOY = "Deploy"  # the artifact is ready: apply the Deployment and Service
     BLOCKED = "Blocked"  # nothing can run: unsupported, or the build failed
+    WITHDRAW = "Withdraw"  # it regressed with nothing good to return to: stop serving it
 
 
 class Phase(StrEnum):
@@ -56,6 +58,9 @@ class Phase(StrEnum):
     SERVING = "Serving"
     UNSUPPORTED = "Unsupported"
     BUILD_FAILED = "BuildFailed"
+    EVALUATING = "Evaluating"  # before-traffic: the candidate waits for a passing report
+    ROLLED_BACK = "RolledBack"  # the new revision regressed; the last good one serves
+    REGRESSED = "Regressed"  # regressed with no good revision: withdrawn
 
 
 class BuildState(StrEnum):
@@ -89,12 +94,40 @@ class DeploymentObservation:
 
 
 @dataclass(frozen=True)
+class ReportObservation:
+    """The newest QualityReport about one (variant, cache key), as judged."""
+
+    name: str
+    variant: str
+    cache_key: str
+    verdict: Verdict
+    message: str
+    worst_benchmark: str | None = None
+    worst_delta_percent: float | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     inventory: GpuInventory
     builds: dict[str, BuildObservation] = field(default_factory=dict)
     deployments: dict[str, DeploymentObservation] = field(default_factory=dict)
     # PersistentVolumeClaims of this namespace (None: not looked up, assume present).
     claims: frozenset[str] | None = None
+    reports: dict[tuple[str, str], ReportObservation] = field(default_factory=dict)
+    # The last revision (cache key) of each variant that passed its gate.
+    last_good: dict[str, str] = field(default_factory=dict)
+    # Candidate Deployments (before-traffic gate), by variant.
+    candidates: dict[str, DeploymentObservation] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An eval Job to run: candidate revision of `variant` against the BF16 `baseline`."""
+
+    variant: str
+    cache_key: str
+    on_candidate_track: bool
+    baseline: str
 
 
 def source_claim(spec: QuantizedModelSpec) -> str | None:
@@ -136,6 +169,16 @@ class PlannedVariant:
     build_gpus: int | None = None
     observed_build: BuildObservation | None = None
     deployment: DeploymentObservation | None = None
+    # The revision the variant's stable Deployment runs; differs from cache_key after a
+    # rollback, and is None while a first before-traffic candidate is evaluated.
+    serve_key: str | None = None
+    candidate: bool = False  # run cache_key as a candidate, outside the Services
+    report: ReportObservation | None = None
+    fell_back_from: str | None = None  # the variant whose regression led here
+    fell_back_because: str | None = None
+    # (variant, cache key) of rungs left behind on the way down the precision ladder.
+    superseded: tuple[tuple[str, str], ...] = ()
+    reference: bool = False  # a temporary BF16 baseline for evaluations, not served
 
     @property
     def cache_key(self) -> str | None:
@@ -149,6 +192,7 @@ class Plan:
     main_precision: Precision | None
     main_variants: tuple[str, ...]
     notes: tuple[Refusal, ...] = ()
+    evaluations: tuple[Evaluation, ...] = ()
 
 
 def variant_name(gpu: GpuClass, precision: Precision) -> str:
@@ -287,11 +331,22 @@ def _blocked(
 
 
 def plan_variant(
-    spec: QuantizedModelSpec, gpu: GpuClass, requested: Precision, observed: Observed
+    spec: QuantizedModelSpec,
+    gpu: GpuClass,
+    requested: Precision,
+    observed: Observed,
+    precision: Precision | None = None,
+    *,
+    reference: bool = False,
 ) -> PlannedVariant:
-    """Decide one (GPU class x precision) variant, from capability checks to rollout state."""
+    """Decide one (GPU class x precision) variant, from capability checks to rollout state.
+
+    `precision` overrides what `requested` resolves to (the fallback ladder uses it); a
+    `reference` variant is a temporary BF16 baseline for evaluations and is never gated.
+    """
     backend = spec.engine.backend
-    precision = auto_precision(gpu, backend) if requested == Precision.AUTO else requested
+    if precision is None:
+        precision = auto_precision(gpu, backend) if requested == Precision.AUTO else requested
     name = variant_name(gpu, precision)
     kv_dtype, kv_refusal = resolve_kv_cache(spec.kv_cache_dtype, precision, gpu, backend)
     refusal = runtime_supports(gpu) or precision_supported(precision, gpu, backend) or kv_refusal
@@ -313,7 +368,7 @@ def plan_variant(
     if action == Action.BUILD and claim_refusal is not None:
         action, phase = Action.BLOCKED, Phase.PENDING
         reason, message = claim_refusal.reason, claim_refusal.message
-    return PlannedVariant(
+    planned = PlannedVariant(
         name=name,
         gpu_class=gpu,
         requested_precision=requested,
@@ -329,6 +384,18 @@ def plan_variant(
         build_gpus=build_gpus,
         observed_build=seen,
         deployment=deployment,
+        serve_key=request.cache_key,
+        reference=reference,
+    )
+    if reference:
+        return planned
+    from qmo.planner.gate import apply_gate  # gate.py builds on this module's types
+
+    return apply_gate(
+        spec,
+        planned,
+        observed,
+        replan=lambda lower: plan_variant(spec, gpu, requested, observed, precision=lower),
     )
 
 
@@ -416,10 +483,83 @@ def plan_model(spec: QuantizedModelSpec, observed: Observed) -> Plan:
                 "reproduced; pin a commit or tag",
             )
         )
-    variants = [
-        plan_variant(spec, gpu, requested, observed)
-        for gpu in classes
-        for requested in spec.precisions
-    ]
-    main_precision, members = _main_precision(spec, variants)
-    return Plan(tuple(variants), main_precision, members, tuple(notes))
+    variants: list[PlannedVariant] = []
+    for gpu in classes:
+        for requested in spec.precisions:
+            variant = plan_variant(spec, gpu, requested, observed)
+            # A fallback can land on a precision that is also requested: keep one variant.
+            if all(v.name != variant.name for v in variants):
+                variants.append(variant)
+    variants += _references(spec, classes, variants, observed)
+    main_precision, members = _main_precision(spec, [v for v in variants if not v.reference])
+    evaluations = _evaluations(spec, variants, observed)
+    return Plan(tuple(variants), main_precision, members, tuple(notes), evaluations)
+
+
+def _awaits_report(spec: QuantizedModelSpec, variant: PlannedVariant) -> bool:
+    """Built, deployed somewhere, gated with benchmarks, and not yet judged."""
+    return (
+        spec.quality.gate != GateTiming.OFF
+        and bool(spec.quality.benchmarks)
+        and not variant.reference
+        and variant.precision != Precision.BF16
+        and variant.action == Action.DEPLOY
+        and variant.report is None
+        and variant.phase != Phase.ROLLED_BACK
+    )
+
+
+def _references(
+    spec: QuantizedModelSpec,
+    classes: list[GpuClass],
+    variants: list[PlannedVariant],
+    observed: Observed,
+) -> list[PlannedVariant]:
+    """Temporary BF16 baselines for classes whose quantized variants await a report."""
+    references = []
+    for gpu in classes:
+        on_class = [v for v in variants if v.gpu_class.name == gpu.name]
+        has_bf16 = any(
+            v.precision == Precision.BF16 and v.action != Action.BLOCKED for v in on_class
+        )
+        if has_bf16 or not any(_awaits_report(spec, v) for v in on_class):
+            continue
+        reference = plan_variant(spec, gpu, Precision.BF16, observed, reference=True)
+        if reference.action != Action.BLOCKED:
+            references.append(reference)
+    return references
+
+
+def _evaluations(
+    spec: QuantizedModelSpec, variants: list[PlannedVariant], observed: Observed
+) -> tuple[Evaluation, ...]:
+    """Eval Jobs whose candidate and baseline both serve now."""
+    evaluations = []
+    for variant in variants:
+        if not _awaits_report(spec, variant) or variant.cache_key is None:
+            continue
+        baseline = next(
+            (
+                v
+                for v in variants
+                if v.gpu_class.name == variant.gpu_class.name
+                and v.precision == Precision.BF16
+                and v.phase == Phase.SERVING
+            ),
+            None,
+        )
+        running = (
+            observed.candidates.get(variant.name)
+            if variant.candidate
+            else observed.deployments.get(variant.name)
+        )
+        ready = (
+            running is not None
+            and running.revision == variant.cache_key
+            and running.ready_replicas >= 1
+        )
+        if baseline is not None and ready:
+            evaluations.append(
+                Evaluation(variant.name, variant.cache_key, variant.candidate, baseline.name)
+            )
+    return tuple(evaluations)

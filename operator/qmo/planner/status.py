@@ -12,9 +12,11 @@ from typing import Literal
 
 from qmo import conditions
 from qmo.api.base import ConditionStatus
+from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import (
     GateTiming,
     GpuClassStatus,
+    Precision,
     QuantizedModelSpec,
     QuantizedModelStatus,
     StatusSummary,
@@ -36,6 +38,7 @@ class Decision:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,42 @@ class Names:
     build_job: str | None
 
 
+def variant_serves(variant: PlannedVariant, replicas: int) -> bool:
+    """Its stable Deployment runs the revision it should, with every replica ready."""
+    deployment = variant.deployment
+    return (
+        variant.serve_key is not None
+        and deployment is not None
+        and deployment.revision == variant.serve_key
+        and deployment.ready_replicas >= replicas
+        and deployment.updated_replicas >= replicas
+    )
+
+
+def quality_of(variant: PlannedVariant, gated: bool) -> VariantQuality:
+    if not gated:
+        return VariantQuality(verdict="NotGated")
+    if variant.reference:
+        return VariantQuality(verdict="Reference")
+    if variant.precision == Precision.BF16:
+        return VariantQuality(verdict="Baseline")
+    report = variant.report
+    if report is None:
+        return VariantQuality(verdict="Pending")
+    return VariantQuality(
+        verdict=report.verdict.value,
+        worst_benchmark=report.worst_benchmark,
+        worst_delta_percent=report.worst_delta_percent,
+        report=report.name,
+    )
+
+
 def variant_status(
-    variant: PlannedVariant, names: Names, previous: VariantStatus | None, gated: bool
+    variant: PlannedVariant,
+    names: Names,
+    previous: VariantStatus | None,
+    gated: bool,
+    replicas: int = 1,
 ) -> VariantStatus:
     seen = variant.observed_build
     build = VariantBuild(
@@ -59,11 +96,13 @@ def variant_status(
         artifact_path=seen.artifact_path if seen and seen.state == BuildState.SUCCEEDED else None,
     )
     deployment = variant.deployment
-    serving = variant.phase == Phase.SERVING
     revision = deployment.revision if deployment else None
+    quality = quality_of(variant, gated)
     last_good = previous.last_good_revision if previous else None
-    if serving and not gated:
+    at_current = variant.serve_key == variant.cache_key and variant_serves(variant, replicas)
+    if at_current and (not gated or quality.verdict in ("Pass", "Baseline", "Reference")):
         last_good = revision
+    deployed = variant.action == Action.DEPLOY and variant.serve_key is not None
     return VariantStatus(
         name=variant.name,
         gpu_class=variant.gpu_class.name,
@@ -75,15 +114,19 @@ def variant_status(
         memory_estimate_gib=variant.memory_per_gpu_gib,
         cache_key=variant.cache_key,
         phase=variant.phase.value,
-        reason=variant.reason,
-        message=variant.message,
+        reason="Reference" if variant.reference else variant.reason,
+        message=(
+            f"temporary BF16 baseline for evaluations; {variant.message}"
+            if variant.reference
+            else variant.message
+        ),
         build=build,
-        deployment=names.deployment if variant.action == Action.DEPLOY else None,
-        service=names.service if variant.action == Action.DEPLOY else None,
+        deployment=names.deployment if deployed else None,
+        service=names.service if deployed else None,
         ready_replicas=deployment.ready_replicas if deployment else 0,
         revision=revision,
         last_good_revision=last_good,
-        quality=VariantQuality(verdict="NotGated" if not gated else "Pending"),
+        quality=quality,
     )
 
 
@@ -143,9 +186,9 @@ def build_status(
             precisions=",".join(
                 f"{v.gpu_class.name}={v.precision.value}"
                 for v in plan.variants
-                if v.action != Action.BLOCKED
+                if v.action not in (Action.BLOCKED, Action.WITHDRAW) and not v.reference
             ),
-            quality="NotGated" if not gated else "Pending",
+            quality=_quality_summary(spec, variants),
             serving=plan.main_precision.value if plan.main_precision else "all",
         ),
     )
@@ -154,11 +197,12 @@ def build_status(
 def _conditions(
     spec: QuantizedModelSpec, plan: Plan
 ) -> list[tuple[str, ConditionStatus, str, str]]:
-    variants = plan.variants
-    runnable = [v for v in variants if v.action != Action.BLOCKED]
-    blocked = [v for v in variants if v.action == Action.BLOCKED]
-    building = [v for v in variants if v.phase == Phase.BUILDING]
-    not_serving = [v for v in runnable if v.phase != Phase.SERVING]
+    served = [v for v in plan.variants if not v.reference]
+    runnable = [v for v in served if v.action not in (Action.BLOCKED, Action.WITHDRAW)]
+    blocked = [v for v in served if v.action in (Action.BLOCKED, Action.WITHDRAW)]
+    building = [v for v in plan.variants if v.phase == Phase.BUILDING]
+    replicas = spec.serving.replicas
+    not_serving = [v for v in runnable if not variant_serves(v, replicas)]
     problems = [n for n in plan.notes if n.reason not in ADVISORY_NOTES]
     T, F = ConditionStatus.TRUE, ConditionStatus.FALSE
 
@@ -187,17 +231,64 @@ def _conditions(
     else:
         degraded = (F, "AsExpected", "every requested variant can run")
 
-    if spec.quality.gate == GateTiming.OFF:
-        gate = (T, "GateDisabled", "quality.gate is off: variants serve without a report")
-    else:
-        gate = (ConditionStatus.UNKNOWN, "AwaitingReports", "no quality report judged yet")
-
     return [
         (conditions.READY, *ready),
         (conditions.BUILDING, *building_c),
-        (conditions.QUALITY_GATE, *gate),
+        (conditions.QUALITY_GATE, *_gate_condition(spec, served)),
         (conditions.DEGRADED, *degraded),
+        (conditions.ROLLED_BACK, *_rolled_back_condition(served)),
     ]
+
+
+def _gate_condition(
+    spec: QuantizedModelSpec, variants: list[PlannedVariant]
+) -> tuple[ConditionStatus, str, str]:
+    if spec.quality.gate == GateTiming.OFF:
+        return ConditionStatus.TRUE, "GateDisabled", "quality.gate is off: variants serve ungated"
+    gated = [v for v in variants if v.precision != Precision.BF16 and v.action != Action.BLOCKED]
+    regressed = [
+        v
+        for v in variants
+        if v.phase in (Phase.ROLLED_BACK, Phase.REGRESSED) or v.fell_back_from is not None
+    ]
+    if regressed:
+        return (
+            ConditionStatus.FALSE,
+            "Regressed",
+            "; ".join(_regression_story(v) for v in regressed),
+        )
+    waiting = [v for v in gated if v.report is None or v.report.verdict != Verdict.PASS]
+    if waiting:
+        names = ", ".join(v.name for v in waiting)
+        return ConditionStatus.UNKNOWN, "AwaitingReports", f"awaiting a passing report: {names}"
+    return ConditionStatus.TRUE, "AllPassed", "every quantized variant passed its quality gate"
+
+
+def _regression_story(variant: PlannedVariant) -> str:
+    if variant.fell_back_from is not None:
+        return f"{variant.fell_back_because}; fell back to {variant.name}"
+    return f"{variant.name}: {variant.message}"
+
+
+def _rolled_back_condition(variants: list[PlannedVariant]) -> tuple[ConditionStatus, str, str]:
+    for phase, reason in ((Phase.ROLLED_BACK, "RolledBack"), (Phase.REGRESSED, "Withdrawn")):
+        hit = [v for v in variants if v.phase == phase]
+        if hit:
+            return ConditionStatus.TRUE, reason, "; ".join(f"{v.name}: {v.message}" for v in hit)
+    fell = [v for v in variants if v.fell_back_from is not None]
+    if fell:
+        return ConditionStatus.TRUE, "FellBack", "; ".join(_regression_story(v) for v in fell)
+    return ConditionStatus.FALSE, "NoRegression", "no variant was rolled back"
+
+
+def _quality_summary(spec: QuantizedModelSpec, variants: list[VariantStatus]) -> str:
+    if spec.quality.gate == GateTiming.OFF:
+        return "NotGated"
+    verdicts = {v.quality.verdict for v in variants}
+    for worst in ("Regressed", "Invalid", "Pending"):
+        if worst in verdicts:
+            return worst
+    return "Pass" if "Pass" in verdicts else "Baseline"
 
 
 def decisions(
@@ -210,27 +301,19 @@ def decisions(
         events += [Decision("Warning", note.reason, note.message) for note in plan.notes]
     for variant in plan.variants:
         before = old.get(variant.name)
-        if before is None or before.cache_key != variant.cache_key:
-            events.append(Decision("Normal", "VariantPlanned", describe_choice(variant)))
-            seen = variant.observed_build
-            if seen is not None and seen.state == BuildState.SUCCEEDED:
+        if variant.reference:
+            if before is None:
                 events.append(
                     Decision(
                         "Normal",
-                        "BuildReused",
-                        f"{variant.name}: artifact {seen.cache_key[:16]} is already built; "
-                        "it is reused, not rebuilt",
+                        "ReferenceStarted",
+                        f"{variant.name}: a temporary BF16 baseline runs for evaluations on "
+                        f"{variant.gpu_class.name}; it is removed when they are done",
+                        variant.name,
                     )
                 )
-        if before is None or (before.phase, before.reason) != (variant.phase, variant.reason):
-            warning = variant.phase in (Phase.UNSUPPORTED, Phase.BUILD_FAILED)
-            events.append(
-                Decision(
-                    "Warning" if warning else "Normal",
-                    variant.reason,
-                    f"{variant.name}: {variant.message}",
-                )
-            )
+            continue
+        events += _variant_decisions(variant, before)
     if plan.main_precision is not None and (
         previous is None or previous.summary.serving != plan.main_precision.value
     ):
@@ -240,6 +323,62 @@ def decisions(
                 "MainServiceSelected",
                 f"the main Service serves {plan.main_precision.value} "
                 f"({', '.join(plan.main_variants) or 'no variant ready yet'})",
+            )
+        )
+    return events
+
+
+WARNING_PHASES = (Phase.UNSUPPORTED, Phase.BUILD_FAILED, Phase.ROLLED_BACK, Phase.REGRESSED)
+
+
+def _variant_decisions(variant: PlannedVariant, before: VariantStatus | None) -> list[Decision]:
+    events: list[Decision] = []
+    name = variant.name
+    if before is None or before.cache_key != variant.cache_key:
+        events.append(Decision("Normal", "VariantPlanned", describe_choice(variant), name))
+        if before is None and variant.fell_back_from is not None:
+            events.append(
+                Decision(
+                    "Warning",
+                    "FellBack",
+                    f"{variant.fell_back_because}; on its first rollout there is no good "
+                    f"revision, so it falls back to {variant.precision.value} ({name})",
+                    name,
+                )
+            )
+        seen = variant.observed_build
+        if seen is not None and seen.state == BuildState.SUCCEEDED:
+            events.append(
+                Decision(
+                    "Normal",
+                    "BuildReused",
+                    f"{name}: artifact {seen.cache_key[:16]} is already built; "
+                    "it is reused, not rebuilt",
+                    name,
+                )
+            )
+    if before is None or (before.phase, before.reason) != (variant.phase, variant.reason):
+        warning = variant.phase in WARNING_PHASES
+        events.append(
+            Decision(
+                "Warning" if warning else "Normal",
+                variant.reason,
+                f"{name}: {variant.message}",
+                name,
+            )
+        )
+    report = variant.report
+    if (
+        report is not None
+        and report.verdict == Verdict.PASS
+        and (before is None or before.quality.report != report.name)
+    ):
+        events.append(
+            Decision(
+                "Normal",
+                "QualityPassed",
+                f"{name}: revision {report.cache_key[:16]} passed ({report.message})",
+                name,
             )
         )
     return events

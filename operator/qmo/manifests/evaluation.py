@@ -1,0 +1,195 @@
+"""Eval Jobs and what they need: the benchmark list, and an identity that can write reports.
+
+The eval Job runs `qmo-eval run` against the candidate's Service and the BF16 baseline's, and
+creates a QualityReport with its own ServiceAccount, bound to the chart's evaluator
+ClusterRole (create/get QualityReports, nothing else).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from qmo.api.buildcontract import STORE_MOUNT_PATH
+from qmo.api.quantizedmodel import QuantizedModelSpec
+from qmo.manifests import labels, names
+from qmo.manifests.labels import Owner
+from qmo.manifests.pod import container_security_context, pod_security_context, store_volume
+from qmo.planner.cachekey import short_key
+from qmo.planner.plan import Evaluation
+
+EVALUATOR_SERVICE_ACCOUNT = "qmo-evaluator"
+BENCHMARKS_FILE = "benchmarks.json"
+BENCHMARKS_MOUNT = "/etc/qmo-eval"
+DATASETS_MOUNT = "/benchmarks"
+EVAL_DEADLINE_SECONDS = 7200
+
+
+def benchmarks_config_map(spec: QuantizedModelSpec, owner: Owner) -> dict[str, Any]:
+    """The model's benchmark list, as `qmo-eval --benchmarks` reads it."""
+    benchmarks = [b.to_wire() for b in spec.quality.benchmarks]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": names.bounded("qmo-eval", owner.name),
+            "namespace": owner.namespace,
+            "labels": labels.common(owner.name, "evaluation"),
+            "ownerReferences": [owner.reference()],
+        },
+        "data": {BENCHMARKS_FILE: json.dumps(benchmarks, indent=2, sort_keys=True)},
+    }
+
+
+def evaluator_identity(namespace: str, cluster_role: str) -> list[dict[str, Any]]:
+    """A ServiceAccount for eval Jobs in `namespace`, bound to the evaluator ClusterRole."""
+    meta_labels = {
+        "app.kubernetes.io/name": "qmo",
+        "app.kubernetes.io/component": "evaluation",
+        "app.kubernetes.io/managed-by": labels.MANAGED_BY,
+    }
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": EVALUATOR_SERVICE_ACCOUNT,
+                "namespace": namespace,
+                "labels": meta_labels,
+            },
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {
+                "name": EVALUATOR_SERVICE_ACCOUNT,
+                "namespace": namespace,
+                "labels": meta_labels,
+            },
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": cluster_role,
+            },
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": EVALUATOR_SERVICE_ACCOUNT,
+                    "namespace": namespace,
+                }
+            ],
+        },
+    ]
+
+
+def _dataset_volumes(spec: QuantizedModelSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """ConfigMap datasets at /benchmarks/<configmap>/<key>; store paths come with /store."""
+    volumes, mounts = [], []
+    for config_map in sorted(
+        {
+            b.dataset.config_map.name
+            for b in spec.quality.benchmarks
+            if b.dataset and b.dataset.config_map
+        }
+    ):
+        volume = names.bounded("dataset", config_map)
+        volumes.append({"name": volume, "configMap": {"name": config_map}})
+        mounts.append(
+            {"name": volume, "mountPath": f"{DATASETS_MOUNT}/{config_map}", "readOnly": True}
+        )
+    return volumes, mounts
+
+
+def eval_job(
+    spec: QuantizedModelSpec,
+    evaluation: Evaluation,
+    owner: Owner,
+    *,
+    image: str,
+) -> dict[str, Any]:
+    candidate_service = (
+        names.candidate_service(owner.name, evaluation.variant)
+        if evaluation.on_candidate_track
+        else names.variant_service(owner.name, evaluation.variant)
+    )
+    baseline_service = names.variant_service(owner.name, evaluation.baseline)
+    port = spec.serving.port
+    store, store_mount = store_volume(spec, read_only=True)
+    dataset_volumes, dataset_mounts = _dataset_volumes(spec)
+    config_map = names.bounded("qmo-eval", owner.name)
+    job_labels = {
+        **labels.common(owner.name, "evaluation"),
+        labels.VARIANT: evaluation.variant,
+        labels.CACHE_KEY: short_key(evaluation.cache_key),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": names.eval_job(owner.name, evaluation.variant, evaluation.cache_key),
+            "namespace": owner.namespace,
+            "labels": job_labels,
+            "annotations": {labels.REVISION_ANNOTATION: evaluation.cache_key},
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": {
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": EVAL_DEADLINE_SECONDS,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {
+                "metadata": {"labels": job_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": EVALUATOR_SERVICE_ACCOUNT,
+                    "securityContext": pod_security_context(),
+                    "containers": [
+                        {
+                            "name": "evaluator",
+                            "image": image,
+                            "command": ["qmo-eval", "run"],
+                            "args": [
+                                "--model",
+                                owner.name,
+                                "--namespace",
+                                owner.namespace,
+                                "--variant",
+                                evaluation.variant,
+                                "--cache-key",
+                                evaluation.cache_key,
+                                "--candidate-url",
+                                f"http://{candidate_service}:{port}",
+                                "--baseline-url",
+                                f"http://{baseline_service}:{port}",
+                                "--baseline-variant",
+                                evaluation.baseline,
+                                "--benchmarks",
+                                f"{BENCHMARKS_MOUNT}/{BENCHMARKS_FILE}",
+                            ],
+                            "env": [{"name": "HOME", "value": "/tmp"}],
+                            "resources": {
+                                "requests": {"cpu": "500m", "memory": "512Mi"},
+                                "limits": {"memory": "2Gi"},
+                            },
+                            "securityContext": container_security_context(),
+                            "volumeMounts": [
+                                {
+                                    "name": "benchmarks",
+                                    "mountPath": BENCHMARKS_MOUNT,
+                                    "readOnly": True,
+                                },
+                                {"name": "tmp", "mountPath": "/tmp"},
+                                {**store_mount, "mountPath": STORE_MOUNT_PATH},
+                                *dataset_mounts,
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "benchmarks", "configMap": {"name": config_map}},
+                        {"name": "tmp", "emptyDir": {}},
+                        store,
+                        *dataset_volumes,
+                    ],
+                },
+            },
+        },
+    }
