@@ -288,7 +288,8 @@ def _choose_tensor_parallel(
         return 1, None, None
     tp_fit = memory.smallest_fitting_tp(estimate, gpu.memory_mib, gpu.gpus_per_node)
     if tp_fit is None:
-        most = min(gpu.gpus_per_node, memory.TP_SIZES[-1])
+        # The largest TP size there is on these nodes (6 GPUs per node run TP 4, not 6).
+        most = max((tp for tp in memory.TP_SIZES if tp <= gpu.gpus_per_node), default=1)
         return (
             None,
             round(estimate.per_gpu_gib(most), 1),
