@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from e2e.operator_process import running_operator
+from e2e.operator_process import OperatorProcess, running_operator
 from tests.support.kube import REPO, ClusterHandle, delete_namespace, open_test_cluster, unique_name
 
 
@@ -42,11 +41,11 @@ def namespace(cluster: ClusterHandle) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def operator(
     cluster: ClusterHandle, crds: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Path]:
-    """qmo itself, watching every namespace; yields its log file."""
+) -> Iterator[OperatorProcess]:
+    """qmo itself, watching every namespace (a test may kill and restart it)."""
     log = tmp_path_factory.mktemp("operator") / "qmo.log"
-    with running_operator(cluster.kubeconfig, log):
-        yield log
+    with running_operator(cluster.kubeconfig, log) as process:
+        yield process
 
 
 @pytest.fixture

@@ -36,8 +36,9 @@ def apply_gate(
     """Adjust a planned variant for its quality verdict; `replan` plans another precision."""
     quality = spec.quality
     key = variant.cache_key
-    if quality.gate == GateTiming.OFF or key is None or variant.phase == Phase.UNSUPPORTED:
-        return variant
+    ungated = quality.gate == GateTiming.OFF or variant.precision == Precision.BF16
+    if ungated or key is None or variant.phase == Phase.UNSUPPORTED:
+        return variant  # the BF16 baseline is what the others are judged against
     report = observed.reports.get((variant.name, key))
     variant = dataclasses.replace(variant, report=report)
     good = _good_revision_available(variant, observed)

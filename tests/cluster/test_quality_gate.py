@@ -1,0 +1,336 @@
+"""The quality gate end to end: QualityReports promote, roll back and fall back variants.
+
+Reports are written here as an external evaluation system (or qmo-eval) would write them;
+the eval Jobs qmo creates complete instantly under kwok without scoring anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from e2e.operator_process import OperatorProcess
+from tests.support.kube import (
+    GROUP,
+    VERSION,
+    ClusterHandle,
+    condition,
+    is_ready,
+    variants,
+    wait_for,
+)
+from tests.support.scenario import a_model, create, deployment, events, patch_spec, wait_ready
+
+pytestmark = pytest.mark.usefixtures("operator", "engine_store")
+
+BENCHMARKS = [
+    {"name": "arithmetic", "metric": "exact-match", "dataset": {"path": "benchmarks/a.jsonl"}},
+    {"name": "wikitext", "metric": "perplexity", "higherIsBetter": False,
+     "dataset": {"path": "benchmarks/w.jsonl"}},
+]  # fmt: skip
+
+
+def gated(name: str, gate: str, on_regression: str, **spec: Any) -> dict[str, Any]:
+    """A gated model small enough (TP 1) to fit beside the other tests on the shared fleet."""
+    quality = {"gate": gate, "onRegression": on_regression, "benchmarks": BENCHMARKS}
+    engine = {"maxBatchSize": 8, "maxSeqLen": 4096}
+    return a_model(name, quality=quality, engine=engine, **spec)
+
+
+def report(
+    cluster: ClusterHandle,
+    namespace: str,
+    model: str,
+    variant: str,
+    key: str,
+    *,
+    arithmetic: float = 0.80,
+    wikitext: float = 10.0,
+    name: str | None = None,
+) -> str:
+    """A QualityReport against a baseline of 0.80 accuracy and perplexity 10.0."""
+    name = name or f"{model}-{variant}-{key[:8]}"
+    cluster.custom().create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "qualityreports",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "QualityReport",
+            "metadata": {"name": name},
+            "spec": {
+                "modelRef": {"name": model},
+                "variant": variant,
+                "cacheKey": key,
+                "source": "tests",
+                "results": [
+                    {
+                        "benchmark": "arithmetic",
+                        "baselineScore": 0.80,
+                        "candidateScore": arithmetic,
+                    },
+                    {
+                        "benchmark": "wikitext",
+                        "baselineScore": 10.0,
+                        "candidateScore": wikitext,
+                        "higherIsBetter": False,
+                    },
+                ],
+            },
+        },
+    )
+    return name
+
+
+def report_status(cluster: ClusterHandle, namespace: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = cluster.custom().get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "qualityreports", name
+    )
+    return found.get("status") or {}
+
+
+def wait_report_judged(cluster: ClusterHandle, namespace: str, name: str) -> dict[str, Any]:
+    judged: dict[str, Any] = wait_for(
+        cluster.custom().list_namespaced_custom_object,
+        lambda r: r["metadata"]["name"] == name and (r.get("status") or {}).get("state"),
+        group=GROUP,
+        version=VERSION,
+        namespace=namespace,
+        plural="qualityreports",
+        describe=f"report {name} to be judged",
+    )
+    return dict(judged["status"])
+
+
+def wait_event(cluster: ClusterHandle, namespace: str, model: str, reason: str) -> Any:
+    """Events are posted right after the status is written: wait for them, do not race."""
+    return wait_for(
+        cluster.core().list_namespaced_event,
+        lambda e: e.reason == reason and e.involved_object.name == model,
+        namespace=namespace,
+        describe=f"a {reason} Event on {model}",
+    )
+
+
+def key_of(model: dict[str, Any], variant: str) -> str:
+    return str(variants(model)[variant]["cacheKey"])
+
+
+def test_a_passing_report_promotes_a_before_traffic_candidate(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(
+        cluster,
+        namespace,
+        gated("canary", "before-traffic", "rollback", precisions=["bf16", "fp8"],
+              gpu={"classes": ["h100"]}),
+    )  # fmt: skip
+    evaluating = cluster.wait_for_model(
+        namespace,
+        "canary",
+        lambda m: variants(m).get("h100-fp8", {}).get("phase") == "Evaluating",
+        describe="fp8 to run as a candidate",
+    )
+    key = key_of(evaluating, "h100-fp8")
+    candidate = deployment(cluster, namespace, "canary-h100-fp8-candidate")
+    assert candidate.spec.template.metadata.labels["qmo.dev/track"] == "candidate"
+    main = cluster.core().read_namespaced_service("canary", namespace)
+    assert main.spec.selector["qmo.dev/track"] == "stable"
+    eval_jobs = cluster.batch().list_namespaced_job(
+        namespace, label_selector="app.kubernetes.io/component=evaluation"
+    )
+    assert [j.metadata.annotations["qmo.dev/revision"] for j in eval_jobs.items] == [key]
+    args = eval_jobs.items[0].spec.template.spec.containers[0].args
+    assert "http://canary-h100-fp8-candidate:8000" in args
+    assert "http://canary-h100-bf16:8000" in args
+
+    name = report(cluster, namespace, "canary", "h100-fp8", key, arithmetic=0.788, wikitext=10.1)
+    promoted = cluster.wait_for_model(
+        namespace,
+        "canary",
+        lambda m: variants(m)["h100-fp8"]["phase"] == "Serving" and is_ready(m),
+        describe="fp8 to be promoted",
+    )
+    fp8 = variants(promoted)["h100-fp8"]
+    assert fp8["quality"]["verdict"] == "Pass"
+    assert fp8["lastGoodRevision"] == key
+    assert condition(promoted, "QualityGate")["reason"] == "AllPassed"
+    assert (
+        deployment(cluster, namespace, "canary-h100-fp8").metadata.annotations["qmo.dev/revision"]
+        == key
+    )
+    assert report_status(cluster, namespace, name)["state"] == "Current"
+    wait_event(cluster, namespace, "canary", "QualityPassed")
+
+
+def test_a_regression_rolls_back_to_the_last_good_revision_and_the_rest_keeps_serving(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    create(
+        cluster,
+        namespace,
+        gated("rolls", "after-rollout", "rollback", precisions=["bf16", "fp8"],
+              gpu={"classes": ["h100", "l40s"]}),
+    )  # fmt: skip
+    v1 = wait_ready(cluster, namespace, "rolls")
+    for variant in ("h100-fp8", "l40s-fp8"):
+        report(cluster, namespace, "rolls", variant, key_of(v1, variant))
+    good = cluster.wait_for_model(
+        namespace,
+        "rolls",
+        lambda m: condition(m, "QualityGate").get("reason") == "AllPassed",
+        describe="v1 to pass",
+    )
+    v1_key = variants(good)["h100-fp8"]["lastGoodRevision"]
+    assert v1_key == key_of(v1, "h100-fp8")
+    rollbacks_before = operator.metric("qmo_rollbacks_total", model="rolls")
+
+    patch_spec(cluster, namespace, "rolls", {"model": {"revision": "v2"}})
+    v2 = cluster.wait_for_model(
+        namespace,
+        "rolls",
+        lambda m: m["status"]["observedGeneration"] == m["metadata"]["generation"] and is_ready(m),
+        describe="v2 to roll out",
+    )
+    v2_h100, v2_l40s = key_of(v2, "h100-fp8"), key_of(v2, "l40s-fp8")
+    assert v2_h100 != v1_key
+    report(cluster, namespace, "rolls", "h100-fp8", v2_h100, arithmetic=0.7832)  # -2.1%
+
+    rolled = cluster.wait_for_model(
+        namespace,
+        "rolls",
+        lambda m: variants(m)["h100-fp8"]["phase"] == "RolledBack",
+        describe="h100-fp8 to roll back",
+    )
+    rolled_back = condition(rolled, "RolledBack")
+    assert rolled_back["status"] == "True"
+    assert "arithmetic +2.10%" in rolled_back["message"]
+    serving = deployment(cluster, namespace, "rolls-h100-fp8")
+    assert serving.metadata.annotations["qmo.dev/revision"] == v1_key
+    other = deployment(cluster, namespace, "rolls-l40s-fp8")
+    assert other.metadata.annotations["qmo.dev/revision"] == v2_l40s
+    assert other.status.ready_replicas == 1
+    wait_event(cluster, namespace, "rolls", "RolledBack")
+    assert [e.reason for e in events(cluster, namespace, "rolls")].count("RolledBack") == 1
+    assert operator.metric("qmo_rollbacks_total", model="rolls") == rollbacks_before + 1
+
+    # The next reconciles leave it rolled back: no flapping back to the regressed revision.
+    steady = cluster.wait_for_model(
+        namespace,
+        "rolls",
+        lambda m: is_ready(m) and variants(m)["h100-fp8"]["revision"] == v1_key,
+        describe="the rollback to settle",
+    )
+    assert variants(steady)["h100-fp8"]["cacheKey"] == v2_h100
+
+
+def test_a_regression_on_the_first_rollout_falls_back_to_the_next_precision(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(
+        cluster,
+        namespace,
+        gated("ladder", "after-rollout", "fallback", precisions=["int4-awq"],
+              gpu={"classes": ["h100"]}),
+    )  # fmt: skip
+    first = cluster.wait_for_model(
+        namespace,
+        "ladder",
+        lambda m: variants(m).get("h100-int4-awq", {}).get("phase") == "Serving",
+        describe="int4 to serve",
+    )
+    assert "h100-bf16" in variants(first), "a temporary BF16 reference runs for the evaluation"
+    assert variants(first)["h100-bf16"]["reason"] == "Reference"
+    int4_key = key_of(first, "h100-int4-awq")
+    report(cluster, namespace, "ladder", "h100-int4-awq", int4_key, wikitext=10.5)  # ppl +5%
+
+    fallen = cluster.wait_for_model(
+        namespace,
+        "ladder",
+        lambda m: "h100-int8" in variants(m),
+        describe="the fallback to int8",
+    )
+    int8 = variants(fallen)["h100-int8"]
+    assert int8["requestedPrecision"] == "int4-awq"
+    assert "h100-int4-awq" not in variants(fallen)
+    assert condition(fallen, "RolledBack")["reason"] == "FellBack"
+    jobs = cluster.batch().list_namespaced_job(
+        namespace, label_selector="app.kubernetes.io/component=build,qmo.dev/precision=int8"
+    )
+    assert len(jobs.items) == 1
+    fell_back = wait_event(cluster, namespace, "ladder", "FellBack")
+    assert fell_back.type == "Warning"
+    assert "wikitext +5.00%" in fell_back.message
+    assert [e.reason for e in events(cluster, namespace, "ladder")].count("FellBack") == 1
+
+
+def test_a_report_for_a_stale_revision_changes_nothing(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(
+        cluster,
+        namespace,
+        gated("steady", "after-rollout", "rollback", precisions=["bf16", "fp8"],
+              gpu={"classes": ["h100"]}),
+    )  # fmt: skip
+    before = wait_ready(cluster, namespace, "steady")
+    name = report(cluster, namespace, "steady", "h100-fp8", "0" * 64, arithmetic=0.5)
+
+    status = wait_report_judged(cluster, namespace, name)
+    assert status["state"] == "Stale"
+    assert status["verdict"] == "Regressed"
+    after = cluster.model(namespace, "steady")
+    assert variants(after)["h100-fp8"]["revision"] == variants(before)["h100-fp8"]["revision"]
+    assert variants(after)["h100-fp8"]["phase"] == "Serving"
+    assert condition(after, "RolledBack").get("status") == "False"
+    assert not [e for e in events(cluster, namespace, "steady") if e.reason == "RolledBack"]
+
+
+def test_an_operator_restart_during_a_rollback_rolls_back_once(
+    cluster: ClusterHandle, namespace: str, operator: OperatorProcess
+) -> None:
+    create(
+        cluster,
+        namespace,
+        gated("crash", "after-rollout", "rollback", precisions=["bf16", "fp8"],
+              gpu={"classes": ["h100"]}),
+    )  # fmt: skip
+    v1 = wait_ready(cluster, namespace, "crash")
+    v1_key = key_of(v1, "h100-fp8")
+    report(cluster, namespace, "crash", "h100-fp8", v1_key)
+    cluster.wait_for_model(
+        namespace, "crash", lambda m: variants(m)["h100-fp8"].get("lastGoodRevision") == v1_key
+    )
+    patch_spec(cluster, namespace, "crash", {"model": {"revision": "v2"}})
+    v2 = cluster.wait_for_model(
+        namespace,
+        "crash",
+        lambda m: m["status"]["observedGeneration"] == m["metadata"]["generation"] and is_ready(m),
+        describe="v2 to roll out",
+    )
+
+    operator.kill()  # the regression arrives while no operator runs
+    report(cluster, namespace, "crash", "h100-fp8", key_of(v2, "h100-fp8"), arithmetic=0.70)
+    operator.start()
+    cluster.wait_for_model(
+        namespace, "crash", lambda m: variants(m)["h100-fp8"]["phase"] == "RolledBack"
+    )
+    wait_event(cluster, namespace, "crash", "RolledBack")
+    operator.kill()  # and the operator dies again right after acting
+    operator.start()
+    # Wait until the new process has reconciled the model at least twice.
+    patch_spec(cluster, namespace, "crash", {"serving": {"startupTimeoutSeconds": 1200}})
+    settled = cluster.wait_for_model(
+        namespace,
+        "crash",
+        lambda m: m["status"]["observedGeneration"] == m["metadata"]["generation"],
+    )
+    assert variants(settled)["h100-fp8"]["phase"] == "RolledBack"
+    assert (
+        deployment(cluster, namespace, "crash-h100-fp8").metadata.annotations["qmo.dev/revision"]
+        == v1_key
+    )
+    assert [e.reason for e in events(cluster, namespace, "crash")].count("RolledBack") == 1
+    assert operator.metric("qmo_rollbacks_total", model="crash") == 0

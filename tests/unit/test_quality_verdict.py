@@ -1,0 +1,110 @@
+"""Quality verdicts: regression percentages, thresholds and invalid reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from qmo.api.qualityreport import QualityReportSpec, Verdict
+from qmo.api.quantizedmodel import QualitySpec
+from qmo.quality.verdict import judge, regression_percent
+
+
+def a_report(
+    *results: tuple[str, float, float] | tuple[str, float, float, bool],
+) -> QualityReportSpec:
+    rows: list[dict[str, Any]] = []
+    for result in results:
+        row: dict[str, Any] = {
+            "benchmark": result[0],
+            "baselineScore": result[1],
+            "candidateScore": result[2],
+        }
+        if len(result) == 4:
+            row["higherIsBetter"] = result[3]
+        rows.append(row)
+    return QualityReportSpec.model_validate(
+        {"modelRef": {"name": "m"}, "variant": "h100-fp8", "cacheKey": "k" * 16, "results": rows}
+    )
+
+
+def quality(**fields: Any) -> QualitySpec:
+    return QualitySpec.model_validate(fields)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "candidate", "higher", "expected"),
+    [
+        pytest.param(80.0, 78.8, True, 1.5, id="a 1.2-point drop on 80 is 1.5%"),
+        pytest.param(0.80, 0.82, True, -2.5, id="an improvement is negative"),
+        pytest.param(10.0, 10.5, False, 5.0, id="perplexity up 5% is a 5% loss"),
+        pytest.param(10.0, 9.0, False, -10.0, id="perplexity down is a gain"),
+    ],
+)
+def test_regression_percent_is_a_loss_relative_to_the_baseline(
+    baseline: float, candidate: float, higher: bool, expected: float
+) -> None:
+    assert regression_percent(baseline, candidate, higher) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "verdict"),
+    [
+        pytest.param(78.8, Verdict.PASS, id="exactly 1.5% passes"),
+        pytest.param(78.79, Verdict.REGRESSED, id="1.5125% regresses"),
+        pytest.param(78.32, Verdict.REGRESSED, id="2.1% regresses"),
+        pytest.param(81.0, Verdict.PASS, id="better than baseline passes"),
+    ],
+)
+def test_the_default_threshold_is_1_5_percent_and_its_edge_passes(
+    candidate: float, verdict: Verdict
+) -> None:
+    assert judge(a_report(("mmlu", 80.0, candidate)), quality()).verdict == verdict
+
+
+def test_the_worst_benchmark_and_its_delta_are_reported() -> None:
+    judged = judge(a_report(("mmlu", 80.0, 79.5), ("gsm8k", 50.0, 48.95)), quality())
+    assert judged.verdict == Verdict.REGRESSED
+    assert judged.worst_benchmark == "gsm8k"
+    assert judged.worst_delta_percent == pytest.approx(2.1)
+    assert "gsm8k +2.10%" in judged.message
+    assert [d.regressed for d in judged.deltas] == [False, True]
+
+
+def test_a_lower_is_better_benchmark_declared_by_the_model_wins_over_the_report() -> None:
+    spec = quality(benchmarks=[{"name": "ppl", "metric": "perplexity", "higherIsBetter": False}])
+    judged = judge(a_report(("ppl", 10.0, 10.3)), spec)  # the report claims higher-is-better
+    assert judged.verdict == Verdict.REGRESSED
+    assert judged.worst_delta_percent == pytest.approx(3.0)
+
+
+def test_a_per_benchmark_threshold_overrides_the_model_threshold() -> None:
+    spec = quality(benchmarks=[{"name": "mmlu", "maxRegressionPercent": 3.0}])
+    assert judge(a_report(("mmlu", 80.0, 78.4)), spec).verdict == Verdict.PASS  # 2.0%
+    assert judge(a_report(("mmlu", 80.0, 78.4)), quality()).verdict == Verdict.REGRESSED
+
+
+@pytest.mark.parametrize(
+    ("results", "spec", "reason"),
+    [
+        pytest.param([("mmlu", 0.0, 0.5)], quality(), "NonPositiveBaseline", id="zero baseline"),
+        pytest.param(
+            [("mmlu", -1.0, 0.5)], quality(), "NonPositiveBaseline", id="negative baseline"
+        ),
+        pytest.param(
+            [("mmlu", 80.0, 79.0)],
+            quality(benchmarks=[{"name": "mmlu"}, {"name": "gsm8k"}]),
+            "MissingBenchmarks",
+            id="a declared benchmark is missing",
+        ),
+        pytest.param([("mmlu", float("nan"), 79.0)], quality(), "NonFiniteScore", id="nan score"),
+    ],
+)
+def test_reports_that_cannot_be_judged_are_invalid_with_a_reason(
+    results: list[tuple[str, float, float]], spec: QualitySpec, reason: str
+) -> None:
+    judged = judge(a_report(*results), spec)
+    assert judged.verdict == Verdict.INVALID
+    assert judged.reason == reason
+    assert judged.message
