@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv binaries crds check lint format test test-unit demo cluster-up cluster-down clean
+.PHONY: help setup venv binaries crds manifests check lint format test test-unit demo cluster-up cluster-down gpu-bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ binaries: ## build (or reuse) kube-apiserver, etcd, kwok, helm... into ~/.cache/
 
 crds: venv ## regenerate crds/ and charts/qmo/crds/ from the API models
 	$(BIN)/qmo crds
+
+manifests: ## re-render deploy/kubectl/qmo.yaml from charts/qmo (after changing the chart)
+	deploy/render-manifests.sh
 
 lint: venv ## format check, lint, types, layering, generated files
 	$(BIN)/ruff format --check operator tests e2e benchmarks
@@ -56,6 +59,9 @@ cluster-down: venv ## stop it, leaving no process behind
 
 demo: venv binaries ## the demo on the local control plane
 	$(PY) -m e2e.demo
+
+gpu-bench: ## on a GPU machine: build bf16/fp8/int8/int4 with qmo-builder and compare (docs/builder.md)
+	OUT=$${OUT:-results} bash e2e/gpu/run_on_h100.sh
 
 clean: ## remove the venv and caches (not the ~/.cache/qmo binaries)
 	rm -rf $(VENV) .qmo .mypy_cache .ruff_cache .pytest_cache
