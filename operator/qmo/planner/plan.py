@@ -244,6 +244,8 @@ def build_request(
         "gpu": expected.to_wire(),
         "tensorParallel": tensor_parallel,
         "limits": limits.to_wire(),
+        # The artifact lives on this claim: a model on another store cannot use it.
+        "store": engine.store.claim_name,
     }
     key = cache_key(content)
     return BuildRequest(
