@@ -1,0 +1,122 @@
+"""Runs one benchmark against one endpoint: the requests to send, sent, and the answers scored.
+
+Called by evaluator.py once per (benchmark, endpoint). The endpoint is anything with the
+`complete` and `chat` methods of `OpenAIClient`; scoring is scoring.py's. Requests go out over a
+small thread pool and are deterministic (temperature 0, a fixed seed); items are scored in file
+order, whatever order their answers come back in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, TypeVar
+
+from qmo.api.quantizedmodel import BenchmarkMetric
+from qmo.quality import scoring
+from qmo.quality.benchmarks import Benchmark, ChoiceItem, ExactMatchItem, Item, TextItem
+from qmo.quality.openai_client import Completion
+from qmo.quality.scoring import LogLikelihood, Score, ScoringError
+
+# A letter, maybe with "(" before or "." after it, and a token of slack.
+CHOICE_MAX_TOKENS = 4
+# Perplexity scores the prompt only; 1 is the fewest tokens every server accepts.
+PERPLEXITY_MAX_TOKENS = 1
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Api(StrEnum):
+    """Which endpoint exact-match and multiple-choice prompts go to."""
+
+    COMPLETIONS = "completions"  # raw prompt: works for base and instruct models
+    CHAT = "chat"  # the prompt as one user message, through the server's chat template
+
+
+class Endpoint(Protocol):
+    def complete(
+        self, prompt: str, *, max_tokens: int, logprobs: int | None = None, echo: bool = False
+    ) -> Completion: ...
+
+    def chat(
+        self, prompt: str, *, max_tokens: int, top_logprobs: int | None = None
+    ) -> Completion: ...
+
+
+@dataclass(frozen=True)
+class Settings:
+    api: Api = Api.COMPLETIONS
+    max_tokens: int = 64
+    concurrency: int = 4
+    # Top logprobs asked for on multiple-choice prompts; 0 reads the letter from the text.
+    # trtllm-serve's TensorRT backend returns more than 1 only with gather_generation_logits.
+    choice_logprobs: int = 0
+
+
+def score_benchmark(benchmark: Benchmark, endpoint: Endpoint, settings: Settings) -> Score:
+    """The benchmark's score on the endpoint. Raises EndpointError or ScoringError."""
+    items = benchmark.items
+    if benchmark.metric == BenchmarkMetric.PERPLEXITY:
+        texts = [_of(TextItem, item) for item in items]
+        parts = _map(lambda t: _log_likelihood(endpoint, t), texts, settings.concurrency)
+        return scoring.perplexity(parts)
+    if benchmark.metric == BenchmarkMetric.MULTIPLE_CHOICE:
+        questions = [_of(ChoiceItem, item) for item in items]
+        picks = _map(lambda q: _choice(endpoint, q, settings), questions, settings.concurrency)
+        return scoring.accuracy([p == q.answer for p, q in zip(picks, questions, strict=True)])
+    exact = [_of(ExactMatchItem, item) for item in items]
+    answers = _map(
+        lambda e: _ask(endpoint, e.prompt, settings.max_tokens, settings, 0).text,
+        exact,
+        settings.concurrency,
+    )
+    return scoring.accuracy(
+        [scoring.exact_match(a, e.answer) for a, e in zip(answers, exact, strict=True)]
+    )
+
+
+def _ask(
+    endpoint: Endpoint, prompt: str, max_tokens: int, settings: Settings, top: int
+) -> Completion:
+    if settings.api == Api.CHAT:
+        return endpoint.chat(prompt, max_tokens=max_tokens, top_logprobs=top or None)
+    return endpoint.complete(prompt, max_tokens=max_tokens, logprobs=top or None)
+
+
+def _choice(endpoint: Endpoint, item: ChoiceItem, settings: Settings) -> int | None:
+    max_tokens = min(settings.max_tokens, CHOICE_MAX_TOKENS)
+    completion = _ask(
+        endpoint, scoring.choice_prompt(item), max_tokens, settings, settings.choice_logprobs
+    )
+    return scoring.pick_choice(completion.text, completion.first_top_logprobs(), len(item.choices))
+
+
+def _log_likelihood(endpoint: Endpoint, item: TextItem) -> LogLikelihood:
+    completion = endpoint.complete(
+        item.text, max_tokens=PERPLEXITY_MAX_TOKENS, logprobs=1, echo=True
+    )
+    return scoring.prompt_log_likelihood(completion.token_logprobs, completion.prompt_tokens)
+
+
+def _map(fn: Callable[[T], R], items: Sequence[T], concurrency: int) -> list[R]:
+    """fn over items on at most `concurrency` threads, results in item order.
+
+    The first failure is raised once the requests already in flight are done; the requests
+    not yet started are cancelled.
+    """
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = [pool.submit(fn, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _of(kind: type[T], item: Item) -> T:
+    if not isinstance(item, kind):
+        raise ScoringError(f"expected a {kind.__name__}, got {type(item).__name__}")
+    return item
