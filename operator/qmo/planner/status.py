@@ -358,7 +358,8 @@ def _variant_decisions(variant: PlannedVariant, before: VariantStatus | None) ->
                 )
             )
     if before is None or (before.phase, before.reason) != (variant.phase, variant.reason):
-        warning = variant.phase in WARNING_PHASES
+        # Blocked is a warning in any phase: a missing claim leaves the variant Pending.
+        warning = variant.phase in WARNING_PHASES or variant.action == Action.BLOCKED
         events.append(
             Decision(
                 "Warning" if warning else "Normal",
