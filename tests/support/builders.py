@@ -212,6 +212,10 @@ class ModelBuilder:
         self._section("engine")["image"] = image
         return self
 
+    def with_builder_image(self, image: str) -> ModelBuilder:
+        self._section("engine")["builderImage"] = image
+        return self
+
     def with_limits(
         self, *, max_batch_size: int, max_seq_len: int, max_num_tokens: int | None = None
     ) -> ModelBuilder:

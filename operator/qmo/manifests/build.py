@@ -82,7 +82,10 @@ def _env(spec: QuantizedModelSpec, variant: PlannedVariant) -> list[dict[str, An
 def build_job(
     spec: QuantizedModelSpec, variant: PlannedVariant, *, namespace: str, builder_image: str
 ) -> dict[str, Any]:
-    """The Job that produces a variant's artifact, pinned to the variant's GPU class."""
+    """The Job that produces a variant's artifact, pinned to the variant's GPU class.
+
+    `builder_image` is the operator's default; `engine.builderImage` in the spec wins.
+    """
     assert variant.build is not None
     assert variant.build_gpus is not None
     build = spec.engine.build
@@ -126,7 +129,7 @@ def build_job(
                     "containers": [
                         {
                             "name": BUILD_CONTAINER,
-                            "image": builder_image,
+                            "image": spec.engine.builder_image or builder_image,
                             "command": ["qmo-builder", "build"],
                             "env": _env(spec, variant),
                             "resources": resources(

@@ -79,9 +79,8 @@ def _probes(spec: QuantizedModelSpec) -> dict[str, Any]:
         "startupProbe": {
             "httpGet": http,
             "periodSeconds": PROBE_PERIOD_SECONDS,
-            "failureThreshold": max(
-                1, spec.serving.startup_timeout_seconds // PROBE_PERIOD_SECONDS
-            ),
+            # Rounded up: a pod gets at least startupTimeoutSeconds before it is restarted.
+            "failureThreshold": -(-spec.serving.startup_timeout_seconds // PROBE_PERIOD_SECONDS),
             "timeoutSeconds": 5,
         },
         "readinessProbe": {
