@@ -14,7 +14,8 @@ Called by `qmo-eval import-lm-eval` (evaluator.py). A results file is what `lm_e
 
 Metric keys are "<metric>,<filter>" (acc,none; exact_match,strict-match); releases before
 0.4 wrote bare names (acc), which are accepted too. Which metric is lower-is-better comes from
-the file's "higher_is_better" section, else from its name (perplexity, bits_per_byte, loss).
+the file's "higher_is_better" section, else from its name (perplexity, ppl, bits_per_byte,
+loss).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ PREFERRED_METRICS = (
     "byte_perplexity,none",
     "bits_per_byte,none",
 )
-LOWER_IS_BETTER = re.compile(r"perplexity|bits_per_byte|loss")
+LOWER_IS_BETTER = re.compile(r"perplexity|ppl|bits_per_byte|loss")
 _NOT_METRICS = frozenset({"alias", "samples", "name", "sample_len", " "})
 _SELECTION = re.compile(r"^(?P<task>[^:=]+)(?::(?P<metric>[^=]+))?(?:=(?P<benchmark>.+))?$")
 
