@@ -138,11 +138,15 @@ def test_a_passing_report_promotes_a_before_traffic_candidate(
     assert candidate.spec.template.metadata.labels["qmo.dev/track"] == "candidate"
     main = cluster.core().read_namespaced_service("canary", namespace)
     assert main.spec.selector["qmo.dev/track"] == "stable"
-    eval_jobs = cluster.batch().list_namespaced_job(
-        namespace, label_selector="app.kubernetes.io/component=evaluation"
+    # Once the candidate and the BF16 baseline both serve, an eval Job compares them.
+    eval_job = wait_for(
+        cluster.batch().list_namespaced_job,
+        lambda j: j.metadata.annotations.get("qmo.dev/revision") == key,
+        namespace=namespace,
+        label_selector="app.kubernetes.io/component=evaluation",
+        describe="the eval Job",
     )
-    assert [j.metadata.annotations["qmo.dev/revision"] for j in eval_jobs.items] == [key]
-    args = eval_jobs.items[0].spec.template.spec.containers[0].args
+    args = eval_job.spec.template.spec.containers[0].args
     assert "http://canary-h100-fp8-candidate:8000" in args
     assert "http://canary-h100-bf16:8000" in args
 
