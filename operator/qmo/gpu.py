@@ -161,9 +161,12 @@ def _node_gpu(node: dict[str, Any]) -> tuple[str, str, ComputeCapability, int] |
     name = node["metadata"]["name"]
     labels = node["metadata"].get("labels") or {}
     product = labels.get(PRODUCT_LABEL, "")
+    if not product:
+        # Pods are pinned on this label: without it no class can place them on the node.
+        return UnknownGpu(name, "<no product label>", f"the node has no {PRODUCT_LABEL} label")
     if _MIG_MARKER.search(product):
         return UnknownGpu(name, product, "MIG slices are not supported; use whole GPUs")
-    known = lookup_product(product) if product else None
+    known = lookup_product(product)
     major, minor = labels.get(CC_MAJOR_LABEL), labels.get(CC_MINOR_LABEL)
     if major is not None and minor is not None and major.isdigit() and minor.isdigit():
         cc = ComputeCapability(int(major), int(minor))
@@ -171,16 +174,14 @@ def _node_gpu(node: dict[str, Any]) -> tuple[str, str, ComputeCapability, int] |
         cc = known.compute_capability
     else:
         return UnknownGpu(
-            name,
-            product or "<no product label>",
-            "no compute capability labels and the product is not in qmo's table",
+            name, product, "no compute capability labels and the product is not in qmo's table"
         )
     memory_label = labels.get(MEMORY_LABEL, "")
     memory = int(memory_label) if memory_label.isdigit() else (known.memory_mib if known else 0)
     if memory <= 0:
         return UnknownGpu(name, product, "GPU memory is unknown (no nvidia.com/gpu.memory label)")
     family = labels.get(FAMILY_LABEL) or (known.family if known else "unknown")
-    return product or class_name_for(product), family, cc, memory
+    return product, family, cc, memory
 
 
 def inventory_from_nodes(nodes: list[dict[str, Any]]) -> GpuInventory:

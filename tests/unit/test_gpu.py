@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from qmo.gpu import (
@@ -185,6 +187,11 @@ def test_an_unknown_product_with_gfd_labels_is_a_class_named_by_its_slug() -> No
     )
 
 
+def _without_product(node: dict[str, Any]) -> dict[str, Any]:
+    del node["metadata"]["labels"]["nvidia.com/gpu.product"]
+    return node
+
+
 @pytest.mark.parametrize(
     ("node", "reason_says"),
     [
@@ -202,6 +209,11 @@ def test_an_unknown_product_with_gfd_labels_is_a_class_named_by_its_slug() -> No
             gpu_node("mystery", product="NVIDIA-Mystery-9000", compute_capability="9.0"),
             "memory is unknown",
             id="labels-without-memory",
+        ),
+        pytest.param(
+            _without_product(gpu_node("h100")),
+            "no nvidia.com/gpu.product label",
+            id="compute-labels-but-no-product-to-pin-on",
         ),
     ],
 )
