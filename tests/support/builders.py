@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from qmo.api.buildcontract import BuildResult
+from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.gpu import ComputeCapability, GpuClass, GpuInventory, UnknownGpu
 from qmo.manifests.labels import Owner
@@ -28,6 +29,7 @@ from qmo.planner.plan import (
     Observed,
     Plan,
     PlannedVariant,
+    ReportObservation,
     plan_model,
 )
 
@@ -283,6 +285,8 @@ class ClusterBuilder:
     builds: dict[str, BuildObservation] = field(default_factory=dict)
     deployments: dict[str, DeploymentObservation] = field(default_factory=dict)
     claims: frozenset[str] | None = None
+    reports: dict[tuple[str, str], ReportObservation] = field(default_factory=dict)
+    last_good: dict[str, str] = field(default_factory=dict)
 
     def with_unknown(self, node: str, product: str, reason: str) -> ClusterBuilder:
         self.unknown.append(UnknownGpu(node, product, reason))
@@ -321,6 +325,25 @@ class ClusterBuilder:
         )
         return self
 
+    def reported(
+        self, variant: str, key: str, verdict: Verdict, message: str = "within 1.5%"
+    ) -> ClusterBuilder:
+        """A judged QualityReport about revision `key` of `variant`."""
+        self.reports[(variant, key)] = ReportObservation(
+            name=f"{variant}-{key[:8]}",
+            variant=variant,
+            cache_key=key,
+            verdict=verdict,
+            message=message,
+            worst_benchmark="gsm8k",
+            worst_delta_percent=0.4 if verdict == Verdict.PASS else 2.1,
+        )
+        return self
+
+    def good_revision(self, variant: str, key: str) -> ClusterBuilder:
+        self.last_good[variant] = key
+        return self
+
     def with_claims(self, *claims: str) -> ClusterBuilder:
         self.claims = frozenset(claims)
         return self
@@ -331,6 +354,8 @@ class ClusterBuilder:
             builds=dict(self.builds),
             deployments=dict(self.deployments),
             claims=self.claims,
+            reports=dict(self.reports),
+            last_good=dict(self.last_good),
         )
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from qmo import conditions
 from qmo.api.base import Condition, ConditionStatus
+from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelSpec, QuantizedModelStatus
 from qmo.gpu import GpuInventory
 from qmo.manifests import names
@@ -418,6 +419,56 @@ def test_the_main_service_event_follows_a_change_of_precision() -> None:
     assert selected == ["the main Service serves fp8 (h100-fp8)"]
 
 
-def test_a_reference_observation_is_not_needed_for_an_empty_plan() -> None:
+def test_without_a_spec_change_an_empty_plan_posts_nothing() -> None:
     plan = plan_model(UNGATED_FP8, Observed(GpuInventory()))
+    assert [n.reason for n in plan.notes] == ["NoGpuClasses"]
     assert _events(decisions(plan, None, spec_changed=False)) == []
+
+
+# --- The quality gate in status ----------------------------------------------------------------
+
+GATED = a_model().with_precisions("fp8", "bf16").spec()  # after-rollout, reports from outside
+
+
+def _gated_cluster() -> tuple[ClusterBuilder, str]:
+    """fp8 and bf16 built and serving on one H100 class; returns the fp8 key."""
+    cluster = a_cluster(a_class("h100"))
+    for name in ("h100-fp8", "h100-bf16"):
+        key = key_of(GATED, cluster, name)
+        cluster.built(key).deployed(name, key)
+    return cluster, key_of(GATED, cluster, "h100-fp8")
+
+
+def test_a_passing_report_passes_the_gate_and_is_announced_once() -> None:
+    cluster, fp8 = _gated_cluster()
+    before = _status(GATED, plan_model(GATED, cluster.observed()))
+    passed = plan_model(GATED, cluster.reported("h100-fp8", fp8, Verdict.PASS).observed())
+    status = _status(GATED, passed, before, now=T1)
+    assert _conditions(status)["QualityGate"] == (TRUE, "AllPassed")
+    fp8_status = next(v for v in status.variants if v.name == "h100-fp8")
+    assert (fp8_status.quality.verdict, fp8_status.quality.worst_delta_percent) == ("Pass", 0.4)
+    assert fp8_status.last_good_revision == fp8
+    assert before.variants[0].last_good_revision is None  # not good before it passed
+    decided = decisions(passed, before, spec_changed=False)
+    assert _events(decided) == [("Normal", "QualityPassed", "h100-fp8")]
+    assert decisions(passed, status, spec_changed=False) == []
+
+
+def test_a_regression_with_a_good_revision_rolls_back_and_says_so() -> None:
+    cluster, fp8 = _gated_cluster()
+    good = "6" * 64
+    cluster.built(good).good_revision("h100-fp8", good).deployed("h100-fp8", good)
+    cluster.reported("h100-fp8", fp8, Verdict.REGRESSED, "gsm8k dropped 2.1%")
+    before = _status(GATED, plan_model(GATED, a_cluster(a_class("h100")).observed()))
+    plan = plan_model(GATED, cluster.observed())
+    status = _status(GATED, plan, before, now=T1)
+    conds = _conditions(status)
+    assert conds["QualityGate"] == (FALSE, "Regressed")
+    assert conds["RolledBack"] == (TRUE, "RolledBack")
+    assert conds["Ready"] == (TRUE, "AllVariantsServing")  # the good revision serves
+    assert status.summary.quality == "Regressed"
+    rolled = next(v for v in status.variants if v.name == "h100-fp8")
+    assert (rolled.phase, rolled.revision) == ("RolledBack", good)
+    warnings = [d for d in decisions(plan, before, spec_changed=False) if d.type == "Warning"]
+    assert [(d.reason, d.variant) for d in warnings] == [("RolledBack", "h100-fp8")]
+    assert "gsm8k dropped 2.1%" in warnings[0].message
