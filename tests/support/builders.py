@@ -59,7 +59,6 @@ GPUS: dict[str, GpuFacts] = {
 # Short names tests may use; the class keeps qmo's name (a100 -> a100-80gb).
 ALIASES = {"a100": "a100-80gb"}
 
-LLAMA_8B = {"parametersBillions": 8.03, "numLayers": 32, "numKeyValueHeads": 8, "headDim": 128}
 LLAMA_70B = {"parametersBillions": 70.6, "numLayers": 80, "numKeyValueHeads": 8, "headDim": 128}
 
 
