@@ -108,16 +108,9 @@ class LocalCluster:
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(Path(self.bin_dir) / "kubectl"), "--kubeconfig", self.kubeconfig, *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            env=self._env(),
+        return self._run(
+            "kubectl", "--kubeconfig", self.kubeconfig, *args, input=input, check=check
         )
-        if check and result.returncode != 0:
-            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
-        return result
 
     def apply(self, objects: list[dict[str, Any]]) -> None:
         docs = yaml.safe_dump_all(objects, sort_keys=False)
@@ -167,14 +160,21 @@ class LocalCluster:
         self.kubectl("wait", "--for=create", "serviceaccount/default", "--timeout=60s")
 
     def _kwokctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self._run("kwokctl", *args, check=check)
+
+    def _run(
+        self, binary: str, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """One of the pinned binaries, with this cluster's environment."""
         result = subprocess.run(
-            [str(Path(self.bin_dir) / "kwokctl"), *args],
+            [str(Path(self.bin_dir) / binary), *args],
+            input=input,
             capture_output=True,
             text=True,
             env=self._env(),
         )
         if check and result.returncode != 0:
-            raise ClusterError(f"kwokctl {' '.join(args)} failed:\n{result.stderr[-4000:]}")
+            raise ClusterError(f"{binary} {' '.join(args)} failed:\n{result.stderr[-4000:]}")
         return result
 
     def _env(self) -> dict[str, str]:

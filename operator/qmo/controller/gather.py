@@ -126,6 +126,15 @@ def observe_deployment(deployment: Obj) -> DeploymentObservation | None:
     )
 
 
+def list_reports(kube: Kube, namespace: str, model: str) -> list[Obj]:
+    """The QualityReports in `namespace` about `model`."""
+    return [
+        r
+        for r in kube.list_objects(API_VERSION, "QualityReport", namespace)
+        if (r.get("spec") or {}).get("modelRef", {}).get("name") == model
+    ]
+
+
 def gather(
     kube: Kube,
     namespace: str,
@@ -178,13 +187,7 @@ def gather(
             track = variant_labels.get(labels.TRACK, labels.STABLE)
             target = candidates if track == labels.CANDIDATE else observed_deployments
             target[variant_labels[labels.VARIANT]] = seen_deployment
-    quality = quality or QualitySpec()
-    reports = [
-        r
-        for r in kube.list_objects(API_VERSION, "QualityReport", namespace)
-        if (r.get("spec") or {}).get("modelRef", {}).get("name") == model
-    ]
-    judged = judge_all(reports, quality)
+    judged = judge_all(list_reports(kube, namespace, model), quality or QualitySpec())
     good = {**passing_revisions(judged), **(last_good or {})}
     eval_jobs = kube.list_managed(
         "batch/v1",

@@ -16,14 +16,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from qmo import metrics
-from qmo.api.base import API_VERSION, ConditionStatus
+from qmo.api.base import ConditionStatus
 from qmo.api.buildcontract import BuildResult
 from qmo.api.buildcontract import BuildState as ResultState
 from qmo.api.qualityreport import ReportState
 from qmo.api.quantizedmodel import QualitySpec, QuantizedModelSpec, QuantizedModelStatus
 from qmo.conditions import DEGRADED, READY, set_condition
 from qmo.config import OperatorConfig
-from qmo.controller.gather import Gathered, gather
+from qmo.controller.gather import Gathered, gather, list_reports
 from qmo.kube import Kube
 from qmo.manifests import labels, names
 from qmo.manifests.build import artifact_record, build_job
@@ -38,7 +38,7 @@ from qmo.manifests.serving import (
 )
 from qmo.planner.plan import Action, BuildState, Plan, PlannedVariant, plan_model
 from qmo.planner.status import Decision, Names, build_status, decisions
-from qmo.quality.reports import judge_all, report_state, report_status
+from qmo.quality.reports import JudgedReport, judge_all, report_state, report_status
 
 log = logging.getLogger("qmo.reconcile")
 # Events that mean a regression was acted on, and the metric label of each.
@@ -228,26 +228,24 @@ def _delete_variant(
 def _judge_reports(kube: Kube, found: Gathered, plan: Plan) -> None:
     """Write each report's verdict and whether it counts (Current) into its status."""
     for report in found.reports:
-        state = report_state(report, plan)
-        status = report_status(report, state).to_wire()
-        current = report.raw_status or {}
-        if {k: v for k, v in current.items() if k != "conditions"} == status:
-            continue
-        kube.apply_report_status(report.namespace, report.name, status)
-        metrics.QUALITY_VERDICTS.labels(verdict=report.judgement.verdict.value).inc()
+        if _write_report_status(kube, report, report_state(report, plan)):
+            metrics.QUALITY_VERDICTS.labels(verdict=report.judgement.verdict.value).inc()
+
+
+def _write_report_status(kube: Kube, report: JudgedReport, state: ReportState) -> bool:
+    """Write the judgement when it differs from what the report's status says already."""
+    status = report_status(report, state).to_wire()
+    current = {k: v for k, v in (report.raw_status or {}).items() if k != "conditions"}
+    if current == status:
+        return False
+    kube.apply_report_status(report.namespace, report.name, status)
+    return True
 
 
 def _orphan_reports(kube: Kube, namespace: str, model: str) -> None:
     """Reports about a model that does not exist are judged, marked Orphaned, and ignored."""
-    objects = [
-        r
-        for r in kube.list_objects(API_VERSION, "QualityReport", namespace)
-        if (r.get("spec") or {}).get("modelRef", {}).get("name") == model
-    ]
-    for report in judge_all(objects, QualitySpec()):
-        status = report_status(report, ReportState.ORPHANED).to_wire()
-        if {k: v for k, v in (report.raw_status or {}).items() if k != "conditions"} != status:
-            kube.apply_report_status(namespace, report.name, status)
+    for report in judge_all(list_reports(kube, namespace, model), QualitySpec()):
+        _write_report_status(kube, report, ReportState.ORPHANED)
 
 
 def _run_evaluations(
