@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -167,6 +168,15 @@ def test_printer_columns_and_short_name_are_served(cluster: ClusterHandle, crds:
     assert "qmo" in result.stdout
 
 
+def listeners(port: int) -> list[str]:
+    """Command lines of the processes listening on `port` (other sessions may reuse it)."""
+    out = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    pids = {int(p) for p in re.findall(r"pid=(\d+)", out)}
+    return [Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace") for pid in pids]
+
+
 def test_stopping_a_cluster_leaves_no_process_or_port_behind() -> None:
     lifecycle = LocalCluster.start(unique_name("qmo-lifecycle"), FLEETS_DIR / "hopper.yaml")
     kubeconfig = yaml.safe_load(Path(lifecycle.kubeconfig).read_text())
@@ -179,6 +189,20 @@ def test_stopping_a_cluster_leaves_no_process_or_port_behind() -> None:
     lifecycle.stop()
 
     assert lifecycle._leftover_pids() == []
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+    assert lifecycle.workdir not in " ".join(listeners(port)), f"port {port} still held"
     assert LocalCluster.load(lifecycle.name) is None
+
+
+@pytest.mark.usefixtures("crds")
+def test_the_api_server_rejects_a_model_name_too_long_for_labels(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    with pytest.raises(client.ApiException) as raised:
+        cluster.custom().create_namespaced_custom_object(
+            "qmo.dev",
+            "v1alpha1",
+            namespace,
+            "quantizedmodels",
+            quantized_model("m" * 64, valid_spec()),
+        )
+    assert "at most 63 characters" in json.loads(raised.value.body)["message"]

@@ -85,3 +85,14 @@ def test_wire_form_round_trips_through_the_model() -> None:
 def test_an_object_of_another_kind_is_not_taken_for_a_qmo_resource() -> None:
     with pytest.raises(ManifestError, match="not a qmo resource"):
         parse_resource({"apiVersion": "v1", "kind": "ConfigMap"})
+
+
+def test_a_model_name_longer_than_a_label_value_is_rejected() -> None:
+    from qmo.api import QuantizedModel
+    from qmo.api.quantizedmodel import NAME_TOO_LONG
+
+    body = {"metadata": {"name": "m" * 64}, "spec": valid_spec()}
+    with pytest.raises(ValidationError, match="at most 63 characters"):
+        QuantizedModel.model_validate(body)
+    QuantizedModel.model_validate({**body, "metadata": {"name": "m" * 63}})
+    assert "labels every object" in NAME_TOO_LONG

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel
 
 from qmo.api import qualityreport, quantizedmodel
-from qmo.api.base import GROUP, VERSION
+from qmo.api.base import GROUP, VERSION, ApiModel
 from qmo.api.schema import structural_schema
 
 CATEGORY = "qmo"
@@ -30,6 +30,7 @@ class CrdSpec:
     status_model: type[BaseModel]
     description: str
     printer_columns: tuple[dict[str, Any], ...]
+    root_model: type[ApiModel] | None = None
 
     @property
     def name(self) -> str:
@@ -83,6 +84,7 @@ QUANTIZED_MODEL = CrdSpec(
         },
         _age_column(),
     ),
+    root_model=quantizedmodel.QuantizedModel,
 )
 
 QUALITY_REPORT = CrdSpec(
@@ -107,7 +109,7 @@ ALL_CRDS = (QUANTIZED_MODEL, QUALITY_REPORT)
 
 def build_crd(crd: CrdSpec) -> dict[str, Any]:
     """The CustomResourceDefinition object for one kind."""
-    schema = {
+    schema: dict[str, Any] = {
         "type": "object",
         "description": crd.description,
         "properties": {
@@ -119,6 +121,9 @@ def build_crd(crd: CrdSpec) -> dict[str, Any]:
         },
         "required": ["spec"],
     }
+    if crd.root_model is not None and crd.root_model.rules:
+        # Rules on the whole object (metadata.name is the only metadata CEL may read).
+        schema["x-kubernetes-validations"] = [rule.as_schema() for rule in crd.root_model.rules]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

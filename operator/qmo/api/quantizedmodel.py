@@ -24,6 +24,9 @@ from qmo.api.base import (
 )
 
 KIND = "QuantizedModel"
+# The name becomes the qmo.dev/model label on every child, and label values stop at 63.
+MAX_NAME_LENGTH = 63
+NAME_TOO_LONG = "a QuantizedModel name is at most 63 characters: it labels every object qmo creates"
 PLURAL = "quantizedmodels"
 SHORT_NAMES = ("qm",)
 
@@ -632,6 +635,14 @@ class QuantizedModel(ApiModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: QuantizedModelSpec
     status: QuantizedModelStatus | None = None
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+            message=NAME_TOO_LONG,
+            check=lambda m: len(str(m.metadata.get("name", ""))) <= MAX_NAME_LENGTH,
+        ),
+    )
 
 
 # Reference to a QuantizedModel in the same namespace (used by QualityReport).
