@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -365,3 +365,13 @@ def test_bad_input_exits_2_before_any_request(
 
 def test_a_missing_required_argument_exits_2() -> None:
     assert main(["run", "--model", "llama"]) == ExitCode.BAD_INPUT
+
+
+def test_a_variant_name_the_api_would_refuse_exits_2_before_any_request(
+    layout: Layout, baseline: FakeModel, urls: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    too_long = replace(options(layout, *urls), variant="v" * 64)
+
+    assert run(too_long, CollectingWriter()) == ExitCode.BAD_INPUT
+    assert "the report would be invalid" in caplog.text
+    assert baseline.requests == []

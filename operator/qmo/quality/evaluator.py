@@ -112,6 +112,8 @@ def _evaluate(options: RunOptions, make_client: ClientFactory, where: str) -> Qu
     for url in (options.candidate_url, options.baseline_url):
         if not url.startswith(("http://", "https://")):
             raise _Failed(ExitCode.BAD_INPUT, f"endpoint {url!r} is not an http(s) URL")
+    # Names the API would refuse are found now, not after an hour of requests.
+    _report(options, [result("check", 1.0, 1.0, higher_is_better=True, samples=None)])
     try:
         specs = loading.load_specs(options.benchmarks)
         loaded = [
@@ -141,6 +143,10 @@ def _evaluate(options: RunOptions, make_client: ClientFactory, where: str) -> Qu
             failures.append(str(err))
     if failures:
         raise _Failed(ExitCode.FAILED, "; ".join(failures) + " (no report written)")
+    return _report(options, results)
+
+
+def _report(options: RunOptions, results: list[BenchmarkResult]) -> QualityReport:
     try:
         return build_report(
             model=options.model,
