@@ -263,7 +263,7 @@ def test_a_failed_build_keeps_the_previous_revision_serving_and_degrades(
     assert variants(failed)["h100-fp8"]["revision"] == old_key
 
 
-def test_a_class_with_every_gpu_taken_still_rolls_out_a_new_pod_template(
+def test_a_class_with_every_gpu_taken_still_rolls_out_new_pods_and_new_revisions(
     cluster: ClusterHandle, namespace: str, extra_nodes: list[str]
 ) -> None:
     l4 = NodeGroup.model_validate(
@@ -287,7 +287,6 @@ def test_a_class_with_every_gpu_taken_still_rolls_out_a_new_pod_template(
     assert any(e.reason == "RollingWithoutSurge" for e in events(cluster, namespace, "packed"))
 
     # A new pod template (here: new CPU requests) needs a rollout while every GPU is taken.
-    # (A new *build* on a saturated class waits for a free GPU: see the closing note.)
     before = deployment(cluster, namespace, "packed-l4-fp8").metadata.generation
     patch_spec(cluster, namespace, "packed", {"serving": {"resources": {"requests": {"cpu": "2"}}}})
     wait_for(
@@ -305,6 +304,29 @@ def test_a_class_with_every_gpu_taken_still_rolls_out_a_new_pod_template(
     )
     final = deployment(cluster, namespace, "packed-l4-fp8")
     assert final.spec.template.spec.containers[0].resources.requests["cpu"] == "2"
+
+    # A new revision must be built on this class first: one replica lends its GPU to the
+    # build, then the new revision rolls out without a surge pod.
+    patch_spec(cluster, namespace, "packed", {"model": {"revision": "v2"}})
+    rolled = cluster.wait_for_model(
+        namespace,
+        "packed",
+        lambda m: (
+            is_ready(m)
+            and variants(m)["l4-fp8"]["revision"] == variants(m)["l4-fp8"]["cacheKey"]
+            and variants(m)["l4-fp8"]["build"]["state"] == "Succeeded"
+        ),
+        timeout=120,
+        describe="revision v2 to be built and served",
+    )
+    new_key = variants(rolled)["l4-fp8"]["cacheKey"]
+    assert deployment(cluster, namespace, "packed-l4-fp8").status.ready_replicas == 2
+    reasons = [e.reason for e in events(cluster, namespace, "packed")]
+    assert "LendingGpuToBuild" in reasons
+    assert (
+        deployment(cluster, namespace, "packed-l4-fp8").metadata.annotations["qmo.dev/revision"]
+        == new_key
+    )
     pending = [
         p
         for p in cluster.core().list_namespaced_pod(namespace).items

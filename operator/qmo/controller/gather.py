@@ -92,7 +92,27 @@ def observe_job(job: Obj, pods: list[Obj]) -> BuildObservation:
         return BuildObservation(key, BuildState.FAILED, job=name, reason=reason, message=message)
     active = (job.get("status") or {}).get("active") or 0
     state = BuildState.RUNNING if active else BuildState.PENDING
+    waiting = unschedulable_message(pods)
+    if waiting is not None:
+        return BuildObservation(
+            key, BuildState.PENDING, job=name, reason="Unschedulable", message=waiting
+        )
     return BuildObservation(key, state, job=name)
+
+
+def unschedulable_message(pods: list[Obj]) -> str | None:
+    """The scheduler's message when every pod of a Job is waiting for room (GPUs)."""
+    messages = []
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Pending":
+            return None
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                messages.append(str(condition.get("message") or "unschedulable"))
+    return messages[0] if messages and len(messages) == len(pods) else None
 
 
 def observe_record(record: Obj) -> BuildObservation | None:

@@ -184,6 +184,17 @@ def _apply_children(
             running = found.jobs.get(variant.cache_key)
             if running is not None:
                 kube.add_owner(running, owner)
+            serving = variant.deployment
+            if variant.lending_replicas is not None and serving and serving.revision:
+                kube.apply(
+                    build_deployment(
+                        spec,
+                        variant,
+                        owner,
+                        key=serving.revision,
+                        replicas=variant.lending_replicas,
+                    )
+                )
         elif variant.action == Action.DEPLOY:
             _record_artifact(kube, variant, found, owner)
             _apply_serving(kube, spec, variant, found, owner)

@@ -116,6 +116,7 @@ def build_deployment(
     *,
     key: str,
     track: str = labels.STABLE,
+    replicas: int | None = None,
 ) -> dict[str, Any]:
     """The Deployment that serves artifact `key` of a variant on one track.
 
@@ -125,7 +126,8 @@ def build_deployment(
     store, store_mount = store_volume(spec, read_only=True)
     scratch, scratch_mounts = scratch_volumes("8Gi")
     pod_labels = variant_labels(owner.name, variant, track)
-    replicas = spec.serving.replicas if track == labels.STABLE else 1
+    if replicas is None:
+        replicas = spec.serving.replicas if track == labels.STABLE else 1
     strategy = rollout_strategy(variant, replicas)
     name = (
         names.variant_deployment(owner.name, variant.name)

@@ -179,6 +179,8 @@ class PlannedVariant:
     # (variant, cache key) of rungs left behind on the way down the precision ladder.
     superseded: tuple[tuple[str, str], ...] = ()
     reference: bool = False  # a temporary BF16 baseline for evaluations, not served
+    # Replicas the stable Deployment runs while it lends GPUs to its own new build.
+    lending_replicas: int | None = None
 
     @property
     def cache_key(self) -> str | None:
@@ -371,6 +373,13 @@ def plan_variant(
     if action == Action.BUILD and claim_refusal is not None:
         action, phase = Action.BLOCKED, Phase.PENDING
         reason, message = claim_refusal.reason, claim_refusal.message
+    lending = _lending_replicas(spec, seen, deployment, tp, build_gpus)
+    if lending is not None:
+        reason = "LendingGpuToBuild"
+        message = (
+            f"no free GPU on {gpu.name} for build Job {seen.job if seen else ''}: the serving "
+            f"Deployment runs {lending} of {spec.serving.replicas} replica(s) until it is built"
+        )
     planned = PlannedVariant(
         name=name,
         gpu_class=gpu,
@@ -389,6 +398,7 @@ def plan_variant(
         deployment=deployment,
         serve_key=request.cache_key,
         reference=reference,
+        lending_replicas=lending,
     )
     if reference:
         return planned
@@ -402,6 +412,25 @@ def plan_variant(
     )
 
 
+def _lending_replicas(
+    spec: QuantizedModelSpec,
+    seen: BuildObservation | None,
+    deployment: DeploymentObservation | None,
+    tp: int,
+    build_gpus: int,
+) -> int | None:
+    """Replicas to keep while a new build waits for GPUs that only this variant holds.
+
+    The same availability budget as a rollout without surge: one replica's GPUs (or as few
+    as the build needs) go to the build; never the last replica, so something keeps serving.
+    """
+    if seen is None or seen.reason != "Unschedulable" or deployment is None:
+        return None
+    lend = -(-build_gpus // tp)  # replicas whose GPUs cover the build
+    keep = spec.serving.replicas - lend
+    return keep if keep >= 1 else None
+
+
 def _rollout_state(
     spec: QuantizedModelSpec,
     request: BuildRequest,
@@ -411,6 +440,13 @@ def _rollout_state(
     """Where a buildable variant stands: build, wait, deploy, serving, or failed."""
     if seen is None:
         return Action.BUILD, Phase.BUILDING, "BuildScheduled", "a build Job will be created"
+    if seen.reason == "Unschedulable":
+        return (
+            Action.WAIT,
+            Phase.BUILDING,
+            "BuildWaitingForGpu",
+            f"build Job {seen.job} waits for GPUs: {seen.message}",
+        )
     if seen.state in (BuildState.PENDING, BuildState.RUNNING):
         return Action.WAIT, Phase.BUILDING, "BuildRunning", f"build Job {seen.job} is running"
     if seen.state == BuildState.FAILED:
