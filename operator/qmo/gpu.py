@@ -86,12 +86,18 @@ def lookup_product(product: str) -> KnownGpu | None:
 
 
 def class_name_for(product: str) -> str:
-    """The class name of a product: the table's name, else a slug of the label."""
+    """The class name of a product: the table's name, else a slug of the label.
+
+    Time-sliced GPUs ("-SHARED") form a class of their own ("h100-shared"): their product
+    label differs, so one nodeSelector cannot pin pods to both, and a shared GPU is not a
+    whole one.
+    """
+    shared = "-shared" if _SHARING_SUFFIX.search(product) else ""
     known = lookup_product(product)
     if known is not None:
-        return known.class_name
+        return f"{known.class_name}{shared}"
     slug = re.sub(r"[^a-z0-9]+", "-", _SHARING_SUFFIX.sub("", product).lower()).strip("-")
-    return slug.removeprefix("nvidia-")[:63] or "unknown"
+    return f"{slug.removeprefix('nvidia-')[:48] or 'unknown'}{shared}"
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,10 @@ CC = ComputeCapability.parse
             "8.9",
             id="rtx-6000-ada",
         ),
-        pytest.param("NVIDIA-H100-80GB-HBM3-SHARED", "h100", "hopper", "9.0", id="h100-shared"),
-        pytest.param("NVIDIA-L4-SHARED", "l4", "ada-lovelace", "8.9", id="l4-shared"),
+        pytest.param(
+            "NVIDIA-H100-80GB-HBM3-SHARED", "h100-shared", "hopper", "9.0", id="h100-shared"
+        ),
+        pytest.param("NVIDIA-L4-SHARED", "l4-shared", "ada-lovelace", "8.9", id="l4-shared"),
     ],
 )
 def test_the_product_table_knows_the_datacenter_gpus(
@@ -57,7 +59,7 @@ def test_the_product_table_knows_the_datacenter_gpus(
     known = lookup_product(product)
     assert known is not None, f"{product} is not in the table"
     assert (known.class_name, known.family, known.compute_capability) == (
-        class_name,
+        class_name.removesuffix("-shared"),
         family,
         CC(sm),
     )
@@ -78,7 +80,7 @@ def test_a_product_outside_the_table_is_not_guessed(product: str) -> None:
 
 
 def test_an_unknown_product_is_named_by_a_slug_of_its_label() -> None:
-    assert class_name_for("NVIDIA-GeForce-RTX-4090-SHARED") == "geforce-rtx-4090"
+    assert class_name_for("NVIDIA-GeForce-RTX-4090-SHARED") == "geforce-rtx-4090-shared"
 
 
 @pytest.mark.parametrize(
@@ -167,12 +169,19 @@ def test_the_product_table_fills_in_when_the_compute_and_memory_labels_are_missi
     assert inventory.unknown == ()
 
 
-def test_a_shared_product_is_classed_as_its_gpu_and_pinned_on_its_real_label() -> None:
+def test_a_shared_product_is_a_class_of_its_own_pinned_on_its_real_label() -> None:
     node = gpu_node("h100", product="NVIDIA-H100-80GB-HBM3-SHARED", gfd_labels=False)
     (gpu,) = inventory_from_nodes([node]).classes
-    assert gpu.name == "h100"
+    assert gpu.name == "h100-shared"
     assert gpu.compute_capability == CC("9.0")
     assert gpu.node_selector == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3-SHARED"}
+
+
+def test_shared_and_whole_gpus_of_one_model_are_two_classes_with_distinct_names() -> None:
+    whole = gpu_node("h100", name="whole-0")
+    shared = gpu_node("h100", name="shared-0", product="NVIDIA-H100-80GB-HBM3-SHARED")
+    names = sorted(c.name for c in inventory_from_nodes([whole, shared]).classes)
+    assert names == ["h100", "h100-shared"]
 
 
 def test_an_unknown_product_with_gfd_labels_is_a_class_named_by_its_slug() -> None:

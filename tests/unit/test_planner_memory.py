@@ -184,3 +184,17 @@ def test_build_gpus_can_be_larger_than_serving_tp_but_not_than_the_node() -> Non
     refused = variant(plan_model(spec, a_cluster(small).observed()), "l4-fp8")
     assert (refused.action, refused.reason) == (Action.BLOCKED, "NotEnoughGpus")
     assert "the build asks for 4 GPUs" in refused.message
+
+
+def test_an_explicit_tensor_parallel_too_small_for_the_model_is_refused() -> None:
+    spec = (
+        a_model()
+        .sized_like(LLAMA_70B)
+        .with_precisions("bf16")
+        .with_limits(max_batch_size=16, max_seq_len=8192)
+        .with_tensor_parallel(1)
+        .spec()
+    )
+    planned = variant(plan_model(spec, a_cluster(a_class("h100")).observed()), "h100-bf16")
+    assert (planned.action, planned.reason) == (Action.BLOCKED, "DoesNotFit")
+    assert "at tensorParallel 1" in planned.message

@@ -49,14 +49,17 @@ def estimate(
     return MemoryEstimate(weights / GIB, kv / GIB)
 
 
+def fits(need: MemoryEstimate, gpu_memory_mib: int, tensor_parallel: int) -> bool:
+    return need.per_gpu_gib(tensor_parallel) <= gpu_memory_mib * MIB * USABLE_FRACTION / GIB
+
+
 def smallest_fitting_tp(
     need: MemoryEstimate, gpu_memory_mib: int, gpus_per_node: int
 ) -> int | None:
     """Smallest TP within one node whose per-GPU share fits; None when none does."""
-    usable_gib = gpu_memory_mib * MIB * USABLE_FRACTION / GIB
     for tp in TP_SIZES:
         if tp > gpus_per_node:
             return None
-        if need.per_gpu_gib(tp) <= usable_gib:
+        if fits(need, gpu_memory_mib, tp):
             return tp
     return None

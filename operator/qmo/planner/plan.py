@@ -287,6 +287,17 @@ def _choose_tensor_parallel(
                     f"{gpu.name} nodes have {gpu.gpus_per_node}",
                 ),
             )
+        if estimate is not None and not memory.fits(estimate, gpu.memory_mib, tp):
+            return (
+                None,
+                round(estimate.per_gpu_gib(tp), 1),
+                Refusal(
+                    "DoesNotFit",
+                    f"{precision.value} needs about {estimate.per_gpu_gib(tp):.1f} GiB per GPU "
+                    f"at tensorParallel {tp}; {gpu.name} has {gpu.memory_mib} MiB per GPU "
+                    "(raise tensorParallel, or lower engine.maxBatchSize or maxSeqLen)",
+                ),
+            )
         return tp, round(estimate.per_gpu_gib(tp), 1) if estimate else None, None
     if estimate is None:
         return 1, None, None
