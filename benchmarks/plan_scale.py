@@ -3,7 +3,7 @@
 Times, per QuantizedModel, what a worker does besides API calls: GPU inventory from N nodes,
 the plan, the status, the Events and every manifest. Prints one line per size.
 
-    .venv/bin/python benchmarks/plan_scale.py [--repeat 20]
+    .venv/bin/python -m benchmarks.plan_scale [--repeat 20]
 """
 
 from __future__ import annotations

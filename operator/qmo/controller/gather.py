@@ -180,9 +180,14 @@ def gather(
 
     builds: dict[str, BuildObservation] = {}
     jobs_by_key: dict[str, Obj] = {}
+    # One list of build pods for the namespace, not one per Job: reconciles stay cheap as
+    # builds accumulate.
+    pods_by_job: dict[str, list[Obj]] = {}
+    for pod in kube.list_managed("v1", "Pod", namespace, "app.kubernetes.io/component=build"):
+        job_name = (pod["metadata"].get("labels") or {}).get("job-name", "")
+        pods_by_job.setdefault(job_name, []).append(pod)
     for job in jobs:
-        pods = kube.list_objects("v1", "Pod", namespace, f"job-name={job['metadata']['name']}")
-        seen = observe_job(job, pods)
+        seen = observe_job(job, pods_by_job.get(job["metadata"]["name"], []))
         if seen.cache_key:
             builds[seen.cache_key] = seen
             jobs_by_key[seen.cache_key] = job
