@@ -15,12 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qmo.api.buildcontract import BuildRequest, ExitCode
+from qmo.planner import capabilities
 
 Capability = tuple[int, int]
 
-# Lowest compute capability per weight precision and per KV dtype (absent: any).
-MIN_CAPABILITY_PRECISION: dict[str, Capability] = {"fp8": (8, 9), "w4a8-awq": (8, 9)}
-MIN_CAPABILITY_KV: dict[str, Capability] = {"fp8": (8, 9), "nvfp4": (10, 0)}
+# The planner's table, as (major, minor) pairs: the builder refuses what the planner would.
+MIN_CAPABILITY_PRECISION: dict[str, Capability] = {
+    name: (cc.major, cc.minor) for name, cc in capabilities.MIN_CAPABILITY_PRECISION.items()
+}
+MIN_CAPABILITY_KV: dict[str, Capability] = {
+    name: (cc.major, cc.minor) for name, cc in capabilities.MIN_CAPABILITY_KV.items()
+}
 
 
 @dataclass(frozen=True)

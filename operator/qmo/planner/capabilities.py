@@ -15,6 +15,11 @@ AMPERE = ComputeCapability(8, 0)
 ADA = ComputeCapability(8, 9)
 BLACKWELL = ComputeCapability(10, 0)
 
+# The lowest compute capability per weight precision and per KV-cache dtype (absent: any
+# GPU TensorRT-LLM runs on). One table for the planner and for qmo-builder's own check.
+MIN_CAPABILITY_PRECISION: dict[str, ComputeCapability] = {"fp8": ADA, "w4a8-awq": ADA}
+MIN_CAPABILITY_KV: dict[str, ComputeCapability] = {"fp8": ADA, "nvfp4": BLACKWELL}
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -46,8 +51,8 @@ def precision_supported(
     precision: Precision, gpu: GpuClass, backend: EngineBackend
 ) -> Refusal | None:
     """Can `gpu` serve `precision` on `backend`? (The capability matrix of DESIGN.md.)"""
-    if precision == Precision.FP8:
-        return _needs(gpu, ADA, "fp8")
+    if precision.value in MIN_CAPABILITY_PRECISION:
+        return _needs(gpu, MIN_CAPABILITY_PRECISION[precision.value], precision.value)
     if precision == Precision.INT8:
         if backend != EngineBackend.TENSORRT:
             return Refusal(
@@ -86,10 +91,9 @@ def resolve_kv_cache(
         if gpu.compute_capability >= ADA:
             return "fp8", None
         return ("int8", None) if backend == EngineBackend.TENSORRT else ("bf16", None)
-    if requested == KvCacheDtype.FP8:
-        return "fp8", _needs(gpu, ADA, "an fp8 KV cache")
-    if requested == KvCacheDtype.NVFP4:
-        return "nvfp4", _needs(gpu, BLACKWELL, "an nvfp4 KV cache")
+    if requested.value in MIN_CAPABILITY_KV:
+        minimum = MIN_CAPABILITY_KV[requested.value]
+        return requested.value, _needs(gpu, minimum, f"an {requested.value} KV cache")
     if requested == KvCacheDtype.INT4:
         return "int4", Refusal(
             "KvCacheUnsupported",
