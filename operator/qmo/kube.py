@@ -13,6 +13,8 @@ import contextlib
 import logging
 import os
 import socket
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +29,7 @@ from qmo.api.base import API_VERSION
 from qmo.manifests.labels import MANAGED_BY, Owner
 
 FIELD_MANAGER = "qmo"
+NODE_CACHE_SECONDS = 30.0
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 log = logging.getLogger("qmo.kube")
 
@@ -54,6 +57,10 @@ class Kube:
         self.dynamic = DynamicClient(api_client)
         self._resources: dict[tuple[str, str], Resource] = {}
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
+        self._nodes: list[Obj] | None = None
+        self._nodes_at = 0.0
+        self._nodes_epoch = 0
+        self._nodes_lock = threading.Lock()
 
     def resource(self, api_version: str, kind: str) -> Resource:
         key = (api_version, kind)
@@ -86,7 +93,29 @@ class Kube:
         return self.get(API_VERSION, "QuantizedModel", name, namespace)
 
     def list_nodes(self) -> list[Obj]:
-        return self.list_objects("v1", "Node")
+        """Nodes, cached between reconciles until a GPU-relevant node change invalidates them.
+
+        Every worker plans against the whole fleet; listing it per reconcile would cost the
+        API server one full Node list per model and event. The controller calls
+        `invalidate_nodes()` before it queues reconciles for a node change, and the cache
+        expires anyway after NODE_CACHE_SECONDS.
+        """
+        with self._nodes_lock:
+            fresh = time.monotonic() - self._nodes_at < NODE_CACHE_SECONDS
+            if self._nodes is not None and fresh:
+                return self._nodes
+            epoch = self._nodes_epoch
+        nodes = self.list_objects("v1", "Node")
+        with self._nodes_lock:
+            # A list that started before an invalidation may predate the change: not cached.
+            if epoch == self._nodes_epoch:
+                self._nodes, self._nodes_at = nodes, time.monotonic()
+        return nodes
+
+    def invalidate_nodes(self) -> None:
+        with self._nodes_lock:
+            self._nodes = None
+            self._nodes_epoch += 1
 
     def list_managed(self, api_version: str, kind: str, namespace: str, selector: str) -> list[Obj]:
         return self.list_objects(api_version, kind, namespace, f"{MANAGED_SELECTOR},{selector}")

@@ -158,5 +158,6 @@ def node_event(type: str, body: kopf.Body, name: str, memo: kopf.Memo, **_: Any)
         changed = controller.node_fingerprints.get(name) != fingerprint
         controller.node_fingerprints[name] = fingerprint
     if changed:
+        controller.kube.invalidate_nodes()  # before the reconciles it triggers read the fleet
         for key in list(controller.models):
             controller.queue.add(key)
