@@ -27,7 +27,7 @@ from qmo.manifests.pod import (
     store_volume,
 )
 from qmo.planner.cachekey import short_key
-from qmo.planner.plan import SOURCE_MOUNT_PATH, TOKEN_ENV, PlannedVariant
+from qmo.planner.plan import SOURCE_MOUNT_PATH, TOKEN_ENV, PlannedVariant, source_claim
 
 BUILD_CONTAINER = "builder"
 # Finished Jobs go after a day; the artifact record keeps the result.
@@ -50,10 +50,9 @@ def build_labels(variant: PlannedVariant) -> dict[str, str]:
 
 def _source_volume(spec: QuantizedModelSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A pvc:// source is mounted read-only at /model; other sources are fetched."""
-    source = spec.model.source
-    if not source.startswith("pvc://"):
+    claim = source_claim(spec)
+    if claim is None:
         return [], []
-    claim = source.removeprefix("pvc://").split("/", 1)[0]
     return (
         [{"name": "model-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
         [{"name": "model-source", "mountPath": SOURCE_MOUNT_PATH, "readOnly": True}],
