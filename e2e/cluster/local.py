@@ -29,6 +29,9 @@ FLEETS_DIR = REPO / "e2e" / "fleets"
 STAGES = REPO / "e2e" / "stages" / "stages.yaml"
 STATE_DIR = REPO / ".qmo" / "clusters"
 
+# kube-apiserver's default Service range is a /24 (about 250 ClusterIPs): too small for the
+# scale benchmark's thousands of Services. A /16 holds 65,000.
+SERVICE_CIDR = "10.96.0.0/16"
 KWOKCTL_CONFIG = {
     "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
     "kind": "KwokctlConfiguration",
@@ -39,6 +42,12 @@ KWOKCTL_CONFIG = {
         "kubeAuthorization": True,
         "kubeAdmission": True,
     },
+    "componentsPatches": [
+        {
+            "name": "kube-apiserver",
+            "extraArgs": [{"key": "service-cluster-ip-range", "value": SERVICE_CIDR}],
+        }
+    ],
 }
 
 

@@ -53,6 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         builder_image=args.builder_image,
         evaluator_image=args.evaluator_image,
         resync_seconds=args.resync_seconds,
+        workers=args.workers,
     )
     election = None
     if args.leader_elect:
@@ -94,6 +95,23 @@ def _load_nodes(path: Path) -> list[dict[str, Any]]:
     return [n for n in nodes if n.get("kind", "Node") == "Node"]
 
 
+def _observe_cluster(namespace: str, name: str) -> Any:
+    """One list of nodes and of the namespace's builds and children; nothing is written."""
+    from qmo.controller.gather import gather
+    from qmo.controller.view import StaticReader
+    from qmo.kube import MANAGED_SELECTOR, connect
+    from qmo.resources import CLAIMS, CONFIG_MAPS, DEPLOYMENTS, JOBS, NODES, PODS, SERVICES
+
+    kube = connect()
+    objects = kube.list_objects(NODES.api_version, NODES.kind)
+    objects += kube.list_objects(CLAIMS.api_version, CLAIMS.kind, namespace)
+    for resource in (JOBS, PODS, CONFIG_MAPS, DEPLOYMENTS, SERVICES):
+        objects += kube.list_objects(
+            resource.api_version, resource.kind, namespace, MANAGED_SELECTOR
+        )
+    return gather(StaticReader(objects), namespace, name).observed
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from qmo.gpu import inventory_from_nodes
     from qmo.plan_report import plan_as_data, render_plan
@@ -106,11 +124,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     outputs: list[Any] = []
     for model in models:
         if args.cluster:
-            from qmo.controller.gather import gather
-            from qmo.kube import connect
-
             namespace = model.metadata.get("namespace") or args.namespace
-            observed = gather(connect(), namespace, model.metadata.get("name", "")).observed
+            observed = _observe_cluster(namespace, model.metadata.get("name", ""))
         else:
             nodes = _load_nodes(Path(args.nodes)) if args.nodes else []
             observed = Observed(inventory_from_nodes(nodes))
@@ -141,7 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--builder-image", default=DEFAULT_BUILDER_IMAGE, help="qmo-builder image")
     run.add_argument("--evaluator-image", default=DEFAULT_EVALUATOR_IMAGE, help="qmo-eval image")
     run.add_argument(
-        "--resync-seconds", type=float, default=60.0, help="re-check every model this often"
+        "--resync-seconds",
+        type=float,
+        default=600.0,
+        help="re-check every model this often (jittered; a safety net, watches drive the rest)",
+    )
+    run.add_argument(
+        "--workers", type=int, default=4, help="reconciles in parallel (one per model at a time)"
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     election = run.add_argument_group(

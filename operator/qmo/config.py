@@ -18,7 +18,10 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
     builder_image: str = DEFAULT_BUILDER_IMAGE
     evaluator_image: str = DEFAULT_EVALUATOR_IMAGE
-    resync_seconds: float = 60.0
+    # A safety net only: every change reaches the operator through a watch.
+    resync_seconds: float = 600.0
+    # Reconciles in parallel (one per model at a time). They spend most of their time waiting
+    # for the API server, so a few threads fit a 2-core operator pod.
     workers: int = 4
     image_pull_secrets: tuple[str, ...] = field(default_factory=tuple)
     # The ClusterRole eval Jobs' ServiceAccounts are bound to (the Helm chart sets the env).

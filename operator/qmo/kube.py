@@ -1,81 +1,199 @@
 """The one place that talks to the Kubernetes API.
 
+Requests go straight to the REST paths of `qmo.resources` with JSON in and out: no discovery,
+no generated model classes (parsing into them cost more than the rest of a reconcile). The
+official client still provides what is hard to get right: kubeconfig and in-cluster loading,
+TLS, token refresh.
+
 Writes are server-side apply with the field manager "qmo" and forced ownership: the operator
-is the only writer of what it creates, and re-applying the same object is a no-op. Objects
-shared by several QuantizedModels (build Jobs, artifact records) get each model's owner
-reference through a field manager of that model's own, so server-side apply merges the
-references instead of one model's apply removing another's.
+is the only writer of what it creates. Objects shared by several QuantizedModels (build Jobs,
+artifact records) get each model's owner reference through a field manager of that model's
+own, so server-side apply merges the references instead of one model's apply removing
+another's. Every request has a timeout, so a hung connection cannot block a worker forever.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
 import os
 import socket
-import threading
-import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
-from kubernetes.dynamic.resource import Resource
 
+from qmo import metrics
 from qmo.api.base import API_VERSION
 from qmo.manifests.labels import MANAGED_BY, Owner
+from qmo.resources import EVENTS, NODES, QUANTIZED_MODELS, Resource, resource_for
 
 FIELD_MANAGER = "qmo"
-NODE_CACHE_SECONDS = 30.0
 MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+# (connect, read) seconds for ordinary requests; watches set their own read timeout.
+REQUEST_TIMEOUT = (5.0, 30.0)
+APPLY_PATCH = "application/apply-patch+yaml"
+HTTP_METHODS = {
+    "GET": "GET",
+    "LIST": "GET",
+    "WATCH": "GET",
+    "CREATE": "POST",
+    "APPLY": "PATCH",
+    "PATCH": "PATCH",
+    "UPDATE": "PUT",
+    "DELETE": "DELETE",
+}
 log = logging.getLogger("qmo.kube")
 
 Obj = dict[str, Any]
+# Failures of the connection rather than answers of the API server: worth a retry.
+TRANSIENT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+__all__ = ["TRANSIENT_ERRORS", "ApiException", "Kube", "connect", "owner_field_manager"]
 
 
-def connect() -> Kube:
+def connect(pool_size: int = 8, kubeconfig: str | None = None) -> Kube:
     """A client from the in-cluster service account, else from KUBECONFIG / ~/.kube/config."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        if kubeconfig is not None:
+            raise config.ConfigException("a kubeconfig was given")
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return Kube(client.ApiClient())
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    # Watches hold a connection each for minutes; workers need theirs too.
+    configuration.connection_pool_maxsize = pool_size
+    return Kube(client.ApiClient(configuration))
 
 
 def owner_field_manager(owner: Owner) -> str:
     return f"qmo-owner-{owner.uid}"
 
 
+def is_refusal(err: ApiException) -> bool:
+    """The API server refused the request itself (invalid, forbidden, conflicting...).
+
+    Retrying the same request cannot help until something changes; 5xx, 429 and timeouts
+    are transient instead.
+    """
+    return 400 <= (err.status or 0) < 500 and err.status not in (408, 429)
+
+
+def server_message(err: ApiException) -> str:
+    """The API server's own words for a failed request (its Status message)."""
+    try:
+        body = json.loads(err.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or err.reason or f"HTTP {err.status}")
+
+
 class Kube:
-    """Typed-enough access to the few resources qmo reads and writes."""
+    """JSON over HTTP to the few resources qmo reads and writes."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
-        self.dynamic = DynamicClient(api_client)
-        self._resources: dict[tuple[str, str], Resource] = {}
+        self.host = api_client.configuration.host.rstrip("/")
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
-        self._nodes: list[Obj] | None = None
-        self._nodes_at = 0.0
-        self._nodes_epoch = 0
-        self._nodes_lock = threading.Lock()
 
-    def resource(self, api_version: str, kind: str) -> Resource:
-        key = (api_version, kind)
-        if key not in self._resources:
-            self._resources[key] = self.dynamic.resources.get(api_version=api_version, kind=kind)
-        return self._resources[key]
+    # --- transport -----------------------------------------------------------------------
+
+    def _send(
+        self,
+        verb: str,
+        method: str,
+        resource: Resource,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: tuple[float, float] = REQUEST_TIMEOUT,
+    ) -> Any:
+        """One request; returns the urllib3 response, raises ApiException on non-2xx."""
+        headers = dict(self.api_client.default_headers)
+        headers["Accept"] = "application/json"
+        if content_type:
+            headers["Content-Type"] = content_type
+        self.api_client.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
+        url = self.host + path + (f"?{urlencode(query)}" if query else "")
+        try:
+            response = self.api_client.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=timeout
+            )
+        except Exception:
+            metrics.API_REQUESTS.labels(verb=verb, resource=resource.plural, code="error").inc()
+            raise
+        metrics.API_REQUESTS.labels(
+            verb=verb, resource=resource.plural, code=str(response.status)
+        ).inc()
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response
+
+    def request(
+        self,
+        verb: str,
+        resource: Resource,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Obj:
+        """One request; `verb` is the API server's word for it (GET, LIST, APPLY, ...)."""
+        method = HTTP_METHODS[verb]
+        response = self._send(verb, method, resource, path, query, body, content_type)
+        data = response.read()
+        return dict(json.loads(data)) if data else {}
+
+    def stream_lines(
+        self, resource: Resource, path: str, query: dict[str, str], read_timeout: float
+    ) -> Iterator[bytes]:
+        """The lines of a streaming GET (a watch), until the server ends it."""
+        response = self._send(
+            "WATCH", "GET", resource, path, query, timeout=(5.0, read_timeout)
+        ).response
+        pending = b""
+        try:
+            for chunk in response.stream(amt=None, decode_content=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                yield from (line for line in lines if line.strip())
+            if pending.strip():
+                yield pending
+        finally:
+            response.release_conn()
 
     # --- reads ---------------------------------------------------------------------------
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None:
+        resource = resource_for(api_version, kind)
         try:
-            found = self.resource(api_version, kind).get(name=name, namespace=namespace)
-        except NotFoundError:
-            return None
-        return dict(found.to_dict())
+            return self.request("GET", resource, resource.path(namespace, name))
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def list_page(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str | None = None,
+        limit: int = 500,
+        continue_token: str | None = None,
+    ) -> Obj:
+        query = {"limit": str(limit)}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if continue_token:
+            query["continue"] = continue_token
+        return self.request("LIST", resource, resource.path(namespace), query)
 
     def list_objects(
         self,
@@ -84,38 +202,23 @@ class Kube:
         namespace: str | None = None,
         label_selector: str | None = None,
     ) -> list[Obj]:
-        listing = self.resource(api_version, kind).get(
-            namespace=namespace, label_selector=label_selector
-        )
-        return [dict(item) for item in listing.to_dict()["items"]]
+        """Every object of a kind (paged), each with its apiVersion and kind set."""
+        resource = resource_for(api_version, kind)
+        items: list[Obj] = []
+        token: str | None = None
+        while True:
+            page = self.list_page(resource, namespace, label_selector, continue_token=token)
+            for item in page.get("items") or []:
+                items.append({"apiVersion": api_version, "kind": kind, **item})
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
 
     def get_model(self, namespace: str, name: str) -> Obj | None:
         return self.get(API_VERSION, "QuantizedModel", name, namespace)
 
     def list_nodes(self) -> list[Obj]:
-        """Nodes, cached between reconciles until a GPU-relevant node change invalidates them.
-
-        Every worker plans against the whole fleet; listing it per reconcile would cost the
-        API server one full Node list per model and event. The controller calls
-        `invalidate_nodes()` before it queues reconciles for a node change, and the cache
-        expires anyway after NODE_CACHE_SECONDS.
-        """
-        with self._nodes_lock:
-            fresh = time.monotonic() - self._nodes_at < NODE_CACHE_SECONDS
-            if self._nodes is not None and fresh:
-                return self._nodes
-            epoch = self._nodes_epoch
-        nodes = self.list_objects("v1", "Node")
-        with self._nodes_lock:
-            # A list that started before an invalidation may predate the change: not cached.
-            if epoch == self._nodes_epoch:
-                self._nodes, self._nodes_at = nodes, time.monotonic()
-        return nodes
-
-    def invalidate_nodes(self) -> None:
-        with self._nodes_lock:
-            self._nodes = None
-            self._nodes_epoch += 1
+        return self.list_objects(NODES.api_version, NODES.kind)
 
     def list_managed(self, api_version: str, kind: str, namespace: str, selector: str) -> list[Obj]:
         return self.list_objects(api_version, kind, namespace, f"{MANAGED_SELECTOR},{selector}")
@@ -123,22 +226,27 @@ class Kube:
     # --- writes --------------------------------------------------------------------------
 
     def apply(self, obj: Obj, field_manager: str = FIELD_MANAGER) -> Obj:
-        resource = self.resource(obj["apiVersion"], obj["kind"])
-        applied = self.dynamic.server_side_apply(
+        """Server-side apply `obj`; returns the object as stored."""
+        resource = resource_for(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        return self.request(
+            "APPLY",
             resource,
-            body=obj,
-            namespace=obj["metadata"].get("namespace"),
-            field_manager=field_manager,
-            force_conflicts=True,
+            resource.path(meta.get("namespace"), meta["name"]),
+            {"fieldManager": field_manager, "force": "true"},
+            obj,
+            APPLY_PATCH,
         )
-        return dict(applied.to_dict())
 
-    def add_owner(self, obj: Obj, owner: Owner) -> None:
-        """Add `owner` to a shared object's ownerReferences, keeping every other owner's."""
+    def add_owner(self, obj: Obj, owner: Owner) -> Obj | None:
+        """Add `owner` to a shared object's ownerReferences, keeping every other owner's.
+
+        Returns the stored object, or None when the reference was there already.
+        """
         refs = obj.get("metadata", {}).get("ownerReferences") or []
         if any(ref.get("uid") == owner.uid for ref in refs):
-            return
-        self.apply(
+            return None
+        return self.apply(
             {
                 "apiVersion": obj["apiVersion"],
                 "kind": obj["kind"],
@@ -151,34 +259,42 @@ class Kube:
             field_manager=owner_field_manager(owner),
         )
 
-    def apply_report_status(self, namespace: str, name: str, status: Obj) -> None:
-        self.apply_status(namespace, name, status, kind="QualityReport")
+    def apply_report_status(self, namespace: str, name: str, status: Obj) -> Obj:
+        return self.apply_status(namespace, name, status, kind="QualityReport")
 
     def apply_status(
         self, namespace: str, name: str, status: Obj, kind: str = "QuantizedModel"
-    ) -> None:
-        resource = self.resource(API_VERSION, kind)
-        self.dynamic.server_side_apply(
-            resource.subresources["status"],
-            body={
+    ) -> Obj:
+        """Server-side apply of the status subresource; returns the whole stored object."""
+        resource = resource_for(API_VERSION, kind)
+        return self.request(
+            "APPLY",
+            resource,
+            resource.path(namespace, name, "status"),
+            {"fieldManager": FIELD_MANAGER, "force": "true"},
+            {
                 "apiVersion": API_VERSION,
                 "kind": kind,
                 "metadata": {"name": name, "namespace": namespace},
                 "status": status,
             },
-            name=name,
-            namespace=namespace,
-            field_manager=FIELD_MANAGER,
-            force_conflicts=True,
+            APPLY_PATCH,
         )
 
     def delete(self, obj: Obj) -> None:
-        with contextlib.suppress(NotFoundError):
-            self.resource(obj["apiVersion"], obj["kind"]).delete(
-                name=obj["metadata"]["name"],
-                namespace=obj["metadata"].get("namespace"),
+        resource = resource_for(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        try:
+            self.request(
+                "DELETE",
+                resource,
+                resource.path(meta.get("namespace"), meta["name"]),
                 body={"propagationPolicy": "Background"},
+                content_type="application/json",
             )
+        except ApiException as err:
+            if err.status != 404:
+                raise
 
     def post_event(
         self, model: Obj, event_type: str, reason: str, message: str, now: datetime | None = None
@@ -195,7 +311,7 @@ class Kube:
             },
             "involvedObject": {
                 "apiVersion": API_VERSION,
-                "kind": "QuantizedModel",
+                "kind": QUANTIZED_MODELS.kind,
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta["uid"],
@@ -211,12 +327,18 @@ class Kube:
             "count": 1,
         }
         try:
-            self.resource("v1", "Event").create(body=event, namespace=meta["namespace"])
-        except ApiException as err:  # an Event is never worth failing a reconcile for
+            self.request(
+                "CREATE", EVENTS, EVENTS.path(meta["namespace"]), body=event,
+                content_type="application/json",
+            )  # fmt: skip
+        except (
+            ApiException,
+            *TRANSIENT_ERRORS,
+        ) as err:  # an Event is never worth failing a reconcile
             log.warning(
                 "Posting event %s on %s/%s failed: %s",
                 reason,
                 meta["namespace"],
                 meta["name"],
-                err.reason,
+                getattr(err, "reason", err),
             )

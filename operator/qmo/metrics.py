@@ -27,6 +27,11 @@ ROLLBACKS = Counter(
 QUALITY_VERDICTS = Counter(
     "qmo_quality_verdicts_total", "QualityReports judged, by verdict.", ["verdict"]
 )
+API_REQUESTS = Counter(
+    "qmo_api_requests_total",
+    "Requests the operator made to the Kubernetes API, by verb, resource and HTTP code.",
+    ["verb", "resource", "code"],
+)
 
 PHASES = (
     "Pending",

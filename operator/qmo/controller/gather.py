@@ -1,7 +1,8 @@
-"""Gather: read once what a reconcile needs and turn it into the planner's `Observed`.
+"""Gather: what a reconcile needs of the cluster, turned into the planner's `Observed`.
 
-The translation from API objects to observations (`observe_*`) is pure and unit-tested; only
-`gather` does I/O, through `Kube`.
+Pure: it reads through a `ClusterReader` (the watch-fed cache in the operator, plain lists in
+tests and `qmo plan --cluster`) and makes no request. The translation from API objects to
+observations (`observe_*`) is unit-tested table-style.
 """
 
 from __future__ import annotations
@@ -13,29 +14,78 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from qmo.api.base import API_VERSION
 from qmo.api.buildcontract import ARTIFACTS_DIR, BuildResult
 from qmo.api.buildcontract import BuildState as ResultState
 from qmo.api.quantizedmodel import QualitySpec
-from qmo.gpu import inventory_from_nodes
-from qmo.kube import Kube
+from qmo.controller.view import ClusterReader
 from qmo.manifests import labels
 from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
+from qmo.manifests.evaluation import EVALUATOR_SERVICE_ACCOUNT
 from qmo.planner.plan import BuildObservation, BuildState, DeploymentObservation, Observed
 from qmo.quality.reports import JudgedReport, decisive_reports, judge_all, passing_revisions
+from qmo.resources import (
+    CONFIG_MAPS,
+    DEPLOYMENTS,
+    JOBS,
+    ROLE_BINDINGS,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+)
 
 Obj = dict[str, Any]
+
+
+class BuildsInCluster:
+    """The planner's view of builds by cache key, looked up on demand.
+
+    Cache keys are shared across models, so a namespace may hold thousands of build Jobs and
+    records; a reconcile looks at the few keys its plan names, never at all of them.
+    """
+
+    def __init__(self, reader: ClusterReader, namespace: str) -> None:
+        self._reader = reader
+        self._namespace = namespace
+        self._seen: dict[str, BuildObservation | None] = {}
+
+    def get(self, cache_key: str, /) -> BuildObservation | None:
+        if cache_key not in self._seen:
+            self._seen[cache_key] = self._observe(cache_key)
+        return self._seen[cache_key]
+
+    def job(self, cache_key: str) -> Obj | None:
+        return self._reader.build_job(self._namespace, cache_key)
+
+    def record(self, cache_key: str) -> Obj | None:
+        return self._reader.artifact_record(self._namespace, cache_key)
+
+    def _observe(self, cache_key: str) -> BuildObservation | None:
+        job = self.job(cache_key)
+        seen = None
+        if job is not None:
+            pods = self._reader.build_pods(self._namespace, job["metadata"]["name"])
+            seen = observe_job(job, pods)
+        record = self.record(cache_key)
+        recorded = observe_record(record) if record is not None else None
+        if recorded is not None:
+            # A record outlives its Job and is the final word on a finished artifact.
+            return (
+                recorded
+                if job is None
+                else dataclasses.replace(recorded, job=job["metadata"]["name"])
+            )
+        return seen
 
 
 @dataclass(frozen=True)
 class Gathered:
     observed: Observed
-    jobs: dict[str, Obj]  # by full cache key
-    records: dict[str, Obj]  # by full cache key
+    builds: BuildsInCluster
     deployments: list[Obj]
     services: list[Obj]
     reports: list[JudgedReport]
     eval_jobs: list[Obj]
+    config_maps: list[Obj]  # the model's own (benchmarks), not artifact records
+    identity: dict[str, Obj]  # the namespace's evaluator ServiceAccount and RoleBinding, by kind
 
 
 def termination_result(pods: list[Obj]) -> BuildResult | None:
@@ -146,63 +196,21 @@ def observe_deployment(deployment: Obj) -> DeploymentObservation | None:
     )
 
 
-def list_reports(kube: Kube, namespace: str, model: str) -> list[Obj]:
-    """The QualityReports in `namespace` about `model`."""
-    return [
-        r
-        for r in kube.list_objects(API_VERSION, "QualityReport", namespace)
-        if (r.get("spec") or {}).get("modelRef", {}).get("name") == model
-    ]
-
-
 def gather(
-    kube: Kube,
+    reader: ClusterReader,
     namespace: str,
     model: str,
     quality: QualitySpec | None = None,
     last_good: dict[str, str] | None = None,
 ) -> Gathered:
-    """One read of everything the plan for `namespace/model` depends on.
+    """Everything the plan for `namespace/model` depends on, from the reader's memory.
 
     `last_good` comes from the model's status; a variant missing there falls back to its
     newest passing report.
     """
-    inventory = inventory_from_nodes(kube.list_nodes())
-    jobs = kube.list_managed("batch/v1", "Job", namespace, "app.kubernetes.io/component=build")
-    records = kube.list_managed(
-        "v1", "ConfigMap", namespace, "app.kubernetes.io/component=artifact"
-    )
-    deployments = kube.list_managed("apps/v1", "Deployment", namespace, f"{labels.MODEL}={model}")
-    services = kube.list_managed("v1", "Service", namespace, f"{labels.MODEL}={model}")
-    claims = frozenset(
-        c["metadata"]["name"] for c in kube.list_objects("v1", "PersistentVolumeClaim", namespace)
-    )
-
-    builds: dict[str, BuildObservation] = {}
-    jobs_by_key: dict[str, Obj] = {}
-    # One list of build pods for the namespace, not one per Job: reconciles stay cheap as
-    # builds accumulate.
-    pods_by_job: dict[str, list[Obj]] = {}
-    for pod in kube.list_managed("v1", "Pod", namespace, "app.kubernetes.io/component=build"):
-        job_name = (pod["metadata"].get("labels") or {}).get("job-name", "")
-        pods_by_job.setdefault(job_name, []).append(pod)
-    for job in jobs:
-        seen = observe_job(job, pods_by_job.get(job["metadata"]["name"], []))
-        if seen.cache_key:
-            builds[seen.cache_key] = seen
-            jobs_by_key[seen.cache_key] = job
-    records_by_key: dict[str, Obj] = {}
-    for record in records:
-        recorded = observe_record(record)
-        if recorded is not None:
-            # A record outlives its Job and is the final word on a finished artifact.
-            its_job = jobs_by_key.get(recorded.cache_key)
-            builds[recorded.cache_key] = (
-                recorded
-                if its_job is None
-                else dataclasses.replace(recorded, job=its_job["metadata"]["name"])
-            )
-            records_by_key[recorded.cache_key] = record
+    builds = BuildsInCluster(reader, namespace)
+    deployments = reader.children(DEPLOYMENTS.kind, namespace, model)
+    services = reader.children(SERVICES.kind, namespace, model)
     observed_deployments: dict[str, DeploymentObservation] = {}
     candidates: dict[str, DeploymentObservation] = {}
     for deployment in deployments:
@@ -212,28 +220,38 @@ def gather(
             track = variant_labels.get(labels.TRACK, labels.STABLE)
             target = candidates if track == labels.CANDIDATE else observed_deployments
             target[variant_labels[labels.VARIANT]] = seen_deployment
-    judged = judge_all(list_reports(kube, namespace, model), quality or QualitySpec())
+    judged = judge_all(reader.reports(namespace, model), quality or QualitySpec())
     good = {**passing_revisions(judged), **(last_good or {})}
-    eval_jobs = kube.list_managed(
-        "batch/v1",
-        "Job",
-        namespace,
-        f"app.kubernetes.io/component=evaluation,{labels.MODEL}={model}",
-    )
+    eval_jobs = [
+        j
+        for j in reader.children(JOBS.kind, namespace, model)
+        if (j["metadata"].get("labels") or {}).get(labels.COMPONENT) == "evaluation"
+    ]
+    config_maps = [
+        c
+        for c in reader.children(CONFIG_MAPS.kind, namespace, model)
+        if (c["metadata"].get("labels") or {}).get(labels.COMPONENT) != "artifact"
+    ]
+    identity = {
+        resource.kind: found
+        for resource in (SERVICE_ACCOUNTS, ROLE_BINDINGS)
+        if (found := reader.get(resource.kind, namespace, EVALUATOR_SERVICE_ACCOUNT)) is not None
+    }
     return Gathered(
         Observed(
-            inventory,
+            reader.inventory(),
             builds,
             observed_deployments,
-            claims,
+            reader.claims(namespace),
             reports=decisive_reports(judged),
             last_good=good,
             candidates=candidates,
         ),
-        jobs_by_key,
-        records_by_key,
+        builds,
         deployments,
         services,
         judged,
         eval_jobs,
+        config_maps,
+        identity,
     )

@@ -1,55 +1,74 @@
-"""kopf handlers: thin. They turn watch events into work-queue keys; workers reconcile.
+"""kopf handlers: thin. kopf runs the process (startup, cleanup, the liveness endpoint); the
+watch-fed cache turns every relevant change into work-queue keys; workers reconcile.
 
-Only `@kopf.on.event` handlers: kopf then keeps no state on QuantizedModels (no finalizers,
-no annotations), so the operator writes nothing but status, and uninstalling it never blocks
-a deletion.
+No resource handlers and no kopf state on QuantizedModels (no finalizers, no annotations), so
+the operator writes nothing but status, and uninstalling it never blocks a deletion. Why the
+cache is qmo's own and not kopf's indexes: see `qmo.controller.informer`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 
 from qmo import metrics
 from qmo.config import OperatorConfig
+from qmo.controller.cache import ClusterCache
 from qmo.controller.queue import Key, WorkQueue
-from qmo.controller.reconcile import reconcile
-from qmo.gpu import allocatable_gpus, node_is_usable
+from qmo.controller.reconcile import Retry, reconcile
 from qmo.kube import Kube, connect
 
 log = logging.getLogger("qmo.controller")
-MANAGED = {"app.kubernetes.io/managed-by": "qmo"}
 MAX_BACKOFF_SECONDS = 300.0
+SYNC_LOG_SECONDS = 30.0
 
 
 class Controller:
     """State shared by the handlers of one operator process (kept in kopf's memo)."""
 
-    def __init__(self, kube: Kube, config: OperatorConfig) -> None:
+    def __init__(self, kube: Kube, config: OperatorConfig, loop: asyncio.AbstractEventLoop) -> None:
         self.kube = kube
         self.config = config
+        self.loop = loop
         self.queue = WorkQueue()
-        self.models: set[Key] = set()
-        self.node_fingerprints: dict[str, tuple[Any, ...]] = {}
+        self.cache = ClusterCache(kube, config.namespaces, on_keys=self.enqueue_threadsafe)
+        self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="reconcile")
         self.failures: dict[Key, int] = {}
+        self.known: set[Key] = set()
         self.tasks: list[asyncio.Task[None]] = []
 
+    def enqueue_threadsafe(self, keys: Iterable[Key]) -> None:
+        """Called from informer threads: hand the keys to the event loop's queue."""
+        batch = list(keys)
+        if batch:
+            self.loop.call_soon_threadsafe(self._enqueue, batch)
+
+    def _enqueue(self, keys: list[Key]) -> None:
+        for key in keys:
+            self.queue.add(key)
+
     async def worker(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             key = await self.queue.get()
             try:
-                await loop.run_in_executor(None, reconcile, self.kube, self.config, *key)
+                await self.loop.run_in_executor(
+                    self.executor, reconcile, self.kube, self.cache, self.config, *key
+                )
                 self.failures.pop(key, None)
+                self._track(key)
             except Exception as err:  # retried with backoff, like any other transient failure
                 count = self.failures.get(key, 0) + 1
                 self.failures[key] = count
                 delay = min(MAX_BACKOFF_SECONDS, 2.0**count)
-                log.warning(
-                    "Reconcile of QuantizedModel %s/%s failed (attempt %d), retrying in %.0fs: %s",
+                log.log(
+                    logging.INFO if isinstance(err, Retry) else logging.WARNING,
+                    "Reconcile of QuantizedModel %s/%s incomplete (attempt %d), retry in %.0fs: %s",
                     *key,
                     count,
                     delay,
@@ -59,12 +78,26 @@ class Controller:
             finally:
                 self.queue.done(key)
 
+    def _track(self, key: Key) -> None:
+        """Forget a deleted model's metric series once its last reconcile has run."""
+        if self.cache.model(*key) is not None:
+            self.known.add(key)
+        elif key in self.known:
+            self.known.discard(key)
+            self.failures.pop(key, None)
+            metrics.forget_model(*key)
+
     async def resync(self) -> None:
-        """Re-check every model on a timer: catches drift no event reported."""
+        """A safety net: re-check every model now and then (jittered). It reads the cache and
+        writes nothing unless something drifted without an event saying so."""
         while True:
-            await asyncio.sleep(self.config.resync_seconds)
-            for key in list(self.models):
+            await asyncio.sleep(self.config.resync_seconds * random.uniform(0.9, 1.1))
+            for key in self.cache.model_keys():
                 self.queue.add(key)
+
+    async def wait_synced(self) -> None:
+        while not await self.loop.run_in_executor(None, self.cache.wait_synced, SYNC_LOG_SECONDS):
+            log.info("Waiting for the first list of: %s", ", ".join(self.cache.unsynced()))
 
 
 def _controller(memo: kopf.Memo) -> Controller:
@@ -75,10 +108,17 @@ def _controller(memo: kopf.Memo) -> Controller:
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING
-    settings.watching.server_timeout = 300
     operator_config: OperatorConfig = memo.get("config") or OperatorConfig()
-    controller = Controller(connect(), operator_config)
+    kube = connect(pool_size=operator_config.workers + 4)
+    controller = Controller(kube, operator_config, asyncio.get_running_loop())
     memo["controller"] = controller
+    controller.cache.start()
+    await controller.wait_synced()
+    log.info(
+        "Caches synced: %d models; %d reconcile workers",
+        len(controller.cache.model_keys()),
+        operator_config.workers,
+    )
     controller.tasks = [
         asyncio.create_task(controller.worker()) for _ in range(operator_config.workers)
     ]
@@ -90,74 +130,18 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     controller = memo.get("controller")
     if controller is None:
         return
+    controller.cache.stop()
     controller.queue.close()
     for task in controller.tasks:
         task.cancel()
     await asyncio.gather(*controller.tasks, return_exceptions=True)
+    controller.executor.shutdown(wait=False, cancel_futures=True)
 
 
-@kopf.on.event("qmo.dev", "v1alpha1", "quantizedmodels")
-def model_event(
-    type: str, body: kopf.Body, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
-) -> None:
-    controller = _controller(memo)
-    key = (namespace or "", name)
-    if type == "DELETED":
-        controller.models.discard(key)
-        controller.failures.pop(key, None)
-        metrics.forget_model(*key)
-        return
-    controller.models.add(key)
-    observed = (body.get("status") or {}).get("observedGeneration")
-    if type == "MODIFIED" and observed == body.get("metadata", {}).get("generation"):
-        return  # our own status write; the spec did not change
-    controller.queue.add(key)
-
-
-def _enqueue_owners(controller: Controller, body: kopf.Body, namespace: str | None) -> None:
-    if namespace is None:
-        return
-    for ref in body.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == "QuantizedModel" and ref.get("apiVersion", "").startswith("qmo.dev/"):
-            controller.queue.add((namespace, ref["name"]))
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-def job_event(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    _enqueue_owners(_controller(memo), body, namespace)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-def deployment_event(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    _enqueue_owners(_controller(memo), body, namespace)
-
-
-@kopf.on.event("qmo.dev", "v1alpha1", "qualityreports")
-def report_event(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """A report (new, changed or deleted) may change a gate decision: reconcile its model."""
-    model = (body.get("spec") or {}).get("modelRef", {}).get("name")
-    if namespace and model:
-        _controller(memo).queue.add((namespace, model))
-
-
-def node_fingerprint(body: kopf.Body) -> tuple[Any, ...]:
-    """The parts of a Node that GPU planning reads; heartbeats do not change it."""
-    labels = body.get("metadata", {}).get("labels") or {}
-    gpu_labels = tuple(sorted((k, v) for k, v in labels.items() if k.startswith("nvidia.com/")))
-    node = dict(body)
-    return (gpu_labels, node_is_usable(node), allocatable_gpus(node))
-
-
-@kopf.on.event("", "v1", "nodes")
-def node_event(type: str, body: kopf.Body, name: str, memo: kopf.Memo, **_: Any) -> None:
-    controller = _controller(memo)
-    if type == "DELETED":
-        changed = controller.node_fingerprints.pop(name, None) is not None
-    else:
-        fingerprint = node_fingerprint(body)
-        changed = controller.node_fingerprints.get(name) != fingerprint
-        controller.node_fingerprints[name] = fingerprint
-    if changed:
-        controller.kube.invalidate_nodes()  # before the reconciles it triggers read the fleet
-        for key in list(controller.models):
-            controller.queue.add(key)
+@kopf.on.probe(id="caches")
+def caches(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+    """For /healthz: which informers have listed, and the work queue's depth."""
+    controller = memo.get("controller")
+    if controller is None:
+        return {"synced": False}
+    return {"unsynced": controller.cache.unsynced(), "queued": len(controller.queue)}

@@ -1,7 +1,9 @@
-"""One reconcile of one QuantizedModel: gather -> plan -> apply -> status and Events.
+"""One reconcile of one QuantizedModel: gather -> plan -> changes -> execute -> status.
 
 Level-based and idempotent: it is called for creation, every change, every child event and on
-a timer, and each call converges the cluster on the same plan. Runs in a worker thread.
+a timer, and each call converges the cluster on the same plan. It reads only the watch-fed
+cache, writes only what differs from it, and writes the status (and posts Events) for what
+changed, also when the API server refused some of its writes. Runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -17,26 +19,19 @@ from pydantic import ValidationError
 
 from qmo import metrics
 from qmo.api.base import ConditionStatus
-from qmo.api.buildcontract import BuildResult
-from qmo.api.buildcontract import BuildState as ResultState
 from qmo.api.qualityreport import ReportState
 from qmo.api.quantizedmodel import QualitySpec, QuantizedModelSpec, QuantizedModelStatus
-from qmo.conditions import DEGRADED, READY, set_condition
+from qmo.conditions import DEGRADED, READY, get_condition, set_condition
 from qmo.config import OperatorConfig
-from qmo.controller.gather import Gathered, gather, list_reports
-from qmo.kube import Kube
-from qmo.manifests import labels, names
-from qmo.manifests.build import artifact_record, build_job
-from qmo.manifests.evaluation import benchmarks_config_map, eval_job, evaluator_identity
+from qmo.controller.cache import ClusterCache
+from qmo.controller.changes import desired_changes, mark_refused
+from qmo.controller.execute import Executed, execute
+from qmo.controller.gather import Gathered, gather
+from qmo.kube import TRANSIENT_ERRORS, ApiException, Kube, is_refusal
+from qmo.manifests import names
 from qmo.manifests.labels import Owner
-from qmo.manifests.serving import (
-    build_deployment,
-    build_main_service,
-    build_store_claim,
-    build_variant_service,
-    rollout_strategy,
-)
-from qmo.planner.plan import Action, BuildState, Plan, PlannedVariant, plan_model
+from qmo.manifests.serving import rollout_strategy
+from qmo.planner.plan import Action, Plan, plan_model
 from qmo.planner.status import Decision, Names, build_status, decisions
 from qmo.quality.reports import JudgedReport, judge_all, report_state, report_status
 
@@ -51,6 +46,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+class Retry(Exception):
+    """The reconcile wrote what it could and reported the rest; retry it with backoff."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a reconcile decided, for logs, metrics and tests."""
@@ -58,21 +57,27 @@ class Outcome:
     plan: Plan | None
     events: tuple[Decision, ...]
     status_written: bool
+    writes: int = 0
 
 
 def reconcile(
-    kube: Kube, config: OperatorConfig, namespace: str, name: str, clock: Clock = utc_now
+    kube: Kube,
+    cache: ClusterCache,
+    config: OperatorConfig,
+    namespace: str,
+    name: str,
+    clock: Clock = utc_now,
 ) -> Outcome:
     """Converge the children of `namespace/name` on its plan, then report."""
     started = time.monotonic()
-    body = kube.get_model(namespace, name)
+    body = cache.model(namespace, name)
     if body is None:
-        _orphan_reports(kube, namespace, name)
+        _orphan_reports(kube, cache, namespace, name)
         return Outcome(None, (), False)  # owner references take the children with it
     if body["metadata"].get("deletionTimestamp"):
         return Outcome(None, (), False)
     try:
-        outcome = _reconcile_model(kube, config, body, clock)
+        outcome = _reconcile_model(kube, cache, config, body, clock)
     except Exception:
         metrics.RECONCILES.labels(result="error").inc()
         raise
@@ -92,7 +97,9 @@ def _previous_status(body: Obj) -> QuantizedModelStatus | None:
         return None
 
 
-def _reconcile_model(kube: Kube, config: OperatorConfig, body: Obj, clock: Clock) -> Outcome:
+def _reconcile_model(
+    kube: Kube, cache: ClusterCache, config: OperatorConfig, body: Obj, clock: Clock
+) -> Outcome:
     meta = body["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
     owner = Owner(name=name, namespace=namespace, uid=meta["uid"])
@@ -100,18 +107,18 @@ def _reconcile_model(kube: Kube, config: OperatorConfig, body: Obj, clock: Clock
     try:
         spec = QuantizedModelSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
-        return _report_invalid_spec(kube, body, previous, err, clock)
+        return _report_invalid_spec(kube, cache, body, previous, err, clock)
 
     last_good = {
         v.name: v.last_good_revision
         for v in (previous.variants if previous else [])
         if v.last_good_revision
     }
-    found = gather(kube, namespace, name, spec.quality, last_good)
+    found = gather(cache, namespace, name, spec.quality, last_good)
     plan = plan_model(spec, found.observed)
-    _apply_children(kube, config, spec, plan, found, owner)
-    _judge_reports(kube, found, plan)
-    _run_evaluations(kube, config, spec, plan, found, owner)
+    done = execute(kube, cache, owner, desired_changes(spec, plan, found, owner, config))
+    plan = mark_refused(plan, done.refused)
+    done.written += _judge_reports(kube, cache, found, plan, done)
 
     variant_names = {
         v.name: Names(
@@ -134,7 +141,8 @@ def _reconcile_model(kube: Kube, config: OperatorConfig, body: Obj, clock: Clock
     spec_changed = previous is None or previous.observed_generation != generation
     events = decisions(plan, previous, spec_changed=spec_changed)
     events += _rollout_notes(spec, plan, previous)
-    written = _write_status(kube, namespace, name, previous, status)
+    events += _model_refusal_events(done, previous)
+    written = _write_status(kube, cache, namespace, name, previous, status)
     for event in events:
         kube.post_event(body, event.type, event.reason, event.message, clock())
         if event.reason in ROLLBACK_REASONS:
@@ -145,192 +153,70 @@ def _reconcile_model(kube: Kube, config: OperatorConfig, body: Obj, clock: Clock
                 action=ROLLBACK_REASONS[event.reason],
             ).inc()
     metrics.observe_variants(namespace, name, [v.phase.value for v in plan.variants])
-    log.info(
-        "Reconciled QuantizedModel %s/%s: variants=%s",
-        namespace,
-        name,
-        ",".join(f"{v.name}:{v.phase.value}" for v in plan.variants) or "none",
-    )
-    return Outcome(plan, tuple(events), written)
-
-
-def _apply_children(
-    kube: Kube,
-    config: OperatorConfig,
-    spec: QuantizedModelSpec,
-    plan: Plan,
-    found: Gathered,
-    owner: Owner,
-) -> None:
-    store = spec.engine.store
-    # Create the claim once; never update it (claims are mostly immutable and may be shared).
-    if (
-        store.create
-        and kube.get("v1", "PersistentVolumeClaim", store.claim_name, owner.namespace) is None
-    ):
-        kube.apply(build_store_claim(spec, owner.namespace))
-    for variant in plan.variants:
-        if variant.cache_key is None:
-            continue
-        if variant.action == Action.BUILD:
-            job = kube.apply(
-                build_job(
-                    spec, variant, namespace=owner.namespace, builder_image=config.builder_image
-                )
-            )
-            kube.add_owner(job, owner)
-            metrics.BUILDS_CREATED.labels(precision=variant.precision.value).inc()
-        elif variant.action in (Action.WAIT, Action.BLOCKED):
-            running = found.jobs.get(variant.cache_key)
-            if running is not None:
-                kube.add_owner(running, owner)
-            serving = variant.deployment
-            if variant.lending_replicas is not None and serving and serving.revision:
-                kube.apply(
-                    build_deployment(
-                        spec,
-                        variant,
-                        owner,
-                        key=serving.revision,
-                        replicas=variant.lending_replicas,
-                    )
-                )
-        elif variant.action == Action.DEPLOY:
-            _record_artifact(kube, variant, found, owner)
-            _apply_serving(kube, spec, variant, found, owner)
-        elif variant.action == Action.WITHDRAW:
-            _delete_variant(kube, found, owner, variant.name, tracks=None)
-    kube.apply(build_main_service(spec, plan.main_precision, owner))
-    _delete_stale(kube, plan, found, owner)
-
-
-def _apply_serving(
-    kube: Kube, spec: QuantizedModelSpec, variant: PlannedVariant, found: Gathered, owner: Owner
-) -> None:
-    """The stable (or reference) Deployment at serve_key, and the candidate when gated."""
-    track = labels.REFERENCE if variant.reference else labels.STABLE
-    if variant.serve_key is not None:
-        kube.apply(build_deployment(spec, variant, owner, key=variant.serve_key, track=track))
-        kube.apply(build_variant_service(spec, variant, owner, track))
-    if variant.candidate and variant.cache_key is not None:
-        kube.apply(
-            build_deployment(spec, variant, owner, key=variant.cache_key, track=labels.CANDIDATE)
+    if done.written or written or events:
+        log.info(
+            "Reconciled QuantizedModel %s/%s: writes=%d variants=%s",
+            namespace,
+            name,
+            done.written,
+            ",".join(f"{v.name}:{v.phase.value}" for v in plan.variants) or "none",
         )
-        kube.apply(build_variant_service(spec, variant, owner, labels.CANDIDATE))
-    else:
-        _delete_variant(kube, found, owner, variant.name, tracks={labels.CANDIDATE})
+    if done.refused or done.transient:
+        problems = [r.message for r in done.refused.values()] + done.transient
+        raise Retry("; ".join(problems)[:500])
+    return Outcome(plan, tuple(events), written, done.written)
 
 
-def _delete_variant(
-    kube: Kube, found: Gathered, owner: Owner, variant: str, tracks: set[str] | None
-) -> None:
-    """Delete a variant's Deployments and Services on `tracks` (None: every track)."""
-    for obj in [*found.deployments, *found.services]:
-        obj_labels = obj["metadata"].get("labels") or {}
-        track = obj_labels.get(labels.TRACK, labels.STABLE)
-        if obj_labels.get(labels.VARIANT) == variant and (tracks is None or track in tracks):
-            log.info(
-                "Deleting %s %s/%s of variant %s",
-                obj["kind"], owner.namespace, obj["metadata"]["name"], variant,
-            )  # fmt: skip
-            kube.delete(obj)
+def _model_refusal_events(done: Executed, previous: QuantizedModelStatus | None) -> list[Decision]:
+    """A Warning for a refusal of the model's own objects, once per distinct message."""
+    refusal = done.refused.get(None)
+    if refusal is None:
+        return []
+    degraded = get_condition(previous.conditions, DEGRADED) if previous else None
+    if degraded is not None and refusal.message in degraded.message:
+        return []
+    return [Decision("Warning", refusal.reason, refusal.message)]
 
 
-def _judge_reports(kube: Kube, found: Gathered, plan: Plan) -> None:
-    """Write each report's verdict and whether it counts (Current) into its status."""
+def _judge_reports(
+    kube: Kube, cache: ClusterCache, found: Gathered, plan: Plan, done: Executed
+) -> int:
+    """Write each report's verdict and whether it counts (Current), where it changed."""
+    written = 0
     for report in found.reports:
-        if _write_report_status(kube, report, report_state(report, plan)):
-            metrics.QUALITY_VERDICTS.labels(verdict=report.judgement.verdict.value).inc()
+        try:
+            if _write_report_status(kube, cache, report, report_state(report, plan)):
+                written += 1
+        except ApiException as err:
+            if not is_refusal(err):
+                done.transient.append(f"QualityReport {report.name}: {err.reason}")
+        except TRANSIENT_ERRORS as err:
+            done.transient.append(f"QualityReport {report.name}: {err}")
+    return written
 
 
-def _write_report_status(kube: Kube, report: JudgedReport, state: ReportState) -> bool:
+def _write_report_status(
+    kube: Kube, cache: ClusterCache | None, report: JudgedReport, state: ReportState
+) -> bool:
     """Write the judgement when it differs from what the report's status says already."""
     status = report_status(report, state).to_wire()
+    status.pop("conditions", None)  # never written by qmo; not part of the comparison
     current = {k: v for k, v in (report.raw_status or {}).items() if k != "conditions"}
     if current == status:
         return False
-    kube.apply_report_status(report.namespace, report.name, status)
+    stored = kube.apply_report_status(report.namespace, report.name, status)
+    if cache is not None:
+        cache.observe_write(stored)
+    previous_verdict = (report.raw_status or {}).get("verdict")
+    if previous_verdict != status.get("verdict"):
+        metrics.QUALITY_VERDICTS.labels(verdict=report.judgement.verdict.value).inc()
     return True
 
 
-def _orphan_reports(kube: Kube, namespace: str, model: str) -> None:
+def _orphan_reports(kube: Kube, cache: ClusterCache, namespace: str, model: str) -> None:
     """Reports about a model that does not exist are judged, marked Orphaned, and ignored."""
-    for report in judge_all(list_reports(kube, namespace, model), QualitySpec()):
-        _write_report_status(kube, report, ReportState.ORPHANED)
-
-
-def _run_evaluations(
-    kube: Kube,
-    config: OperatorConfig,
-    spec: QuantizedModelSpec,
-    plan: Plan,
-    found: Gathered,
-    owner: Owner,
-) -> None:
-    """Eval Jobs for revisions awaiting a report, once candidate and baseline both serve."""
-    if not plan.evaluations:
-        return
-    kube.apply(benchmarks_config_map(spec, owner))
-    for obj in evaluator_identity(owner.namespace, config.evaluator_cluster_role):
-        kube.apply(obj)
-    existing = {j["metadata"]["name"] for j in found.eval_jobs}
-    for evaluation in plan.evaluations:
-        job = eval_job(spec, evaluation, owner, image=config.evaluator_image)
-        if job["metadata"]["name"] not in existing:
-            kube.apply(job)
-
-
-def _record_artifact(kube: Kube, variant: PlannedVariant, found: Gathered, owner: Owner) -> None:
-    """Remember a finished artifact in a ConfigMap, so it is never rebuilt once the Job is gone."""
-    assert variant.cache_key is not None
-    record: Obj | None = found.records.get(variant.cache_key)
-    if record is None:
-        seen = variant.observed_build
-        assert seen is not None
-        assert seen.state == BuildState.SUCCEEDED
-        result = BuildResult(
-            cache_key=variant.cache_key,
-            state=ResultState.SUCCEEDED,
-            artifact_path=seen.artifact_path,
-            reason="BuildSucceeded",
-            message=f"built by Job {seen.job}",
-        )
-        record = kube.apply(
-            artifact_record(
-                owner.namespace,
-                variant.name,
-                result,
-                variant.precision.value,
-                variant.gpu_class.name,
-            )
-        )
-    kube.add_owner(record, owner)
-    job = found.jobs.get(variant.cache_key)
-    if job is not None:
-        kube.add_owner(job, owner)
-
-
-def _delete_stale(kube: Kube, plan: Plan, found: Gathered, owner: Owner) -> None:
-    """Remove Deployments and Services of variants the plan no longer has.
-
-    A variant that is still planned keeps its Deployment even while blocked or rebuilding:
-    what serves keeps serving until its replacement is ready.
-    """
-    planned = {v.name for v in plan.variants}
-    for obj in [*found.deployments, *found.services]:
-        variant = (obj["metadata"].get("labels") or {}).get(labels.VARIANT)
-        owned = any(
-            ref.get("uid") == owner.uid for ref in obj["metadata"].get("ownerReferences") or []
-        )
-        if variant is not None and owned and variant not in planned:
-            log.info(
-                "Deleting %s %s/%s: variant %s is no longer planned",
-                obj["kind"],
-                owner.namespace,
-                obj["metadata"]["name"],
-                variant,
-            )
-            kube.delete(obj)
+    for report in judge_all(cache.reports(namespace, model), QualitySpec()):
+        _write_report_status(kube, cache, report, ReportState.ORPHANED)
 
 
 def _rollout_notes(
@@ -362,20 +248,28 @@ def _rollout_notes(
 
 def _write_status(
     kube: Kube,
+    cache: ClusterCache | None,
     namespace: str,
     name: str,
     previous: QuantizedModelStatus | None,
     status: QuantizedModelStatus,
 ) -> bool:
-    """Write the status when it changed (the API server would record a no-op anyway)."""
+    """Write the status when it changed; the cache learns the written object at once."""
     if previous is not None and previous.to_wire() == status.to_wire():
         return False
-    kube.apply_status(namespace, name, status.to_wire())
+    stored = kube.apply_status(namespace, name, status.to_wire())
+    if cache is not None:
+        cache.observe_write(stored)
     return True
 
 
 def _report_invalid_spec(
-    kube: Kube, body: Obj, previous: QuantizedModelStatus | None, err: ValidationError, clock: Clock
+    kube: Kube,
+    cache: ClusterCache | None,
+    body: Obj,
+    previous: QuantizedModelStatus | None,
+    err: ValidationError,
+    clock: Clock,
 ) -> Outcome:
     """A spec the CRD accepted but qmo cannot use: say so, touch nothing that runs."""
     meta = body["metadata"]
@@ -402,7 +296,7 @@ def _report_invalid_spec(
     updated = status.model_copy(
         update={"conditions": conds, "observed_generation": meta.get("generation")}
     )
-    written = _write_status(kube, meta["namespace"], meta["name"], previous, updated)
+    written = _write_status(kube, cache, meta["namespace"], meta["name"], previous, updated)
     if written:
         kube.post_event(body, "Warning", "InvalidSpec", message, clock())
     return Outcome(None, (Decision("Warning", "InvalidSpec", message),), written)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from qmo.api.buildcontract import (
     ARTIFACTS_DIR,
@@ -106,10 +107,16 @@ class ReportObservation:
     worst_delta_percent: float | None = None
 
 
+class BuildLookup(Protocol):
+    """Builds by cache key: a dict in tests, a lookup into the watch-fed cache in the operator."""
+
+    def get(self, cache_key: str, /) -> BuildObservation | None: ...
+
+
 @dataclass(frozen=True)
 class Observed:
     inventory: GpuInventory
-    builds: dict[str, BuildObservation] = field(default_factory=dict)
+    builds: BuildLookup = field(default_factory=lambda: dict[str, BuildObservation]())
     deployments: dict[str, DeploymentObservation] = field(default_factory=dict)
     # PersistentVolumeClaims of this namespace (None: not looked up, assume present).
     claims: frozenset[str] | None = None

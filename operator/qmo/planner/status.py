@@ -29,6 +29,8 @@ from qmo.planner.plan import Action, BuildState, Phase, Plan, PlannedVariant
 
 # Notes that are worth a warning but do not make the model Degraded.
 ADVISORY_NOTES = {"UnpinnedRevision"}
+# The API server refused a write for the variant (its reason replaces the planned one).
+CHILD_REJECTED = "ChildRejected"
 
 
 @dataclass(frozen=True)
@@ -199,10 +201,16 @@ def _conditions(
 ) -> list[tuple[str, ConditionStatus, str, str]]:
     served = [v for v in plan.variants if not v.reference]
     runnable = [v for v in served if v.action not in (Action.BLOCKED, Action.WITHDRAW)]
-    blocked = [v for v in served if v.action in (Action.BLOCKED, Action.WITHDRAW)]
+    blocked = [
+        v
+        for v in served
+        if v.action in (Action.BLOCKED, Action.WITHDRAW) or v.reason == CHILD_REJECTED
+    ]
     building = [v for v in plan.variants if v.phase == Phase.BUILDING]
     replicas = spec.serving.replicas
-    not_serving = [v for v in runnable if not variant_serves(v, replicas)]
+    not_serving = [
+        v for v in runnable if not variant_serves(v, replicas) or v.reason == CHILD_REJECTED
+    ]
     problems = [n for n in plan.notes if n.reason not in ADVISORY_NOTES]
     T, F = ConditionStatus.TRUE, ConditionStatus.FALSE
 
@@ -213,6 +221,8 @@ def _conditions(
             ready = (F, blocked[0].reason, f"{blocked[0].name}: {blocked[0].message}")
         else:
             ready = (F, "NoServableVariant", "no variant can run on the selected GPU classes")
+    elif rejected := [n for n in problems if n.reason == CHILD_REJECTED]:
+        ready = (F, CHILD_REJECTED, rejected[0].message)
     elif not_serving:
         ready = (F, "VariantsNotReady", "; ".join(f"{v.name}: {v.message}" for v in not_serving))
     else:
@@ -359,7 +369,11 @@ def _variant_decisions(variant: PlannedVariant, before: VariantStatus | None) ->
             )
     if before is None or (before.phase, before.reason) != (variant.phase, variant.reason):
         # Blocked is a warning in any phase: a missing claim leaves the variant Pending.
-        warning = variant.phase in WARNING_PHASES or variant.action == Action.BLOCKED
+        warning = (
+            variant.phase in WARNING_PHASES
+            or variant.action == Action.BLOCKED
+            or variant.reason == CHILD_REJECTED
+        )
         events.append(
             Decision(
                 "Warning" if warning else "Normal",

@@ -1,0 +1,193 @@
+"""The operator's watch-fed view of the cluster: one informer per kind (per watched namespace),
+filtered server-side to what qmo manages, answering every `ClusterReader` lookup from memory.
+
+A change of any watched object is turned into the QuantizedModel keys it concerns (see
+`routing`) and handed to `on_keys`; the controller queues them. Writes of the operator itself
+are recorded with `observe_write`, so the next reconcile sees them before their watch events
+arrive.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
+
+from qmo.controller import routing
+from qmo.controller.informer import Informer
+from qmo.controller.view import indexes_of
+from qmo.gpu import GpuInventory, inventory_from_nodes
+from qmo.kube import MANAGED_SELECTOR, Kube
+from qmo.resources import (
+    CLAIMS,
+    CONFIG_MAPS,
+    DEPLOYMENTS,
+    JOBS,
+    NODES,
+    PODS,
+    QUALITY_REPORTS,
+    QUANTIZED_MODELS,
+    ROLE_BINDINGS,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+    Resource,
+)
+
+Obj = dict[str, Any]
+Key = tuple[str, str]
+KeysHandler = Callable[[Iterable[Key]], None]
+
+# What is watched, and with which server-side filter: only what qmo manages, except the
+# kinds users create (models, reports, claims) and Nodes (GPU Feature Discovery labels them).
+WATCHED: tuple[tuple[Resource, str | None], ...] = (
+    (QUANTIZED_MODELS, None),
+    (QUALITY_REPORTS, None),
+    (JOBS, MANAGED_SELECTOR),
+    (PODS, f"{MANAGED_SELECTOR},app.kubernetes.io/component=build"),
+    (CONFIG_MAPS, MANAGED_SELECTOR),
+    (DEPLOYMENTS, MANAGED_SELECTOR),
+    (SERVICES, MANAGED_SELECTOR),
+    (SERVICE_ACCOUNTS, MANAGED_SELECTOR),
+    (ROLE_BINDINGS, MANAGED_SELECTOR),
+    (CLAIMS, None),
+)
+
+
+class ClusterCache:
+    """Informers for every kind a reconcile reads; implements `ClusterReader`."""
+
+    def __init__(
+        self, kube: Kube, namespaces: tuple[str, ...] = (), on_keys: KeysHandler | None = None
+    ) -> None:
+        self.kube = kube
+        self.on_keys = on_keys
+        self._scopes: tuple[str | None, ...] = namespaces or (None,)
+        self._informers: dict[tuple[str, str | None], Informer] = {}
+        for resource, selector in WATCHED:
+            for scope in self._scopes:
+                self._informers[(resource.kind, scope)] = Informer(
+                    kube,
+                    resource,
+                    namespace=scope,
+                    label_selector=selector,
+                    indexers=indexes_of(resource.kind),
+                    on_change=self._changed,
+                    track_drift=resource is DEPLOYMENTS,
+                )
+        self._nodes = Informer(kube, NODES, on_change=self._node_changed)
+        self._inventory: GpuInventory | None = None
+        self._inventory_lock = threading.Lock()
+
+    @property
+    def informers(self) -> list[Informer]:
+        return [*self._informers.values(), self._nodes]
+
+    def start(self) -> None:
+        for informer in self.informers:
+            informer.start()
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+
+    def wait_synced(self, timeout: float) -> bool:
+        """True once every informer has listed its objects (before that, nothing reconciles)."""
+        deadline = time.monotonic() + timeout
+        for informer in self.informers:
+            if not informer.synced.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return True
+
+    def unsynced(self) -> list[str]:
+        return [i.name for i in self.informers if not i.synced.is_set()]
+
+    # --- routing changes to models -------------------------------------------------------
+
+    def _changed(self, old: Obj | None, new: Obj | None) -> None:
+        if self.on_keys is None:
+            return
+        keys = routing.models_to_reconcile(old, new, self)
+        if keys:
+            self.on_keys(keys)
+
+    def _node_changed(self, old: Obj | None, new: Obj | None) -> None:
+        # Projections hold only what GPU planning reads: any change is relevant.
+        with self._inventory_lock:
+            self._inventory = None
+        if self.on_keys is not None and self._nodes.synced.is_set():
+            self.on_keys(self.model_keys())
+
+    # --- ClusterReader -------------------------------------------------------------------
+
+    def _informer(self, kind: str, namespace: str) -> Informer | None:
+        informer = self._informers.get((kind, None))
+        if informer is None:
+            informer = self._informers.get((kind, namespace))
+        return informer
+
+    def _by_index(self, kind: str, namespace: str, index: str, key: Hashable) -> list[Obj]:
+        informer = self._informer(kind, namespace)
+        return informer.by_index(index, key) if informer else []
+
+    def model(self, namespace: str, name: str) -> Obj | None:
+        return self.get(QUANTIZED_MODELS.kind, namespace, name)
+
+    def model_keys(self) -> list[Key]:
+        keys = []
+        for scope in self._scopes:
+            for obj in self._informers[(QUANTIZED_MODELS.kind, scope)].items():
+                keys.append((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+        return keys
+
+    def models_in(self, namespace: str) -> list[Key]:
+        return [
+            (namespace, m["metadata"]["name"])
+            for m in self._by_index(QUANTIZED_MODELS.kind, namespace, "namespace", namespace)
+        ]
+
+    def inventory(self) -> GpuInventory:
+        with self._inventory_lock:
+            if self._inventory is None:
+                self._inventory = inventory_from_nodes(self._nodes.items())
+            return self._inventory
+
+    def build_job(self, namespace: str, cache_key: str) -> Obj | None:
+        found = self._by_index(JOBS.kind, namespace, "build", (namespace, cache_key))
+        return found[0] if found else None
+
+    def build_pods(self, namespace: str, job_name: str) -> list[Obj]:
+        return self._by_index(PODS.kind, namespace, "job", (namespace, job_name))
+
+    def artifact_record(self, namespace: str, cache_key: str) -> Obj | None:
+        found = self._by_index(CONFIG_MAPS.kind, namespace, "record", (namespace, cache_key))
+        return found[0] if found else None
+
+    def children(self, kind: str, namespace: str, model: str) -> list[Obj]:
+        return self._by_index(kind, namespace, "model", (namespace, model))
+
+    def reports(self, namespace: str, model: str) -> list[Obj]:
+        return self._by_index(QUALITY_REPORTS.kind, namespace, "model", (namespace, model))
+
+    def claims(self, namespace: str) -> frozenset[str]:
+        found = self._by_index(CLAIMS.kind, namespace, "namespace", namespace)
+        return frozenset(c["metadata"]["name"] for c in found)
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        informer = self._informer(kind, namespace)
+        return informer.get(namespace, name) if informer else None
+
+    # --- the operator's own writes -------------------------------------------------------
+
+    def observe_write(self, stored: Obj) -> None:
+        meta = stored.get("metadata") or {}
+        informer = self._informer(stored.get("kind", ""), meta.get("namespace") or "")
+        if informer is not None:
+            informer.observe_write(stored)
+
+    def observe_delete(self, obj: Obj) -> None:
+        meta = obj["metadata"]
+        namespace = meta.get("namespace") or ""
+        informer = self._informer(obj["kind"], namespace)
+        if informer is not None:
+            informer.observe_delete(namespace, meta["name"])

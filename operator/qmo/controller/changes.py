@@ -1,0 +1,295 @@
+"""The writes a reconcile needs, as data: which objects to apply, which owner references to
+add, which objects to delete. Pure and unit-tested table-style; `execute` carries them out.
+
+Only what differs from the live objects is written. Every object qmo applies carries the hash
+of its desired state in an annotation; an object whose live hash matches (and whose spec no
+one else changed since, see `informer.DRIFTED`) is left alone. Build Jobs, eval Jobs and the
+engine-store claim are created once and never updated (their specs are immutable or shared).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from qmo.api.buildcontract import BuildResult
+from qmo.api.buildcontract import BuildState as ResultState
+from qmo.api.quantizedmodel import QuantizedModelSpec
+from qmo.config import OperatorConfig
+from qmo.controller.gather import Gathered
+from qmo.controller.projections import DRIFTED
+from qmo.manifests import labels
+from qmo.manifests.build import artifact_record, build_job
+from qmo.manifests.evaluation import benchmarks_config_map, eval_job, evaluator_identity
+from qmo.manifests.labels import Owner
+from qmo.manifests.serving import (
+    build_deployment,
+    build_main_service,
+    build_store_claim,
+    build_variant_service,
+)
+from qmo.planner.capabilities import Refusal
+from qmo.planner.plan import Action, BuildState, Plan, PlannedVariant
+
+Obj = dict[str, Any]
+HASH_ANNOTATION = "qmo.dev/applied-hash"
+
+
+@dataclass(frozen=True)
+class Apply:
+    """Server-side apply `obj`. `owner_manager`: apply as that model's own field manager,
+    for objects several models share (their owner references then merge)."""
+
+    obj: Obj
+    variant: str | None
+    owner_manager: bool = False
+
+
+@dataclass(frozen=True)
+class AddOwner:
+    target: Obj
+    variant: str | None
+
+
+@dataclass(frozen=True)
+class Delete:
+    target: Obj
+    variant: str | None
+    why: str
+
+
+Change = Apply | AddOwner | Delete
+
+
+def desired_hash(obj: Obj) -> str:
+    """sha256 of the object as qmo would apply it (without the hash annotation itself)."""
+    bare = copy.deepcopy(obj)
+    meta = bare.get("metadata", {})
+    annotations = meta.get("annotations")
+    if annotations is not None:
+        annotations.pop(HASH_ANNOTATION, None)
+        if not annotations:
+            del meta["annotations"]
+    canonical = json.dumps(bare, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def stamped(obj: Obj) -> Obj:
+    """A copy of `obj` carrying its desired-state hash."""
+    digest = desired_hash(obj)
+    out = copy.deepcopy(obj)
+    out["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
+    return out
+
+
+def differs(desired: Obj, live: Obj | None) -> bool:
+    """Whether applying `desired` (stamped) would change what is live."""
+    if live is None:
+        return True
+    meta = live.get("metadata") or {}
+    if meta.get(DRIFTED):
+        return True
+    live_hash = (meta.get("annotations") or {}).get(HASH_ANNOTATION)
+    return bool(live_hash != desired["metadata"]["annotations"][HASH_ANNOTATION])
+
+
+def _owned_by(obj: Obj, owner: Owner) -> bool:
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(ref.get("uid") == owner.uid for ref in refs)
+
+
+class _Planner:
+    """Collects the changes of one reconcile, in the order they should run."""
+
+    def __init__(self, found: Gathered, owner: Owner) -> None:
+        self.found = found
+        self.owner = owner
+        self.changes: list[Change] = []
+        self._live = {
+            (o["kind"], o["metadata"]["name"]): o for o in [*found.deployments, *found.services]
+        }
+
+    def apply_if_changed(self, obj: Obj, variant: str | None, live: Obj | None = None) -> None:
+        desired = stamped(obj)
+        if live is None:
+            live = self._live.get((obj["kind"], obj["metadata"]["name"]))
+        if differs(desired, live):
+            self.changes.append(Apply(desired, variant))
+
+    def ensure_owner(self, obj: Obj | None, variant: str | None) -> None:
+        if obj is not None and not _owned_by(obj, self.owner):
+            self.changes.append(AddOwner(obj, variant))
+
+    def delete(self, obj: Obj, variant: str | None, why: str) -> None:
+        self.changes.append(Delete(obj, variant, why))
+
+
+def desired_changes(
+    spec: QuantizedModelSpec,
+    plan: Plan,
+    found: Gathered,
+    owner: Owner,
+    config: OperatorConfig,
+) -> list[Change]:
+    """Every write that brings the cluster to `plan`, and nothing that is already so."""
+    out = _Planner(found, owner)
+    store = spec.engine.store
+    # Create the claim once; never update it (claims are mostly immutable and may be shared).
+    if store.create and store.claim_name not in (found.observed.claims or frozenset()):
+        out.changes.append(Apply(build_store_claim(spec, owner.namespace), None))
+    for variant in plan.variants:
+        if variant.cache_key is None:
+            continue
+        if variant.action == Action.BUILD:
+            _build(out, spec, variant, config)
+        elif variant.action in (Action.WAIT, Action.BLOCKED):
+            out.ensure_owner(found.builds.job(variant.cache_key), variant.name)
+            serving = variant.deployment
+            if variant.lending_replicas is not None and serving and serving.revision:
+                out.apply_if_changed(
+                    build_deployment(
+                        spec,
+                        variant,
+                        owner,
+                        key=serving.revision,
+                        replicas=variant.lending_replicas,
+                    ),
+                    variant.name,
+                )
+        elif variant.action == Action.DEPLOY:
+            _record_artifact(out, variant)
+            _serve(out, spec, variant)
+        elif variant.action == Action.WITHDRAW:
+            _delete_variant(out, variant.name, tracks=None, why="withdrawn after a regression")
+    out.apply_if_changed(build_main_service(spec, plan.main_precision, owner), None)
+    _delete_stale(out, plan)
+    _evaluations(out, spec, plan, config)
+    return out.changes
+
+
+def _build(
+    out: _Planner, spec: QuantizedModelSpec, variant: PlannedVariant, config: OperatorConfig
+) -> None:
+    """A new build Job, owned by this model (others add their reference when they need it)."""
+    job = build_job(
+        spec, variant, namespace=out.owner.namespace, builder_image=config.builder_image
+    )
+    job["metadata"]["ownerReferences"] = [out.owner.shared_reference()]
+    out.changes.append(Apply(job, variant.name, owner_manager=True))
+
+
+def _record_artifact(out: _Planner, variant: PlannedVariant) -> None:
+    """Remember a finished artifact in a ConfigMap, so it is never rebuilt once the Job is gone."""
+    assert variant.cache_key is not None
+    builds = out.found.builds
+    record = builds.record(variant.cache_key)
+    if record is None:
+        seen = variant.observed_build
+        assert seen is not None
+        assert seen.state == BuildState.SUCCEEDED
+        result = BuildResult(
+            cache_key=variant.cache_key,
+            state=ResultState.SUCCEEDED,
+            artifact_path=seen.artifact_path,
+            reason="BuildSucceeded",
+            message=f"built by Job {seen.job}",
+        )
+        created = artifact_record(
+            out.owner.namespace,
+            variant.name,
+            result,
+            variant.precision.value,
+            variant.gpu_class.name,
+        )
+        created["metadata"]["ownerReferences"] = [out.owner.shared_reference()]
+        out.changes.append(Apply(created, variant.name, owner_manager=True))
+    else:
+        out.ensure_owner(record, variant.name)
+    out.ensure_owner(builds.job(variant.cache_key), variant.name)
+
+
+def _serve(out: _Planner, spec: QuantizedModelSpec, variant: PlannedVariant) -> None:
+    """The stable (or reference) Deployment at serve_key, and the candidate when gated."""
+    owner = out.owner
+    track = labels.REFERENCE if variant.reference else labels.STABLE
+    if variant.serve_key is not None:
+        out.apply_if_changed(
+            build_deployment(spec, variant, owner, key=variant.serve_key, track=track),
+            variant.name,
+        )
+        out.apply_if_changed(build_variant_service(spec, variant, owner, track), variant.name)
+    if variant.candidate and variant.cache_key is not None:
+        out.apply_if_changed(
+            build_deployment(spec, variant, owner, key=variant.cache_key, track=labels.CANDIDATE),
+            variant.name,
+        )
+        out.apply_if_changed(
+            build_variant_service(spec, variant, owner, labels.CANDIDATE), variant.name
+        )
+    else:
+        _delete_variant(out, variant.name, tracks={labels.CANDIDATE}, why="no candidate to run")
+
+
+def _delete_variant(out: _Planner, variant: str, tracks: set[str] | None, why: str) -> None:
+    """Delete a variant's Deployments and Services on `tracks` (None: every track)."""
+    for obj in [*out.found.deployments, *out.found.services]:
+        obj_labels = obj["metadata"].get("labels") or {}
+        track = obj_labels.get(labels.TRACK, labels.STABLE)
+        if obj_labels.get(labels.VARIANT) == variant and (tracks is None or track in tracks):
+            out.delete(obj, variant, why)
+
+
+def _delete_stale(out: _Planner, plan: Plan) -> None:
+    """Remove Deployments and Services of variants the plan no longer has.
+
+    A variant that is still planned keeps its Deployment even while blocked or rebuilding:
+    what serves keeps serving until its replacement is ready.
+    """
+    planned = {v.name for v in plan.variants}
+    for obj in [*out.found.deployments, *out.found.services]:
+        variant = (obj["metadata"].get("labels") or {}).get(labels.VARIANT)
+        if variant is not None and _owned_by(obj, out.owner) and variant not in planned:
+            out.delete(obj, None, f"variant {variant} is no longer planned")
+
+
+def _evaluations(
+    out: _Planner, spec: QuantizedModelSpec, plan: Plan, config: OperatorConfig
+) -> None:
+    """Eval Jobs for revisions awaiting a report, once candidate and baseline both serve."""
+    if not plan.evaluations:
+        return
+    owner = out.owner
+    found = out.found
+    benchmarks = benchmarks_config_map(spec, owner)
+    live_maps = {c["metadata"]["name"]: c for c in found.config_maps}
+    out.apply_if_changed(benchmarks, None, live_maps.get(benchmarks["metadata"]["name"]))
+    for obj in evaluator_identity(owner.namespace, config.evaluator_cluster_role):
+        out.apply_if_changed(obj, None, found.identity.get(obj["kind"]))
+    existing = {j["metadata"]["name"] for j in found.eval_jobs}
+    for evaluation in plan.evaluations:
+        job = eval_job(spec, evaluation, owner, image=config.evaluator_image)
+        if job["metadata"]["name"] not in existing:
+            out.changes.append(Apply(job, evaluation.variant))
+
+
+def mark_refused(plan: Plan, refused: dict[str | None, Refusal]) -> Plan:
+    """The plan as status reports it after the API server refused some of its writes.
+
+    A refused variant keeps its phase but takes the refusal as its reason and message (a
+    Warning Event and the Degraded condition follow); a refusal of the model's own objects
+    becomes a note.
+    """
+    if not refused:
+        return plan
+    variants = tuple(
+        dataclasses.replace(v, reason=refused[v.name].reason, message=refused[v.name].message)
+        if v.name in refused
+        else v
+        for v in plan.variants
+    )
+    notes = plan.notes + ((refused[None],) if None in refused else ())
+    return dataclasses.replace(plan, variants=variants, notes=notes)

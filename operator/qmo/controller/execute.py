@@ -1,0 +1,91 @@
+"""Carry out a reconcile's changes, one by one, and say which the API server refused.
+
+A refused write (422 invalid, 403 forbidden, 409 conflict...) belongs to the variant it was
+for: it becomes that variant's condition and Warning Event, and the other changes still run.
+A transient failure (5xx, timeout, lost connection) is remembered, the rest still runs, and
+the reconcile is retried with backoff afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from qmo import metrics
+from qmo.controller.cache import ClusterCache
+from qmo.controller.changes import AddOwner, Apply, Change, Delete
+from qmo.kube import (
+    TRANSIENT_ERRORS,
+    ApiException,
+    Kube,
+    is_refusal,
+    owner_field_manager,
+    server_message,
+)
+from qmo.manifests.labels import Owner
+from qmo.planner.capabilities import Refusal
+
+log = logging.getLogger("qmo.execute")
+BUILD_KIND = ("batch/v1", "Job")
+
+
+@dataclass
+class Executed:
+    """What happened to a reconcile's changes."""
+
+    written: int = 0
+    # Refusals by variant name (None: the model's own objects, such as its main Service).
+    refused: dict[str | None, Refusal] = field(default_factory=dict)
+    transient: list[str] = field(default_factory=list)
+
+
+def _describe(change: Change) -> str:
+    target = change.obj if isinstance(change, Apply) else change.target
+    return f"{target['kind']} {target['metadata']['name']}"
+
+
+def execute(
+    kube: Kube, cache: ClusterCache | None, owner: Owner, changes: list[Change]
+) -> Executed:
+    done = Executed()
+    for change in changes:
+        try:
+            _run(kube, cache, owner, change)
+            done.written += 1
+        except ApiException as err:
+            if not is_refusal(err):
+                done.transient.append(f"{_describe(change)}: {server_message(err)}")
+                continue
+            message = f"{_describe(change)} was refused by the API server: {server_message(err)}"
+            log.warning(
+                "QuantizedModel %s/%s: %s (variant %s)",
+                owner.namespace, owner.name, message, change.variant or "-",
+            )  # fmt: skip
+            done.refused.setdefault(change.variant, Refusal("ChildRejected", message[:900]))
+        except TRANSIENT_ERRORS as err:
+            done.transient.append(f"{_describe(change)}: {type(err).__name__}: {err}")
+    return done
+
+
+def _run(kube: Kube, cache: ClusterCache | None, owner: Owner, change: Change) -> None:
+    if isinstance(change, Apply):
+        manager = owner_field_manager(owner) if change.owner_manager else None
+        stored = kube.apply(change.obj, manager) if manager else kube.apply(change.obj)
+        if (change.obj["apiVersion"], change.obj["kind"]) == BUILD_KIND and change.owner_manager:
+            precision = change.obj["metadata"]["labels"].get("qmo.dev/precision", "")
+            metrics.BUILDS_CREATED.labels(precision=precision).inc()
+        if cache is not None:
+            cache.observe_write(stored)
+    elif isinstance(change, AddOwner):
+        stored_or_none = kube.add_owner(change.target, owner)
+        if stored_or_none is not None and cache is not None:
+            cache.observe_write(stored_or_none)
+    elif isinstance(change, Delete):
+        meta = change.target["metadata"]
+        log.info(
+            "Deleting %s %s/%s: %s",
+            change.target["kind"], meta.get("namespace"), meta["name"], change.why,
+        )  # fmt: skip
+        kube.delete(change.target)
+        if cache is not None:
+            cache.observe_delete(change.target)

@@ -1,0 +1,218 @@
+"""What the operator keeps of each watched object: the fields a reconcile reads, nothing else.
+
+Pure. The informers store these projections instead of whole objects: memory stays small at
+thousands of children (no managedFields, no last-applied annotations, no pod specs), and an
+event that changes only fields qmo never reads (a heartbeat, a Deployment's
+availableReplicas) compares equal to what is stored and wakes no reconcile.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from qmo.gpu import GPU_RESOURCE
+from qmo.manifests import labels
+from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
+from qmo.resources import (
+    CLAIMS,
+    CONFIG_MAPS,
+    DEPLOYMENTS,
+    JOBS,
+    NODES,
+    PODS,
+    QUALITY_REPORTS,
+    QUANTIZED_MODELS,
+    ROLE_BINDINGS,
+    SERVICE_ACCOUNTS,
+    SERVICES,
+    Resource,
+)
+
+Obj = dict[str, Any]
+Projection = Callable[[Obj], Obj]
+
+# Annotations worth keeping: qmo's own (revision, applied hash, retry requests).
+ANNOTATION_PREFIX = "qmo.dev/"
+NODE_LABEL_PREFIX = "nvidia.com/"
+# Set by the informer on a projection whose spec someone else changed since qmo applied it
+# (its generation moved past the one qmo's apply returned); never on a real object.
+DRIFTED = "qmo.drifted"
+_META_KEYS = (
+    DRIFTED,
+    "name",
+    "namespace",
+    "uid",
+    "generation",
+    "ownerReferences",
+    "creationTimestamp",
+    "deletionTimestamp",
+)
+
+
+def _interned(mapping: dict[str, Any]) -> dict[str, str]:
+    # Thousands of children repeat the same label keys and values: store each string once.
+    return {sys.intern(str(k)): sys.intern(str(v)) for k, v in mapping.items()}
+
+
+def metadata(obj: Obj, *, keep_labels: Callable[[str], bool] | None = None) -> Obj:
+    meta = obj.get("metadata") or {}
+    kept: Obj = {k: meta[k] for k in _META_KEYS if k in meta}
+    found_labels = meta.get("labels") or {}
+    if keep_labels is not None:
+        found_labels = {k: v for k, v in found_labels.items() if keep_labels(k)}
+    if found_labels:
+        kept["labels"] = _interned(found_labels)
+    annotations = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(ANNOTATION_PREFIX)
+    }
+    if annotations:
+        kept["annotations"] = annotations
+    return kept
+
+
+def resource_version(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def _base(resource: Resource, obj: Obj, **meta_options: Any) -> Obj:
+    return {
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": metadata(obj, **meta_options),
+    }
+
+
+def _conditions(obj: Obj) -> list[Obj]:
+    return [
+        {k: c[k] for k in ("type", "status", "reason", "message") if k in c}
+        for c in (obj.get("status") or {}).get("conditions") or []
+    ]
+
+
+def _with_spec_and_status(resource: Resource, obj: Obj) -> Obj:
+    return {
+        **_base(resource, obj),
+        "spec": obj.get("spec") or {},
+        "status": obj.get("status") or {},
+    }
+
+
+def project_model(obj: Obj) -> Obj:
+    return _with_spec_and_status(QUANTIZED_MODELS, obj)
+
+
+def project_report(obj: Obj) -> Obj:
+    return _with_spec_and_status(QUALITY_REPORTS, obj)
+
+
+def project_job(obj: Obj) -> Obj:
+    status = obj.get("status") or {}
+    kept: Obj = {"conditions": _conditions(obj)}
+    if status.get("active"):
+        kept["active"] = status["active"]
+    return {**_base(JOBS, obj), "status": kept}
+
+
+def project_pod(obj: Obj) -> Obj:
+    """Build pods: their phase, why they wait, and what the builder said when it ended."""
+    status = obj.get("status") or {}
+    scheduled = [c for c in _conditions(obj) if c.get("type") == "PodScheduled"]
+    containers = []
+    for container in status.get("containerStatuses") or []:
+        if container.get("name") != BUILD_CONTAINER:
+            continue
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        kept_terminated = {k: terminated[k] for k in ("message", "finishedAt") if k in terminated}
+        containers.append(
+            {"name": BUILD_CONTAINER, "state": {"terminated": kept_terminated}}
+            if terminated
+            else {"name": BUILD_CONTAINER, "state": {}}
+        )
+    return {
+        **_base(PODS, obj),
+        "status": {
+            "phase": status.get("phase"),
+            "conditions": scheduled,
+            "containerStatuses": containers,
+        },
+    }
+
+
+def project_deployment(obj: Obj) -> Obj:
+    status = obj.get("status") or {}
+    return {
+        **_base(DEPLOYMENTS, obj),
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+        "status": {
+            k: status[k]
+            for k in ("observedGeneration", "readyReplicas", "updatedReplicas")
+            if k in status
+        },
+    }
+
+
+def project_config_map(obj: Obj) -> Obj:
+    """Artifact records keep their one small JSON document; other ConfigMaps only metadata."""
+    projected = _base(CONFIG_MAPS, obj)
+    component = projected["metadata"].get("labels", {}).get(labels.COMPONENT)
+    record = (obj.get("data") or {}).get(RECORD_KEY)
+    if component == "artifact" and record is not None:
+        projected["data"] = {RECORD_KEY: record}
+    return projected
+
+
+def record_cache_key(record: Obj) -> str | None:
+    """The full cache key an artifact record stands for (its label holds a short one)."""
+    try:
+        key = json.loads((record.get("data") or {})[RECORD_KEY]).get("cacheKey")
+    except (KeyError, ValueError, AttributeError):
+        return None
+    return str(key) if key else None
+
+
+def project_node(obj: Obj) -> Obj:
+    """What GPU planning reads of a Node: GPU labels, schedulability, readiness, GPUs."""
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    ready = [
+        {"type": "Ready", "status": c.get("status")}
+        for c in status.get("conditions") or []
+        if c.get("type") == "Ready"
+    ]
+    allocatable = status.get("allocatable") or {}
+    projected = _base(NODES, obj, keep_labels=lambda key: key.startswith(NODE_LABEL_PREFIX))
+    projected["spec"] = {"unschedulable": True} if spec.get("unschedulable") else {}
+    projected["status"] = {
+        "conditions": ready,
+        "allocatable": {GPU_RESOURCE: allocatable[GPU_RESOURCE]}
+        if GPU_RESOURCE in allocatable
+        else {},
+    }
+    return projected
+
+
+def project_metadata_only(resource: Resource) -> Projection:
+    return lambda obj: _base(resource, obj)
+
+
+PROJECTIONS: dict[str, Projection] = {
+    QUANTIZED_MODELS.kind: project_model,
+    QUALITY_REPORTS.kind: project_report,
+    JOBS.kind: project_job,
+    PODS.kind: project_pod,
+    DEPLOYMENTS.kind: project_deployment,
+    CONFIG_MAPS.kind: project_config_map,
+    NODES.kind: project_node,
+    SERVICES.kind: project_metadata_only(SERVICES),
+    CLAIMS.kind: project_metadata_only(CLAIMS),
+    SERVICE_ACCOUNTS.kind: project_metadata_only(SERVICE_ACCOUNTS),
+    ROLE_BINDINGS.kind: project_metadata_only(ROLE_BINDINGS),
+}
+
+
+def project(obj: Obj) -> Obj:
+    """The stored form of any watched object (its kind picks the projection)."""
+    return PROJECTIONS[obj["kind"]](obj)

@@ -1,0 +1,169 @@
+"""What a reconcile may read of the cluster, as an interface: `ClusterReader`.
+
+The operator's watch-fed `ClusterCache` implements it; so does `StaticReader`, built from
+plain object lists, which unit tests and `qmo plan --cluster` (one list per kind, then
+nothing) use. Pure: lookups only, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Hashable, Iterable
+from typing import Any, Protocol
+
+from qmo.controller.projections import project, record_cache_key
+from qmo.gpu import GpuInventory, inventory_from_nodes
+from qmo.manifests import labels
+from qmo.resources import (
+    CLAIMS,
+    CONFIG_MAPS,
+    DEPLOYMENTS,
+    JOBS,
+    NODES,
+    PODS,
+    QUALITY_REPORTS,
+    QUANTIZED_MODELS,
+    SERVICES,
+)
+
+Obj = dict[str, Any]
+JOB_NAME_LABEL = "job-name"  # set by the Job controller on every pod of a Job
+
+
+def namespace_of(obj: Obj) -> str:
+    return str(obj["metadata"].get("namespace") or "")
+
+
+def _labels(obj: Obj) -> dict[str, str]:
+    found: dict[str, str] = obj["metadata"].get("labels") or {}
+    return found
+
+
+# --- index functions, shared by the cache's informers and StaticReader --------------------
+
+
+def by_model_label(obj: Obj) -> list[Hashable]:
+    model = _labels(obj).get(labels.MODEL)
+    return [(namespace_of(obj), model)] if model else []
+
+
+def by_build_key(obj: Obj) -> list[Hashable]:
+    """Build Jobs by the full cache key they build."""
+    if _labels(obj).get(labels.COMPONENT) != "build":
+        return []
+    key = (obj["metadata"].get("annotations") or {}).get(labels.REVISION_ANNOTATION)
+    return [(namespace_of(obj), key)] if key else []
+
+
+def by_record_key(obj: Obj) -> list[Hashable]:
+    """Artifact records by the full cache key in their record."""
+    if _labels(obj).get(labels.COMPONENT) != "artifact":
+        return []
+    key = record_cache_key(obj)
+    return [(namespace_of(obj), key)] if key else []
+
+
+def by_job_name(obj: Obj) -> list[Hashable]:
+    job = _labels(obj).get(JOB_NAME_LABEL)
+    return [(namespace_of(obj), job)] if job else []
+
+
+def by_report_model(obj: Obj) -> list[Hashable]:
+    model = ((obj.get("spec") or {}).get("modelRef") or {}).get("name")
+    return [(namespace_of(obj), model)] if model else []
+
+
+def by_namespace(obj: Obj) -> list[Hashable]:
+    return [namespace_of(obj)]
+
+
+class ClusterReader(Protocol):
+    """Lookups a reconcile makes; every one answers from memory."""
+
+    def model(self, namespace: str, name: str) -> Obj | None: ...
+
+    def inventory(self) -> GpuInventory: ...
+
+    def build_job(self, namespace: str, cache_key: str) -> Obj | None: ...
+
+    def build_pods(self, namespace: str, job_name: str) -> list[Obj]: ...
+
+    def artifact_record(self, namespace: str, cache_key: str) -> Obj | None: ...
+
+    def children(self, kind: str, namespace: str, model: str) -> list[Obj]:
+        """Objects of `kind` labelled as belonging to `model` (Deployments, Services,...)."""
+        ...
+
+    def reports(self, namespace: str, model: str) -> list[Obj]: ...
+
+    def claims(self, namespace: str) -> frozenset[str]: ...
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None: ...
+
+
+class StaticReader:
+    """A ClusterReader over fixed object lists (projected on the way in, like the cache)."""
+
+    def __init__(self, objects: Iterable[Obj]) -> None:
+        self._by_name: dict[tuple[str, str, str], Obj] = {}
+        self._index: dict[tuple[str, Hashable], list[Obj]] = defaultdict(list)
+        nodes = []
+        for raw in objects:
+            obj = project(raw)
+            kind = obj["kind"]
+            self._by_name[(kind, namespace_of(obj), obj["metadata"]["name"])] = obj
+            for index, function in _INDEXES.get(kind, {}).items():
+                for key in function(obj):
+                    self._index[(f"{kind}/{index}", key)].append(obj)
+            if kind == NODES.kind:
+                nodes.append(obj)
+        self._inventory = inventory_from_nodes(nodes)
+
+    def _first(self, index: str, key: Hashable) -> Obj | None:
+        found = self._index.get((index, key))
+        return found[0] if found else None
+
+    def model(self, namespace: str, name: str) -> Obj | None:
+        return self._by_name.get((QUANTIZED_MODELS.kind, namespace, name))
+
+    def inventory(self) -> GpuInventory:
+        return self._inventory
+
+    def build_job(self, namespace: str, cache_key: str) -> Obj | None:
+        return self._first(f"{JOBS.kind}/build", (namespace, cache_key))
+
+    def build_pods(self, namespace: str, job_name: str) -> list[Obj]:
+        return list(self._index.get((f"{PODS.kind}/job", (namespace, job_name)), []))
+
+    def artifact_record(self, namespace: str, cache_key: str) -> Obj | None:
+        return self._first(f"{CONFIG_MAPS.kind}/record", (namespace, cache_key))
+
+    def children(self, kind: str, namespace: str, model: str) -> list[Obj]:
+        return list(self._index.get((f"{kind}/model", (namespace, model)), []))
+
+    def reports(self, namespace: str, model: str) -> list[Obj]:
+        return list(self._index.get((f"{QUALITY_REPORTS.kind}/model", (namespace, model)), []))
+
+    def claims(self, namespace: str) -> frozenset[str]:
+        found = self._index.get((f"{CLAIMS.kind}/namespace", namespace), [])
+        return frozenset(c["metadata"]["name"] for c in found)
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        return self._by_name.get((kind, namespace, name))
+
+
+# Which indexes each kind keeps (the cache configures its informers from the same table).
+_INDEXES: dict[str, dict[str, Any]] = {
+    JOBS.kind: {"build": by_build_key, "model": by_model_label},
+    PODS.kind: {"job": by_job_name},
+    CONFIG_MAPS.kind: {"record": by_record_key, "model": by_model_label},
+    DEPLOYMENTS.kind: {"model": by_model_label},
+    SERVICES.kind: {"model": by_model_label},
+    QUALITY_REPORTS.kind: {"model": by_report_model},
+    CLAIMS.kind: {"namespace": by_namespace},
+    QUANTIZED_MODELS.kind: {"namespace": by_namespace},
+}
+
+
+def indexes_of(kind: str) -> dict[str, Any]:
+    return dict(_INDEXES.get(kind, {}))

@@ -1,0 +1,102 @@
+"""Which models a watched change wakes: the right owners at once, and nothing for noise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from qmo.controller.routing import models_to_reconcile
+
+Obj = dict[str, Any]
+NS = "models"
+
+
+def ref(model: str) -> Obj:
+    return {"apiVersion": "qmo.dev/v1alpha1", "kind": "QuantizedModel", "name": model, "uid": model}
+
+
+def obj(kind: str, name: str = "x", **metadata: Any) -> Obj:
+    return {"kind": kind, "metadata": {"name": name, "namespace": NS, **metadata}}
+
+
+class Lookups:
+    def __init__(self, *objects: Obj, models: tuple[str, ...] = ()) -> None:
+        self.objects = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+        self.models = models
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj | None:
+        return self.objects.get((kind, name))
+
+    def models_in(self, namespace: str) -> list[tuple[str, str]]:
+        return [(namespace, m) for m in self.models]
+
+
+def model(generation: int, status: Obj | None = None, **extra: Any) -> Obj:
+    found = obj("QuantizedModel", "llama", generation=generation, **extra)
+    found["status"] = status or {}
+    return found
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (None, model(1), [(NS, "llama")]),
+        (model(1), model(2), [(NS, "llama")]),
+        (model(1), model(1, {"phase": "Serving"}), []),
+        (model(1), model(1, deletionTimestamp="2026-01-01T00:00:00Z"), [(NS, "llama")]),
+        (model(1), model(1, annotations={"qmo.dev/retry": "1"}), [(NS, "llama")]),
+        (model(1), None, [(NS, "llama")]),
+    ],
+    ids=[
+        "a new model is reconciled",
+        "a spec change is reconciled",
+        "the operator's own status write wakes nothing",
+        "a deletion starting is reconciled",
+        "a request in qmo's annotations is reconciled",
+        "a deleted model is reconciled (its reports become orphaned)",
+    ],
+)
+def test_model_changes(old: Obj | None, new: Obj | None, expected: list[tuple[str, str]]) -> None:
+    assert models_to_reconcile(old, new, Lookups()) == expected
+
+
+def test_a_shared_build_job_wakes_every_model_that_owns_it() -> None:
+    job = obj("Job", "qmo-build-1", ownerReferences=[ref("a"), ref("b")])
+    assert models_to_reconcile(job, job, Lookups()) == [(NS, "a"), (NS, "b")]
+
+
+def test_an_owner_reference_removed_still_wakes_the_model_it_named() -> None:
+    before = obj("Deployment", "d", ownerReferences=[ref("a")])
+    after = obj("Deployment", "d", ownerReferences=[])
+    assert models_to_reconcile(before, after, Lookups()) == [(NS, "a")]
+
+
+def test_a_build_pod_wakes_the_owners_of_its_job() -> None:
+    job = obj("Job", "qmo-build-1", ownerReferences=[ref("a")])
+    pod = obj("Pod", "qmo-build-1-xyz", labels={"job-name": "qmo-build-1"})
+    assert models_to_reconcile(None, pod, Lookups(job)) == [(NS, "a")]
+    assert models_to_reconcile(None, pod, Lookups()) == [], "its Job is gone: nothing to wake"
+
+
+def test_a_report_wakes_its_model_when_its_scores_change_not_its_status() -> None:
+    report = obj("QualityReport", "r", generation=1)
+    report["spec"] = {"modelRef": {"name": "llama"}}
+    judged = {**report, "status": {"verdict": "Pass"}}
+    rescored = {**report, "metadata": {**report["metadata"], "generation": 2}}
+    assert models_to_reconcile(None, report, Lookups()) == [(NS, "llama")]
+    assert models_to_reconcile(report, judged, Lookups()) == []
+    assert models_to_reconcile(judged, rescored, Lookups()) == [(NS, "llama")]
+
+
+@pytest.mark.parametrize("kind", ["PersistentVolumeClaim", "ServiceAccount", "RoleBinding"])
+def test_namespace_wide_objects_wake_every_model_of_the_namespace(kind: str) -> None:
+    lookups = Lookups(models=("a", "b"))
+    assert models_to_reconcile(None, obj(kind), lookups) == [(NS, "a"), (NS, "b")]
+
+
+def test_objects_owned_by_something_else_wake_nothing() -> None:
+    foreign = obj(
+        "Service", "s", ownerReferences=[{"apiVersion": "v1", "kind": "Pod", "name": "p"}]
+    )
+    assert models_to_reconcile(None, foreign, Lookups()) == []
