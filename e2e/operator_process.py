@@ -81,11 +81,16 @@ class OperatorProcess:
             self.process.kill()
             self.process.wait()
 
-    def metric(self, name: str, **labels: str) -> float:
-        """One sample from the operator's /metrics (0 when absent)."""
+    def metrics_text(self) -> str:
+        """The operator's /metrics page."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
+            text: str = response.read().decode()
+        return text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample from the operator's /metrics (0 when absent)."""
+        text = self.metrics_text()
         wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         total = 0.0
         for line in text.splitlines():

@@ -11,7 +11,7 @@ RECONCILES = Counter("qmo_reconcile_total", "Reconciles of QuantizedModels, by r
 RECONCILE_SECONDS = Histogram(
     "qmo_reconcile_duration_seconds",
     "Time one reconcile takes.",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 BUILDS_CREATED = Counter(
     "qmo_builds_created_total", "Build Jobs created, by precision.", ["precision"]
@@ -26,6 +26,9 @@ ROLLBACKS = Counter(
 )
 QUALITY_VERDICTS = Counter(
     "qmo_quality_verdicts_total", "QualityReports judged, by verdict.", ["verdict"]
+)
+RESYNCS = Counter(
+    "qmo_resyncs_total", "Times the resync timer queued every model again (a safety net)."
 )
 API_REQUESTS = Counter(
     "qmo_api_requests_total",

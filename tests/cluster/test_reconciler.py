@@ -352,3 +352,79 @@ def test_deleting_the_model_removes_its_children(cluster: ClusterHandle, namespa
         wait_until_none(
             list_fn, namespace=namespace, label_selector=managed, describe=list_fn.__name__
         )
+
+
+def test_a_hand_edit_of_a_deployment_qmo_owns_is_reverted(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(cluster, namespace, a_model("kept", gpu={"classes": ["h100"]}))
+    wait_ready(cluster, namespace, "kept")
+    name = "kept-h100-fp8"
+    cluster.kubectl("scale", "deployment", name, "-n", namespace, "--replicas=3")
+    reverted = wait_for(
+        cluster.apps().list_namespaced_deployment,
+        lambda d: d.metadata.name == name and d.spec.replicas == 1,
+        namespace=namespace,
+        describe="qmo to set its replicas back",
+    )
+    assert reverted.spec.replicas == 1
+
+
+def test_a_deleted_service_is_recreated_from_its_watch_event(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(cluster, namespace, a_model("lost", gpu={"classes": ["h100"]}))
+    wait_ready(cluster, namespace, "lost")
+    before = cluster.core().read_namespaced_service("lost-h100-fp8", namespace)
+    cluster.core().delete_namespaced_service("lost-h100-fp8", namespace)
+    again = wait_for(
+        cluster.core().list_namespaced_service,
+        lambda s: s.metadata.name == "lost-h100-fp8" and s.metadata.uid != before.metadata.uid,
+        namespace=namespace,
+        describe="the variant Service to be recreated",
+    )
+    assert again.spec.selector == before.spec.selector
+
+
+def test_a_child_the_api_server_refuses_is_reported_and_the_rest_proceeds(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    # A quota that leaves room for the model's main Service only: the variant's is refused.
+    cluster.apply_yaml(
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: one-service}\n"
+        "spec: {hard: {services: '1'}}\n",
+        namespace,
+    )
+    create(cluster, namespace, a_model("quota", gpu={"classes": ["h100"]}))
+    refused = cluster.wait_for_model(
+        namespace,
+        "quota",
+        lambda m: variants(m).get("h100-fp8", {}).get("reason") == "ChildRejected",
+        describe="the variant to report its refused Service",
+    )
+    variant = variants(refused)["h100-fp8"]
+    assert "Service quota-h100-fp8 was refused by the API server" in variant["message"]
+    assert "exceeded quota" in variant["message"], "the API server's own words"
+    assert condition(refused, "Degraded")["status"] == "True"
+    assert condition(refused, "Degraded")["reason"] == "ChildRejected"
+    assert condition(refused, "Ready")["status"] == "False"
+    # The rest of the rollout went on: the Deployment exists and serves.
+    wait_for(
+        cluster.apps().list_namespaced_deployment,
+        lambda d: d.metadata.name == "quota-h100-fp8" and d.status.ready_replicas == 1,
+        namespace=namespace,
+        describe="the variant's Deployment to serve",
+    )
+    warnings = [
+        e
+        for e in events(cluster, namespace, "quota")
+        if e.type == "Warning" and e.reason == "ChildRejected"
+    ]
+    assert len(warnings) == 1, "one Warning for the refusal, not one per retry"
+
+    cluster.kubectl("delete", "resourcequota", "one-service", "-n", namespace)
+    # Nothing announces a deleted quota; the retry with backoff picks it up.
+    healed = cluster.wait_for_model(
+        namespace, "quota", is_ready, timeout=90, describe="the retry to create the Service"
+    )
+    assert variants(healed)["h100-fp8"]["reason"] == "Serving"

@@ -19,7 +19,8 @@ import kopf
 
 from qmo import metrics
 from qmo.config import OperatorConfig
-from qmo.controller.cache import ClusterCache
+from qmo.controller.cache import WATCHED, ClusterCache
+from qmo.controller.events import EventRecorder
 from qmo.controller.queue import Key, WorkQueue
 from qmo.controller.reconcile import Retry, reconcile
 from qmo.kube import Kube, connect
@@ -27,6 +28,7 @@ from qmo.kube import Kube, connect
 log = logging.getLogger("qmo.controller")
 MAX_BACKOFF_SECONDS = 300.0
 SYNC_LOG_SECONDS = 30.0
+EVENT_THREADS = 2
 
 
 class Controller:
@@ -38,6 +40,7 @@ class Controller:
         self.loop = loop
         self.queue = WorkQueue()
         self.cache = ClusterCache(kube, config.namespaces, on_keys=self.enqueue_threadsafe)
+        self.events = EventRecorder(kube, threads=EVENT_THREADS)
         self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="reconcile")
         self.failures: dict[Key, int] = {}
         self.known: set[Key] = set()
@@ -58,7 +61,7 @@ class Controller:
             key = await self.queue.get()
             try:
                 await self.loop.run_in_executor(
-                    self.executor, reconcile, self.kube, self.cache, self.config, *key
+                    self.executor, reconcile, self.kube, self.cache, self.events, self.config, *key
                 )
                 self.failures.pop(key, None)
                 self._track(key)
@@ -94,6 +97,7 @@ class Controller:
             await asyncio.sleep(self.config.resync_seconds * random.uniform(0.9, 1.1))
             for key in self.cache.model_keys():
                 self.queue.add(key)
+            metrics.RESYNCS.inc()
 
     async def wait_synced(self) -> None:
         while not await self.loop.run_in_executor(None, self.cache.wait_synced, SYNC_LOG_SECONDS):
@@ -109,9 +113,13 @@ def _controller(memo: kopf.Memo) -> Controller:
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     operator_config: OperatorConfig = memo.get("config") or OperatorConfig()
-    kube = connect(pool_size=operator_config.workers + 4)
+    # One kept-alive connection per thread that talks to the API server: each informer's
+    # watch, each worker, each event poster (a smaller pool would reconnect, TLS and all).
+    watches = len(WATCHED) * max(1, len(operator_config.namespaces)) + 1
+    kube = connect(pool_size=watches + operator_config.workers + EVENT_THREADS + 2)
     controller = Controller(kube, operator_config, asyncio.get_running_loop())
     memo["controller"] = controller
+    controller.events.start()
     controller.cache.start()
     await controller.wait_synced()
     log.info(
@@ -131,6 +139,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if controller is None:
         return
     controller.cache.stop()
+    controller.events.stop()
     controller.queue.close()
     for task in controller.tasks:
         task.cancel()

@@ -25,6 +25,7 @@ from qmo.conditions import DEGRADED, READY, get_condition, set_condition
 from qmo.config import OperatorConfig
 from qmo.controller.cache import ClusterCache
 from qmo.controller.changes import desired_changes, mark_refused
+from qmo.controller.events import EventSink
 from qmo.controller.execute import Executed, execute
 from qmo.controller.gather import Gathered, gather
 from qmo.kube import TRANSIENT_ERRORS, ApiException, Kube, is_refusal
@@ -63,6 +64,7 @@ class Outcome:
 def reconcile(
     kube: Kube,
     cache: ClusterCache,
+    events: EventSink,
     config: OperatorConfig,
     namespace: str,
     name: str,
@@ -77,7 +79,7 @@ def reconcile(
     if body["metadata"].get("deletionTimestamp"):
         return Outcome(None, (), False)
     try:
-        outcome = _reconcile_model(kube, cache, config, body, clock)
+        outcome = _reconcile_model(kube, cache, events, config, body, clock)
     except Exception:
         metrics.RECONCILES.labels(result="error").inc()
         raise
@@ -98,7 +100,12 @@ def _previous_status(body: Obj) -> QuantizedModelStatus | None:
 
 
 def _reconcile_model(
-    kube: Kube, cache: ClusterCache, config: OperatorConfig, body: Obj, clock: Clock
+    kube: Kube,
+    cache: ClusterCache,
+    sink: EventSink,
+    config: OperatorConfig,
+    body: Obj,
+    clock: Clock,
 ) -> Outcome:
     meta = body["metadata"]
     namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
@@ -107,7 +114,7 @@ def _reconcile_model(
     try:
         spec = QuantizedModelSpec.model_validate(body.get("spec") or {})
     except ValidationError as err:
-        return _report_invalid_spec(kube, cache, body, previous, err, clock)
+        return _report_invalid_spec(kube, cache, sink, body, previous, err, clock)
 
     last_good = {
         v.name: v.last_good_revision
@@ -144,7 +151,7 @@ def _reconcile_model(
     events += _model_refusal_events(done, previous)
     written = _write_status(kube, cache, namespace, name, previous, status)
     for event in events:
-        kube.post_event(body, event.type, event.reason, event.message, clock())
+        sink.record(body, event.type, event.reason, event.message, clock())
         if event.reason in ROLLBACK_REASONS:
             metrics.ROLLBACKS.labels(
                 namespace=namespace,
@@ -266,6 +273,7 @@ def _write_status(
 def _report_invalid_spec(
     kube: Kube,
     cache: ClusterCache | None,
+    sink: EventSink,
     body: Obj,
     previous: QuantizedModelStatus | None,
     err: ValidationError,
@@ -298,5 +306,5 @@ def _report_invalid_spec(
     )
     written = _write_status(kube, cache, meta["namespace"], meta["name"], previous, updated)
     if written:
-        kube.post_event(body, "Warning", "InvalidSpec", message, clock())
+        sink.record(body, "Warning", "InvalidSpec", message, clock())
     return Outcome(None, (Decision("Warning", "InvalidSpec", message),), written)
