@@ -38,6 +38,7 @@ MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 # (connect, read) seconds for ordinary requests; watches set their own read timeout.
 REQUEST_TIMEOUT = (5.0, 30.0)
 APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
 HTTP_METHODS = {
     "GET": "GET",
     "LIST": "GET",
@@ -81,6 +82,11 @@ def is_refusal(err: ApiException) -> bool:
     are transient instead.
     """
     return 400 <= (err.status or 0) < 500 and err.status not in (408, 429)
+
+
+def namespace_terminating(err: ApiException) -> bool:
+    """The namespace is being deleted: nothing new may be created in it, nor needs to be."""
+    return err.status == 403 and "NamespaceTerminating" in str(err.body or "")
 
 
 def server_message(err: ApiException) -> str:
@@ -279,6 +285,20 @@ class Kube:
                 "status": status,
             },
             APPLY_PATCH,
+        )
+
+    def patch_status(
+        self, namespace: str, name: str, status: Obj, kind: str = "QuantizedModel"
+    ) -> Obj:
+        """JSON merge patch of the status subresource (fields absent from `status` stay)."""
+        resource = resource_for(API_VERSION, kind)
+        return self.request(
+            "PATCH",
+            resource,
+            resource.path(namespace, name, "status"),
+            {"fieldManager": FIELD_MANAGER},
+            {"status": status},
+            MERGE_PATCH,
         )
 
     def delete(self, obj: Obj) -> None:

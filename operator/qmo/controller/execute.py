@@ -19,6 +19,7 @@ from qmo.kube import (
     ApiException,
     Kube,
     is_refusal,
+    namespace_terminating,
     owner_field_manager,
     server_message,
 )
@@ -37,6 +38,8 @@ class Executed:
     # Refusals by variant name (None: the model's own objects, such as its main Service).
     refused: dict[str | None, Refusal] = field(default_factory=dict)
     transient: list[str] = field(default_factory=list)
+    # The namespace is being deleted: the model goes with it, there is nothing to report.
+    namespace_terminating: bool = False
 
 
 def _describe(change: Change) -> str:
@@ -53,6 +56,9 @@ def execute(
             _run(kube, cache, owner, change)
             done.written += 1
         except ApiException as err:
+            if namespace_terminating(err):
+                done.namespace_terminating = True
+                return done
             if not is_refusal(err):
                 done.transient.append(f"{_describe(change)}: {server_message(err)}")
                 continue

@@ -124,6 +124,9 @@ def _reconcile_model(
     found = gather(cache, namespace, name, spec.quality, last_good)
     plan = plan_model(spec, found.observed)
     done = execute(kube, cache, owner, desired_changes(spec, plan, found, owner, config))
+    if done.namespace_terminating:
+        log.info("Namespace %s is being deleted; QuantizedModel %s goes with it", namespace, name)
+        return Outcome(plan, (), False, done.written)
     plan = mark_refused(plan, done.refused)
     done.written += _judge_reports(kube, cache, found, plan, done)
 
