@@ -21,8 +21,10 @@ from qmo.manifests import names
 from qmo.manifests.build import build_job
 from qmo.manifests.labels import Owner
 from qmo.manifests.serving import build_deployment, build_variant_service
-from qmo.planner.plan import Observed, plan_model
-from qmo.planner.status import Names, build_status, decisions
+from qmo.planner.decisions import decisions
+from qmo.planner.plan import plan_model
+from qmo.planner.status import Names, build_status
+from qmo.planner.types import Observed
 
 PRODUCTS = [
     ("a100", "NVIDIA-A100-SXM4-80GB", "ampere", "8.0", 81920),

@@ -99,8 +99,9 @@ def _observe_cluster(namespace: str, name: str) -> Any:
     """One list of nodes and of the namespace's builds and children; nothing is written."""
     from qmo.controller.gather import gather
     from qmo.controller.view import StaticReader
-    from qmo.kube import MANAGED_SELECTOR, connect
+    from qmo.kube import connect
     from qmo.resources import CLAIMS, CONFIG_MAPS, DEPLOYMENTS, JOBS, NODES, PODS, SERVICES
+    from qmo.vocabulary import MANAGED_SELECTOR
 
     kube = connect()
     objects = kube.list_objects(NODES.api_version, NODES.kind)
@@ -115,7 +116,8 @@ def _observe_cluster(namespace: str, name: str) -> Any:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from qmo.gpu import inventory_from_nodes
     from qmo.plan_report import plan_as_data, render_plan
-    from qmo.planner.plan import Observed, plan_model
+    from qmo.planner.plan import plan_model
+    from qmo.planner.types import Observed
 
     models = [r for r in load_resources(Path(args.file)) if isinstance(r, QuantizedModel)]
     if not models:

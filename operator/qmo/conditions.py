@@ -9,14 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from qmo.api.base import Condition, ConditionStatus
+from qmo.vocabulary import ConditionType
 
-READY = "Ready"
-BUILDING = "Building"
-QUALITY_GATE = "QualityGate"
-DEGRADED = "Degraded"
-ROLLED_BACK = "RolledBack"
-
-CONDITION_TYPES = (READY, BUILDING, QUALITY_GATE, DEGRADED, ROLLED_BACK)
+CONDITION_TYPES = tuple(ConditionType)  # the order status lists them in
 
 
 def set_condition(

@@ -33,8 +33,15 @@ class ComputeCapability:
 
     @classmethod
     def parse(cls, text: str) -> ComputeCapability:
-        major, minor = text.split(".")
-        return cls(int(major), int(minor))
+        return parse_capability(text)
+
+
+def parse_capability(text: str) -> ComputeCapability:
+    """'9.0' -> 9.0; '10.0' -> 10.0; anything else is a ValueError."""
+    match = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", text)
+    if not match:
+        raise ValueError(f"not a compute capability: {text!r}")
+    return ComputeCapability(int(match.group(1)), int(match.group(2)))
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,12 @@ from kubernetes.client.exceptions import ApiException
 
 from qmo import metrics
 from qmo.api.base import API_VERSION
-from qmo.manifests.labels import MANAGED_BY, Owner
-from qmo.resources import EVENTS, NODES, QUANTIZED_MODELS, Resource, resource_for
+from qmo.leader import LeaseConflict, LeaseRecord, StoredLease, record_to_spec, stored_from_object
+from qmo.manifests.labels import Owner
+from qmo.resources import EVENTS, LEASES, NODES, QUANTIZED_MODELS, Resource, resource_for
+from qmo.vocabulary import MANAGED_SELECTOR
 
 FIELD_MANAGER = "qmo"
-MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 # (connect, read) seconds for ordinary requests; watches set their own read timeout.
 REQUEST_TIMEOUT = (5.0, 30.0)
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -54,7 +55,14 @@ log = logging.getLogger("qmo.kube")
 Obj = dict[str, Any]
 # Failures of the connection rather than answers of the API server: worth a retry.
 TRANSIENT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
-__all__ = ["TRANSIENT_ERRORS", "ApiException", "Kube", "connect", "owner_field_manager"]
+__all__ = [
+    "TRANSIENT_ERRORS",
+    "ApiException",
+    "Kube",
+    "KubeLeaseClient",
+    "connect",
+    "owner_field_manager",
+]
 
 
 def connect(pool_size: int = 8, kubeconfig: str | None = None) -> Kube:
@@ -150,10 +158,11 @@ class Kube:
         query: dict[str, str] | None = None,
         body: Any = None,
         content_type: str | None = None,
+        timeout: tuple[float, float] = REQUEST_TIMEOUT,
     ) -> Obj:
         """One request; `verb` is the API server's word for it (GET, LIST, APPLY, ...)."""
         method = HTTP_METHODS[verb]
-        response = self._send(verb, method, resource, path, query, body, content_type)
+        response = self._send(verb, method, resource, path, query, body, content_type, timeout)
         data = response.read()
         return dict(json.loads(data)) if data else {}
 
@@ -362,3 +371,55 @@ class Kube:
                 meta["name"],
                 getattr(err, "reason", err),
             )
+
+
+class KubeLeaseClient:
+    """The leader election's Lease through this client: get, create and update of one Lease
+    (the RBAC it needs). A write that loses a race raises `leader.LeaseConflict`."""
+
+    def __init__(self, kube: Kube, namespace: str, name: str, timeout: float) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.name = name
+        self.timeout = (min(5.0, timeout), timeout)
+
+    def get(self) -> StoredLease | None:
+        try:
+            found = self.kube.request(
+                "GET", LEASES, LEASES.path(self.namespace, self.name), timeout=self.timeout
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return stored_from_object(found)
+
+    def create(self, record: LeaseRecord) -> StoredLease:
+        return self._write("CREATE", LEASES.path(self.namespace), record, None)
+
+    def update(self, record: LeaseRecord, resource_version: str) -> StoredLease:
+        path = LEASES.path(self.namespace, self.name)
+        return self._write("UPDATE", path, record, resource_version)
+
+    def _write(
+        self, verb: str, path: str, record: LeaseRecord, resource_version: str | None
+    ) -> StoredLease:
+        metadata: Obj = {"name": self.name, "namespace": self.namespace}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        body = {
+            "apiVersion": LEASES.api_version,
+            "kind": LEASES.kind,
+            "metadata": metadata,
+            "spec": record_to_spec(record),
+        }
+        try:
+            stored = self.kube.request(
+                verb, LEASES, path, body=body, content_type="application/json",
+                timeout=self.timeout,
+            )  # fmt: skip
+        except ApiException as err:
+            if err.status == 409:
+                raise LeaseConflict(str(err.reason)) from err
+            raise
+        return stored_from_object(stored)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import logging
 import os
 import signal
@@ -315,76 +314,6 @@ def stored_from_object(lease: dict[str, Any]) -> StoredLease:
         transitions=int(spec.get("leaseTransitions") or 0),
     )
     return StoredLease(record, lease["metadata"]["resourceVersion"])
-
-
-class KubernetesLeaseClient:
-    """The Lease through the kubernetes client (get, create, update: the RBAC it needs)."""
-
-    def __init__(self, config: ElectionConfig, api: Any, request_timeout: float) -> None:
-        from kubernetes import client
-
-        self._api = client.CoordinationV1Api(api)
-        self._exception = client.ApiException
-        self._name = config.lease_name
-        self._namespace = config.lease_namespace
-        self._timeout = request_timeout
-
-    def get(self) -> StoredLease | None:
-        try:
-            response: Any = self._api.read_namespaced_lease(
-                self._name,
-                self._namespace,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            )
-        except self._exception as err:
-            if err.status == 404:
-                return None
-            raise
-        return stored_from_object(json.loads(response.data))
-
-    def create(self, record: LeaseRecord) -> StoredLease:
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self._name, "namespace": self._namespace},
-            "spec": record_to_spec(record),
-        }
-        return self._write(self._api.create_namespaced_lease, self._namespace, body)
-
-    def update(self, record: LeaseRecord, resource_version: str) -> StoredLease:
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": self._name,
-                "namespace": self._namespace,
-                "resourceVersion": resource_version,
-            },
-            "spec": record_to_spec(record),
-        }
-        return self._write(self._api.replace_namespaced_lease, self._name, self._namespace, body)
-
-    def _write(self, call: Callable[..., Any], *args: Any) -> StoredLease:
-        try:
-            response = call(*args, _preload_content=False, _request_timeout=self._timeout)
-        except self._exception as err:
-            if err.status == 409:
-                raise LeaseConflict(str(err.reason)) from err
-            raise
-        return stored_from_object(json.loads(response.data))
-
-
-def kubernetes_api_client() -> Any:
-    """An ApiClient from the in-cluster service account, else the kubeconfig."""
-    from kubernetes import client, config
-
-    loader: Any = config
-    try:
-        loader.load_incluster_config()
-    except config.ConfigException:
-        loader.load_kube_config()
-    return client.ApiClient()
 
 
 # --- the asyncio driver ------------------------------------------------------------------

@@ -7,6 +7,8 @@ from collections import Counter as Tally
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from qmo.vocabulary import Phase
+
 RECONCILES = Counter("qmo_reconcile_total", "Reconciles of QuantizedModels, by result.", ["result"])
 RECONCILE_SECONDS = Histogram(
     "qmo_reconcile_duration_seconds",
@@ -36,16 +38,7 @@ API_REQUESTS = Counter(
     ["verb", "resource", "code"],
 )
 
-PHASES = (
-    "Pending",
-    "Building",
-    "Deploying",
-    "Serving",
-    "Unsupported",
-    "BuildFailed",
-    "Evaluating",
-    "RolledBack",
-)
+PHASES = tuple(phase.value for phase in Phase)  # every phase, so none goes missing
 
 
 def observe_variants(namespace: str, model: str, phases: list[str]) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 
 from qmo.api.quantizedmodel import QuantizedModel
 from qmo.gpu import GpuInventory
-from qmo.planner.plan import Plan, PlannedVariant
-from qmo.planner.status import describe_choice
+from qmo.planner.cachekey import short_key
+from qmo.planner.decisions import describe_choice
+from qmo.planner.types import Plan, PlannedVariant
 
 
 def _row(variant: PlannedVariant) -> list[str]:
@@ -21,7 +22,7 @@ def _row(variant: PlannedVariant) -> list[str]:
         str(variant.tensor_parallel or "-"),
         f"{variant.memory_per_gpu_gib}" if variant.memory_per_gpu_gib is not None else "-",
         variant.action.value,
-        (variant.cache_key or "-")[:16],
+        short_key(variant.cache_key) if variant.cache_key else "-",
     ]
 
 

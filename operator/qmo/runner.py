@@ -64,10 +64,12 @@ async def _run_elected(
     config: OperatorConfig, options: RunOptions, election: ElectionConfig
 ) -> int:
     """Acquire the Lease, then run kopf until it stops or the Lease is lost (exit non-zero)."""
-    from qmo.leader import KubernetesLeaseClient, kubernetes_api_client
+    from qmo.kube import KubeLeaseClient, connect
 
-    api = await asyncio.to_thread(kubernetes_api_client)
-    client = KubernetesLeaseClient(election, api, request_timeout=election.renew_deadline / 2)
+    kube = await asyncio.to_thread(connect)
+    client = KubeLeaseClient(
+        kube, election.lease_namespace, election.lease_name, timeout=election.renew_deadline / 2
+    )
     elector = LeaderElector(election, client)
 
     async def reconcile(stop: asyncio.Event) -> None:

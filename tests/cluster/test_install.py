@@ -256,8 +256,12 @@ def test_helm_upgrade_scales_to_two_replicas_and_removes_a_disabled_service(
         history = json.loads(helm_on(cluster, "history", release.name, "-n", namespace,
                                      "-o", "json"))  # fmt: skip
         assert [h["status"] for h in history] == ["superseded", "deployed"]
-        pdb = client.PolicyV1Api(cluster.api).read_namespaced_pod_disruption_budget(
-            release.operator, namespace
+        # The disruption controller updates the budget's status after the rollout: follow it.
+        pdb = wait_for(
+            client.PolicyV1Api(cluster.api).list_namespaced_pod_disruption_budget,
+            lambda p: p.metadata.name == release.operator and p.status.expected_pods == 2,
+            namespace=namespace,
+            describe="the PodDisruptionBudget to count both replicas",
         )
         assert pdb.status.expected_pods == 2
     finally:

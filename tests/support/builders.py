@@ -22,7 +22,8 @@ from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.gpu import ComputeCapability, GpuClass, GpuInventory, UnknownGpu
 from qmo.manifests.labels import Owner
-from qmo.planner.plan import (
+from qmo.planner.plan import plan_model
+from qmo.planner.types import (
     BuildObservation,
     BuildState,
     DeploymentObservation,
@@ -30,7 +31,6 @@ from qmo.planner.plan import (
     Plan,
     PlannedVariant,
     ReportObservation,
-    plan_model,
 )
 
 Obj = dict[str, Any]

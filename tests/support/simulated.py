@@ -18,7 +18,8 @@ from qmo.controller.changes import AddOwner, Apply, Change, Delete, desired_chan
 from qmo.controller.gather import gather
 from qmo.controller.view import StaticReader
 from qmo.manifests.labels import Owner
-from qmo.planner.plan import Plan, plan_model
+from qmo.planner.plan import plan_model
+from qmo.planner.types import Plan
 
 Obj = dict[str, Any]
 CONFIG = OperatorConfig(builder_image="qmo-builder:test", evaluator_image="qmo-eval:test")

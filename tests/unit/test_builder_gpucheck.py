@@ -8,10 +8,10 @@ from qmo.api.buildcontract import ExitCode
 from qmo.builder.gpucheck import (
     SeenGpu,
     normalize_product,
-    parse_capability,
     refusal,
 )
 from qmo.builder.gpuprobe import parse_nvidia_smi
+from qmo.gpu import parse_capability
 from tests.support.build_requests import A100, B200, H100, a_request
 
 H100_CLASS = ("NVIDIA-H100-80GB-HBM3", "9.0")

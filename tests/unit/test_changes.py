@@ -16,7 +16,7 @@ from qmo.controller.changes import (
     stamped,
 )
 from qmo.controller.projections import DRIFTED
-from qmo.planner.capabilities import Refusal
+from qmo.vocabulary import Refusal
 from tests.support.builders import a_model, an_owner, gpu_node
 from tests.support.simulated import (
     apply_changes,

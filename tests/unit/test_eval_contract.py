@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from qmo.manifests.evaluation import BENCHMARKS_FILE, benchmarks_config_map, eval_job
-from qmo.planner.plan import Evaluation
+from qmo.planner.types import Evaluation
 from qmo.quality.benchmarks import dataset_path, parse_specs
 from qmo.quality.evaluator import build_parser
 from tests.support.builders import a_model, an_owner

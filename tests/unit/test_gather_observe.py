@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from qmo.api.buildcontract import BuildResult
-from qmo.api.buildcontract import BuildState as ResultState
 from qmo.controller.gather import (
     observe_deployment,
     observe_job,
@@ -16,7 +15,8 @@ from qmo.controller.gather import (
     termination_result,
 )
 from qmo.manifests.build import artifact_record
-from qmo.planner.plan import BuildObservation, BuildState, DeploymentObservation
+from qmo.planner.types import BuildObservation, BuildState, DeploymentObservation
+from qmo.vocabulary import BuildState as ResultState
 from tests.support.builders import a_build_job, a_build_pod, a_deployment
 
 KEY = "9" * 64

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from qmo.controller.gather import observe_job, unschedulable_message
-from qmo.planner.plan import BuildObservation, BuildState, DeploymentObservation, _lending_replicas
+from qmo.planner.rollout import lending_replicas
+from qmo.planner.types import BuildObservation, BuildState, DeploymentObservation
 from tests.support.builders import a_model
 
 WAITING = BuildObservation(
@@ -54,7 +55,7 @@ def test_lending_keeps_at_least_one_replica_serving(
     spec = spec.model_copy(
         update={"serving": spec.serving.model_copy(update={"replicas": replicas})}
     )
-    assert _lending_replicas(spec, seen, deployment, tp, build_gpus) == expected
+    assert lending_replicas(spec, seen, deployment, tp, build_gpus) == expected
 
 
 def test_a_job_whose_pods_all_wait_for_room_is_unschedulable() -> None:

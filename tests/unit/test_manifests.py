@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from qmo.api.buildcontract import BuildResult, BuildState
+from qmo.api.buildcontract import BuildResult
 from qmo.api.quantizedmodel import Precision, QuantizedModelSpec
 from qmo.builder.spec import parse_request
 from qmo.gpu import GpuClass
@@ -20,7 +20,9 @@ from qmo.manifests.serving import (
     build_store_claim,
     build_variant_service,
 )
-from qmo.planner.plan import PlannedVariant, plan_model
+from qmo.planner.plan import plan_model
+from qmo.planner.types import PlannedVariant
+from qmo.vocabulary import BuildState
 from tests.support.builders import a_class, a_cluster, a_model, an_owner, variant
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

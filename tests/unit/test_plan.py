@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from qmo.api.quantizedmodel import Precision
-from qmo.planner.plan import Action, Phase, Plan, plan_model
+from qmo.planner.plan import plan_model
+from qmo.planner.types import Action, Phase, Plan
 from tests.support.builders import (
     ClusterBuilder,
     ModelBuilder,

@@ -12,7 +12,8 @@ from qmo.planner.capabilities import (
     resolve_kv_cache,
     runtime_supports,
 )
-from qmo.planner.plan import Action, Phase, plan_model
+from qmo.planner.plan import plan_model
+from qmo.planner.types import Action, Phase
 from tests.support.builders import a_class, a_cluster, a_model, variant
 
 TRT, PT = EngineBackend.TENSORRT, EngineBackend.PYTORCH

@@ -11,7 +11,8 @@ import pytest
 
 from qmo.api.quantizedmodel import ModelSize, Precision
 from qmo.planner import memory
-from qmo.planner.plan import Action, Phase, plan_model
+from qmo.planner.plan import plan_model
+from qmo.planner.types import Action, Phase
 from tests.support.builders import LLAMA_70B, a_class, a_cluster, a_model, variant
 
 SIZE_70B = ModelSize.model_validate(LLAMA_70B)

@@ -7,7 +7,8 @@ from typing import Any
 from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.gpu import inventory_from_nodes
-from qmo.planner.plan import (
+from qmo.planner.plan import plan_model
+from qmo.planner.types import (
     Action,
     BuildObservation,
     BuildState,
@@ -15,7 +16,6 @@ from qmo.planner.plan import (
     Observed,
     Phase,
     ReportObservation,
-    plan_model,
 )
 
 H100_NODE = {

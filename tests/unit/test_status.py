@@ -13,8 +13,11 @@ from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelSpec, QuantizedModelStatus
 from qmo.gpu import GpuInventory
 from qmo.manifests import names
-from qmo.planner.plan import Observed, Plan, plan_model
-from qmo.planner.status import Decision, Names, build_status, decisions
+from qmo.planner.decisions import Decision, decisions
+from qmo.planner.plan import plan_model
+from qmo.planner.status import Names, build_status
+from qmo.planner.types import Observed, Plan
+from qmo.vocabulary import ConditionType
 from tests.support.builders import (
     ClusterBuilder,
     a_class,
@@ -37,7 +40,7 @@ def _set(
     current: list[Condition], status: ConditionStatus, reason: str, now: datetime, gen: int = 1
 ) -> list[Condition]:
     return conditions.set_condition(
-        current, conditions.READY, status, reason, f"{reason}.", generation=gen, now=now
+        current, ConditionType.READY, status, reason, f"{reason}.", generation=gen, now=now
     )
 
 

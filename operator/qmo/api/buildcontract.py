@@ -9,13 +9,13 @@ message, which the operator reads from the Job's pod. Neither side imports the o
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from qmo.api.base import StatusModel
 from qmo.api.quantizedmodel import EngineBackend, ModelDtype, ModelFormat, QuantizationSpec
+from qmo.vocabulary import BuildState
 
 BUILD_SPEC_ENV = "QMO_BUILD_SPEC"
 STORE_MOUNT_PATH = "/store"
@@ -90,13 +90,19 @@ class BuildRequest(BuildModel):
     output_dir: str = Field(description="Final artifact directory, e.g. /store/artifacts/<key>.")
 
 
-class BuildState(StrEnum):
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
+# A builder's own result is one of these; the other build states are the cluster's to tell.
+FINISHED = (BuildState.SUCCEEDED, BuildState.FAILED)
 
 
 class BuildResult(BuildModel):
     """The termination message of a build container (kept under 4096 bytes)."""
+
+    @field_validator("state")
+    @classmethod
+    def _finished(cls, state: BuildState) -> BuildState:
+        if state not in FINISHED:
+            raise ValueError(f"a build result is {' or '.join(FINISHED)}, not {state}")
+        return state
 
     cache_key: str
     state: BuildState

@@ -25,7 +25,6 @@ from qmo.api.buildcontract import (
     TERMINATION_MESSAGE_PATH,
     BuildRequest,
     BuildResult,
-    BuildState,
     ExitCode,
 )
 from qmo.builder import artifact, calibration, engine, gpucheck, gpuprobe, pipeline
@@ -33,6 +32,7 @@ from qmo.builder.errors import BuildError
 from qmo.builder.gpucheck import SeenGpu
 from qmo.builder.recipes import Export, Mode, Recipe, recipe_for
 from qmo.builder.spec import load_request, partial_cache_key
+from qmo.vocabulary import BuildState
 
 TERMINATION_LOG_ENV = "QMO_TERMINATION_LOG"
 DOWNLOAD_DIR_ENV = "QMO_DOWNLOAD_DIR"
@@ -95,9 +95,8 @@ def run(
         refused = gpucheck.refusal(request, gpus)
         if refused is not None:
             out(f"build {cache_key}: refused: {refused.reason}: {refused.message}")
-            return _finish(
-                termination, cache_key, refused.exit_code, refused.reason, refused.message
-            )
+            code = refused.exit_code if refused.exit_code is not None else ExitCode.FAILED
+            return _finish(termination, cache_key, code, refused.reason, refused.message)
         outcome = builder(request, recipe, gpus=gpus, env=env, options=_options(env, out))
     except BuildError as err:
         out(f"build {cache_key}: {err.reason}: {err.message}")

@@ -15,17 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qmo.api.buildcontract import BuildRequest, ExitCode
-from qmo.planner import capabilities
+from qmo.gpu import ComputeCapability, parse_capability
+from qmo.planner.capabilities import MIN_CAPABILITY_KV, MIN_CAPABILITY_PRECISION
+from qmo.vocabulary import Refusal
 
-Capability = tuple[int, int]
-
-# The planner's table, as (major, minor) pairs: the builder refuses what the planner would.
-MIN_CAPABILITY_PRECISION: dict[str, Capability] = {
-    name: (cc.major, cc.minor) for name, cc in capabilities.MIN_CAPABILITY_PRECISION.items()
-}
-MIN_CAPABILITY_KV: dict[str, Capability] = {
-    name: (cc.major, cc.minor) for name, cc in capabilities.MIN_CAPABILITY_KV.items()
-}
+__all__ = ["Refusal", "SeenGpu", "normalize_product", "parse_capability", "refusal"]
 
 
 @dataclass(frozen=True)
@@ -36,21 +30,6 @@ class SeenGpu:
     compute_capability: str
     memory_mib: int | None = None
     driver: str | None = None
-
-
-@dataclass(frozen=True)
-class Refusal:
-    reason: str
-    message: str
-    exit_code: int
-
-
-def parse_capability(text: str) -> Capability:
-    """'9.0' -> (9, 0); '10.0' -> (10, 0); '8.9' -> (8, 9)."""
-    match = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", text)
-    if not match:
-        raise ValueError(f"not a compute capability: {text!r}")
-    return int(match.group(1)), int(match.group(2))
 
 
 def normalize_product(product: str) -> str:
@@ -68,10 +47,6 @@ def refusal(request: BuildRequest, seen: Sequence[SeenGpu]) -> Refusal | None:
     return None
 
 
-def _format(cap: Capability) -> str:
-    return f"{cap[0]}.{cap[1]}"
-
-
 def _request_fits_its_class(request: BuildRequest, seen: Sequence[SeenGpu]) -> Refusal | None:
     try:
         expected = parse_capability(request.gpu.compute_capability)
@@ -81,8 +56,8 @@ def _request_fits_its_class(request: BuildRequest, seen: Sequence[SeenGpu]) -> R
     if needs is not None and expected < needs[0]:
         return Refusal(
             "PrecisionUnsupported",
-            f"{needs[1]} needs compute capability >= {_format(needs[0])}; the build is for "
-            f"{request.gpu.product} ({_format(expected)})",
+            f"{needs[1]} needs compute capability >= {needs[0]}; the build is for "
+            f"{request.gpu.product} ({expected})",
             ExitCode.INVALID_SPEC,
         )
     return None
@@ -122,17 +97,17 @@ def _gpus_match(request: BuildRequest, seen: Sequence[SeenGpu]) -> Refusal | Non
             continue
         why = ""
         if needs is not None and actual < needs[0]:
-            why = f": {needs[1]} needs compute capability >= {_format(needs[0])}"
+            why = f": {needs[1]} needs compute capability >= {needs[0]}"
         return Refusal(
             "GpuMismatch",
-            f"build for {request.gpu.product} (compute capability {_format(expected)}) "
-            f"scheduled on {gpu.product} ({_format(actual)}){why}",
+            f"build for {request.gpu.product} (compute capability {expected}) "
+            f"scheduled on {gpu.product} ({actual}){why}",
             ExitCode.GPU_MISMATCH,
         )
     return None
 
 
-def _capability_needed(precision: str, kv_cache_dtype: str) -> tuple[Capability, str] | None:
+def _capability_needed(precision: str, kv_cache_dtype: str) -> tuple[ComputeCapability, str] | None:
     """The highest capability the precision and KV dtype need, with what needs it."""
     wants = []
     if precision in MIN_CAPABILITY_PRECISION:

@@ -18,7 +18,7 @@ from qmo.controller import routing
 from qmo.controller.informer import Informer
 from qmo.controller.view import indexes_of
 from qmo.gpu import GpuInventory, inventory_from_nodes
-from qmo.kube import MANAGED_SELECTOR, Kube
+from qmo.kube import Kube
 from qmo.resources import (
     CLAIMS,
     CONFIG_MAPS,
@@ -33,6 +33,7 @@ from qmo.resources import (
     SERVICES,
     Resource,
 )
+from qmo.vocabulary import BUILD_PODS_SELECTOR, MANAGED_SELECTOR
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
@@ -44,7 +45,7 @@ WATCHED: tuple[tuple[Resource, str | None], ...] = (
     (QUANTIZED_MODELS, None),
     (QUALITY_REPORTS, None),
     (JOBS, MANAGED_SELECTOR),
-    (PODS, f"{MANAGED_SELECTOR},app.kubernetes.io/component=build"),
+    (PODS, BUILD_PODS_SELECTOR),
     (CONFIG_MAPS, MANAGED_SELECTOR),
     (DEPLOYMENTS, MANAGED_SELECTOR),
     (SERVICES, MANAGED_SELECTOR),

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from qmo.api.buildcontract import BuildResult
-from qmo.api.buildcontract import BuildState as ResultState
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.config import OperatorConfig
 from qmo.controller.gather import Gathered
@@ -32,11 +31,10 @@ from qmo.manifests.serving import (
     build_store_claim,
     build_variant_service,
 )
-from qmo.planner.capabilities import Refusal
-from qmo.planner.plan import Action, BuildState, Plan, PlannedVariant
+from qmo.planner.types import Action, BuildState, Plan, PlannedVariant
+from qmo.vocabulary import HASH_ANNOTATION, Reason, Refusal
 
 Obj = dict[str, Any]
-HASH_ANNOTATION = "qmo.dev/applied-hash"
 
 
 @dataclass(frozen=True)
@@ -193,9 +191,9 @@ def _record_artifact(out: _Planner, variant: PlannedVariant) -> None:
         assert seen.state == BuildState.SUCCEEDED
         result = BuildResult(
             cache_key=variant.cache_key,
-            state=ResultState.SUCCEEDED,
+            state=BuildState.SUCCEEDED,
             artifact_path=seen.artifact_path,
-            reason="BuildSucceeded",
+            reason=Reason.BUILD_SUCCEEDED,
             message=f"built by Job {seen.job}",
         )
         created = artifact_record(

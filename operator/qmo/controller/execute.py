@@ -24,7 +24,7 @@ from qmo.kube import (
     server_message,
 )
 from qmo.manifests.labels import Owner
-from qmo.planner.capabilities import Refusal
+from qmo.vocabulary import Reason, Refusal
 
 log = logging.getLogger("qmo.execute")
 BUILD_KIND = ("batch/v1", "Job")
@@ -67,7 +67,7 @@ def execute(
                 "QuantizedModel %s/%s: %s (variant %s)",
                 owner.namespace, owner.name, message, change.variant or "-",
             )  # fmt: skip
-            done.refused.setdefault(change.variant, Refusal("ChildRejected", message[:900]))
+            done.refused.setdefault(change.variant, Refusal(Reason.CHILD_REJECTED, message[:900]))
         except TRANSIENT_ERRORS as err:
             done.transient.append(f"{_describe(change)}: {type(err).__name__}: {err}")
     return done

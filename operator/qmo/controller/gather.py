@@ -15,13 +15,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from qmo.api.buildcontract import ARTIFACTS_DIR, BuildResult
-from qmo.api.buildcontract import BuildState as ResultState
 from qmo.api.quantizedmodel import QualitySpec
 from qmo.controller.view import ClusterReader
 from qmo.manifests import labels
 from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
 from qmo.manifests.evaluation import EVALUATOR_SERVICE_ACCOUNT
-from qmo.planner.plan import BuildObservation, BuildState, DeploymentObservation, Observed
+from qmo.planner.types import BuildObservation, BuildState, DeploymentObservation, Observed
 from qmo.quality.reports import JudgedReport, decisive_reports, judge_all, passing_revisions
 from qmo.resources import (
     CONFIG_MAPS,
@@ -31,6 +30,7 @@ from qmo.resources import (
     SERVICE_ACCOUNTS,
     SERVICES,
 )
+from qmo.vocabulary import Component, Reason
 
 Obj = dict[str, Any]
 
@@ -127,17 +127,17 @@ def observe_job(job: Obj, pods: list[Obj]) -> BuildObservation:
             key,
             BuildState.SUCCEEDED,
             job=name,
-            reason="BuildSucceeded",
+            reason=Reason.BUILD_SUCCEEDED,
             message="the build finished",
             artifact_path=(result.artifact_path if result else None) or default_path,
         )
     failed = _job_condition(job, "Failed")
     if failed is not None:
-        if result is not None and result.state == ResultState.FAILED:
-            reason = result.reason or "BuildFailed"
+        if result is not None and result.state == BuildState.FAILED:
+            reason = result.reason or Reason.BUILD_FAILED
             message = result.message or "the builder reported a failure"
         else:
-            reason = "BuildFailed"
+            reason = Reason.BUILD_FAILED
             message = f"build Job {name} failed: {failed.get('reason')}: {failed.get('message')}"
         return BuildObservation(key, BuildState.FAILED, job=name, reason=reason, message=message)
     active = (job.get("status") or {}).get("active") or 0
@@ -145,7 +145,7 @@ def observe_job(job: Obj, pods: list[Obj]) -> BuildObservation:
     waiting = unschedulable_message(pods)
     if waiting is not None:
         return BuildObservation(
-            key, BuildState.PENDING, job=name, reason="Unschedulable", message=waiting
+            key, BuildState.PENDING, job=name, reason=Reason.UNSCHEDULABLE, message=waiting
         )
     return BuildObservation(key, state, job=name)
 
@@ -159,7 +159,7 @@ def unschedulable_message(pods: list[Obj]) -> str | None:
         for condition in (pod.get("status") or {}).get("conditions") or []:
             if (
                 condition.get("type") == "PodScheduled"
-                and condition.get("reason") == "Unschedulable"
+                and condition.get("reason") == "Unschedulable"  # the scheduler's word
             ):
                 messages.append(str(condition.get("message") or "unschedulable"))
     return messages[0] if messages and len(messages) == len(pods) else None
@@ -173,7 +173,7 @@ def observe_record(record: Obj) -> BuildObservation | None:
     return BuildObservation(
         result.cache_key,
         BuildState.SUCCEEDED,
-        reason="ArtifactRecorded",
+        reason=Reason.ARTIFACT_RECORDED,
         message="the artifact is built and recorded",
         artifact_path=result.artifact_path,
         recorded=True,
@@ -225,12 +225,12 @@ def gather(
     eval_jobs = [
         j
         for j in reader.children(JOBS.kind, namespace, model)
-        if (j["metadata"].get("labels") or {}).get(labels.COMPONENT) == "evaluation"
+        if (j["metadata"].get("labels") or {}).get(labels.COMPONENT) == Component.EVALUATION
     ]
     config_maps = [
         c
         for c in reader.children(CONFIG_MAPS.kind, namespace, model)
-        if (c["metadata"].get("labels") or {}).get(labels.COMPONENT) != "artifact"
+        if (c["metadata"].get("labels") or {}).get(labels.COMPONENT) != Component.ARTIFACT
     ]
     identity = {
         resource.kind: found

@@ -30,6 +30,7 @@ from qmo.resources import (
     SERVICES,
     Resource,
 )
+from qmo.vocabulary import Component
 
 Obj = dict[str, Any]
 Projection = Callable[[Obj], Obj]
@@ -159,7 +160,7 @@ def project_config_map(obj: Obj) -> Obj:
     projected = _base(CONFIG_MAPS, obj)
     component = projected["metadata"].get("labels", {}).get(labels.COMPONENT)
     record = (obj.get("data") or {}).get(RECORD_KEY)
-    if component == "artifact" and record is not None:
+    if component == Component.ARTIFACT and record is not None:
         projected["data"] = {RECORD_KEY: record}
     return projected
 

@@ -21,7 +21,7 @@ from qmo import metrics
 from qmo.api.base import ConditionStatus
 from qmo.api.qualityreport import ReportState
 from qmo.api.quantizedmodel import QualitySpec, QuantizedModelSpec, QuantizedModelStatus
-from qmo.conditions import DEGRADED, READY, get_condition, set_condition
+from qmo.conditions import get_condition, set_condition
 from qmo.config import OperatorConfig
 from qmo.controller.cache import ClusterCache
 from qmo.controller.changes import desired_changes, mark_refused
@@ -32,13 +32,20 @@ from qmo.kube import TRANSIENT_ERRORS, ApiException, Kube, is_refusal
 from qmo.manifests import names
 from qmo.manifests.labels import Owner
 from qmo.manifests.serving import rollout_strategy
-from qmo.planner.plan import Action, Plan, plan_model
-from qmo.planner.status import Decision, Names, build_status, decisions
+from qmo.planner.decisions import Decision, decisions
+from qmo.planner.plan import plan_model
+from qmo.planner.status import Names, build_status
+from qmo.planner.types import Plan
 from qmo.quality.reports import JudgedReport, judge_all, report_state, report_status
+from qmo.vocabulary import Action, ConditionType, EventType, Reason
 
 log = logging.getLogger("qmo.reconcile")
 # Events that mean a regression was acted on, and the metric label of each.
-ROLLBACK_REASONS = {"RolledBack": "rollback", "FellBack": "fallback", "Withdrawn": "withdraw"}
+ROLLBACK_REASONS: dict[str, str] = {
+    Reason.ROLLED_BACK: "rollback",
+    Reason.FELL_BACK: "fallback",
+    Reason.WITHDRAWN: "withdraw",
+}
 Obj = dict[str, Any]
 Clock = Callable[[], datetime]
 
@@ -182,10 +189,10 @@ def _model_refusal_events(done: Executed, previous: QuantizedModelStatus | None)
     refusal = done.refused.get(None)
     if refusal is None:
         return []
-    degraded = get_condition(previous.conditions, DEGRADED) if previous else None
+    degraded = get_condition(previous.conditions, ConditionType.DEGRADED) if previous else None
     if degraded is not None and refusal.message in degraded.message:
         return []
-    return [Decision("Warning", refusal.reason, refusal.message)]
+    return [Decision(EventType.WARNING, refusal.reason, refusal.message)]
 
 
 def _judge_reports(
@@ -247,8 +254,8 @@ def _rollout_notes(
         if starts_rollout and not rollout_strategy(variant, spec.serving.replicas).surge:
             notes.append(
                 Decision(
-                    "Normal",
-                    "RollingWithoutSurge",
+                    EventType.NORMAL,
+                    Reason.ROLLING_WITHOUT_SURGE,
                     f"{variant.name}: {variant.gpu_class.name} has no spare GPUs for a surge "
                     "pod, so updates replace one pod at a time (maxSurge 0)",
                 )
@@ -288,18 +295,18 @@ def _report_invalid_spec(
     status = previous or QuantizedModelStatus()
     conds = set_condition(
         status.conditions,
-        DEGRADED,
+        ConditionType.DEGRADED,
         ConditionStatus.TRUE,
-        "InvalidSpec",
+        Reason.INVALID_SPEC,
         message,
         generation=meta.get("generation"),
         now=clock(),
     )
     conds = set_condition(
         conds,
-        READY,
+        ConditionType.READY,
         ConditionStatus.FALSE,
-        "InvalidSpec",
+        Reason.INVALID_SPEC,
         "the spec is invalid; running variants are left as they are",
         generation=meta.get("generation"),
         now=clock(),
@@ -309,5 +316,5 @@ def _report_invalid_spec(
     )
     written = _write_status(kube, cache, meta["namespace"], meta["name"], previous, updated)
     if written:
-        sink.record(body, "Warning", "InvalidSpec", message, clock())
-    return Outcome(None, (Decision("Warning", "InvalidSpec", message),), written)
+        sink.record(body, EventType.WARNING, Reason.INVALID_SPEC, message, clock())
+    return Outcome(None, (Decision(EventType.WARNING, Reason.INVALID_SPEC, message),), written)

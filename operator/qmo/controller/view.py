@@ -25,6 +25,7 @@ from qmo.resources import (
     QUANTIZED_MODELS,
     SERVICES,
 )
+from qmo.vocabulary import Component
 
 Obj = dict[str, Any]
 JOB_NAME_LABEL = "job-name"  # set by the Job controller on every pod of a Job
@@ -49,7 +50,7 @@ def by_model_label(obj: Obj) -> list[Hashable]:
 
 def by_build_key(obj: Obj) -> list[Hashable]:
     """Build Jobs by the full cache key they build."""
-    if _labels(obj).get(labels.COMPONENT) != "build":
+    if _labels(obj).get(labels.COMPONENT) != Component.BUILD:
         return []
     key = (obj["metadata"].get("annotations") or {}).get(labels.REVISION_ANNOTATION)
     return [(namespace_of(obj), key)] if key else []
@@ -57,7 +58,7 @@ def by_build_key(obj: Obj) -> list[Hashable]:
 
 def by_record_key(obj: Obj) -> list[Hashable]:
     """Artifact records by the full cache key in their record."""
-    if _labels(obj).get(labels.COMPONENT) != "artifact":
+    if _labels(obj).get(labels.COMPONENT) != Component.ARTIFACT:
         return []
     key = record_cache_key(obj)
     return [(namespace_of(obj), key)] if key else []

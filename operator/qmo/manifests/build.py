@@ -27,7 +27,9 @@ from qmo.manifests.pod import (
     store_volume,
 )
 from qmo.planner.cachekey import short_key
-from qmo.planner.plan import SOURCE_MOUNT_PATH, TOKEN_ENV, PlannedVariant, source_claim
+from qmo.planner.sizing import SOURCE_MOUNT_PATH, TOKEN_ENV, source_claim
+from qmo.planner.types import PlannedVariant
+from qmo.vocabulary import Component
 
 BUILD_CONTAINER = "builder"
 # Finished Jobs go after a day; the artifact record keeps the result.
@@ -37,15 +39,15 @@ RECORD_KEY = "artifact.json"
 
 def build_labels(variant: PlannedVariant) -> dict[str, str]:
     assert variant.cache_key is not None
-    return {
-        "app.kubernetes.io/name": "qmo",
-        "app.kubernetes.io/component": "build",
-        "app.kubernetes.io/managed-by": labels.MANAGED_BY,
-        labels.VARIANT: variant.name,
-        labels.PRECISION: variant.precision.value,
-        labels.GPU_CLASS: variant.gpu_class.name,
-        labels.CACHE_KEY: short_key(variant.cache_key),
-    }
+    return labels.managed(
+        Component.BUILD,
+        {
+            labels.VARIANT: variant.name,
+            labels.PRECISION: variant.precision.value,
+            labels.GPU_CLASS: variant.gpu_class.name,
+            labels.CACHE_KEY: short_key(variant.cache_key),
+        },
+    )
 
 
 def _source_volume(spec: QuantizedModelSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -159,15 +161,15 @@ def artifact_record(
         "metadata": {
             "name": names.artifact_record(result.cache_key),
             "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/name": "qmo",
-                "app.kubernetes.io/component": "artifact",
-                "app.kubernetes.io/managed-by": labels.MANAGED_BY,
-                labels.CACHE_KEY: short_key(result.cache_key),
-                labels.PRECISION: precision,
-                labels.GPU_CLASS: gpu_class,
-                labels.VARIANT: variant_name,
-            },
+            "labels": labels.managed(
+                Component.ARTIFACT,
+                {
+                    labels.CACHE_KEY: short_key(result.cache_key),
+                    labels.PRECISION: precision,
+                    labels.GPU_CLASS: gpu_class,
+                    labels.VARIANT: variant_name,
+                },
+            ),
         },
         "data": {RECORD_KEY: json.dumps(result.to_wire(), sort_keys=True)},
     }

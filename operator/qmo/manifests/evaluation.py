@@ -16,7 +16,8 @@ from qmo.manifests import labels, names
 from qmo.manifests.labels import Owner
 from qmo.manifests.pod import container_security_context, pod_security_context, store_volume
 from qmo.planner.cachekey import short_key
-from qmo.planner.plan import Evaluation
+from qmo.planner.types import Evaluation
+from qmo.vocabulary import Component
 
 EVALUATOR_SERVICE_ACCOUNT = "qmo-evaluator"
 BENCHMARKS_FILE = "benchmarks.json"
@@ -34,7 +35,7 @@ def benchmarks_config_map(spec: QuantizedModelSpec, owner: Owner) -> dict[str, A
         "metadata": {
             "name": names.bounded("qmo-eval", owner.name),
             "namespace": owner.namespace,
-            "labels": labels.common(owner.name, "evaluation"),
+            "labels": labels.common(owner.name, Component.EVALUATION),
             "ownerReferences": [owner.reference()],
         },
         "data": {BENCHMARKS_FILE: json.dumps(benchmarks, indent=2, sort_keys=True)},
@@ -43,11 +44,7 @@ def benchmarks_config_map(spec: QuantizedModelSpec, owner: Owner) -> dict[str, A
 
 def evaluator_identity(namespace: str, cluster_role: str) -> list[dict[str, Any]]:
     """A ServiceAccount for eval Jobs in `namespace`, bound to the evaluator ClusterRole."""
-    meta_labels = {
-        "app.kubernetes.io/name": "qmo",
-        "app.kubernetes.io/component": "evaluation",
-        "app.kubernetes.io/managed-by": labels.MANAGED_BY,
-    }
+    meta_labels = labels.managed(Component.EVALUATION)
     return [
         {
             "apiVersion": "v1",
@@ -118,7 +115,7 @@ def eval_job(
     dataset_volumes, dataset_mounts = _dataset_volumes(spec)
     config_map = names.bounded("qmo-eval", owner.name)
     job_labels = {
-        **labels.common(owner.name, "evaluation"),
+        **labels.common(owner.name, Component.EVALUATION),
         labels.VARIANT: evaluation.variant,
         labels.CACHE_KEY: short_key(evaluation.cache_key),
     }

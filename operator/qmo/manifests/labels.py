@@ -1,4 +1,8 @@
-"""Labels and owner references on everything qmo creates."""
+"""Labels and owner references on everything qmo creates.
+
+The label keys and values are part of qmo's vocabulary (`qmo.vocabulary`); this module
+builds the label sets from them, so each set is spelled once.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,43 @@ from typing import Any
 
 from qmo import __version__
 from qmo.api.base import API_VERSION
+from qmo.vocabulary import (
+    CACHE_KEY,
+    COMPONENT,
+    GPU_CLASS,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    MODEL,
+    NAME_LABEL,
+    PRECISION,
+    REVISION_ANNOTATION,
+    TRACK,
+    VARIANT,
+    VERSION_LABEL,
+    Component,
+    Track,
+)
 
-MANAGED_BY = "qmo"
-MODEL = "qmo.dev/model"
-VARIANT = "qmo.dev/variant"
-PRECISION = "qmo.dev/precision"
-GPU_CLASS = "qmo.dev/gpu-class"
-CACHE_KEY = "qmo.dev/cache-key"
-COMPONENT = "app.kubernetes.io/component"
-TRACK = "qmo.dev/track"  # stable (serves), candidate (awaits its gate), reference (BF16 baseline)
-STABLE, CANDIDATE, REFERENCE = "stable", "candidate", "reference"
-REVISION_ANNOTATION = "qmo.dev/revision"  # full cache key a Deployment serves
+__all__ = [
+    "CACHE_KEY",
+    "CANDIDATE",
+    "COMPONENT",
+    "GPU_CLASS",
+    "MANAGED_BY",
+    "MODEL",
+    "PRECISION",
+    "REFERENCE",
+    "REVISION_ANNOTATION",
+    "STABLE",
+    "TRACK",
+    "VARIANT",
+    "Owner",
+    "common",
+    "managed",
+    "variant_selector",
+]
+# Plain strings, as they go into label values.
+STABLE, CANDIDATE, REFERENCE = Track.STABLE.value, Track.CANDIDATE.value, Track.REFERENCE.value
 
 
 @dataclass(frozen=True)
@@ -43,18 +73,22 @@ class Owner:
         return {**self.reference(), "controller": False}
 
 
-def common(model: str, component: str) -> dict[str, str]:
+def managed(component: Component, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The labels every object qmo creates carries (the informers select on managed-by)."""
+    return {
+        NAME_LABEL: "qmo",
+        COMPONENT: component.value,
+        MANAGED_BY_LABEL: MANAGED_BY,
+        **(extra or {}),
+    }
+
+
+def common(model: str, component: Component) -> dict[str, str]:
     # No app.kubernetes.io/instance: Argo CD's label tracking reads it, and an Application
     # named like the model would then claim (and prune) what the operator created.
-    return {
-        "app.kubernetes.io/name": "qmo",
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/version": __version__,
-        MODEL: model,
-    }
+    return managed(component, {VERSION_LABEL: __version__, MODEL: model})
 
 
 def variant_selector(model: str, variant: str, track: str = STABLE) -> dict[str, str]:
     """Pod selector of a variant's Deployment and Service on one track (never changes)."""
-    return {MODEL: model, VARIANT: variant, COMPONENT: "server", TRACK: track}
+    return {MODEL: model, VARIANT: variant, COMPONENT: Component.SERVER.value, TRACK: track}

@@ -17,7 +17,8 @@ from qmo.manifests.pod import (
     scratch_volumes,
     store_volume,
 )
-from qmo.planner.plan import PlannedVariant
+from qmo.planner.types import PlannedVariant
+from qmo.vocabulary import Component
 
 SERVER_CONTAINER = "server"
 HEALTH_PATH = "/health"
@@ -102,7 +103,7 @@ def variant_labels(
     model: str, variant: PlannedVariant, track: str = labels.STABLE
 ) -> dict[str, str]:
     return {
-        **labels.common(model, "server"),
+        **labels.common(model, Component.SERVER),
         **labels.variant_selector(model, variant.name, track),
         labels.PRECISION: variant.precision.value,
         labels.GPU_CLASS: variant.gpu_class.name,
@@ -241,14 +242,18 @@ def build_main_service(
     spec: QuantizedModelSpec, precision: Precision | None, owner: Owner
 ) -> dict[str, Any]:
     """The model's Service: every variant under auto, else the chosen precision's variants."""
-    selector = {labels.MODEL: owner.name, labels.COMPONENT: "server", labels.TRACK: labels.STABLE}
+    selector = {
+        labels.MODEL: owner.name,
+        labels.COMPONENT: Component.SERVER.value,
+        labels.TRACK: labels.STABLE,
+    }
     if precision is not None:
         selector[labels.PRECISION] = precision.value
     return _service(
         names.main_service(owner.name),
         owner,
         selector,
-        labels.common(owner.name, "endpoint"),
+        labels.common(owner.name, Component.ENDPOINT),
         spec.serving.port,
     )
 
@@ -262,11 +267,7 @@ def build_store_claim(spec: QuantizedModelSpec, namespace: str) -> dict[str, Any
         "metadata": {
             "name": store.claim_name,
             "namespace": namespace,
-            "labels": {
-                "app.kubernetes.io/name": "qmo",
-                "app.kubernetes.io/component": "engine-store",
-                "app.kubernetes.io/managed-by": labels.MANAGED_BY,
-            },
+            "labels": labels.managed(Component.ENGINE_STORE),
         },
         "spec": {
             "accessModes": ["ReadWriteMany"],

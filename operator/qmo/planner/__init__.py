@@ -1,28 +1,7 @@
 """Pure planning: QuantizedModel spec + observed cluster -> variants, cache keys, status.
 
 Imports neither kopf nor kubernetes (checked by import-linter); unit-tested as functions.
+Modules: types (the data), capabilities (what a GPU class runs), sizing (build request,
+tensor parallelism, GPUs), rollout (build -> deploy -> serve), gate (quality decisions),
+revisions (the last good revision), evaluations, plan (the chain that ties them), status.
 """
-
-from qmo.planner.plan import (
-    Action,
-    BuildObservation,
-    BuildState,
-    DeploymentObservation,
-    Observed,
-    Phase,
-    Plan,
-    PlannedVariant,
-    plan_model,
-)
-
-__all__ = [
-    "Action",
-    "BuildObservation",
-    "BuildState",
-    "DeploymentObservation",
-    "Observed",
-    "Phase",
-    "Plan",
-    "PlannedVariant",
-    "plan_model",
-]

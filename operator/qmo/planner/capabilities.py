@@ -6,10 +6,9 @@ the variant's reason (and Event reason) and whose message says why in one senten
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from qmo.api.quantizedmodel import EngineBackend, KvCacheDtype, Precision
 from qmo.gpu import ComputeCapability, GpuClass
+from qmo.vocabulary import Reason, Refusal
 
 AMPERE = ComputeCapability(8, 0)
 ADA = ComputeCapability(8, 9)
@@ -21,17 +20,11 @@ MIN_CAPABILITY_PRECISION: dict[str, ComputeCapability] = {"fp8": ADA, "w4a8-awq"
 MIN_CAPABILITY_KV: dict[str, ComputeCapability] = {"fp8": ADA, "nvfp4": BLACKWELL}
 
 
-@dataclass(frozen=True)
-class Refusal:
-    reason: str
-    message: str
-
-
 def _needs(gpu: GpuClass, minimum: ComputeCapability, what: str) -> Refusal | None:
     if gpu.compute_capability >= minimum:
         return None
     return Refusal(
-        "PrecisionUnsupported",
+        Reason.PRECISION_UNSUPPORTED,
         f"{what} needs compute capability {minimum}; {gpu.product} has {gpu.compute_capability}",
     )
 
@@ -41,7 +34,7 @@ def runtime_supports(gpu: GpuClass) -> Refusal | None:
     if gpu.compute_capability >= AMPERE:
         return None
     return Refusal(
-        "GpuUnsupported",
+        Reason.GPU_UNSUPPORTED,
         f"TensorRT-LLM needs compute capability {AMPERE} or newer; "
         f"{gpu.product} has {gpu.compute_capability}",
     )
@@ -56,13 +49,13 @@ def precision_supported(
     if precision == Precision.INT8:
         if backend != EngineBackend.TENSORRT:
             return Refusal(
-                "BackendUnsupported",
+                Reason.BACKEND_UNSUPPORTED,
                 "int8 (W8A8 SmoothQuant) needs the tensorrt engine backend",
             )
         return _needs(gpu, AMPERE, "int8")
     if precision in (Precision.INT4_AWQ, Precision.INT4_GPTQ, Precision.BF16):
         return _needs(gpu, AMPERE, precision.value)
-    return Refusal("PrecisionUnsupported", f"{precision.value} cannot be built")
+    return Refusal(Reason.PRECISION_UNSUPPORTED, f"{precision.value} cannot be built")
 
 
 def auto_precision(gpu: GpuClass, backend: EngineBackend) -> Precision:
@@ -96,7 +89,7 @@ def resolve_kv_cache(
         return requested.value, _needs(gpu, minimum, f"an {requested.value} KV cache")
     if requested == KvCacheDtype.INT4:
         return "int4", Refusal(
-            "KvCacheUnsupported",
+            Reason.KV_CACHE_UNSUPPORTED,
             "TensorRT-LLM has no INT4 KV cache; the 4-bit KV cache is nvfp4 (Blackwell only)",
         )
     return requested.value, None

@@ -1,14 +1,13 @@
-"""From a plan to the QuantizedModel status and to the Events that explain its decisions.
+"""From a plan to the QuantizedModel status: variants, conditions, summary.
 
-Pure: the previous status goes in, the new status and the Events to post come out. Events are
-derived from what changed, so a level-based reconcile every minute does not repeat them.
+Pure: the plan and the previous status go in, the new status comes out. The Events that go
+with it are `decisions`' job.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from qmo import conditions
 from qmo.api.base import ConditionStatus
@@ -25,22 +24,22 @@ from qmo.api.quantizedmodel import (
     VariantStatus,
 )
 from qmo.gpu import GpuInventory
-from qmo.planner.plan import Action, BuildState, Phase, Plan, PlannedVariant
+from qmo.planner import revisions
+from qmo.planner.revisions import variant_serves
+from qmo.planner.types import Plan, PlannedVariant
+from qmo.vocabulary import (
+    Action,
+    BuildState,
+    ConditionType,
+    Phase,
+    QualityState,
+    Reason,
+)
 
 # Notes that are worth a warning but do not make the model Degraded.
-ADVISORY_NOTES = {"UnpinnedRevision"}
+ADVISORY_NOTES = {Reason.UNPINNED_REVISION}
 # The API server refused a write for the variant (its reason replaces the planned one).
-CHILD_REJECTED = "ChildRejected"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """An Event about the QuantizedModel: a decision a user could ask "why?" about."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-    variant: str | None = None
+CHILD_REJECTED = Reason.CHILD_REJECTED
 
 
 @dataclass(frozen=True)
@@ -52,28 +51,16 @@ class Names:
     build_job: str | None
 
 
-def variant_serves(variant: PlannedVariant, replicas: int) -> bool:
-    """Its stable Deployment runs the revision it should, with every replica ready."""
-    deployment = variant.deployment
-    return (
-        variant.serve_key is not None
-        and deployment is not None
-        and deployment.revision == variant.serve_key
-        and deployment.ready_replicas >= replicas
-        and deployment.updated_replicas >= replicas
-    )
-
-
 def quality_of(variant: PlannedVariant, gated: bool) -> VariantQuality:
     if not gated:
-        return VariantQuality(verdict="NotGated")
+        return VariantQuality(verdict=QualityState.NOT_GATED)
     if variant.reference:
-        return VariantQuality(verdict="Reference")
+        return VariantQuality(verdict=QualityState.REFERENCE)
     if variant.precision == Precision.BF16:
-        return VariantQuality(verdict="Baseline")
+        return VariantQuality(verdict=QualityState.BASELINE)
     report = variant.report
     if report is None:
-        return VariantQuality(verdict="Pending")
+        return VariantQuality(verdict=QualityState.PENDING)
     return VariantQuality(
         verdict=report.verdict.value,
         worst_benchmark=report.worst_benchmark,
@@ -100,10 +87,9 @@ def variant_status(
     deployment = variant.deployment
     revision = deployment.revision if deployment else None
     quality = quality_of(variant, gated)
-    last_good = previous.last_good_revision if previous else None
-    at_current = variant.serve_key == variant.cache_key and variant_serves(variant, replicas)
-    if at_current and (not gated or quality.verdict in ("Pass", "Baseline", "Reference")):
-        last_good = revision
+    last_good = revisions.last_good_after(
+        variant, previous, quality.verdict, gated=gated, replicas=replicas
+    )
     deployed = variant.action == Action.DEPLOY and variant.serve_key is not None
     return VariantStatus(
         name=variant.name,
@@ -116,7 +102,7 @@ def variant_status(
         memory_estimate_gib=variant.memory_per_gpu_gib,
         cache_key=variant.cache_key,
         phase=variant.phase.value,
-        reason="Reference" if variant.reference else variant.reason,
+        reason=Reason.REFERENCE if variant.reference else variant.reason,
         message=(
             f"temporary BF16 baseline for evaluations; {variant.message}"
             if variant.reference
@@ -135,16 +121,16 @@ def variant_status(
 def _build_state(variant: PlannedVariant, previous: VariantStatus | None) -> str:
     """Succeeded when this model saw the build through; Reused when it found it finished."""
     if variant.phase == Phase.UNSUPPORTED:
-        return "Blocked"
+        return BuildState.BLOCKED
     seen = variant.observed_build
     if seen is None:
-        return "Pending"
+        return BuildState.PENDING
     if seen.state != BuildState.SUCCEEDED:
         return seen.state.value
     same_revision = previous is not None and previous.cache_key == variant.cache_key
-    if same_revision and previous is not None and previous.build.state != "Reused":
-        return "Succeeded"
-    return "Reused"
+    if same_revision and previous is not None and previous.build.state != BuildState.REUSED:
+        return BuildState.SUCCEEDED
+    return BuildState.REUSED
 
 
 def build_status(
@@ -220,33 +206,41 @@ def _conditions(
         elif blocked:
             ready = (F, blocked[0].reason, f"{blocked[0].name}: {blocked[0].message}")
         else:
-            ready = (F, "NoServableVariant", "no variant can run on the selected GPU classes")
+            ready = (
+                F,
+                Reason.NO_SERVABLE_VARIANT,
+                "no variant can run on the selected GPU classes",
+            )
     elif rejected := [n for n in problems if n.reason == CHILD_REJECTED]:
         ready = (F, CHILD_REJECTED, rejected[0].message)
     elif not_serving:
-        ready = (F, "VariantsNotReady", "; ".join(f"{v.name}: {v.message}" for v in not_serving))
+        ready = (
+            F,
+            Reason.VARIANTS_NOT_READY,
+            "; ".join(f"{v.name}: {v.message}" for v in not_serving),
+        )
     else:
-        ready = (T, "AllVariantsServing", f"{len(runnable)} variant(s) serving")
+        ready = (T, Reason.ALL_VARIANTS_SERVING, f"{len(runnable)} variant(s) serving")
 
     if building:
         names = ", ".join(v.name for v in building)
-        building_c = (T, "BuildsRunning", f"building {names}")
+        building_c = (T, Reason.BUILDS_RUNNING, f"building {names}")
     else:
-        building_c = (F, "NoBuildsRunning", "no build is running")
+        building_c = (F, Reason.NO_BUILDS_RUNNING, "no build is running")
 
     if blocked or problems:
         first_reason = blocked[0].reason if blocked else problems[0].reason
         details = [f"{v.name}: {v.message}" for v in blocked] + [n.message for n in problems]
         degraded = (T, first_reason, "; ".join(details))
     else:
-        degraded = (F, "AsExpected", "every requested variant can run")
+        degraded = (F, Reason.AS_EXPECTED, "every requested variant can run")
 
     return [
-        (conditions.READY, *ready),
-        (conditions.BUILDING, *building_c),
-        (conditions.QUALITY_GATE, *_gate_condition(spec, served)),
-        (conditions.DEGRADED, *degraded),
-        (conditions.ROLLED_BACK, *_rolled_back_condition(served)),
+        (ConditionType.READY, *ready),
+        (ConditionType.BUILDING, *building_c),
+        (ConditionType.QUALITY_GATE, *_gate_condition(spec, served)),
+        (ConditionType.DEGRADED, *degraded),
+        (ConditionType.ROLLED_BACK, *_rolled_back_condition(served)),
     ]
 
 
@@ -254,7 +248,11 @@ def _gate_condition(
     spec: QuantizedModelSpec, variants: list[PlannedVariant]
 ) -> tuple[ConditionStatus, str, str]:
     if spec.quality.gate == GateTiming.OFF:
-        return ConditionStatus.TRUE, "GateDisabled", "quality.gate is off: variants serve ungated"
+        return (
+            ConditionStatus.TRUE,
+            Reason.GATE_DISABLED,
+            "quality.gate is off: variants serve ungated",
+        )
     gated = [v for v in variants if v.precision != Precision.BF16 and v.action != Action.BLOCKED]
     regressed = [
         v
@@ -264,14 +262,22 @@ def _gate_condition(
     if regressed:
         return (
             ConditionStatus.FALSE,
-            "Regressed",
+            Reason.REGRESSED,
             "; ".join(_regression_story(v) for v in regressed),
         )
     waiting = [v for v in gated if v.report is None or v.report.verdict != Verdict.PASS]
     if waiting:
         names = ", ".join(v.name for v in waiting)
-        return ConditionStatus.UNKNOWN, "AwaitingReports", f"awaiting a passing report: {names}"
-    return ConditionStatus.TRUE, "AllPassed", "every quantized variant passed its quality gate"
+        return (
+            ConditionStatus.UNKNOWN,
+            Reason.AWAITING_REPORTS,
+            f"awaiting a passing report: {names}",
+        )
+    return (
+        ConditionStatus.TRUE,
+        Reason.ALL_PASSED,
+        "every quantized variant passed its quality gate",
+    )
 
 
 def _regression_story(variant: PlannedVariant) -> str:
@@ -281,140 +287,24 @@ def _regression_story(variant: PlannedVariant) -> str:
 
 
 def _rolled_back_condition(variants: list[PlannedVariant]) -> tuple[ConditionStatus, str, str]:
-    for phase, reason in ((Phase.ROLLED_BACK, "RolledBack"), (Phase.REGRESSED, "Withdrawn")):
+    for phase, reason in (
+        (Phase.ROLLED_BACK, Reason.ROLLED_BACK),
+        (Phase.REGRESSED, Reason.WITHDRAWN),
+    ):
         hit = [v for v in variants if v.phase == phase]
         if hit:
             return ConditionStatus.TRUE, reason, "; ".join(f"{v.name}: {v.message}" for v in hit)
     fell = [v for v in variants if v.fell_back_from is not None]
     if fell:
-        return ConditionStatus.TRUE, "FellBack", "; ".join(_regression_story(v) for v in fell)
-    return ConditionStatus.FALSE, "NoRegression", "no variant was rolled back"
+        return ConditionStatus.TRUE, Reason.FELL_BACK, "; ".join(_regression_story(v) for v in fell)
+    return ConditionStatus.FALSE, Reason.NO_REGRESSION, "no variant was rolled back"
 
 
 def _quality_summary(spec: QuantizedModelSpec, variants: list[VariantStatus]) -> str:
     if spec.quality.gate == GateTiming.OFF:
-        return "NotGated"
+        return QualityState.NOT_GATED
     verdicts = {v.quality.verdict for v in variants}
-    for worst in ("Regressed", "Invalid", "Pending"):
+    for worst in (Verdict.REGRESSED, Verdict.INVALID, QualityState.PENDING):
         if worst in verdicts:
             return worst
-    return "Pass" if "Pass" in verdicts else "Baseline"
-
-
-def decisions(
-    plan: Plan, previous: QuantizedModelStatus | None, *, spec_changed: bool
-) -> list[Decision]:
-    """Events for what changed since the previous status."""
-    old = {v.name: v for v in previous.variants} if previous else {}
-    events: list[Decision] = []
-    if spec_changed:
-        events += [Decision("Warning", note.reason, note.message) for note in plan.notes]
-    for variant in plan.variants:
-        before = old.get(variant.name)
-        if variant.reference:
-            if before is None:
-                events.append(
-                    Decision(
-                        "Normal",
-                        "ReferenceStarted",
-                        f"{variant.name}: a temporary BF16 baseline runs for evaluations on "
-                        f"{variant.gpu_class.name}; it is removed when they are done",
-                        variant.name,
-                    )
-                )
-            continue
-        events += _variant_decisions(variant, before)
-    if plan.main_precision is not None and (
-        previous is None or previous.summary.serving != plan.main_precision.value
-    ):
-        events.append(
-            Decision(
-                "Normal",
-                "MainServiceSelected",
-                f"the main Service serves {plan.main_precision.value} "
-                f"({', '.join(plan.main_variants) or 'no variant ready yet'})",
-            )
-        )
-    return events
-
-
-WARNING_PHASES = (Phase.UNSUPPORTED, Phase.BUILD_FAILED, Phase.ROLLED_BACK, Phase.REGRESSED)
-
-
-def _variant_decisions(variant: PlannedVariant, before: VariantStatus | None) -> list[Decision]:
-    events: list[Decision] = []
-    name = variant.name
-    if before is None or before.cache_key != variant.cache_key:
-        events.append(Decision("Normal", "VariantPlanned", describe_choice(variant), name))
-        if before is None and variant.fell_back_from is not None:
-            events.append(
-                Decision(
-                    "Warning",
-                    "FellBack",
-                    f"{variant.fell_back_because}; on its first rollout there is no good "
-                    f"revision, so it falls back to {variant.precision.value} ({name})",
-                    name,
-                )
-            )
-        seen = variant.observed_build
-        if seen is not None and seen.state == BuildState.SUCCEEDED:
-            events.append(
-                Decision(
-                    "Normal",
-                    "BuildReused",
-                    f"{name}: artifact {seen.cache_key[:16]} is already built; "
-                    "it is reused, not rebuilt",
-                    name,
-                )
-            )
-    if before is None or (before.phase, before.reason) != (variant.phase, variant.reason):
-        # Blocked is a warning in any phase: a missing claim leaves the variant Pending.
-        warning = (
-            variant.phase in WARNING_PHASES
-            or variant.action == Action.BLOCKED
-            or variant.reason == CHILD_REJECTED
-        )
-        events.append(
-            Decision(
-                "Warning" if warning else "Normal",
-                variant.reason,
-                f"{name}: {variant.message}",
-                name,
-            )
-        )
-    report = variant.report
-    if (
-        report is not None
-        and report.verdict == Verdict.PASS
-        and (before is None or before.quality.report != report.name)
-    ):
-        events.append(
-            Decision(
-                "Normal",
-                "QualityPassed",
-                f"{name}: revision {report.cache_key[:16]} passed ({report.message})",
-                name,
-            )
-        )
-    return events
-
-
-def describe_choice(variant: PlannedVariant) -> str:
-    """Why a variant looks as it does: precision and its reason, KV, TP and memory, cache key."""
-    gpu = variant.gpu_class
-    chosen = (
-        f"{variant.precision.value} (auto on compute capability {gpu.compute_capability})"
-        if variant.requested_precision.value == "auto"
-        else variant.precision.value
-    )
-    parts = [f"{variant.name}: {chosen} on {gpu.product}", f"KV cache {variant.kv_cache_dtype}"]
-    if variant.tensor_parallel is not None:
-        fit = (
-            f" (~{variant.memory_per_gpu_gib} GiB per GPU)"
-            if variant.memory_per_gpu_gib is not None
-            else " (no model.size: memory not estimated)"
-        )
-        parts.append(f"tensorParallel {variant.tensor_parallel}{fit}")
-    if variant.cache_key:
-        parts.append(f"cache key {variant.cache_key[:16]}")
-    return ", ".join(parts)
+    return Verdict.PASS if Verdict.PASS in verdicts else QualityState.BASELINE

@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from qmo.api.qualityreport import BenchmarkResult, QualityReport
+from qmo.planner.cachekey import short_key
 from qmo.quality import benchmarks as loading
 from qmo.quality import lm_eval_import
 from qmo.quality.benchmarks import Benchmark, InputError
@@ -103,7 +104,7 @@ def run(
         options.namespace,
         report.metadata["name"],
         written.value,
-        options.cache_key[:16],
+        short_key(options.cache_key),
     )
     return ExitCode.OK
 

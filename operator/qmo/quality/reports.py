@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from qmo.api.qualityreport import QualityReport, QualityReportStatus, ReportState, Verdict
 from qmo.api.quantizedmodel import QualitySpec
-from qmo.planner.plan import Plan, ReportObservation
+from qmo.planner.types import Plan, ReportObservation
 from qmo.quality.verdict import Judgement, judge
 
 Obj = dict[str, Any]

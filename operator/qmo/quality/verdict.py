@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from qmo.api.qualityreport import BenchmarkDelta, QualityReportSpec, Verdict
 from qmo.api.quantizedmodel import QualitySpec
+from qmo.vocabulary import Reason
 
 # Scores arrive as decimals (0.985); without a tolerance 1.5000000000000002 would regress.
 TOLERANCE = 1e-9
@@ -44,15 +45,19 @@ def judge(report: QualityReportSpec, quality: QualitySpec) -> Judgement:
     reported = {r.benchmark for r in report.results}
     missing = sorted(set(declared) - reported)
     if missing:
-        return _invalid("MissingBenchmarks", f"the report has no result for {', '.join(missing)}")
+        return _invalid(
+            Reason.MISSING_BENCHMARKS, f"the report has no result for {', '.join(missing)}"
+        )
     deltas: list[BenchmarkDelta] = []
     for result in report.results:
         scores = (result.baseline_score, result.candidate_score)
         if not all(math.isfinite(s) for s in scores):
-            return _invalid("NonFiniteScore", f"{result.benchmark}: scores must be finite numbers")
+            return _invalid(
+                Reason.NON_FINITE_SCORE, f"{result.benchmark}: scores must be finite numbers"
+            )
         if result.baseline_score <= 0:
             return _invalid(
-                "NonPositiveBaseline",
+                Reason.NON_POSITIVE_BASELINE,
                 f"{result.benchmark}: baseline score {result.baseline_score} cannot anchor a "
                 "percentage (it must be above 0)",
             )
@@ -80,9 +85,9 @@ def judge(report: QualityReportSpec, quality: QualitySpec) -> Judgement:
     )
     if regressed:
         names = ", ".join(f"{d.benchmark} {d.delta_percent:+.2f}%" for d in regressed)
-        verdict, reason = Verdict.REGRESSED, "Regressed"
+        verdict, reason = Verdict.REGRESSED, Reason.REGRESSED
         message = f"regressed on {names}; {summary}"
     else:
-        verdict, reason = Verdict.PASS, "WithinThreshold"
+        verdict, reason = Verdict.PASS, Reason.WITHIN_THRESHOLD
         message = f"every benchmark within its threshold; {summary}"
     return Judgement(verdict, reason, message, tuple(deltas), worst.benchmark, worst.delta_percent)

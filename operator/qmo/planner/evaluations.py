@@ -1,0 +1,83 @@
+"""Which variants await a quality report, the temporary BF16 baselines they are judged
+against, and the eval Jobs that can run now. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qmo.api.quantizedmodel import GateTiming, Precision, QuantizedModelSpec
+from qmo.gpu import GpuClass
+from qmo.planner.types import Evaluation, Observed, PlannedVariant
+from qmo.vocabulary import Action, Phase
+
+PlanReference = Callable[[GpuClass], PlannedVariant]
+
+
+def awaits_report(spec: QuantizedModelSpec, variant: PlannedVariant) -> bool:
+    """Built, deployed somewhere, gated with benchmarks, and not yet judged."""
+    return (
+        spec.quality.gate != GateTiming.OFF
+        and bool(spec.quality.benchmarks)
+        and not variant.reference
+        and variant.precision != Precision.BF16
+        and variant.action == Action.DEPLOY
+        and variant.report is None
+        and variant.phase != Phase.ROLLED_BACK
+    )
+
+
+def references(
+    spec: QuantizedModelSpec,
+    classes: list[GpuClass],
+    variants: list[PlannedVariant],
+    plan_reference: PlanReference,
+) -> list[PlannedVariant]:
+    """Temporary BF16 baselines for classes whose quantized variants await a report."""
+    found = []
+    for gpu in classes:
+        on_class = [v for v in variants if v.gpu_class.name == gpu.name]
+        has_bf16 = any(
+            v.precision == Precision.BF16 and v.action != Action.BLOCKED for v in on_class
+        )
+        if has_bf16 or not any(awaits_report(spec, v) for v in on_class):
+            continue
+        reference = plan_reference(gpu)
+        if reference.action != Action.BLOCKED:
+            found.append(reference)
+    return found
+
+
+def evaluations(
+    spec: QuantizedModelSpec, variants: list[PlannedVariant], observed: Observed
+) -> tuple[Evaluation, ...]:
+    """Eval Jobs whose candidate and baseline both serve now."""
+    found = []
+    for variant in variants:
+        if not awaits_report(spec, variant) or variant.cache_key is None:
+            continue
+        baseline = next(
+            (
+                v
+                for v in variants
+                if v.gpu_class.name == variant.gpu_class.name
+                and v.precision == Precision.BF16
+                and v.phase == Phase.SERVING
+            ),
+            None,
+        )
+        running = (
+            observed.candidates.get(variant.name)
+            if variant.candidate
+            else observed.deployments.get(variant.name)
+        )
+        ready = (
+            running is not None
+            and running.revision == variant.cache_key
+            and running.ready_replicas >= 1
+        )
+        if baseline is not None and ready:
+            found.append(
+                Evaluation(variant.name, variant.cache_key, variant.candidate, baseline.name)
+            )
+    return tuple(found)

@@ -1,0 +1,130 @@
+"""Where a buildable variant stands: build, wait, deploy, serving, or failed; and whether its
+serving replicas lend GPUs to its own new build. Pure.
+
+`rollout_state` asks an ordered chain of named rules; the first that applies decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from qmo.api.buildcontract import BuildRequest
+from qmo.api.quantizedmodel import QuantizedModelSpec
+from qmo.planner.types import BuildObservation, DeploymentObservation
+from qmo.vocabulary import Action, BuildState, Phase, Reason
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    action: Action
+    phase: Phase
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What the rollout rules look at."""
+
+    spec: QuantizedModelSpec
+    request: BuildRequest
+    build: BuildObservation | None
+    deployment: DeploymentObservation | None
+
+
+Rule = Callable[[Situation], RolloutState | None]
+
+
+def not_built_yet(s: Situation) -> RolloutState | None:
+    if s.build is not None:
+        return None
+    return RolloutState(
+        Action.BUILD, Phase.BUILDING, Reason.BUILD_SCHEDULED, "a build Job will be created"
+    )
+
+
+def waiting_for_gpus(s: Situation) -> RolloutState | None:
+    if s.build is None or s.build.reason != Reason.UNSCHEDULABLE:
+        return None
+    return RolloutState(
+        Action.WAIT,
+        Phase.BUILDING,
+        Reason.BUILD_WAITING_FOR_GPU,
+        f"build Job {s.build.job} waits for GPUs: {s.build.message}",
+    )
+
+
+def building(s: Situation) -> RolloutState | None:
+    if s.build is None or s.build.state not in (BuildState.PENDING, BuildState.RUNNING):
+        return None
+    return RolloutState(
+        Action.WAIT, Phase.BUILDING, Reason.BUILD_RUNNING, f"build Job {s.build.job} is running"
+    )
+
+
+def build_failed(s: Situation) -> RolloutState | None:
+    if s.build is None or s.build.state != BuildState.FAILED:
+        return None
+    detail = s.build.message or "the build Job failed"
+    return RolloutState(
+        Action.BLOCKED, Phase.BUILD_FAILED, s.build.reason or Reason.BUILD_FAILED, detail
+    )
+
+
+def serving(s: Situation) -> RolloutState | None:
+    wanted = s.spec.serving.replicas
+    deployment = s.deployment
+    if (
+        deployment is None
+        or deployment.revision != s.request.cache_key
+        or deployment.updated_replicas < wanted
+        or deployment.ready_replicas < wanted
+    ):
+        return None
+    return RolloutState(Action.DEPLOY, Phase.SERVING, Reason.SERVING, f"{wanted} replica(s) ready")
+
+
+def rolling_out(s: Situation) -> RolloutState:
+    ready = s.deployment.ready_replicas if s.deployment else 0
+    wanted = s.spec.serving.replicas
+    return RolloutState(
+        Action.DEPLOY, Phase.DEPLOYING, Reason.ROLLING_OUT, f"{ready}/{wanted} replica(s) ready"
+    )
+
+
+RULES: tuple[Rule, ...] = (not_built_yet, waiting_for_gpus, building, build_failed, serving)
+
+
+def rollout_state(
+    spec: QuantizedModelSpec,
+    request: BuildRequest,
+    build: BuildObservation | None,
+    deployment: DeploymentObservation | None,
+) -> RolloutState:
+    """The first rule that applies; a built variant that does not serve yet rolls out."""
+    situation = Situation(spec, request, build, deployment)
+    for rule in RULES:
+        decided = rule(situation)
+        if decided is not None:
+            return decided
+    return rolling_out(situation)
+
+
+def lending_replicas(
+    spec: QuantizedModelSpec,
+    build: BuildObservation | None,
+    deployment: DeploymentObservation | None,
+    tp: int,
+    build_gpus: int,
+) -> int | None:
+    """Replicas to keep while a new build waits for GPUs that only this variant holds.
+
+    The same availability budget as a rollout without surge: one replica's GPUs (or as few
+    as the build needs) go to the build; never the last replica, so something keeps serving.
+    """
+    if build is None or build.reason != Reason.UNSCHEDULABLE or deployment is None:
+        return None
+    lend = -(-build_gpus // tp)  # replicas whose GPUs cover the build
+    keep = spec.serving.replicas - lend
+    return keep if keep >= 1 else None
