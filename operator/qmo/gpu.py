@@ -53,6 +53,7 @@ class KnownGpu:
     family: str
     compute_capability: ComputeCapability
     memory_mib: int
+    canonical: str = ""  # the label that names the class where several labels match
 
 
 def _cc(text: str) -> ComputeCapability:
@@ -65,17 +66,38 @@ PRODUCT_TABLE: tuple[KnownGpu, ...] = (
     KnownGpu(r"nvidia-a10g", "a10g", "ampere", _cc("8.6"), 23028),
     KnownGpu(r"nvidia-a10", "a10", "ampere", _cc("8.6"), 23028),
     KnownGpu(r"nvidia-a30", "a30", "ampere", _cc("8.0"), 24576),
-    KnownGpu(r"nvidia-a100-(sxm4-|pcie-)?40gb", "a100-40gb", "ampere", _cc("8.0"), 40960),
-    KnownGpu(r"nvidia-a100-(sxm4-80gb|80gb-pcie)", "a100-80gb", "ampere", _cc("8.0"), 81920),
+    KnownGpu(
+        r"nvidia-a100-(sxm4-|pcie-)?40gb",
+        "a100-40gb",
+        "ampere",
+        _cc("8.0"),
+        40960,
+        "NVIDIA-A100-SXM4-40GB",
+    ),
+    KnownGpu(
+        r"nvidia-a100-(sxm4-80gb|80gb-pcie)",
+        "a100-80gb",
+        "ampere",
+        _cc("8.0"),
+        81920,
+        "NVIDIA-A100-SXM4-80GB",
+    ),
     KnownGpu(r"nvidia-l40s", "l40s", "ada-lovelace", _cc("8.9"), 46068),
     KnownGpu(r"nvidia-l40", "l40", "ada-lovelace", _cc("8.9"), 46068),
     KnownGpu(r"nvidia-l4", "l4", "ada-lovelace", _cc("8.9"), 23034),
     KnownGpu(r"nvidia-rtx-6000-ada.*", "rtx6000-ada", "ada-lovelace", _cc("8.9"), 49140),
     KnownGpu(r"nvidia-h100-pcie", "h100-pcie", "hopper", _cc("9.0"), 81559),
     KnownGpu(r"nvidia-h100-nvl", "h100-nvl", "hopper", _cc("9.0"), 95830),
-    KnownGpu(r"nvidia-h100(-sxm5)?-80gb-hbm3", "h100", "hopper", _cc("9.0"), 81559),
-    KnownGpu(r"nvidia-gh200.*", "gh200", "hopper", _cc("9.0"), 97871),
-    KnownGpu(r"nvidia-h200.*", "h200", "hopper", _cc("9.0"), 143771),
+    KnownGpu(
+        r"nvidia-h100(-sxm5)?-80gb-hbm3",
+        "h100",
+        "hopper",
+        _cc("9.0"),
+        81559,
+        "NVIDIA-H100-80GB-HBM3",
+    ),
+    KnownGpu(r"nvidia-gh200.*", "gh200", "hopper", _cc("9.0"), 97871, "NVIDIA-GH200-480GB"),
+    KnownGpu(r"nvidia-h200.*", "h200", "hopper", _cc("9.0"), 143771, "NVIDIA-H200"),
     KnownGpu(r"nvidia-b200", "b200", "blackwell", _cc("10.0"), 183359),
 )
 
@@ -109,7 +131,13 @@ def class_name_for(product: str) -> str:
 
 @dataclass(frozen=True)
 class GpuClass:
-    """All schedulable nodes with the same GPU product."""
+    """All schedulable nodes whose GPU product maps to one class name.
+
+    Several product labels can name the same GPU (an A100 80GB as SXM4 or PCIe, an H100 as
+    "80GB-HBM3" or "SXM5-80GB-HBM3" by driver version): they form one class, and `product`
+    is the table's canonical product, so a build's identity (its cache key) does not change
+    when nodes with another label of the same GPU join.
+    """
 
     name: str
     product: str
@@ -119,11 +147,30 @@ class GpuClass:
     nodes: tuple[str, ...]
     gpus_per_node: int  # the largest allocatable count among its nodes
     total_gpus: int
+    products: tuple[str, ...] = ()  # the product labels of its nodes (default: product)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.products or (self.product,)
 
     @property
     def node_selector(self) -> dict[str, str]:
-        """Pins pods to this class: the product label is stable across driver versions."""
-        return {PRODUCT_LABEL: self.product}
+        """Pins pods to this class when its nodes carry one product label (stable across
+        driver versions); a class of several labels pins with `node_affinity` instead."""
+        return {PRODUCT_LABEL: self.labels[0]} if len(self.labels) == 1 else {}
+
+    @property
+    def node_affinity(self) -> dict[str, Any] | None:
+        if len(self.labels) == 1:
+            return None
+        term = {"key": PRODUCT_LABEL, "operator": "In", "values": list(self.labels)}
+        return {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [term]}]
+                }
+            }
+        }
 
 
 @dataclass(frozen=True)
@@ -145,10 +192,12 @@ class GpuInventory:
 
 @dataclass
 class _Group:
-    product: str
+    name: str
+    canonical: str
     family: str
     cc: ComputeCapability
     memory_mib: int
+    products: set[str] = field(default_factory=set)
     nodes: list[str] = field(default_factory=list)
     counts: list[int] = field(default_factory=list)
 
@@ -197,8 +246,16 @@ def _node_gpu(node: dict[str, Any]) -> tuple[str, str, ComputeCapability, int] |
     return product, family, cc, memory
 
 
+def canonical_product(product: str) -> str:
+    """The product label a class is known by: the table's for a known GPU, else the label."""
+    known = lookup_product(product)
+    if known is None or not known.canonical:
+        return product
+    return known.canonical + ("-SHARED" if _SHARING_SUFFIX.search(product) else "")
+
+
 def inventory_from_nodes(nodes: list[dict[str, Any]]) -> GpuInventory:
-    """Group usable GPU nodes into classes by product."""
+    """Group usable GPU nodes into classes by class name (one GPU, maybe several labels)."""
     groups: dict[str, _Group] = {}
     unknown: list[UnknownGpu] = []
     ignored: list[str] = []
@@ -214,22 +271,36 @@ def inventory_from_nodes(nodes: list[dict[str, Any]]) -> GpuInventory:
             unknown.append(described)
             continue
         product, family, cc, memory = described
-        group = groups.setdefault(product, _Group(product, family, cc, memory))
+        name = class_name_for(product)
+        group = groups.setdefault(
+            name, _Group(name, canonical_product(product), family, cc, memory)
+        )
+        if group.cc != cc:
+            unknown.append(
+                UnknownGpu(
+                    node["metadata"]["name"],
+                    product,
+                    f"its compute capability {cc} differs from class {name}'s {group.cc}",
+                )
+            )
+            continue
+        group.products.add(product)
         group.nodes.append(node["metadata"]["name"])
         group.counts.append(gpus)
         # Nodes of one product may report slightly different memory; plan for the least.
         group.memory_mib = min(group.memory_mib, memory)
     classes = tuple(
         GpuClass(
-            name=class_name_for(g.product),
-            product=g.product,
+            name=g.name,
+            product=g.canonical,
             family=g.family,
             compute_capability=g.cc,
             memory_mib=g.memory_mib,
             nodes=tuple(g.nodes),
             gpus_per_node=max(g.counts),
             total_gpus=sum(g.counts),
+            products=tuple(sorted(g.products)),
         )
-        for g in sorted(groups.values(), key=lambda g: class_name_for(g.product))
+        for g in sorted(groups.values(), key=lambda g: g.name)
     )
     return GpuInventory(classes, tuple(unknown), tuple(ignored))

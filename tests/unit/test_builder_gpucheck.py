@@ -191,3 +191,23 @@ def test_nvidia_smi_output_is_parsed_into_gpus() -> None:
         SeenGpu("NVIDIA H100 80GB HBM3", "9.0", 81559, "580.159.04"),
         SeenGpu("NVIDIA H100 80GB HBM3", "9.0", None, None),
     ]
+
+
+@pytest.mark.parametrize(
+    ("seen", "accepted"),
+    [
+        ("NVIDIA A100 80GB PCIe", True),
+        ("NVIDIA A100-SXM4-80GB", True),
+        ("NVIDIA A100-SXM4-40GB", False),
+        ("NVIDIA H100 80GB HBM3", False),
+    ],
+    ids=[
+        "a PCIe A100 80GB runs a build for the class's canonical SXM4 label",
+        "the canonical label itself runs it",
+        "a 40GB A100 is another class",
+        "an H100 is another class",
+    ],
+)
+def test_a_build_runs_on_any_label_of_its_gpu_class(seen: str, accepted: bool) -> None:
+    request = a_request().on("NVIDIA-A100-SXM4-80GB", "8.0").precision("int8", "int8").build()
+    assert (refusal(request, [SeenGpu(seen, "8.0")]) is None) == accepted

@@ -272,3 +272,35 @@ def test_classes_are_sorted_by_name_whatever_the_node_order() -> None:
     backward = inventory_from_nodes(list(reversed(nodes)))
     assert [c.name for c in forward.classes] == ["a100-80gb", "h100", "l40s"]
     assert forward == backward
+
+
+def test_two_labels_of_one_gpu_form_one_class_listed_once() -> None:
+    sxm = gpu_node("a100", "a100-sxm-0")
+    pcie = gpu_node("a100", "a100-pcie-0", product="NVIDIA-A100-80GB-PCIe")
+    inventory = inventory_from_nodes([sxm, pcie])
+    assert [c.name for c in inventory.classes] == ["a100-80gb"]
+    a100 = inventory.classes[0]
+    assert a100.nodes == ("a100-pcie-0", "a100-sxm-0")
+    assert a100.products == ("NVIDIA-A100-80GB-PCIe", "NVIDIA-A100-SXM4-80GB")
+    assert a100.node_selector == {}, "one nodeSelector cannot name two labels"
+    terms = a100.node_affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]  # type: ignore[index]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == list(a100.products)
+
+
+def test_a_class_is_known_by_its_canonical_label_whichever_labels_its_nodes_carry() -> None:
+    pcie_only = inventory_from_nodes(
+        [gpu_node("a100", "p", product="NVIDIA-A100-80GB-PCIe")]
+    ).classes[0]
+    both = inventory_from_nodes(
+        [gpu_node("a100", "s"), gpu_node("a100", "p", product="NVIDIA-A100-80GB-PCIe")]
+    ).classes[0]
+    assert pcie_only.product == both.product == "NVIDIA-A100-SXM4-80GB"
+    assert pcie_only.node_selector == {"nvidia.com/gpu.product": "NVIDIA-A100-80GB-PCIe"}
+
+
+def test_a_node_whose_capability_disagrees_with_its_class_is_reported_not_merged() -> None:
+    odd = gpu_node("h100", "odd", compute_capability="9.1")
+    inventory = inventory_from_nodes([gpu_node("h100", "h100-0"), odd])
+    assert inventory.by_name()["h100"].nodes == ("h100-0",)
+    assert [u.node for u in inventory.unknown] == ["odd"]
+    assert "differs from class h100" in inventory.unknown[0].reason

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qmo.api.buildcontract import BuildRequest, ExitCode
-from qmo.gpu import ComputeCapability, parse_capability
+from qmo.gpu import ComputeCapability, lookup_product, parse_capability
 from qmo.planner.capabilities import MIN_CAPABILITY_KV, MIN_CAPABILITY_PRECISION
 from qmo.vocabulary import Refusal
 
@@ -36,6 +36,15 @@ def normalize_product(product: str) -> str:
     """GPU Feature Discovery writes 'NVIDIA-H100-80GB-HBM3' for NVML's 'NVIDIA H100 80GB HBM3'."""
     name = re.sub(r"[\s_]+", "-", product.strip()).upper()
     return name.removesuffix("-SHARED")  # GFD's suffix for time-sliced GPUs
+
+
+def same_gpu(seen: str, expected: str) -> bool:
+    """The same product, or another label of the same GPU (an A100 80GB as SXM4 or PCIe):
+    the planner's class names them alike and builds for the class's canonical label."""
+    if normalize_product(seen) == normalize_product(expected):
+        return True
+    known = lookup_product(normalize_product(seen))
+    return known is not None and known is lookup_product(normalize_product(expected))
 
 
 def refusal(request: BuildRequest, seen: Sequence[SeenGpu]) -> Refusal | None:
@@ -92,8 +101,7 @@ def _gpus_match(request: BuildRequest, seen: Sequence[SeenGpu]) -> Refusal | Non
                 f"cannot read the compute capability of {gpu.product} ({gpu.compute_capability!r})",
                 ExitCode.GPU_MISMATCH,
             )
-        same_product = normalize_product(gpu.product) == normalize_product(request.gpu.product)
-        if actual == expected and same_product:
+        if actual == expected and same_gpu(gpu.product, request.gpu.product):
             continue
         why = ""
         if needs is not None and actual < needs[0]:

@@ -31,8 +31,11 @@ def container_security_context() -> dict[str, Any]:
 
 
 def placement(spec: QuantizedModelSpec, gpu: GpuClass) -> dict[str, Any]:
-    """nodeSelector on the stable product label (plus the user's), and the user's tolerations."""
+    """nodeSelector on the stable product label (plus the user's), node affinity for a class
+    of several product labels, and the user's tolerations."""
     placed: dict[str, Any] = {"nodeSelector": {**spec.serving.node_selector, **gpu.node_selector}}
+    if gpu.node_affinity is not None:
+        placed["affinity"] = gpu.node_affinity
     if spec.serving.tolerations:
         placed["tolerations"] = [t.to_wire() for t in spec.serving.tolerations]
     return placed
