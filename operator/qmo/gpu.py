@@ -126,7 +126,8 @@ def class_name_for(product: str) -> str:
     if known is not None:
         return f"{known.class_name}{shared}"
     slug = re.sub(r"[^a-z0-9]+", "-", _SHARING_SUFFIX.sub("", product).lower()).strip("-")
-    return f"{slug.removeprefix('nvidia-')[:48] or 'unknown'}{shared}"
+    # Variant names add "-<precision>" and must stay label values: short, no trailing '-'.
+    return f"{slug.removeprefix('nvidia-')[:40].strip('-') or 'unknown'}{shared}"
 
 
 @dataclass(frozen=True)

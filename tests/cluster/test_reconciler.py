@@ -428,3 +428,14 @@ def test_a_child_the_api_server_refuses_is_reported_and_the_rest_proceeds(
         namespace, "quota", is_ready, timeout=90, describe="the retry to create the Service"
     )
     assert variants(healed)["h100-fp8"]["reason"] == "Serving"
+
+
+def test_a_model_named_like_a_release_serves_under_valid_service_names(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(cluster, namespace, a_model("qwen2.5-7b", gpu={"classes": ["h100"]}))
+    model = wait_ready(cluster, namespace, "qwen2.5-7b")
+    service = model["status"]["service"]
+    assert service.startswith("qwen2-5-7b-") and "." not in service
+    assert cluster.core().read_namespaced_service(service, namespace).spec.selector
+    assert variants(model)["h100-fp8"]["service"].startswith(f"{service}-h100-fp8")

@@ -33,7 +33,7 @@ def benchmarks_config_map(spec: QuantizedModelSpec, owner: Owner) -> dict[str, A
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": names.bounded("qmo-eval", owner.name),
+            "name": names.benchmarks_config_map(owner.name),
             "namespace": owner.namespace,
             "labels": labels.common(owner.name, Component.EVALUATION),
             "ownerReferences": [owner.reference()],
@@ -113,7 +113,7 @@ def eval_job(
     port = spec.serving.port
     store, store_mount = store_volume(spec, read_only=True)
     dataset_volumes, dataset_mounts = _dataset_volumes(spec)
-    config_map = names.bounded("qmo-eval", owner.name)
+    config_map = names.benchmarks_config_map(owner.name)
     job_labels = {
         **labels.common(owner.name, Component.EVALUATION),
         labels.VARIANT: evaluation.variant,

@@ -1,45 +1,54 @@
-"""Stable, DNS-safe names of the objects qmo creates, within Kubernetes' 63-character limit."""
+"""Stable, DNS-safe names of the objects qmo creates, within Kubernetes' 63-character limit.
+
+Every name that starts with the model's name starts with `dns_label(model)`: the model's own
+name when it is a valid Service name, else a valid one made from it (see qmo.dnsnames).
+"""
 
 from __future__ import annotations
 
-import hashlib
-
+from qmo.dnsnames import bounded, dns_label
 from qmo.planner.cachekey import short_key
 
-MAX_NAME = 63
-
-
-def bounded(*parts: str) -> str:
-    """Join parts with '-'; past 63 characters, cut and add a hash of the full name."""
-    full = "-".join(p for p in parts if p)
-    if len(full) <= MAX_NAME:
-        return full
-    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
-    return f"{full[: MAX_NAME - 9].rstrip('-')}-{digest}"
+__all__ = [
+    "artifact_record",
+    "benchmarks_config_map",
+    "bounded",
+    "build_job",
+    "candidate_deployment",
+    "candidate_service",
+    "eval_job",
+    "main_service",
+    "variant_deployment",
+    "variant_service",
+]
 
 
 def variant_deployment(model: str, variant: str) -> str:
-    return bounded(model, variant)
+    return bounded(dns_label(model), variant)
 
 
 def variant_service(model: str, variant: str) -> str:
-    return bounded(model, variant)
+    return bounded(dns_label(model), variant)
 
 
 def candidate_deployment(model: str, variant: str) -> str:
-    return bounded(model, variant, "candidate")
+    return bounded(dns_label(model), variant, "candidate")
 
 
 def candidate_service(model: str, variant: str) -> str:
-    return bounded(model, variant, "candidate")
+    return bounded(dns_label(model), variant, "candidate")
 
 
 def eval_job(model: str, variant: str, cache_key: str) -> str:
-    return bounded("qmo-eval", model, variant, short_key(cache_key))
+    return bounded("qmo-eval", dns_label(model), variant, short_key(cache_key))
 
 
 def main_service(model: str) -> str:
-    return bounded(model)
+    return dns_label(model)
+
+
+def benchmarks_config_map(model: str) -> str:
+    return bounded("qmo-eval", dns_label(model))
 
 
 def build_job(variant: str, cache_key: str) -> str:

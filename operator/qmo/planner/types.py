@@ -12,6 +12,7 @@ from typing import Protocol
 from qmo.api.buildcontract import BuildRequest
 from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import Precision
+from qmo.dnsnames import bounded
 from qmo.gpu import GpuClass, GpuInventory
 from qmo.vocabulary import Action, BuildState, Phase, Refusal
 
@@ -143,4 +144,5 @@ class Plan:
 
 
 def variant_name(gpu: GpuClass, precision: Precision) -> str:
-    return f"{gpu.name}-{precision.value}"
+    """h100-fp8; bounded, as it is a label value on every child of the variant."""
+    return bounded(gpu.name, precision.value)
