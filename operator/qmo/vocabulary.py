@@ -122,6 +122,7 @@ class Reason(StrEnum):
     MISSING_BENCHMARKS = "MissingBenchmarks"
     NON_FINITE_SCORE = "NonFiniteScore"
     NON_POSITIVE_BASELINE = "NonPositiveBaseline"
+    NON_FINITE_DELTA = "NonFiniteDelta"
 
 
 class QualityState(StrEnum):

@@ -17,7 +17,8 @@ ROOT = Path(__file__).parents[2]
 ALLOWED_KEYS = {
     "type", "description", "properties", "required", "items", "additionalProperties", "enum",
     "default", "nullable", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-    "minLength", "maxLength", "minItems", "maxItems", "pattern", "format",
+    "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
+    "pattern", "format",
     "x-kubernetes-validations", "x-kubernetes-int-or-string", "x-kubernetes-list-type",
     "x-kubernetes-list-map-keys", "x-kubernetes-preserve-unknown-fields",
 }  # fmt: skip

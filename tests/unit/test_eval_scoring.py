@@ -172,3 +172,8 @@ def test_perplexity_is_token_weighted_over_every_text() -> None:
 def test_perplexity_without_a_scored_token_is_an_error() -> None:
     with pytest.raises(ScoringError, match="too short"):
         perplexity([LogLikelihood(0.0, 0)])
+
+
+def test_a_perplexity_too_large_for_a_float_is_an_error_not_an_overflow() -> None:
+    with pytest.raises(ScoringError, match="too large to represent"):
+        perplexity([LogLikelihood(800.0, 1)])

@@ -108,3 +108,22 @@ def test_reports_that_cannot_be_judged_are_invalid_with_a_reason(
     assert judged.verdict == Verdict.INVALID
     assert judged.reason == reason
     assert judged.message
+
+
+@pytest.mark.parametrize(
+    ("baseline", "candidate"),
+    [(5e-324, 0.5), (1e-300, 1.7e308), (0.5, -1.7e308)],
+    ids=["a subnormal baseline", "a huge candidate over a tiny baseline", "a huge negative"],
+)
+def test_finite_scores_too_far_apart_are_invalid_not_an_infinite_delta(
+    baseline: float, candidate: float
+) -> None:
+    import json
+
+    from qmo.api.qualityreport import QualityReportStatus
+
+    judged = judge(a_report(("gsm8k", baseline, candidate)), quality())
+    assert judged.verdict == Verdict.INVALID
+    assert judged.reason == "NonFiniteDelta"
+    status = QualityReportStatus(verdict=judged.verdict, reason=judged.reason).to_wire()
+    json.dumps(status, allow_nan=False)  # the status can be written

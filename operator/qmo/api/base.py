@@ -8,13 +8,14 @@ the same message from `kubectl apply` and from `qmo plan -f`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "qmo.dev"
@@ -100,32 +101,92 @@ class Condition(StatusModel):
     )
 
 
+# --- the shapes Kubernetes itself requires of names, label keys and values, quantities ---
+# The CRD carries them (patterns and CEL), so the API server refuses a value at `kubectl
+# apply` that it would otherwise refuse later, on the child qmo makes from it.
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# A label key or resource name: an optional DNS-subdomain prefix and '/', then a name.
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
+IMAGE = r"^[^\s]+$"
+# Kubernetes' resource.Quantity: a number, then a binary or decimal suffix or an exponent.
+QUANTITY = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$"
+
+ObjectName = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
+ConfigKey = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=CONFIG_KEY)]
+Image = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=IMAGE)]
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE)]
+QualifiedName = Annotated[str, StringConstraints(max_length=317, pattern=QUALIFIED_NAME)]
+Quantity = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=QUANTITY)]
+
+
+STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
+
+
+def cel_string(text: str) -> str:
+    """`text` as a CEL string literal (for regular expressions in rules)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def is_qualified_name(text: str) -> bool:
+    return re.fullmatch(QUALIFIED_NAME, text) is not None
+
+
+def is_resource_name(name: str) -> bool:
+    """What a pod's resources may name: cpu, memory, ephemeral-storage, hugepages-<size>, or
+    a domain-prefixed extended resource (example.com/device)."""
+    return (
+        name in STANDARD_RESOURCES
+        or name.startswith("hugepages-")
+        or ("/" in name and is_qualified_name(name))
+    )
+
+
+RESOURCE_NAMES_MESSAGE = (
+    "resources may name cpu, memory, ephemeral-storage, hugepages-<size> or a "
+    "domain-prefixed resource such as example.com/device"
+)
+
+
+def resource_names_cel(field: str) -> str:
+    standard = ", ".join(f"'{n}'" for n in STANDARD_RESOURCES)
+    return (
+        f"!has(self.{field}) || self.{field}.all(k, k in [{standard}] || "
+        f"k.startsWith('hugepages-') || (k.contains('/') && "
+        f"k.matches({cel_string(QUALIFIED_NAME)})))"
+    )
+
+
 class LocalObjectReference(ApiModel):
     """A reference to an object in the same namespace."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the object.")
+    name: ObjectName = Field(description="Name of the object.")
 
 
 class SecretKeyReference(ApiModel):
     """A key of a Secret in the same namespace. qmo passes it to Jobs by reference only."""
 
-    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
-    key: str = Field(
-        default="HF_TOKEN",
-        min_length=1,
-        max_length=253,
-        description="Key within the Secret whose value is the token.",
+    name: ObjectName = Field(description="Name of the Secret.")
+    key: ConfigKey = Field(
+        default="HF_TOKEN", description="Key within the Secret whose value is the token."
     )
 
 
 class Toleration(ApiModel):
     """A pod toleration (core/v1 Toleration), copied onto build and serving pods."""
 
-    key: str | None = Field(default=None, description="Taint key the toleration applies to.")
+    key: QualifiedName | None = Field(
+        default=None, description="Taint key the toleration applies to."
+    )
     operator: Literal["Exists", "Equal"] | None = Field(
         default=None, description="Exists or Equal (the default)."
     )
-    value: str | None = Field(default=None, description="Taint value to match with Equal.")
+    value: LabelValue | None = Field(default=None, description="Taint value to match with Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all effects."
     )
@@ -137,9 +198,26 @@ class Toleration(ApiModel):
 class ResourceRequirements(ApiModel):
     """CPU and memory requests and limits (GPUs are set by qmo from the tensor-parallel size)."""
 
-    requests: dict[str, str] = Field(
-        default_factory=dict, description="Minimum resources, e.g. {cpu: '8', memory: 64Gi}."
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Minimum resources, e.g. {cpu: '8', memory: 64Gi}.",
     )
-    limits: dict[str, str] = Field(
-        default_factory=dict, description="Maximum resources, e.g. {memory: 96Gi}."
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, max_length=16, description="Maximum resources, e.g. {memory: 96Gi}."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=resource_names_cel("requests"),
+            message=RESOURCE_NAMES_MESSAGE,
+            check=lambda r: all(is_resource_name(k) for k in r.requests),
+            field_path=".requests",
+        ),
+        Rule(
+            cel=resource_names_cel("limits"),
+            message=RESOURCE_NAMES_MESSAGE,
+            check=lambda r: all(is_resource_name(k) for k in r.limits),
+            field_path=".limits",
+        ),
     )

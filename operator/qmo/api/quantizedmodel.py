@@ -13,14 +13,21 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, StringConstraints
 
 from qmo.api.base import (
+    QUALIFIED_NAME,
     ApiModel,
     Condition,
+    Image,
+    LabelValue,
     LocalObjectReference,
+    ObjectName,
+    Quantity,
     ResourceRequirements,
     Rule,
     SecretKeyReference,
     StatusModel,
     Toleration,
+    cel_string,
+    is_qualified_name,
 )
 
 KIND = "QuantizedModel"
@@ -245,17 +252,15 @@ class QuantizationSpec(ApiModel):
 class EngineStoreSpec(ApiModel):
     """Where build artifacts live. Shared by every QuantizedModel that uses the same claim."""
 
-    claim_name: str = Field(
+    claim_name: ObjectName = Field(
         default="qmo-engines",
-        min_length=1,
-        max_length=253,
         description="PersistentVolumeClaim (ReadWriteMany) that holds built artifacts.",
     )
     create: bool = Field(
         default=False, description="Create the claim if it does not exist (it is never deleted)."
     )
-    size: str = Field(default="500Gi", description="Size of a created claim.")
-    storage_class_name: str | None = Field(
+    size: Quantity = Field(default="500Gi", description="Size of a created claim (a quantity).")
+    storage_class_name: ObjectName | None = Field(
         default=None, description="StorageClass of a created claim; unset means the default."
     )
 
@@ -287,12 +292,11 @@ class EngineSpec(ApiModel):
             "int8 SmoothQuant). pytorch: serve the quantized checkpoint directly."
         ),
     )
-    image: str = Field(
+    image: Image = Field(
         default=DEFAULT_ENGINE_IMAGE,
-        min_length=1,
         description="TensorRT-LLM release image that serves the model. Part of the cache key.",
     )
-    builder_image: str | None = Field(
+    builder_image: Image | None = Field(
         default=None,
         description="Image that runs qmo-builder; unset means the operator's configured default.",
     )
@@ -327,14 +331,27 @@ class ServingSpec(ApiModel):
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=64, description="Tolerations for GPU node taints."
     )
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Extra node labels a serving or build pod needs."
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Extra node labels a serving or build pod needs.",
     )
     startup_timeout_seconds: int = Field(
         default=1800,
         ge=60,
         le=86400,
         description="Time a pod may take to load the model before it is restarted.",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.nodeSelector) || "
+            f"self.nodeSelector.all(k, k.matches({cel_string(QUALIFIED_NAME)}))",
+            message="serving.nodeSelector keys must be label keys (an optional DNS prefix and "
+            "'/', then up to 63 letters, digits, '-', '_' or '.')",
+            check=lambda s: all(is_qualified_name(k) for k in s.node_selector),
+            field_path=".nodeSelector",
+        ),
     )
 
 
@@ -413,7 +430,7 @@ class QualitySpec(ApiModel):
             "ladder toward quality (int4 -> int8 -> fp8 -> bf16). ignore: only report."
         ),
     )
-    evaluator_image: str | None = Field(
+    evaluator_image: Image | None = Field(
         default=None, description="Image of the eval Jobs; unset means the operator's default."
     )
 

@@ -35,6 +35,9 @@ _LEADING_LETTER = re.compile(r"^[\s(\[]*([A-Z])(?![A-Za-z])")
 _WHITESPACE = re.compile(r"\s+")
 
 
+MAX_MEAN_NLL = math.log(1e300)
+
+
 class ScoringError(ValueError):
     """A benchmark cannot be scored from what the server returned."""
 
@@ -171,7 +174,14 @@ def perplexity(parts: Iterable[LogLikelihood]) -> Score:
     tokens = sum(p.tokens for p in items)
     if tokens == 0:
         raise ScoringError("no token had a logprob: the texts are too short to score")
-    return Score(math.exp(sum(p.nll for p in items) / tokens), len(items))
+    mean_nll = sum(p.nll for p in items) / tokens
+    # exp overflows a float past a mean NLL of ~709: no model that bad is worth a number.
+    if mean_nll > MAX_MEAN_NLL:
+        raise ScoringError(
+            f"the mean negative log-likelihood is {mean_nll:.0f} nats per token: the "
+            "perplexity is too large to represent (the model or the endpoint is broken)"
+        )
+    return Score(math.exp(mean_nll), len(items))
 
 
 def _decimal(text: str) -> Decimal | None:

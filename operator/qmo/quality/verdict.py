@@ -69,6 +69,13 @@ def judge(report: QualityReportSpec, quality: QualitySpec) -> Judgement:
             else quality.max_regression_percent
         )
         delta = regression_percent(result.baseline_score, result.candidate_score, higher_is_better)
+        if not math.isfinite(delta):
+            # Finite scores can still be too far apart for a float (5e-324 against 1e300).
+            return _invalid(
+                Reason.NON_FINITE_DELTA,
+                f"{result.benchmark}: baseline {result.baseline_score} and candidate "
+                f"{result.candidate_score} are too far apart for a percentage",
+            )
         deltas.append(
             BenchmarkDelta(
                 benchmark=result.benchmark,
