@@ -436,6 +436,7 @@ def test_a_model_named_like_a_release_serves_under_valid_service_names(
     create(cluster, namespace, a_model("qwen2.5-7b", gpu={"classes": ["h100"]}))
     model = wait_ready(cluster, namespace, "qwen2.5-7b")
     service = model["status"]["service"]
-    assert service.startswith("qwen2-5-7b-") and "." not in service
+    assert service.startswith("qwen2-5-7b-")
+    assert "." not in service
     assert cluster.core().read_namespaced_service(service, namespace).spec.selector
     assert variants(model)["h100-fp8"]["service"].startswith(f"{service}-h100-fp8")

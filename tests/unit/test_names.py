@@ -28,7 +28,8 @@ def test_every_service_name_from_a_valid_model_name_is_a_dns_label(model: str) -
         names.variant_service(model, "h100-fp8"),
         names.candidate_service(model, "a100-80gb-int4-gptq"),
     ):
-        assert DNS_1035.match(name) and len(name) <= 63, name
+        assert DNS_1035.match(name), name
+        assert len(name) <= 63, name
 
 
 def test_valid_model_names_keep_their_names() -> None:
@@ -50,4 +51,5 @@ def test_a_long_product_name_still_makes_variant_names_that_are_label_values(
     gpu_class = a_class("h100")
     long_class = type(gpu_class)(**{**gpu_class.__dict__, "name": class_name_for(product)})
     name = variant_name(long_class, precision)
-    assert LABEL_VALUE.match(name) and len(name) <= 63, name
+    assert LABEL_VALUE.match(name), name
+    assert len(name) <= 63, name
