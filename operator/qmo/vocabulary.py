@@ -115,6 +115,8 @@ class Reason(StrEnum):
     GATE_DISABLED = "GateDisabled"
     REGRESSED = "Regressed"
     AWAITING_REPORTS = "AwaitingReports"
+    EVALUATION_FAILED = "EvaluationFailed"
+    RETRY_REQUESTED = "RetryRequested"
     ALL_PASSED = "AllPassed"
     NO_REGRESSION = "NoRegression"
     # A QualityReport's verdict (quality.verdict)
@@ -161,6 +163,8 @@ CACHE_KEY = "qmo.dev/cache-key"
 TRACK = "qmo.dev/track"
 REVISION_ANNOTATION = "qmo.dev/revision"  # the full cache key a Deployment or Job serves
 HASH_ANNOTATION = "qmo.dev/applied-hash"  # the hash of the desired state qmo applied
+# On a QuantizedModel: a new value retries its failed builds and evaluations now.
+RETRY_ANNOTATION = "qmo.dev/retry"
 
 
 class Component(StrEnum):

@@ -338,3 +338,41 @@ def test_an_operator_restart_during_a_rollback_rolls_back_once(
     )
     assert [e.reason for e in events(cluster, namespace, "crash")].count("RolledBack") == 1
     assert operator.metric("qmo_rollbacks_total", model="crash") == 0
+
+
+def test_a_failed_eval_job_shows_in_the_gate_and_a_retry_runs_it_again(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    name = "e2e-evalfail-gate"
+    create(
+        cluster,
+        namespace,
+        gated(name, "after-rollout", "rollback", precisions=["fp8"], gpu={"classes": ["h100"]}),
+    )
+    failed = cluster.wait_for_model(
+        namespace,
+        name,
+        lambda m: condition(m, "QualityGate").get("reason") == "EvaluationFailed",
+        timeout=180,
+        describe="the failed eval Job to show in the QualityGate condition",
+    )
+    gate = condition(failed, "QualityGate")
+    assert gate["status"] == "Unknown"
+    assert "BackoffLimitExceeded" in gate["message"]
+    assert "qmo.dev/retry" in gate["message"], "it says how to run it again"
+    warnings = [e for e in events(cluster, namespace, name) if e.reason == "EvaluationFailed"]
+    assert len(warnings) == 1
+    jobs = (
+        cluster.batch()
+        .list_namespaced_job(namespace, label_selector="app.kubernetes.io/component=evaluation")
+        .items
+    )
+    (first,) = jobs
+    cluster.kubectl("annotate", "qm", name, "-n", namespace, "qmo.dev/retry=after-fix")
+    wait_for(
+        cluster.batch().list_namespaced_job,
+        lambda j: j.metadata.name == first.metadata.name and j.metadata.uid != first.metadata.uid,
+        namespace=namespace,
+        label_selector="app.kubernetes.io/component=evaluation",
+        describe="the eval Job to run again",
+    )

@@ -440,3 +440,34 @@ def test_a_model_named_like_a_release_serves_under_valid_service_names(
     assert "." not in service
     assert cluster.core().read_namespaced_service(service, namespace).spec.selector
     assert variants(model)["h100-fp8"]["service"].startswith(f"{service}-h100-fp8")
+
+
+def test_a_failed_build_is_started_again_when_a_retry_is_requested(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(
+        cluster,
+        namespace,
+        a_model("again", model={"revision": "e2e-fail-r1"}, gpu={"classes": ["h100"]}),
+    )
+    cluster.wait_for_model(
+        namespace,
+        "again",
+        lambda m: variants(m).get("h100-fp8", {}).get("phase") == "BuildFailed",
+        describe="the build to fail",
+    )
+    (first,) = build_jobs(cluster, namespace)
+    cluster.kubectl("annotate", "qm", "again", "-n", namespace, "qmo.dev/retry=1")
+    again = wait_for(
+        cluster.batch().list_namespaced_job,
+        lambda j: j.metadata.name == first.metadata.name and j.metadata.uid != first.metadata.uid,
+        namespace=namespace,
+        describe="the build Job to be created again",
+    )
+    assert again.metadata.name == first.metadata.name, "the same build, not another one"
+    model = cluster.wait_for_model(
+        namespace, "again", lambda m: m["status"].get("retried") == "1", describe="the retry"
+    )
+    assert model["status"]["retried"] == "1"
+    retried = [e for e in events(cluster, namespace, "again") if e.reason == "RetryRequested"]
+    assert len(retried) == 1

@@ -26,11 +26,16 @@ CONFIG = OperatorConfig(builder_image="qmo-builder:test", evaluator_image="qmo-e
 
 
 def reconcile_changes(
-    spec: QuantizedModelSpec, objects: list[Obj], owner: Owner, config: OperatorConfig = CONFIG
+    spec: QuantizedModelSpec,
+    objects: list[Obj],
+    owner: Owner,
+    config: OperatorConfig = CONFIG,
+    *,
+    retry: bool = False,
 ) -> tuple[Plan, list[Change]]:
     found = gather(StaticReader(objects), owner.namespace, owner.name, spec.quality)
     plan = plan_model(spec, found.observed)
-    return plan, desired_changes(spec, plan, found, owner, config)
+    return plan, desired_changes(spec, plan, found, owner, config, retry=retry)
 
 
 def _same(a: Obj, b: Obj) -> bool:

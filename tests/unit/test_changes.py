@@ -16,6 +16,7 @@ from qmo.controller.changes import (
     stamped,
 )
 from qmo.controller.projections import DRIFTED
+from qmo.manifests.serving import build_deployment
 from qmo.vocabulary import Refusal
 from tests.support.builders import a_model, an_owner, gpu_node
 from tests.support.simulated import (
@@ -176,3 +177,45 @@ def test_a_refused_variant_takes_the_refusal_as_its_reason_and_the_rest_is_uncha
     )
     assert by_name["h100-bf16"] == next(v for v in plan.variants if v.name == "h100-bf16")
     assert refusal in marked.notes
+
+
+def fail_jobs(objects: list[dict[str, object]]) -> list[dict[str, object]]:
+    failed = copy.deepcopy(objects)
+    for obj in failed:
+        if obj["kind"] == "Job":
+            obj["status"] = {"conditions": [{"type": "Failed", "status": "True"}]}
+    return failed
+
+
+def test_a_retry_deletes_the_failed_build_job_so_it_is_started_again() -> None:
+    spec = fp8_on_h100()
+    _, first = reconcile_changes(spec, CLUSTER, OWNER)
+    failed = fail_jobs(apply_changes(CLUSTER, first, OWNER))
+    _, without = reconcile_changes(spec, failed, OWNER)
+    assert [c for c in without if isinstance(c, Delete)] == []
+    _, changes = reconcile_changes(spec, failed, OWNER, retry=True)
+    deleted = [c.target["kind"] for c in changes if isinstance(c, Delete)]
+    assert deleted == ["Job"]
+    _, after = reconcile_changes(spec, apply_changes(failed, changes, OWNER), OWNER)
+    assert ("apply", "Job") in kinds(after), "the next reconcile builds again"
+
+
+def test_a_deployment_that_lent_gpus_gets_its_replicas_back_when_the_build_fails() -> None:
+    spec = a_model().with_precisions("fp8").ungated().with_replicas(2).spec()
+    objects = converge(spec, CLUSTER)
+    newer = a_model().with_precisions("fp8").ungated().with_replicas(2).with_revision("v2")
+    _, build = reconcile_changes(newer.spec(), objects, OWNER)
+    objects = fail_jobs(apply_changes(objects, build, OWNER))
+    plan, _ = reconcile_changes(newer.spec(), objects, OWNER)
+    live = next(o for o in objects if o["kind"] == "Deployment")
+    # It lent one replica's GPUs to the build, as qmo applied it then.
+    lending = stamped(
+        build_deployment(
+            newer.spec(), plan.variants[0], OWNER,
+            key=live["metadata"]["annotations"]["qmo.dev/revision"], replicas=1,
+        )
+    )  # fmt: skip
+    objects = [o for o in objects if o is not live] + [lending]
+    _, changes = reconcile_changes(newer.spec(), objects, OWNER)
+    restored = [c.obj for c in changes if isinstance(c, Apply) and c.obj["kind"] == "Deployment"]
+    assert [d["spec"]["replicas"] for d in restored] == [2]

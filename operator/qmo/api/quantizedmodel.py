@@ -642,6 +642,11 @@ class QuantizedModelStatus(StatusModel):
     )
     service: str | None = Field(default=None, description="The model's main Service.")
     summary: StatusSummary = Field(default_factory=StatusSummary, description="Printer columns.")
+    retried: str | None = Field(
+        default=None,
+        description="The last qmo.dev/retry annotation value acted on: failed builds and "
+        "evaluations were started again.",
+    )
 
 
 class QuantizedModel(ApiModel):

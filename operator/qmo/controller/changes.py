@@ -31,7 +31,7 @@ from qmo.manifests.serving import (
     build_store_claim,
     build_variant_service,
 )
-from qmo.planner.types import Action, BuildState, Plan, PlannedVariant
+from qmo.planner.types import Action, BuildState, Phase, Plan, PlannedVariant
 from qmo.vocabulary import HASH_ANNOTATION, Reason, Refusal
 
 Obj = dict[str, Any]
@@ -132,9 +132,17 @@ def desired_changes(
     found: Gathered,
     owner: Owner,
     config: OperatorConfig,
+    *,
+    retry: bool = False,
 ) -> list[Change]:
-    """Every write that brings the cluster to `plan`, and nothing that is already so."""
+    """Every write that brings the cluster to `plan`, and nothing that is already so.
+
+    `retry` (a new qmo.dev/retry value) deletes the model's failed build and eval Jobs, so
+    the next reconcile starts them again instead of waiting for their TTL.
+    """
     out = _Planner(found, owner)
+    if retry:
+        _retry_failed(out, plan)
     store = spec.engine.store
     # Create the claim once; never update it (claims are mostly immutable and may be shared).
     if store.create and store.claim_name not in (found.observed.claims or frozenset()):
@@ -146,18 +154,7 @@ def desired_changes(
             _build(out, spec, variant, config)
         elif variant.action in (Action.WAIT, Action.BLOCKED):
             out.ensure_owner(found.builds.job(variant.cache_key), variant.name)
-            serving = variant.deployment
-            if variant.lending_replicas is not None and serving and serving.revision:
-                out.apply_if_changed(
-                    build_deployment(
-                        spec,
-                        variant,
-                        owner,
-                        key=serving.revision,
-                        replicas=variant.lending_replicas,
-                    ),
-                    variant.name,
-                )
+            _serve_while_building(out, spec, variant)
         elif variant.action == Action.DEPLOY:
             _record_artifact(out, variant)
             _serve(out, spec, variant)
@@ -167,6 +164,42 @@ def desired_changes(
     _delete_stale(out, plan)
     _evaluations(out, spec, plan, config)
     return out.changes
+
+
+def _serve_while_building(out: _Planner, spec: QuantizedModelSpec, variant: PlannedVariant) -> None:
+    """The serving revision keeps serving: with fewer replicas while it lends GPUs to its own
+    new build, and with all of them again as soon as that build failed."""
+    serving = variant.deployment
+    if serving is None or not serving.revision:
+        return
+    if variant.lending_replicas is not None:
+        replicas = variant.lending_replicas
+    elif variant.phase == Phase.BUILD_FAILED and serving.replicas < spec.serving.replicas:
+        replicas = spec.serving.replicas
+    else:
+        return
+    out.apply_if_changed(
+        build_deployment(spec, variant, out.owner, key=serving.revision, replicas=replicas),
+        variant.name,
+    )
+
+
+def _retry_failed(out: _Planner, plan: Plan) -> None:
+    for variant in plan.variants:
+        seen = variant.observed_build
+        if variant.cache_key is None or seen is None or seen.state != BuildState.FAILED:
+            continue
+        job = out.found.builds.job(variant.cache_key)
+        if job is not None:
+            out.delete(job, variant.name, "a retry was requested (qmo.dev/retry)")
+    for job in out.found.eval_jobs:
+        failed = any(
+            c.get("type") == "Failed" and c.get("status") == "True"
+            for c in (job.get("status") or {}).get("conditions") or []
+        )
+        if failed:
+            name = (job["metadata"].get("labels") or {}).get(labels.VARIANT)
+            out.delete(job, name, "a retry was requested (qmo.dev/retry)")
 
 
 def _build(

@@ -232,6 +232,16 @@ def gather(
         for c in reader.children(CONFIG_MAPS.kind, namespace, model)
         if (c["metadata"].get("labels") or {}).get(labels.COMPONENT) != Component.ARTIFACT
     ]
+    failed_evaluations = {}
+    for job in eval_jobs:
+        failed = _job_condition(job, "Failed")
+        meta = job["metadata"]
+        variant = (meta.get("labels") or {}).get(labels.VARIANT)
+        key = (meta.get("annotations") or {}).get(labels.REVISION_ANNOTATION)
+        if failed is not None and variant and key:
+            failed_evaluations[(variant, key)] = (
+                f"eval Job {meta['name']} failed: {failed.get('reason')}: {failed.get('message')}"
+            )
     identity = {
         resource.kind: found
         for resource in (SERVICE_ACCOUNTS, ROLE_BINDINGS)
@@ -246,6 +256,7 @@ def gather(
             reports=decisive_reports(judged),
             last_good=good,
             candidates=candidates,
+            failed_evaluations=failed_evaluations,
         ),
         builds,
         deployments,

@@ -60,10 +60,12 @@ class Controller:
         while True:
             key = await self.queue.get()
             try:
-                await self.loop.run_in_executor(
+                outcome = await self.loop.run_in_executor(
                     self.executor, reconcile, self.kube, self.cache, self.events, self.config, *key
                 )
                 self.failures.pop(key, None)
+                if outcome.requeue_after is not None:
+                    self.queue.add_after(key, outcome.requeue_after)
                 self._track(key)
             except Exception as err:  # retried with backoff, like any other transient failure
                 count = self.failures.get(key, 0) + 1

@@ -24,7 +24,7 @@ from qmo.api.quantizedmodel import QualitySpec, QuantizedModelSpec, QuantizedMod
 from qmo.conditions import get_condition, set_condition
 from qmo.config import OperatorConfig
 from qmo.controller.cache import ClusterCache
-from qmo.controller.changes import desired_changes, mark_refused
+from qmo.controller.changes import Delete, desired_changes, mark_refused
 from qmo.controller.events import EventSink
 from qmo.controller.execute import Executed, execute
 from qmo.controller.gather import Gathered, gather
@@ -37,7 +37,7 @@ from qmo.planner.plan import plan_model
 from qmo.planner.status import Names, build_status
 from qmo.planner.types import Plan
 from qmo.quality.reports import JudgedReport, judge_all, report_state, report_status
-from qmo.vocabulary import Action, ConditionType, EventType, Reason
+from qmo.vocabulary import RETRY_ANNOTATION, Action, ConditionType, EventType, Reason
 
 log = logging.getLogger("qmo.reconcile")
 # Events that mean a regression was acted on, and the metric label of each.
@@ -66,6 +66,8 @@ class Outcome:
     events: tuple[Decision, ...]
     status_written: bool
     writes: int = 0
+    # Reconcile again this soon: what it deleted is to be created anew (a retry).
+    requeue_after: float | None = None
 
 
 def reconcile(
@@ -130,7 +132,9 @@ def _reconcile_model(
     }
     found = gather(cache, namespace, name, spec.quality, last_good)
     plan = plan_model(spec, found.observed)
-    done = execute(kube, cache, owner, desired_changes(spec, plan, found, owner, config))
+    retry = _retry_requested(body, previous)
+    changes = desired_changes(spec, plan, found, owner, config, retry=retry is not None)
+    done = execute(kube, cache, owner, changes)
     if done.namespace_terminating:
         log.info("Namespace %s is being deleted; QuantizedModel %s goes with it", namespace, name)
         return Outcome(plan, (), False, done.written)
@@ -154,11 +158,22 @@ def _reconcile_model(
         generation=generation,
         main_service=names.main_service(name),
         now=clock(),
+        retried=retry,
     )
     spec_changed = previous is None or previous.observed_generation != generation
     events = decisions(plan, previous, spec_changed=spec_changed)
     events += _rollout_notes(spec, plan, previous)
     events += _model_refusal_events(done, previous)
+    if retry is not None:
+        restarted = sum(1 for c in changes if isinstance(c, Delete))
+        events.append(
+            Decision(
+                EventType.NORMAL,
+                Reason.RETRY_REQUESTED,
+                f"{RETRY_ANNOTATION}={retry}: {restarted} failed build or eval Job(s) are "
+                "started again",
+            )
+        )
     written = _write_status(kube, cache, namespace, name, previous, status)
     for event in events:
         sink.record(body, event.type, event.reason, event.message, clock())
@@ -181,7 +196,16 @@ def _reconcile_model(
     if done.refused or done.transient:
         problems = [r.message for r in done.refused.values()] + done.transient
         raise Retry("; ".join(problems)[:500])
-    return Outcome(plan, tuple(events), written, done.written)
+    requeue = 1.0 if retry is not None and any(isinstance(c, Delete) for c in changes) else None
+    return Outcome(plan, tuple(events), written, done.written, requeue)
+
+
+def _retry_requested(body: Obj, previous: QuantizedModelStatus | None) -> str | None:
+    """The qmo.dev/retry value when it is new (not yet acted on), else None."""
+    value = (body["metadata"].get("annotations") or {}).get(RETRY_ANNOTATION)
+    if not value or (previous is not None and previous.retried == value):
+        return None
+    return str(value)
 
 
 def _model_refusal_events(done: Executed, previous: QuantizedModelStatus | None) -> list[Decision]:

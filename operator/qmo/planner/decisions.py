@@ -11,7 +11,7 @@ from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelStatus, VariantStatus
 from qmo.planner.cachekey import short_key
 from qmo.planner.types import Plan, PlannedVariant
-from qmo.vocabulary import Action, BuildState, EventType, Phase, Reason
+from qmo.vocabulary import Action, BuildState, ConditionType, EventType, Phase, Reason
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,16 @@ def decisions(
                 )
             continue
         events += _variant_decisions(variant, before)
+    gate_before = (
+        next((c for c in previous.conditions if c.type == ConditionType.QUALITY_GATE), None)
+        if previous
+        else None
+    )
+    for name, message in plan.failed_evaluations:
+        if gate_before is None or message not in gate_before.message:
+            events.append(
+                Decision(EventType.WARNING, Reason.EVALUATION_FAILED, f"{name}: {message}", name)
+            )
     if plan.main_precision is not None and (
         previous is None or previous.summary.serving != plan.main_precision.value
     ):

@@ -81,3 +81,18 @@ def evaluations(
                 Evaluation(variant.name, variant.cache_key, variant.candidate, baseline.name)
             )
     return tuple(found)
+
+
+def failed(
+    spec: QuantizedModelSpec, variants: list[PlannedVariant], observed: Observed
+) -> tuple[tuple[str, str], ...]:
+    """(variant, message) of revisions still awaiting a report whose eval Job failed."""
+    found = []
+    for variant in variants:
+        key = variant.cache_key
+        if key is None or not awaits_report(spec, variant):
+            continue
+        message = observed.failed_evaluations.get((variant.name, key))
+        if message is not None:
+            found.append((variant.name, message))
+    return tuple(found)

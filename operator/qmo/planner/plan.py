@@ -307,4 +307,11 @@ def plan_model(spec: QuantizedModelSpec, observed: Observed) -> Plan:
     )
     main_precision, members = _main_precision(spec, [v for v in variants if not v.reference])
     planned_evaluations = evaluations.evaluations(spec, variants, observed)
-    return Plan(tuple(variants), main_precision, members, tuple(notes), planned_evaluations)
+    return Plan(
+        tuple(variants),
+        main_precision,
+        members,
+        tuple(notes),
+        planned_evaluations,
+        evaluations.failed(spec, variants, observed),
+    )

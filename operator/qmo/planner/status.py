@@ -28,6 +28,7 @@ from qmo.planner import revisions
 from qmo.planner.revisions import variant_serves
 from qmo.planner.types import Plan, PlannedVariant
 from qmo.vocabulary import (
+    RETRY_ANNOTATION,
     Action,
     BuildState,
     ConditionType,
@@ -143,8 +144,10 @@ def build_status(
     generation: int | None,
     main_service: str,
     now: datetime,
+    retried: str | None = None,
 ) -> QuantizedModelStatus:
-    """The whole status subresource for this plan."""
+    """The whole status subresource for this plan; `retried` is the retry request acted on
+    (None: keep the previous one)."""
     old = {v.name: v for v in previous.variants} if previous else {}
     gated = spec.quality.gate != GateTiming.OFF
     variants = [variant_status(v, names[v.name], old.get(v.name), gated) for v in plan.variants]
@@ -179,6 +182,7 @@ def build_status(
             quality=_quality_summary(spec, variants),
             serving=plan.main_precision.value if plan.main_precision else "all",
         ),
+        retried=retried if retried is not None else (previous.retried if previous else None),
     )
 
 
@@ -238,14 +242,16 @@ def _conditions(
     return [
         (ConditionType.READY, *ready),
         (ConditionType.BUILDING, *building_c),
-        (ConditionType.QUALITY_GATE, *_gate_condition(spec, served)),
+        (ConditionType.QUALITY_GATE, *_gate_condition(spec, served, plan.failed_evaluations)),
         (ConditionType.DEGRADED, *degraded),
         (ConditionType.ROLLED_BACK, *_rolled_back_condition(served)),
     ]
 
 
 def _gate_condition(
-    spec: QuantizedModelSpec, variants: list[PlannedVariant]
+    spec: QuantizedModelSpec,
+    variants: list[PlannedVariant],
+    failed_evaluations: tuple[tuple[str, str], ...] = (),
 ) -> tuple[ConditionStatus, str, str]:
     if spec.quality.gate == GateTiming.OFF:
         return (
@@ -264,6 +270,13 @@ def _gate_condition(
             ConditionStatus.FALSE,
             Reason.REGRESSED,
             "; ".join(_regression_story(v) for v in regressed),
+        )
+    if failed_evaluations:
+        return (
+            ConditionStatus.UNKNOWN,
+            Reason.EVALUATION_FAILED,
+            "; ".join(f"{name}: {message}" for name, message in failed_evaluations)
+            + f" (annotate the model with {RETRY_ANNOTATION}=<new value> to run it again)",
         )
     waiting = [v for v in gated if v.report is None or v.report.verdict != Verdict.PASS]
     if waiting:

@@ -86,6 +86,8 @@ class Observed:
     last_good: dict[str, str] = field(default_factory=dict)
     # Candidate Deployments (before-traffic gate), by variant.
     candidates: dict[str, DeploymentObservation] = field(default_factory=dict)
+    # Eval Jobs that failed, by (variant, cache key): what their Job said.
+    failed_evaluations: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,8 @@ class Plan:
     main_variants: tuple[str, ...]
     notes: tuple[Refusal, ...] = ()
     evaluations: tuple[Evaluation, ...] = ()
+    # (variant, message) of gated revisions whose eval Job failed.
+    failed_evaluations: tuple[tuple[str, str], ...] = ()
 
 
 def variant_name(gpu: GpuClass, precision: Precision) -> str:
