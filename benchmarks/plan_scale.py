@@ -72,7 +72,7 @@ def one_reconcile(nodes: list[dict[str, object]], model: QuantizedModelSpec) -> 
     for variant in plan.variants:
         if variant.cache_key is None:
             continue
-        build_job(model, variant, namespace="default", builder_image="builder:1")
+        build_job(model, variant, namespace="default", image="builder:1")
         build_deployment(model, variant, owner, key=variant.cache_key)
         build_variant_service(model, variant, owner)
         objects += 3

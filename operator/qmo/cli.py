@@ -54,6 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         evaluator_image=args.evaluator_image,
         resync_seconds=args.resync_seconds,
         workers=args.workers,
+        allowed_images=tuple(args.allowed_image or ()),
     )
     election = None
     if args.leader_elect:
@@ -119,7 +120,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from qmo.planner.plan import plan_model
     from qmo.planner.types import Observed
 
-    models = [r for r in load_resources(Path(args.file)) if isinstance(r, QuantizedModel)]
+    try:
+        resources = load_resources(Path(args.file))
+    except (ManifestError, ValidationError) as err:
+        print(f"{args.file}: invalid\n{err}", file=sys.stderr)
+        return 2
+    models = [r for r in resources if isinstance(r, QuantizedModel)]
     if not models:
         print(f"{args.file}: no QuantizedModel found", file=sys.stderr)
         return 1
@@ -157,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--health-port", type=int, default=8081, help="/healthz liveness port")
     run.add_argument("--builder-image", default=DEFAULT_BUILDER_IMAGE, help="qmo-builder image")
     run.add_argument("--evaluator-image", default=DEFAULT_EVALUATOR_IMAGE, help="qmo-eval image")
+    run.add_argument(
+        "--allowed-image",
+        action="append",
+        help="an image a model may name as engine.builderImage or quality.evaluatorImage "
+        "(repeatable; a trailing * allows a prefix; default: only --builder-image and "
+        "--evaluator-image)",
+    )
     run.add_argument(
         "--resync-seconds",
         type=float,

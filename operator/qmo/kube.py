@@ -110,8 +110,11 @@ def server_message(err: ApiException) -> str:
 class Kube:
     """JSON over HTTP to the few resources qmo reads and writes."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(
+        self, api_client: client.ApiClient, timeout: tuple[float, float] = REQUEST_TIMEOUT
+    ) -> None:
         self.api_client = api_client
+        self.timeout = timeout  # (connect, read) seconds of every request but watches
         self.host = api_client.configuration.host.rstrip("/")
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
 
@@ -158,11 +161,13 @@ class Kube:
         query: dict[str, str] | None = None,
         body: Any = None,
         content_type: str | None = None,
-        timeout: tuple[float, float] = REQUEST_TIMEOUT,
+        timeout: tuple[float, float] | None = None,
     ) -> Obj:
         """One request; `verb` is the API server's word for it (GET, LIST, APPLY, ...)."""
         method = HTTP_METHODS[verb]
-        response = self._send(verb, method, resource, path, query, body, content_type, timeout)
+        response = self._send(
+            verb, method, resource, path, query, body, content_type, timeout or self.timeout
+        )
         data = response.read()
         return dict(json.loads(data)) if data else {}
 

@@ -48,7 +48,20 @@ def observe_variants(namespace: str, model: str, phases: list[str]) -> None:
         VARIANTS.labels(namespace=namespace, model=model, phase=phase).set(counts.get(phase, 0))
 
 
+# The rollback series of each model, so they go with it.
+_ROLLBACK_SERIES: dict[tuple[str, str], set[tuple[str, str, str, str]]] = {}
+
+
+def count_rollback(namespace: str, model: str, variant: str, action: str) -> None:
+    ROLLBACKS.labels(namespace=namespace, model=model, variant=variant, action=action).inc()
+    _ROLLBACK_SERIES.setdefault((namespace, model), set()).add((namespace, model, variant, action))
+
+
 def forget_model(namespace: str, model: str) -> None:
+    """Remove every series of a deleted model."""
     for phase in PHASES:
         with contextlib.suppress(KeyError):
             VARIANTS.remove(namespace, model, phase)
+    for series in _ROLLBACK_SERIES.pop((namespace, model), set()):
+        with contextlib.suppress(KeyError):
+            ROLLBACKS.remove(*series)

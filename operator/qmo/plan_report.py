@@ -9,6 +9,7 @@ from typing import Any
 
 from qmo.api.quantizedmodel import QuantizedModel
 from qmo.gpu import GpuInventory
+from qmo.manifests import names
 from qmo.planner.cachekey import short_key
 from qmo.planner.decisions import describe_choice
 from qmo.planner.types import Plan, PlannedVariant
@@ -68,7 +69,7 @@ def render_plan(model: QuantizedModel, inventory: GpuInventory, plan: Plan) -> s
         if plan.main_precision is None
         else f"{plan.main_precision.value} ({', '.join(plan.main_variants) or 'no variant'})"
     )
-    lines += ["", f"Main Service {meta.get('name', '')}: {main}"]
+    lines += ["", f"Main Service {names.main_service(str(meta.get('name', '')))}: {main}"]
     if plan.notes:
         lines += ["", "Notes:"]
         lines += [f"  {note.reason}: {note.message}" for note in plan.notes]
@@ -80,6 +81,7 @@ def plan_as_data(model: QuantizedModel, plan: Plan) -> dict[str, Any]:
     return {
         "model": model.metadata.get("name"),
         "mainService": {
+            "name": names.main_service(str(model.metadata.get("name", ""))),
             "precision": plan.main_precision.value if plan.main_precision else "all",
             "variants": list(plan.main_variants),
         },

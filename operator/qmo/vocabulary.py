@@ -74,6 +74,7 @@ class Reason(StrEnum):
     NOT_ENOUGH_GPUS = "NotEnoughGpus"
     DOES_NOT_FIT = "DoesNotFit"
     ENGINE_STORE_NOT_FOUND = "EngineStoreNotFound"
+    IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     SOURCE_CLAIM_NOT_FOUND = "SourceClaimNotFound"
     # The fleet and the spec (planner.plan)
     NO_GPU_CLASSES = "NoGpuClasses"

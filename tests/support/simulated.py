@@ -34,7 +34,7 @@ def reconcile_changes(
     retry: bool = False,
 ) -> tuple[Plan, list[Change]]:
     found = gather(StaticReader(objects), owner.namespace, owner.name, spec.quality)
-    plan = plan_model(spec, found.observed)
+    plan = plan_model(spec, found.observed, config)
     return plan, desired_changes(spec, plan, found, owner, config, retry=retry)
 
 

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from qmo.config import OperatorConfig
 from qmo.controller.changes import (
     HASH_ANNOTATION,
     AddOwner,
@@ -219,3 +220,35 @@ def test_a_deployment_that_lent_gpus_gets_its_replicas_back_when_the_build_fails
     _, changes = reconcile_changes(newer.spec(), objects, OWNER)
     restored = [c.obj for c in changes if isinstance(c, Apply) and c.obj["kind"] == "Deployment"]
     assert [d["spec"]["replicas"] for d in restored] == [2]
+
+
+def test_the_eval_job_runs_the_evaluator_image_the_spec_names() -> None:
+    config = OperatorConfig(
+        builder_image="qmo-builder:test",
+        evaluator_image="qmo-eval:test",
+        allowed_images=("qmo-builder:test", "qmo-eval:test", "registry.local/*"),
+    )
+    benchmarks = [{"name": "gsm8k", "dataset": {"path": "benchmarks/gsm8k.jsonl"}}]
+    spec = (
+        a_model()
+        .with_precisions("fp8")
+        .with_quality(benchmarks=benchmarks, evaluatorImage="registry.local/eval:2")
+        .spec()
+    )
+    objects = CLUSTER
+    eval_jobs = []
+    for _ in range(6):
+        _, changes = reconcile_changes(spec, objects, OWNER, config)
+        eval_jobs += [
+            c.obj
+            for c in changes
+            if isinstance(c, Apply)
+            and c.obj["kind"] == "Job"
+            and c.obj["metadata"]["labels"].get("app.kubernetes.io/component") == "evaluation"
+        ]
+        objects = ready_deployments(complete_jobs(apply_changes(objects, changes, OWNER)))
+    assert eval_jobs, "an eval Job once candidate and baseline serve"
+    images = {
+        c["image"] for job in eval_jobs for c in job["spec"]["template"]["spec"]["containers"]
+    }
+    assert images == {"registry.local/eval:2"}

@@ -11,6 +11,7 @@ import pytest
 from qmo.api.buildcontract import BuildResult
 from qmo.api.quantizedmodel import Precision, QuantizedModelSpec
 from qmo.builder.spec import parse_request
+from qmo.config import OperatorConfig
 from qmo.gpu import GpuClass
 from qmo.manifests import labels, names
 from qmo.manifests.build import artifact_record, build_job
@@ -20,6 +21,7 @@ from qmo.manifests.serving import (
     build_store_claim,
     build_variant_service,
 )
+from qmo.planner import images
 from qmo.planner.plan import plan_model
 from qmo.planner.types import PlannedVariant
 from qmo.vocabulary import BuildState
@@ -28,18 +30,23 @@ from tests.support.builders import a_class, a_cluster, a_model, an_owner, varian
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 OWNER = an_owner("llama", "models", "uid-1234")
 BUILDER = "ghcr.io/qmo-dev/qmo-builder:0.1.0"
+CONFIG = OperatorConfig(builder_image=BUILDER, allowed_images=(BUILDER, "registry.local/*"))
 SECRET_VALUE = "hf_SuperSecretTokenValue"  # what the Secret holds; qmo must never see it
 
 Obj = dict[str, Any]
 
 
 def _planned(spec: QuantizedModelSpec, gpu: GpuClass, name: str) -> PlannedVariant:
-    return variant(plan_model(spec, a_cluster(gpu).observed()), name)
+    return variant(plan_model(spec, a_cluster(gpu).observed(), CONFIG), name)
 
 
 def _job(spec: QuantizedModelSpec, gpu: GpuClass | None = None, name: str = "h100-fp8") -> Obj:
     planned = _planned(spec, gpu or a_class("h100"), name)
-    return build_job(spec, planned, namespace="models", builder_image=BUILDER)
+    return build_job(spec, planned, namespace="models", image=_builder(spec))
+
+
+def _builder(spec: QuantizedModelSpec) -> str:
+    return images.builder_image(spec, CONFIG)
 
 
 def _container(obj: Obj) -> Obj:
@@ -179,7 +186,7 @@ def test_without_credentials_there_is_no_token_variable() -> None:
 def test_the_build_spec_parses_back_into_the_request_with_the_same_cache_key() -> None:
     spec = a_model().with_precisions("fp8").spec()
     planned = _planned(spec, a_class("h100"), "h100-fp8")
-    job = build_job(spec, planned, namespace="models", builder_image=BUILDER)
+    job = build_job(spec, planned, namespace="models", image=_builder(spec))
     request = parse_request(_env(_container(job))["QMO_BUILD_SPEC"]["value"])
     assert request.cache_key == planned.cache_key
     assert request == planned.build
@@ -217,7 +224,7 @@ def test_the_build_job_is_shared_labelled_by_key_and_owned_per_model_later() -> 
     spec = a_model().with_precisions("fp8").spec()
     planned = _planned(spec, a_class("h100"), "h100-fp8")
     assert planned.cache_key is not None
-    job = build_job(spec, planned, namespace="models", builder_image=BUILDER)
+    job = build_job(spec, planned, namespace="models", image=_builder(spec))
     meta = job["metadata"]
     assert meta["name"] == names.build_job("h100-fp8", planned.cache_key)
     assert meta["labels"][labels.CACHE_KEY] == planned.cache_key[:16]

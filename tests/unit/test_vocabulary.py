@@ -37,3 +37,23 @@ def test_the_docs_list_exactly_the_words_the_code_uses(section: str, enum: type)
 def test_the_variants_metric_covers_every_phase() -> None:
     assert set(metrics.PHASES) == {phase.value for phase in Phase}
     assert "Regressed" in metrics.PHASES
+
+
+def test_a_deleted_models_rollback_series_go_with_it() -> None:
+    from prometheus_client import REGISTRY
+
+    def series(model: str) -> list[object]:
+        return [
+            s
+            for metric in REGISTRY.collect()
+            if metric.name == "qmo_rollbacks"
+            for s in metric.samples
+            if s.labels.get("model") == model
+        ]
+
+    metrics.count_rollback("ns", "gone", "h100-fp8", "rollback")
+    metrics.count_rollback("ns", "kept", "h100-fp8", "fallback")
+    assert series("gone")
+    metrics.forget_model("ns", "gone")
+    assert series("gone") == []
+    assert series("kept"), "other models keep theirs"

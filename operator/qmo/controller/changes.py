@@ -31,6 +31,7 @@ from qmo.manifests.serving import (
     build_store_claim,
     build_variant_service,
 )
+from qmo.planner import images
 from qmo.planner.types import Action, BuildState, Phase, Plan, PlannedVariant
 from qmo.vocabulary import HASH_ANNOTATION, Reason, Refusal
 
@@ -207,7 +208,7 @@ def _build(
 ) -> None:
     """A new build Job, owned by this model (others add their reference when they need it)."""
     job = build_job(
-        spec, variant, namespace=out.owner.namespace, builder_image=config.builder_image
+        spec, variant, namespace=out.owner.namespace, image=images.builder_image(spec, config)
     )
     job["metadata"]["ownerReferences"] = [out.owner.shared_reference()]
     out.changes.append(Apply(job, variant.name, owner_manager=True))
@@ -302,7 +303,7 @@ def _evaluations(
         out.apply_if_changed(obj, None, found.identity.get(obj["kind"]))
     existing = {j["metadata"]["name"] for j in found.eval_jobs}
     for evaluation in plan.evaluations:
-        job = eval_job(spec, evaluation, owner, image=config.evaluator_image)
+        job = eval_job(spec, evaluation, owner, image=images.evaluator_image(spec, config))
         if job["metadata"]["name"] not in existing:
             out.changes.append(Apply(job, evaluation.variant))
 

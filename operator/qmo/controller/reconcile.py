@@ -131,7 +131,7 @@ def _reconcile_model(
         if v.last_good_revision
     }
     found = gather(cache, namespace, name, spec.quality, last_good)
-    plan = plan_model(spec, found.observed)
+    plan = plan_model(spec, found.observed, config)
     retry = _retry_requested(body, previous)
     changes = desired_changes(spec, plan, found, owner, config, retry=retry is not None)
     done = execute(kube, cache, owner, changes)
@@ -178,12 +178,9 @@ def _reconcile_model(
     for event in events:
         sink.record(body, event.type, event.reason, event.message, clock())
         if event.reason in ROLLBACK_REASONS:
-            metrics.ROLLBACKS.labels(
-                namespace=namespace,
-                model=name,
-                variant=event.variant or "",
-                action=ROLLBACK_REASONS[event.reason],
-            ).inc()
+            metrics.count_rollback(
+                namespace, name, event.variant or "", ROLLBACK_REASONS[event.reason]
+            )
     metrics.observe_variants(namespace, name, [v.phase.value for v in plan.variants])
     if done.written or written or events:
         log.info(

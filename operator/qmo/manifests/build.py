@@ -81,11 +81,11 @@ def _env(spec: QuantizedModelSpec, variant: PlannedVariant) -> list[dict[str, An
 
 
 def build_job(
-    spec: QuantizedModelSpec, variant: PlannedVariant, *, namespace: str, builder_image: str
+    spec: QuantizedModelSpec, variant: PlannedVariant, *, namespace: str, image: str
 ) -> dict[str, Any]:
     """The Job that produces a variant's artifact, pinned to the variant's GPU class.
 
-    `builder_image` is the operator's default; `engine.builderImage` in the spec wins.
+    `image` is the builder image as `planner.images` resolved it (and the cache key hashed).
     """
     assert variant.build is not None
     assert variant.build_gpus is not None
@@ -130,7 +130,7 @@ def build_job(
                     "containers": [
                         {
                             "name": BUILD_CONTAINER,
-                            "image": spec.engine.builder_image or builder_image,
+                            "image": image,
                             "command": ["qmo-builder", "build"],
                             "env": _env(spec, variant),
                             "resources": resources(

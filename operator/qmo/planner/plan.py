@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from qmo.api.quantizedmodel import Precision, QuantizedModelSpec
+from qmo.config import OperatorConfig
 from qmo.gpu import GpuClass, GpuInventory
-from qmo.planner import evaluations, gate, rollout, sizing
+from qmo.planner import evaluations, gate, images, rollout, sizing
 from qmo.planner.cachekey import short_key
 from qmo.planner.capabilities import (
     auto_precision,
@@ -31,6 +32,7 @@ from qmo.planner.types import (
 )
 from qmo.vocabulary import Action, Phase, Reason, Refusal
 
+DEFAULT_CONFIG = OperatorConfig()
 # Which precision the main Service prefers when several serve: fastest first on Hopper.
 SERVING_PREFERENCE = (
     Precision.FP8,
@@ -109,6 +111,7 @@ def plan_variant(
     precision: Precision | None = None,
     *,
     reference: bool = False,
+    config: OperatorConfig = DEFAULT_CONFIG,
 ) -> PlannedVariant:
     """Decide one (GPU class x precision) variant, from capability checks to rollout state.
 
@@ -120,14 +123,16 @@ def plan_variant(
         spec.kv_cache_dtype, precision, gpu, spec.engine.backend
     )
     candidate = Candidate(spec, gpu, precision, kv_dtype, kv_refusal)
-    refusal = first_refusal(candidate)
+    refusal = first_refusal(candidate) or images.builder_allowed(spec, config)
     if refusal is not None:
         return _blocked(candidate, requested, refusal)
     sized = sizing.size(spec, gpu, precision, kv_dtype)
     if isinstance(sized, Refusal):
         return _blocked(candidate, requested, sized)
 
-    request = sizing.build_request(spec, gpu, precision, kv_dtype, sized.tensor_parallel)
+    request = sizing.build_request(
+        spec, gpu, precision, kv_dtype, sized.tensor_parallel, images.builder_image(spec, config)
+    )
     seen = observed.builds.get(request.cache_key)
     deployment = observed.deployments.get(variant_name(gpu, precision))
     state = rollout.rollout_state(spec, request, seen, deployment)
@@ -168,7 +173,7 @@ def plan_variant(
     if reference:
         return planned
     decision = gate.decide(spec, planned, observed)
-    return apply_gate(spec, planned, decision, observed)
+    return apply_gate(spec, planned, decision, observed, config)
 
 
 def apply_gate(
@@ -176,6 +181,7 @@ def apply_gate(
     variant: PlannedVariant,
     decision: gate.GateDecision,
     observed: Observed,
+    config: OperatorConfig = DEFAULT_CONFIG,
 ) -> PlannedVariant:
     """The variant as the gate's decision leaves it; a fallback is planned anew, lower down."""
     if isinstance(decision, gate.Keep):
@@ -195,7 +201,12 @@ def apply_gate(
         )
     if isinstance(decision, gate.FallBack):
         fallen = plan_variant(
-            spec, variant.gpu_class, variant.requested_precision, observed, decision.precision
+            spec,
+            variant.gpu_class,
+            variant.requested_precision,
+            observed,
+            decision.precision,
+            config=config,
         )
         assert variant.cache_key is not None
         return dataclasses.replace(
@@ -288,14 +299,16 @@ def _notes(spec: QuantizedModelSpec, inventory: GpuInventory) -> list[Refusal]:
     return notes
 
 
-def plan_model(spec: QuantizedModelSpec, observed: Observed) -> Plan:
+def plan_model(
+    spec: QuantizedModelSpec, observed: Observed, config: OperatorConfig = DEFAULT_CONFIG
+) -> Plan:
     """Every variant of the model, and which ones the main Service serves."""
     classes, notes = _selected_classes(spec, observed.inventory)
     notes += _notes(spec, observed.inventory)
     variants: list[PlannedVariant] = []
     for gpu in classes:
         for requested in spec.precisions:
-            variant = plan_variant(spec, gpu, requested, observed)
+            variant = plan_variant(spec, gpu, requested, observed, config=config)
             # A fallback can land on a precision that is also requested: keep one variant.
             if all(v.name != variant.name for v in variants):
                 variants.append(variant)
@@ -303,10 +316,16 @@ def plan_model(spec: QuantizedModelSpec, observed: Observed) -> Plan:
         spec,
         classes,
         variants,
-        lambda gpu: plan_variant(spec, gpu, Precision.BF16, observed, reference=True),
+        lambda gpu: plan_variant(
+            spec, gpu, Precision.BF16, observed, reference=True, config=config
+        ),
     )
     main_precision, members = _main_precision(spec, [v for v in variants if not v.reference])
     planned_evaluations = evaluations.evaluations(spec, variants, observed)
+    evaluator_refusal = images.evaluator_allowed(spec, config)
+    if planned_evaluations and evaluator_refusal is not None:
+        notes.append(evaluator_refusal)
+        planned_evaluations = ()
     return Plan(
         tuple(variants),
         main_precision,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from qmo.api.buildcontract import ARTIFACTS_DIR, BuildLimits, BuildRequest, ExpectedGpu, SourceRef
 from qmo.api.quantizedmodel import Precision, QuantizedModelSpec
+from qmo.config import DEFAULT_BUILDER_IMAGE
 from qmo.gpu import GpuClass
 from qmo.planner import memory
 from qmo.planner.cachekey import cache_key
@@ -56,8 +57,10 @@ def build_request(
     precision: Precision,
     kv_dtype: str,
     tensor_parallel: int,
+    builder_image: str = DEFAULT_BUILDER_IMAGE,
 ) -> BuildRequest:
-    """The build of one variant; its cache key hashes everything that shapes the artifact."""
+    """The build of one variant; its cache key hashes everything that shapes the artifact,
+    the builder image included (another builder is another artifact)."""
     engine = spec.engine
     limits = BuildLimits(
         max_batch_size=engine.max_batch_size,
@@ -80,6 +83,7 @@ def build_request(
         "limits": limits.to_wire(),
         # The artifact lives on this claim: a model on another store cannot use it.
         "store": engine.store.claim_name,
+        "builderImage": builder_image,
     }
     key = cache_key(content)
     return BuildRequest(
