@@ -35,10 +35,11 @@ async def run_operator(
     """Run kopf with qmo's handlers until `stop_flag` is set or the process is signalled."""
     import qmo.controller  # noqa: F401  (registers the kopf handlers)
 
+    # kopf runs the process and watches nothing itself: the informers watch, each in the
+    # namespaces the config names, so kopf needs no rights of its own (no CRDs, no namespaces).
     await kopf.operator(
         standalone=True,
-        clusterwide=not config.namespaces,
-        namespaces=list(config.namespaces),
+        clusterwide=True,
         liveness_endpoint=f"http://0.0.0.0:{options.health_port}/healthz",
         memo=kopf.Memo(config=config),
         stop_flag=stop_flag,

@@ -127,25 +127,38 @@ ALLOWED = [
     ("list", "quantizedmodels.qmo.dev", "*"),
     ("watch", "quantizedmodels.qmo.dev", "*"),
     ("patch", "quantizedmodels.qmo.dev/status", "*"),
-    ("update", "qualityreports.qmo.dev/status", "*"),
+    ("patch", "qualityreports.qmo.dev/status", "*"),
     ("create", "jobs.batch", "*"),
     ("delete", "jobs.batch", "*"),
     ("patch", "deployments.apps", "*"),
     ("delete", "services", "*"),
     ("create", "configmaps", "*"),
     ("create", "persistentvolumeclaims", "*"),
-    ("get", "pods", "*"),
+    ("watch", "pods", "*"),
     ("create", "events", "*"),
-    ("create", "events.events.k8s.io", "*"),
     ("create", "serviceaccounts", "*"),
+    ("patch", "serviceaccounts/qmo-evaluator", "*"),
     ("create", "rolebindings.rbac.authorization.k8s.io", "*"),
+    ("patch", "rolebindings.rbac.authorization.k8s.io/qmo-evaluator", "*"),
     ("bind", "clusterroles.rbac.authorization.k8s.io/{release}-evaluator", "*"),
     ("list", "nodes", ""),
-    ("watch", "customresourcedefinitions.apiextensions.k8s.io", ""),
+    ("watch", "nodes", ""),
     ("create", "leases.coordination.k8s.io", None),
     ("update", "leases.coordination.k8s.io/{release}-operator", None),
 ]
 FORBIDDEN = [
+    # Reads come from watches: no GET, no update where server-side apply only patches.
+    ("get", "quantizedmodels.qmo.dev", "*"),
+    ("get", "pods", "*"),
+    ("get", "nodes", ""),
+    ("update", "quantizedmodels.qmo.dev/status", "*"),
+    ("update", "deployments.apps", "*"),
+    ("delete", "configmaps", "*"),
+    ("create", "events.events.k8s.io", "*"),
+    ("patch", "events", "*"),
+    ("patch", "serviceaccounts/default", "*"),
+    ("patch", "rolebindings.rbac.authorization.k8s.io/admin", "*"),
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io", ""),
     ("get", "secrets", "*"),
     ("list", "secrets", "*"),
     ("watch", "secrets", None),
@@ -219,7 +232,7 @@ def test_namespaced_mode_grants_rights_only_in_watched_namespaces_across_upgrade
         assert not can_i(cluster, sa, "create", "jobs.batch", "unwatched")
         assert not can_i(cluster, sa, "list", "quantizedmodels.qmo.dev", release.namespace)
         assert can_i(cluster, sa, "list", "nodes", None)
-        assert can_i(cluster, sa, "list", "namespaces", None)
+        assert not can_i(cluster, sa, "list", "namespaces", None), "kopf watches nothing itself"
         evaluator = f"clusterroles.rbac.authorization.k8s.io/{release.name}-evaluator"
         assert can_i(cluster, sa, "bind", evaluator, team_a)
         assert not can_i(cluster, sa, "bind", evaluator, "unwatched")

@@ -215,7 +215,7 @@ def test_namespaced_mode_grants_namespaced_rights_only_in_the_listed_namespaces(
         for rule in rendered.one("ClusterRole", "qmo-operator")["rules"]
         for resource in rule["resources"]
     }
-    assert cluster_resources == {"nodes", "customresourcedefinitions", "namespaces"}
+    assert cluster_resources == {"nodes"}
 
 
 def test_the_evaluator_role_can_only_write_quality_reports() -> None:
@@ -258,3 +258,26 @@ def test_the_kubectl_manifest_is_the_current_rendering_of_the_chart(tmp_path: Pa
     assert out.read_text() == current, (
         "deploy/kubectl/qmo.yaml is stale: run deploy/render-manifests.sh"
     )
+
+
+def test_the_operator_may_patch_only_the_evaluator_identity_it_creates() -> None:
+    from qmo.manifests.evaluation import EVALUATOR_SERVICE_ACCOUNT
+
+    named = {
+        (rule["resources"][0], tuple(rule["verbs"])): rule["resourceNames"]
+        for rule in _rules({})
+        if rule.get("resourceNames") and rule["resources"] != ["clusterroles"]
+        and rule["resources"] != ["leases"]
+    }  # fmt: skip
+    assert named == {
+        ("serviceaccounts", ("patch",)): [EVALUATOR_SERVICE_ACCOUNT],
+        ("rolebindings", ("patch",)): [EVALUATOR_SERVICE_ACCOUNT],
+    }
+    operator_rules = [r for r in _rules({}) if r["resources"] != ["leases"]]
+    evaluator = [r for r in operator_rules if r["resources"] == ["qualityreports"]
+                 and "create" in r["verbs"]]  # fmt: skip
+    for rule in operator_rules:
+        if rule in evaluator:
+            continue  # the evaluator's role, not the operator's
+        assert "get" not in rule["verbs"], f"reads come from watches: {rule}"
+        assert "update" not in rule["verbs"], f"server-side apply only patches: {rule}"

@@ -114,6 +114,9 @@ def _controller(memo: kopf.Memo) -> Controller:
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.posting.level = logging.WARNING
+    # kopf watches no resource of its own here (the informers do): no CRD or namespace scans,
+    # so the operator needs no rights on them.
+    settings.scanning.disabled = True
     operator_config: OperatorConfig = memo.get("config") or OperatorConfig()
     # One kept-alive connection per thread that talks to the API server: each informer's
     # watch, each worker, each event poster (a smaller pool would reconnect, TLS and all).
