@@ -27,7 +27,7 @@ def parse_resource(document: dict[str, Any]) -> Resource:
     model = _KINDS.get(str(kind))
     if model is None:
         raise ManifestError(f"kind {kind!r} is not a qmo resource (expected one of {list(_KINDS)})")
-    return model.model_validate(document)
+    return model.from_wire(document)
 
 
 def load_resources(path: Path) -> list[Resource]:

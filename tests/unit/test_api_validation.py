@@ -96,3 +96,42 @@ def test_a_model_name_longer_than_a_label_value_is_rejected() -> None:
         QuantizedModel.model_validate(body)
     QuantizedModel.model_validate({**body, "metadata": {"name": "m" * 63}})
     assert "labels every object" in NAME_TOO_LONG
+
+
+@pytest.mark.parametrize(
+    ("resources", "valid"),
+    [
+        ({"requests": {"cpu": "2"}, "limits": {"cpu": "4"}}, True),
+        ({"requests": {"cpu": "4"}, "limits": {"cpu": "2"}}, False),
+        ({"requests": {"memory": "1Gi"}, "limits": {"memory": "1024Mi"}}, True),
+        ({"requests": {"example.com/dev": "1"}, "limits": {"example.com/dev": "2"}}, False),
+        ({"requests": {"example.com/dev": "1"}}, True),
+        ({"requests": {"hugepages-2Mi": "1Gi"}}, False),
+        ({"requests": {"hugepages-2Mi": "1Gi", "memory": "2Gi"}}, True),
+        ({"requests": {"cpu": "lots"}}, False),
+        ({"requests": {"gpuish": "1"}}, False),
+    ],
+    ids=[
+        "a request below its limit",
+        "a request above its limit",
+        "equal quantities in different units",
+        "an extended resource must request its limit",
+        "an extended resource alone gets its limit from its request",
+        "huge pages alone",
+        "huge pages beside memory",
+        "not a quantity",
+        "not a resource name",
+    ],
+)
+def test_resource_requirements_are_what_a_pod_would_accept(
+    resources: dict[str, dict[str, str]], valid: bool
+) -> None:
+    from pydantic import ValidationError
+
+    from qmo.api.base import ResourceRequirements
+
+    if valid:
+        ResourceRequirements.from_wire(resources)
+    else:
+        with pytest.raises(ValidationError):
+            ResourceRequirements.from_wire(resources)

@@ -8,19 +8,24 @@ the same message from `kubectl apply` and from `qmo plan -f`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 GROUP = "qmo.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+
+
+Wire = TypeVar("Wire", bound="ApiModel")
 
 
 class RuleViolation(ValueError):
@@ -64,14 +69,40 @@ class ApiModel(BaseModel):
 
     @model_validator(mode="after")
     def _check_rules(self) -> ApiModel:
+        self._check_list_maps()
         for rule in self.rules:
             if not rule.check(self):
                 raise RuleViolation(rule.message)
         return self
 
+    def _check_list_maps(self) -> None:
+        """A list the CRD marks x-kubernetes-list-type: map may not repeat a key (the API
+        server refuses it as "Duplicate value")."""
+        for name, info in type(self).model_fields.items():
+            extra = info.json_schema_extra
+            if not isinstance(extra, dict) or extra.get("x-kubernetes-list-type") != "map":
+                continue
+            declared = extra.get("x-kubernetes-list-map-keys")
+            keys = [str(k) for k in declared] if isinstance(declared, list) else []
+            seen = set()
+            for item in getattr(self, name) or []:
+                key = tuple(getattr(item, to_snake(k), None) for k in keys)
+                if key in seen:
+                    raise RuleViolation(f"{info.alias or name}: duplicate value {list(key)}")
+                seen.add(key)
+
     def to_wire(self) -> dict[str, Any]:
         """The object as the API server stores it: camelCase keys, no unset optionals."""
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    @classmethod
+    def from_wire(cls: type[Wire], data: Any) -> Wire:
+        """Parse an object as the API server reads it: JSON types exactly, no coercion.
+
+        pydantic's default (lax) mode would take "512" for an integer, which the API server
+        refuses; strict JSON mode takes what JSON says and enums by value, like the server.
+        """
+        return cls.model_validate_json(json.dumps(data, default=str), strict=True)
 
 
 class StatusModel(ApiModel):
@@ -131,6 +162,31 @@ STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 def cel_string(text: str) -> str:
     """`text` as a CEL string literal (for regular expressions in rules)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_SUFFIXES = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: Decimal(10) ** e for s, e in (("n", -9), ("u", -6), ("m", -3), ("", 0), ("k", 3),
+                                        ("M", 6), ("G", 9), ("T", 12), ("P", 15), ("E", 18))},
+}  # fmt: skip
+
+
+def quantity_value(text: str) -> Decimal:
+    """The number a Kubernetes quantity stands for ('1Gi' -> 1073741824, '500m' -> 0.5)."""
+    match = re.fullmatch(
+        r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([eE][+-]?[0-9]+|[A-Za-z]*)", text
+    )
+    if match is None:
+        raise ValueError(f"not a quantity: {text!r}")
+    number, suffix = Decimal(match.group(1)), match.group(2)
+    if suffix[:1] in ("e", "E"):
+        return number * Decimal(10) ** int(suffix[1:])
+    return number * _SUFFIXES[suffix]
+
+
+def must_equal_limit(name: str) -> bool:
+    """Extended resources and huge pages cannot be overcommitted: request == limit."""
+    return "/" in name or name.startswith("hugepages-")
 
 
 def is_qualified_name(text: str) -> bool:
@@ -219,5 +275,31 @@ class ResourceRequirements(ApiModel):
             message=RESOURCE_NAMES_MESSAGE,
             check=lambda r: all(is_resource_name(k) for k in r.limits),
             field_path=".limits",
+        ),
+        Rule(
+            cel="!has(self.requests) || !has(self.limits) || self.requests.all(k, "
+            "!(k in self.limits) || ((k.contains('/') || k.startsWith('hugepages-')) ? "
+            "quantity(self.requests[k]).compareTo(quantity(self.limits[k])) == 0 : "
+            "quantity(self.requests[k]).compareTo(quantity(self.limits[k])) <= 0))",
+            message="a request may not exceed its limit, and extended resources and huge pages "
+            "must request exactly their limit",
+            check=lambda r: all(
+                (quantity_value(v) == quantity_value(r.limits[k]))
+                if must_equal_limit(k)
+                else quantity_value(v) <= quantity_value(r.limits[k])
+                for k, v in r.requests.items()
+                if k in r.limits
+            ),
+        ),
+        Rule(
+            cel="!([has(self.requests) ? self.requests : {}, has(self.limits) ? self.limits : {}]"
+            ".exists(m, m.exists(k, k.startsWith('hugepages-')))) || "
+            "(has(self.requests) && ('cpu' in self.requests || 'memory' in self.requests)) || "
+            "(has(self.limits) && ('cpu' in self.limits || 'memory' in self.limits))",
+            message="huge pages need a cpu or memory request or limit beside them",
+            check=lambda r: (
+                not any(k.startswith("hugepages-") for k in [*r.requests, *r.limits])
+                or bool({"cpu", "memory"} & {*r.requests, *r.limits})
+            ),
         ),
     )

@@ -121,7 +121,7 @@ def _reconcile_model(
     owner = Owner(name=name, namespace=namespace, uid=meta["uid"])
     previous = _previous_status(body)
     try:
-        spec = QuantizedModelSpec.model_validate(body.get("spec") or {})
+        spec = QuantizedModelSpec.from_wire(body.get("spec") or {})
     except ValidationError as err:
         return _report_invalid_spec(kube, cache, sink, body, previous, err, clock)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from qmo.api.base import must_equal_limit
 from qmo.api.buildcontract import STORE_MOUNT_PATH
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.gpu import GPU_RESOURCE, GpuClass
@@ -42,10 +43,13 @@ def placement(spec: QuantizedModelSpec, gpu: GpuClass) -> dict[str, Any]:
 
 
 def resources(requests: dict[str, str], limits: dict[str, str], gpus: int) -> dict[str, Any]:
-    """CPU/memory as the user set them; GPUs set by qmo (requests equal limits for GPUs)."""
+    """CPU/memory as the user set them; GPUs set by qmo. Resources that cannot be
+    overcommitted (GPUs, other extended resources, huge pages) get a limit equal to their
+    request when the user gave none: Kubernetes requires one."""
+    implied = {k: v for k, v in requests.items() if must_equal_limit(k) and k not in limits}
     return {
         "requests": {**requests, GPU_RESOURCE: str(gpus)},
-        "limits": {**limits, GPU_RESOURCE: str(gpus)},
+        "limits": {**implied, **limits, GPU_RESOURCE: str(gpus)},
     }
 
 

@@ -47,7 +47,7 @@ def judge_all(objects: Iterable[Obj], quality: QualitySpec) -> list[JudgedReport
     judged = []
     for obj in objects:
         try:
-            report = QualityReport.model_validate(
+            report = QualityReport.from_wire(
                 {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
             )
         except ValidationError:
