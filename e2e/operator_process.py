@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,19 +28,25 @@ class OperatorProcess:
     """One `qmo run` process; it can be killed and started again (a crash and a restart)."""
 
     def __init__(
-        self, kubeconfig: str, log_path: Path, *extra_args: str, resync_seconds: float = 5.0
+        self,
+        kubeconfig: str,
+        log_path: Path,
+        *extra_args: str,
+        resync_seconds: float = 5.0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.extra_args = extra_args
         self.resync_seconds = resync_seconds
+        self.env = env or {}
         self.process: subprocess.Popen[str] | None = None
         self.metrics_port = 0
 
     def start(self) -> None:
         """Start, and return once kopf has run the operator's startup handler."""
         self.metrics_port = free_port()
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1", **self.env}
         args = [
             sys.executable, "-m", "qmo.cli", "run",
             "--metrics-port", str(self.metrics_port), "--health-port", str(free_port()),
@@ -61,9 +68,19 @@ class OperatorProcess:
                         started.set()
 
         threading.Thread(target=pump, daemon=True).start()
-        if not started.wait(timeout=60):
-            self.stop()
-            raise AssertionError(f"the operator did not start; see {self.log_path}")
+        deadline = time.monotonic() + 60
+        # A process armed to crash may die before it says it started; that is not a failure.
+        while not started.wait(timeout=0.2):
+            if process.poll() is not None and self.env:
+                return
+            if time.monotonic() > deadline or process.poll() is not None:
+                self.stop()
+                raise AssertionError(f"the operator did not start; see {self.log_path}")
+
+    def wait_dead(self, timeout: float) -> int:
+        """Wait for the process to end by itself (a failpoint); returns its exit code."""
+        assert self.process is not None
+        return self.process.wait(timeout=timeout)
 
     def kill(self) -> None:
         """SIGKILL, as a crash or an evicted pod would end it."""

@@ -135,6 +135,39 @@ class LocalCluster:
             self.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
         return names
 
+    def restart(self, component: str) -> None:
+        """Stop one control-plane process (kube-apiserver, etcd, ...) and start it again with
+        the same command line, environment and directory, as a crash and a restart would.
+
+        Returns once the API server answers /readyz again.
+        """
+        pid = self._component_pid(component)
+        proc = Path(f"/proc/{pid}")
+        argv = [a.decode() for a in proc.joinpath("cmdline").read_bytes().split(b"\0") if a]
+        env = dict(
+            e.decode().split("=", 1)
+            for e in proc.joinpath("environ").read_bytes().split(b"\0")
+            if b"=" in e
+        )
+        cwd = os.readlink(proc / "cwd")
+        os.kill(pid, signal.SIGKILL)
+        _wait_until(lambda: not Path(f"/proc/{pid}").exists() or _is_zombie(pid),
+                    timeout=20, what=f"{component} to exit")  # fmt: skip
+        log = (Path(self.workdir) / f"{component}-restarted.log").open("ab")
+        subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=log, start_new_session=True)
+        _wait_until(
+            lambda: self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
+            timeout=90,
+            what=f"the API server to be ready after restarting {component}",
+        )
+
+    def _component_pid(self, component: str) -> int:
+        for pid in self._leftover_pids():
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            if Path(argv0).name == component:
+                return pid
+        raise ClusterError(f"no {component} process in cluster {self.name}")
+
     def status(self) -> dict[str, Any]:
         ready = self.kubectl("get", "--raw", "/readyz", check=False)
         nodes = self.kubectl("get", "nodes", "-o", "name", check=False).stdout.split()
@@ -225,3 +258,10 @@ def _wait_until(predicate: Any, *, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise ClusterError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.2)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] == "Z"
+    except OSError:
+        return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from qmo import metrics
+from qmo import failpoints, metrics
 from qmo.controller.cache import ClusterCache
 from qmo.controller.changes import AddOwner, Apply, Change, Delete
 from qmo.kube import (
@@ -74,6 +74,17 @@ def execute(
 
 
 def _run(kube: Kube, cache: ClusterCache | None, owner: Owner, change: Change) -> None:
+    # Failpoint names: the kind applied (Job, Deployment...), or AddOwner:Job, Delete:Service.
+    if isinstance(change, Apply):
+        point = change.obj["kind"]
+    else:
+        point = f"{type(change).__name__}:{change.target['kind']}"
+    failpoints.reached(f"execute.before:{point}")
+    _write(kube, cache, owner, change)
+    failpoints.reached(f"execute.after:{point}")
+
+
+def _write(kube: Kube, cache: ClusterCache | None, owner: Owner, change: Change) -> None:
     if isinstance(change, Apply):
         manager = owner_field_manager(owner) if change.owner_manager else None
         stored = kube.apply(change.obj, manager) if manager else kube.apply(change.obj)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from qmo import metrics
+from qmo import failpoints, metrics
 from qmo.api.base import ConditionStatus
 from qmo.api.qualityreport import ReportState
 from qmo.api.quantizedmodel import QualitySpec, QuantizedModelSpec, QuantizedModelStatus
@@ -242,7 +242,9 @@ def _write_report_status(
     current = {k: v for k, v in (report.raw_status or {}).items() if k != "conditions"}
     if current == status:
         return False
+    failpoints.reached("reconcile.before-report-status")
     stored = kube.apply_report_status(report.namespace, report.name, status)
+    failpoints.reached("reconcile.after-report-status")
     if cache is not None:
         cache.observe_write(stored)
     previous_verdict = (report.raw_status or {}).get("verdict")
@@ -295,7 +297,9 @@ def _write_status(
     """Write the status when it changed; the cache learns the written object at once."""
     if previous is not None and previous.to_wire() == status.to_wire():
         return False
+    failpoints.reached("reconcile.before-status")
     stored = kube.apply_status(namespace, name, status.to_wire())
+    failpoints.reached("reconcile.after-status")
     if cache is not None:
         cache.observe_write(stored)
     return True
