@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -138,6 +139,7 @@ class Kube:
             headers["Content-Type"] = content_type
         self.api_client.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
         url = self.host + path + (f"?{urlencode(query)}" if query else "")
+        started = time.monotonic()
         try:
             response = self.api_client.call_api(
                 method, url, header_params=headers, body=body, _request_timeout=timeout
@@ -145,6 +147,8 @@ class Kube:
         except Exception:
             metrics.API_REQUESTS.labels(verb=verb, resource=resource.plural, code="error").inc()
             raise
+        finally:  # until the response headers: a watch counts until it is established
+            metrics.API_SECONDS.labels(verb=verb).observe(time.monotonic() - started)
         metrics.API_REQUESTS.labels(
             verb=verb, resource=resource.plural, code=str(response.status)
         ).inc()

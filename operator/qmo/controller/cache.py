@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from qmo.controller import routing
+from qmo import metrics
+from qmo.controller import routing, telemetry
 from qmo.controller.informer import Informer
 from qmo.controller.view import indexes_of
 from qmo.gpu import GpuInventory, inventory_from_nodes
@@ -106,6 +107,9 @@ class ClusterCache:
     # --- routing changes to models -------------------------------------------------------
 
     def _changed(self, old: Obj | None, new: Obj | None) -> None:
+        build = telemetry.finished_build(old, new)
+        if build is not None:
+            metrics.observe_build(build.precision, build.gpu_class, build.outcome, build.seconds)
         if self.on_keys is None:
             return
         keys = routing.models_to_reconcile(old, new, self)

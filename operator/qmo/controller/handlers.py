@@ -19,6 +19,7 @@ import kopf
 
 from qmo import metrics
 from qmo.config import OperatorConfig
+from qmo.controller import telemetry
 from qmo.controller.cache import WATCHED, ClusterCache
 from qmo.controller.events import EventRecorder
 from qmo.controller.queue import Key, WorkQueue
@@ -79,7 +80,8 @@ class Controller:
                     delay,
                     err,
                 )
-                self.queue.add_after(key, delay)
+                metrics.RECONCILE_ERRORS.labels(reason=telemetry.error_reason(err)).inc()
+                self.queue.retry_after(key, delay)
             finally:
                 self.queue.done(key)
 
@@ -91,6 +93,7 @@ class Controller:
             self.known.discard(key)
             self.failures.pop(key, None)
             metrics.forget_model(*key)
+            telemetry.READY_TIMER.forget(*key)
 
     async def resync(self) -> None:
         """A safety net: re-check every model now and then (jittered). It reads the cache and

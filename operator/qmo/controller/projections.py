@@ -110,10 +110,23 @@ def project_report(obj: Obj) -> Obj:
 
 
 def project_job(obj: Obj) -> Obj:
+    """Jobs: their conditions, whether pods run, and (for qmo_build_duration_seconds) when
+    they started and finished."""
     status = obj.get("status") or {}
-    kept: Obj = {"conditions": _conditions(obj)}
+    finished = {
+        c.get("type"): c.get("lastTransitionTime")
+        for c in status.get("conditions") or []
+        if c.get("status") == "True" and c.get("lastTransitionTime")
+    }
+    conditions = [
+        {**c, "lastTransitionTime": finished[c["type"]]} if c.get("type") in finished else c
+        for c in _conditions(obj)
+    ]
+    kept: Obj = {"conditions": conditions}
     if status.get("active"):
         kept["active"] = status["active"]
+    if status.get("startTime"):
+        kept["startTime"] = status["startTime"]
     return {**_base(JOBS, obj), "status": kept}
 
 

@@ -23,6 +23,7 @@ from qmo.api.qualityreport import ReportState
 from qmo.api.quantizedmodel import QualitySpec, QuantizedModelSpec, QuantizedModelStatus
 from qmo.conditions import get_condition, set_condition
 from qmo.config import OperatorConfig
+from qmo.controller import telemetry
 from qmo.controller.cache import ClusterCache
 from qmo.controller.changes import Delete, desired_changes, mark_refused
 from qmo.controller.events import EventSink
@@ -56,6 +57,10 @@ def utc_now() -> datetime:
 
 class Retry(Exception):
     """The reconcile wrote what it could and reported the rest; retry it with backoff."""
+
+    def __init__(self, message: str, reason_label: str) -> None:
+        super().__init__(message)
+        self.reason_label = reason_label  # qmo_reconcile_errors_total{reason}
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,7 @@ def _reconcile_model(
                 namespace, name, event.variant or "", ROLLBACK_REASONS[event.reason]
             )
     metrics.observe_variants(namespace, name, [v.phase.value for v in plan.variants])
+    _observe(body, spec, previous, status, found, clock())
     if done.written or written or events:
         log.info(
             "Reconciled QuantizedModel %s/%s: writes=%d variants=%s",
@@ -192,9 +198,45 @@ def _reconcile_model(
         )
     if done.refused or done.transient:
         problems = [r.message for r in done.refused.values()] + done.transient
-        raise Retry("; ".join(problems)[:500])
+        reason = "ChildRejected" if done.refused else "ApiUnavailable"
+        raise Retry("; ".join(problems)[:500], reason)
     requeue = 1.0 if retry is not None and any(isinstance(c, Delete) for c in changes) else None
     return Outcome(plan, tuple(events), written, done.written, requeue)
+
+
+def _ready_for_generation(status: QuantizedModelStatus | None, generation: int | None) -> bool:
+    if status is None or status.observed_generation != generation:
+        return False
+    ready = get_condition(status.conditions, ConditionType.READY)
+    return ready is not None and ready.status == ConditionStatus.TRUE
+
+
+def _observe(
+    body: Obj,
+    spec: QuantizedModelSpec,
+    previous: QuantizedModelStatus | None,
+    status: QuantizedModelStatus,
+    found: Gathered,
+    now: datetime,
+) -> None:
+    """The model's series: its variants, its quality and, once per generation, time to Ready."""
+    meta = body["metadata"]
+    namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
+    seconds = telemetry.READY_TIMER.observe(
+        meta,
+        _ready_for_generation(previous, generation),
+        _ready_for_generation(status, generation),
+        now,
+    )
+    if seconds is not None:
+        metrics.TIME_TO_READY.observe(seconds)
+    metrics.observe_variant_info(namespace, name, telemetry.variant_info(status), now.timestamp())
+    metrics.observe_quality(
+        namespace,
+        name,
+        spec.quality.max_regression_percent,
+        telemetry.regressions(status, found.reports),
+    )
 
 
 def _retry_requested(body: Obj, previous: QuantizedModelStatus | None) -> str | None:
@@ -248,8 +290,11 @@ def _write_report_status(
     if cache is not None:
         cache.observe_write(stored)
     previous_verdict = (report.raw_status or {}).get("verdict")
-    if previous_verdict != status.get("verdict"):
-        metrics.QUALITY_VERDICTS.labels(verdict=report.judgement.verdict.value).inc()
+    if previous_verdict != status.get("verdict") and state != ReportState.ORPHANED:
+        spec = report.report.spec
+        metrics.count_verdict(
+            report.namespace, spec.model_ref.name, spec.variant, report.judgement.verdict.value
+        )
     return True
 
 
