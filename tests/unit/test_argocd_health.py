@@ -1,5 +1,6 @@
-"""The Argo CD health check (deploy/argocd/health.lua), run in Lua 5.1 as Argo CD runs it,
-on QuantizedModel objects in every state the operator reports."""
+"""The Argo CD health check (deploy/argocd/health.lua), run in Lua 5.1 with the libraries Argo
+CD gives a health script (tests/support/argocd_lua.py), on QuantizedModel objects in every
+state the operator reports."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import yaml
 from tests.support.kube import REPO
 
 lupa = pytest.importorskip("lupa.lua51", reason="lupa (dev extra) runs the Lua health check")
+from tests.support.argocd_lua import ArgoLuaError, argocd_health  # noqa: E402
 
 HEALTH_LUA = REPO / "deploy" / "argocd" / "health.lua"
 ARGOCD_DOC = REPO / "docs" / "argocd.md"
@@ -45,10 +47,8 @@ def model(*conditions: dict[str, Any], generation: int = 2, observed: int | None
 
 
 def health(obj: dict[str, Any]) -> dict[str, str]:
-    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute(HEALTH_LUA.read_text(encoding="utf-8"))
-    return dict(result.items())
+    """health.lua under Argo CD's own library set (no string, no math; see argocd_lua)."""
+    return argocd_health(HEALTH_LUA.read_text(encoding="utf-8"), obj)
 
 
 READY = cond("Ready", "True", "AllVariantsServing", "2 variants serve and passed their gate")
@@ -142,3 +142,35 @@ def test_the_example_application_syncs_server_side_and_is_shown_in_the_docs() ->
     assert "ServerSideApply=true" in application["spec"]["syncPolicy"]["syncOptions"]
     assert application["spec"]["source"]["path"] == "charts/qmo"
     assert APPLICATION.read_text(encoding="utf-8").strip() in ARGOCD_DOC.read_text(encoding="utf-8")
+
+
+# --- the sandbox is Argo CD's, not a full Lua ----------------------------------------------
+
+A_MODEL = model(READY, NOT_BUILDING, GATE_PASSED)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        'return {status = string.format("%s", "Healthy")}',
+        'return {status = ("healthy"):upper()}',
+        "return {status = tostring(math.floor(1.5))}",
+        "return {status = os.time() and 'Healthy'}",
+        'local io = require("io"); return {status = "Healthy"}',
+    ],
+)
+def test_libraries_argo_cd_does_not_give_fail_here_too(script: str) -> None:
+    with pytest.raises(ArgoLuaError):
+        argocd_health(script, A_MODEL)
+
+
+def test_what_argo_cd_does_give_works() -> None:
+    script = (
+        'local os = require("os"); local t = {}; table.insert(t, "Healthy"); '
+        'return {status = t[1], message = tostring(os.time() > 0) .. table.concat({"a", "b"})}'
+    )
+    assert argocd_health(script, A_MODEL) == {"status": "Healthy", "message": "trueab"}
+
+
+def test_a_status_argo_cd_does_not_know_becomes_unknown() -> None:
+    assert argocd_health('return {status = "Fine"}', A_MODEL)["status"] == "Unknown"
