@@ -23,7 +23,7 @@ from qmo.vocabulary import Phase
 
 # No `_created` series next to every counter: noise for dashboards and alerts, and Go
 # operators' clients do not export them either.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 QUEUE_NAME = "quantizedmodel"  # the workqueue_* `name` label, as controller-runtime sets it
 
@@ -248,6 +248,14 @@ def count_rollback(namespace: str, model: str, variant: str, action: str) -> Non
     with _lock:
         ROLLBACKS.labels(*labels).inc()
         _track(ROLLBACKS, labels)
+
+
+def build_started(precision: str, gpu_class: str) -> None:
+    """A build Job was created. Its outcome series start at 0 now, so that the first failure
+    is an increase Prometheus sees (a series born at 1 has no increase to show)."""
+    BUILDS_CREATED.labels(precision).inc()
+    for outcome in ("succeeded", "failed"):
+        BUILDS_FINISHED.labels(precision, gpu_class, outcome)
 
 
 def observe_build(precision: str, gpu_class: str, outcome: str, seconds: float | None) -> None:

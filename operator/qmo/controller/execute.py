@@ -24,7 +24,7 @@ from qmo.kube import (
     server_message,
 )
 from qmo.manifests.labels import Owner
-from qmo.vocabulary import Reason, Refusal
+from qmo.vocabulary import GPU_CLASS, PRECISION, Reason, Refusal
 
 log = logging.getLogger("qmo.execute")
 BUILD_KIND = ("batch/v1", "Job")
@@ -89,8 +89,8 @@ def _write(kube: Kube, cache: ClusterCache | None, owner: Owner, change: Change)
         manager = owner_field_manager(owner) if change.owner_manager else None
         stored = kube.apply(change.obj, manager) if manager else kube.apply(change.obj)
         if (change.obj["apiVersion"], change.obj["kind"]) == BUILD_KIND and change.owner_manager:
-            precision = change.obj["metadata"]["labels"].get("qmo.dev/precision", "")
-            metrics.BUILDS_CREATED.labels(precision=precision).inc()
+            labels = change.obj["metadata"]["labels"]
+            metrics.build_started(labels.get(PRECISION, ""), labels.get(GPU_CLASS, ""))
         if cache is not None:
             cache.observe_write(stored)
     elif isinstance(change, AddOwner):
