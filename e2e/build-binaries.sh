@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned upstream binaries of the local control plane from the Go module
 # proxy: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok,
-# kwokctl and helm. Output goes to a cache outside the repo:
+# kwokctl, helm and promtool. Output goes to a cache outside the repo:
 #   ${QMO_BIN_DIR:-~/.cache/qmo/bin/k8s-<version>}
 # Binaries already built at the pinned version are skipped, so a warm run takes seconds.
 #
@@ -86,6 +86,17 @@ build_helm() {
   GOBIN=$bin go install -ldflags="$ldflags" "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
 }
 
+build_promtool() {
+  # Prometheus 3.x tags are module versions v0.3xx.y (3.16.0 -> v0.316.0).
+  local major minor patch module
+  IFS=. read -r major minor patch <<<"$PROMETHEUS_VERSION"
+  module=v0.$((major * 100 + minor)).$patch
+  log "building promtool v$PROMETHEUS_VERSION (module $module)"
+  # remove_all_sd leaves out the service-discovery plugins: promtool only checks and tests rules.
+  GOBIN=$bin go install -tags=remove_all_sd -ldflags="-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/promtool@$module"
+}
+
 start=$(date +%s)
 if [ $regen -eq 1 ]; then check_proxy; regen_kubernetes; regen_etcd; fi
 
@@ -96,6 +107,7 @@ is_built kube-apiserver "v$KUBERNETES_VERSION" --version && is_built kube-contro
 is_built etcd "$ETCD_VERSION" --version || { todo=1; build_etcd; }
 is_built kwok "$KWOK_VERSION" --version && is_built kwokctl "$KWOK_VERSION" --version || { todo=1; build_kwok; }
 is_built helm "v$HELM_VERSION" version --short || { todo=1; build_helm; }
+is_built promtool "version $PROMETHEUS_VERSION " --version || { todo=1; build_promtool; }
 
 if [ $todo -eq 0 ]; then log "all binaries present in $bin"; else log "built into $bin in $(( $(date +%s) - start ))s"; fi
 echo "$bin"

@@ -19,6 +19,7 @@ NAMES = (
     "kwok",
     "kwokctl",
     "helm",
+    "promtool",
 )
 
 
