@@ -30,7 +30,12 @@ k8s_minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
 staging=v0.${KUBERNETES_VERSION#1.}
 
 # "$bin/$1" reports the pinned version (a grep pattern on its --version output)?
-is_built() { [ -x "$bin/$1" ] && "$bin/$1" "${@:3}" 2>/dev/null | grep -q -- "$2"; }
+# The output is read in full first: piped into `grep -q`, a binary that prints several lines
+# (etcd, kubectl, promtool) could die of SIGPIPE, and pipefail would call it not built.
+is_built() {
+  local out
+  [ -x "$bin/$1" ] && out=$("$bin/$1" "${@:3}" 2>/dev/null) && grep -q -- "$2" <<<"$out"
+}
 
 check_proxy() {
   go list -m "k8s.io/kubernetes@v$KUBERNETES_VERSION" >/dev/null 2>&1 \

@@ -4,6 +4,7 @@ security settings, and agreement with the `qmo run` flags and the generated file
 from __future__ import annotations
 
 import filecmp
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,17 @@ VALUE_SETS = {
         "image.digest": "sha256:" + "a" * 64,
         "imagePullSecrets[0].name": "ghcr-pull",
     },
+    "the Grafana dashboard and the alert rules": {
+        "dashboards.enabled": "true",
+        "dashboards.annotations.grafana_folder": "qmo",
+        "prometheusRule.enabled": "true",
+        "prometheusRule.labels.release": "prometheus",
+        "prometheusRule.additionalRuleLabels.team": "ml-platform",
+    },
 }
-KINDS_WITHOUT_SCHEMA = {"ServiceMonitor"}  # a Prometheus Operator CRD, not core Kubernetes
+# Prometheus Operator CRDs, not core Kubernetes.
+KINDS_WITHOUT_SCHEMA = {"ServiceMonitor", "PrometheusRule"}
+SIDECAR_LABEL = "grafana_dashboard"
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
@@ -101,6 +111,8 @@ BAD_VALUES = [
         "needs metrics.service.enabled",
     ),
     ({"serviceAccount.create": "false"}, "serviceAccount.name is required"),
+    ({"prometheusRule.additionalRuleLabels.team-name": "ml"}, "invalid propertyName 'team-name'"),
+    ({"dashboards.namespace": "Monitoring"}, "/dashboards/namespace"),
 ]
 
 
@@ -124,6 +136,8 @@ BAD_VALUES = [
         "metrics and health on one port",
         "a ServiceMonitor without its Service",
         "an existing ServiceAccount without a name",
+        "an alert label that is not a Prometheus label name",
+        "a dashboard namespace that is not a DNS label",
     ],
 )
 def test_bad_values_fail_at_install_with_a_clear_message(
@@ -239,6 +253,34 @@ def test_the_service_monitor_scrapes_the_metrics_service_port() -> None:
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == [
         service["spec"]["ports"][0]["name"]
     ]
+
+
+def test_by_default_the_chart_ships_no_dashboard_and_no_alert_rules() -> None:
+    rendered = template()
+    sidecar_maps = [
+        d for d in rendered.all("ConfigMap") if SIDECAR_LABEL in d["metadata"].get("labels", {})
+    ]
+    assert sidecar_maps == []
+    assert rendered.all("PrometheusRule") == []
+
+
+def test_the_dashboard_config_map_carries_the_sidecar_label_and_the_dashboard() -> None:
+    dashboard = CHART / "dashboards" / "qmo.json"
+    config_map = template(
+        {"dashboards.enabled": "true", "dashboards.annotations.grafana_folder": "qmo"}
+    ).one("ConfigMap", "qmo-dashboard")
+    assert config_map["metadata"]["namespace"] == "qmo-system"
+    assert config_map["metadata"]["labels"][SIDECAR_LABEL] == "1"
+    assert config_map["metadata"]["annotations"] == {"grafana_folder": "qmo"}
+    assert list(config_map["data"]) == ["qmo.json"]
+    assert json.loads(config_map["data"]["qmo.json"]) == json.loads(dashboard.read_text())
+    assert config_map["data"]["qmo.json"] == dashboard.read_text().rstrip("\n")
+
+
+def test_the_dashboard_goes_to_the_namespace_the_sidecar_watches() -> None:
+    values = {"dashboards.enabled": "true", "dashboards.namespace": "monitoring"}
+    config_map = template(values).one("ConfigMap", "qmo-dashboard")
+    assert config_map["metadata"]["namespace"] == "monitoring"
 
 
 def test_rendering_is_deterministic_so_argo_cd_sees_no_drift() -> None:
