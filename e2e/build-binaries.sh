@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned upstream binaries of the local control plane from the Go module
 # proxy: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok,
-# kwokctl, helm and promtool. Output goes to a cache outside the repo:
+# kwokctl, helm and promtool, and fetches the Gateway API's CRDs. Output goes to a cache
+# outside the repo:
 #   ${QMO_BIN_DIR:-~/.cache/qmo/bin/k8s-<version>}
 # Binaries already built at the pinned version are skipped, so a warm run takes seconds.
 #
@@ -102,6 +103,18 @@ build_promtool() {
     "github.com/prometheus/prometheus/cmd/promtool@$module"
 }
 
+fetch_gateway_api_crds() {
+  # The Gateway API's standard-channel CRDs, as its Go module ships them (no build): the local
+  # control plane installs them for the routing tests. The validating admission policy file is
+  # left out (an upgrade guard for clusters, not a CRD).
+  local dir=$bin/gateway-api-v$GATEWAY_API_VERSION src
+  log "fetching the Gateway API v$GATEWAY_API_VERSION CRDs"
+  src=$(go mod download -json "sigs.k8s.io/gateway-api@v$GATEWAY_API_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$dir.tmp"
+  find "$src/config/crd/standard" -name 'gateway.networking.k8s.io_*.yaml' ! -name '*vap*' -exec cp {} "$dir.tmp/" \;
+  chmod -R u+w "$dir.tmp" && rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
 start=$(date +%s)
 if [ $regen -eq 1 ]; then check_proxy; regen_kubernetes; regen_etcd; fi
 
@@ -113,6 +126,8 @@ is_built etcd "$ETCD_VERSION" --version || { todo=1; build_etcd; }
 is_built kwok "$KWOK_VERSION" --version && is_built kwokctl "$KWOK_VERSION" --version || { todo=1; build_kwok; }
 is_built helm "v$HELM_VERSION" version --short || { todo=1; build_helm; }
 is_built promtool "version $PROMETHEUS_VERSION " --version || { todo=1; build_promtool; }
+[ -s "$bin/gateway-api-v$GATEWAY_API_VERSION/gateway.networking.k8s.io_httproutes.yaml" ] \
+  || { todo=1; fetch_gateway_api_crds; }
 
 if [ $todo -eq 0 ]; then log "all binaries present in $bin"; else log "built into $bin in $(( $(date +%s) - start ))s"; fi
 echo "$bin"

@@ -42,8 +42,16 @@ class Binaries:
         return str(self.directory / name)
 
     @property
+    def gateway_api_crds(self) -> Path:
+        """The Gateway API's standard CRDs (fetched by build-binaries.sh)."""
+        return self.directory / f"gateway-api-v{pinned_versions()['GATEWAY_API_VERSION']}"
+
+    @property
     def missing(self) -> list[str]:
-        return [n for n in NAMES if not os.access(self.directory / n, os.X_OK)]
+        absent = [n for n in NAMES if not os.access(self.directory / n, os.X_OK)]
+        if not (self.gateway_api_crds / "gateway.networking.k8s.io_httproutes.yaml").is_file():
+            absent.append(self.gateway_api_crds.name)
+        return absent
 
 
 def default_bin_dir() -> Path:

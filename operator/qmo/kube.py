@@ -195,6 +195,18 @@ class Kube:
 
     # --- reads ---------------------------------------------------------------------------
 
+    def serves(self, resource: Resource) -> bool:
+        """Whether the API server serves `resource` (API discovery; any authenticated user may
+        read it). False when its group/version is not installed."""
+        path = f"/apis/{resource.api_version}"
+        try:
+            listing = self.request("GET", resource, path)
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return any(r.get("name") == resource.plural for r in listing.get("resources") or [])
+
     def get(self, api_version: str, kind: str, name: str, namespace: str | None) -> Obj | None:
         resource = resource_for(api_version, kind)
         try:

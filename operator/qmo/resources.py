@@ -52,6 +52,8 @@ ROLE_BINDINGS = Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebin
 EVENTS = Resource("v1", "Event", "events")
 NODES = Resource("v1", "Node", "nodes", namespaced=False)
 LEASES = Resource("coordination.k8s.io/v1", "Lease", "leases")
+# Only where the Gateway API's CRDs are installed (qmo looks, see ClusterCache.routes_available).
+HTTP_ROUTES = Resource("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes")
 
 ALL = (
     QUANTIZED_MODELS,
@@ -67,6 +69,7 @@ ALL = (
     EVENTS,
     NODES,
     LEASES,
+    HTTP_ROUTES,
 )
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
 

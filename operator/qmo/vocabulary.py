@@ -19,6 +19,7 @@ class ConditionType(StrEnum):
     QUALITY_GATE = "QualityGate"
     DEGRADED = "Degraded"
     ROLLED_BACK = "RolledBack"
+    ROUTED = "Routed"  # only with spec.routing
 
 
 class Phase(StrEnum):
@@ -126,6 +127,11 @@ class Reason(StrEnum):
     NON_FINITE_SCORE = "NonFiniteScore"
     NON_POSITIVE_BASELINE = "NonPositiveBaseline"
     NON_FINITE_DELTA = "NonFiniteDelta"
+    # Routing through the Gateway API (planner.routing)
+    ROUTE_ACCEPTED = "RouteAccepted"
+    ROUTE_PENDING = "RoutePending"
+    ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
+    GATEWAY_API_MISSING = "GatewayApiMissing"
 
 
 class QualityState(StrEnum):
@@ -177,6 +183,7 @@ class Component(StrEnum):
     ENDPOINT = "endpoint"
     EVALUATION = "evaluation"
     ENGINE_STORE = "engine-store"
+    ROUTE = "route"
 
 
 class Track(StrEnum):

@@ -32,10 +32,14 @@ def reconcile_changes(
     config: OperatorConfig = CONFIG,
     *,
     retry: bool = False,
+    routes_available: bool = False,
 ) -> tuple[Plan, list[Change]]:
     found = gather(StaticReader(objects), owner.namespace, owner.name, spec.quality)
     plan = plan_model(spec, found.observed, config)
-    return plan, desired_changes(spec, plan, found, owner, config, retry=retry)
+    changes = desired_changes(
+        spec, plan, found, owner, config, retry=retry, routes_available=routes_available
+    )
+    return plan, changes
 
 
 def _same(a: Obj, b: Obj) -> bool:

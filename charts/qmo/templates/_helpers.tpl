@@ -103,6 +103,9 @@ app.kubernetes.io/component: operator
   resources: [clusterroles]
   verbs: [bind]
   resourceNames: [{{ include "qmo.evaluatorClusterRole" . }}]
+- apiGroups: [gateway.networking.k8s.io]
+  resources: [httproutes]
+  verbs: [list, watch, create, patch, delete]
 {{- end -}}
 
 {{/* Cluster-scoped reads, needed in both modes. */}}

@@ -313,6 +313,59 @@ class EngineSpec(ApiModel):
     build: BuildSpec = Field(default_factory=BuildSpec, description="Build Job settings.")
 
 
+# A public model name: what clients send as `model`. Letters, digits and . _ / : - (names such
+# as meta-llama/Llama-3.1-8B-Instruct); no '@', which separates the precision.
+PUBLIC_MODEL_NAME = r"^[A-Za-z0-9][-A-Za-z0-9_./:]*$"
+# The Gateway API's own patterns for these fields, so the HTTPRoute qmo writes is accepted.
+HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"
+NAMESPACE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class GatewayReference(ApiModel):
+    """A Gateway (or one of its listeners) the model's HTTPRoute attaches to."""
+
+    name: ObjectName = Field(description="Name of the Gateway.")
+    namespace: Annotated[str, StringConstraints(max_length=63, pattern=NAMESPACE)] | None = Field(
+        default=None,
+        description="Namespace of the Gateway; the model's own when unset. The Gateway's "
+        "listener must allow routes from the model's namespace.",
+    )
+    section_name: ObjectName | None = Field(
+        default=None, description="A listener of the Gateway, by name."
+    )
+    port: int | None = Field(default=None, ge=1, le=65535, description="A listener, by port.")
+
+
+class RoutingSpec(ApiModel):
+    """Publish the model through the Gateway API: an HTTPRoute that routes OpenAI requests by
+    the model name they carry, as body-based routing puts it in a header."""
+
+    parent_refs: list[GatewayReference] = Field(
+        min_length=1, max_length=32, description="The Gateway(s) the HTTPRoute attaches to."
+    )
+    model_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=PUBLIC_MODEL_NAME,
+        description="The name clients send as `model`; the resource's name when unset.",
+    )
+    precision_names: bool = Field(
+        default=True,
+        description="Also publish NAME@PRECISION (e.g. llama@int8) for each precision served; "
+        "NAME alone gets the default precision.",
+    )
+    hostnames: list[Annotated[str, StringConstraints(max_length=253, pattern=HOSTNAME)]] = Field(
+        default_factory=list, max_length=16, description="Hostnames the HTTPRoute matches."
+    )
+    header: Annotated[str, StringConstraints(max_length=256, pattern=HEADER_NAME)] = Field(
+        default="X-Gateway-Model-Name",
+        description="The request header that carries the model name. Body-based routing (the "
+        "Gateway API Inference Extension) copies the request's `model` into this one.",
+    )
+
+
 class ServingSpec(ApiModel):
     """How each variant is served (trtllm-serve, OpenAI-compatible)."""
 
@@ -464,6 +517,10 @@ class QuantizedModelSpec(ApiModel):
     engine: EngineSpec = Field(default_factory=EngineSpec, description="TensorRT-LLM settings.")
     serving: ServingSpec = Field(default_factory=ServingSpec, description="Serving settings.")
     quality: QualitySpec = Field(default_factory=QualitySpec, description="The quality gate.")
+    routing: RoutingSpec | None = Field(
+        default=None,
+        description="Publish NAME and NAME@PRECISION through a Gateway API HTTPRoute.",
+    )
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(

@@ -24,6 +24,7 @@ from qmo.resources import (
     CLAIMS,
     CONFIG_MAPS,
     DEPLOYMENTS,
+    HTTP_ROUTES,
     JOBS,
     NODES,
     PODS,
@@ -39,6 +40,7 @@ from qmo.vocabulary import BUILD_PODS_SELECTOR, MANAGED_SELECTOR
 Obj = dict[str, Any]
 Key = tuple[str, str]
 KeysHandler = Callable[[Iterable[Key]], None]
+ROUTES_RECHECK_SECONDS = 10.0  # one small discovery GET, only while a model wants routing
 
 # What is watched, and with which server-side filter: only what qmo manages, except the
 # kinds users create (models, reports, claims) and Nodes (GPU Feature Discovery labels them).
@@ -78,12 +80,16 @@ class ClusterCache:
                     track_drift=resource is DEPLOYMENTS,
                 )
         self._nodes = Informer(kube, NODES, on_change=self._node_changed)
+        # HTTPRoutes exist only where the Gateway API is installed: watched once it is seen.
+        self._routes_lock = threading.Lock()
+        self._routes_checked_at: float | None = None
         self._inventory: GpuInventory | None = None
         self._inventory_lock = threading.Lock()
 
     @property
     def informers(self) -> list[Informer]:
-        return [*self._informers.values(), self._nodes]
+        with self._routes_lock:  # routes_available may add informers from a worker thread
+            return [*self._informers.values(), self._nodes]
 
     def start(self) -> None:
         for informer in self.informers:
@@ -103,6 +109,34 @@ class ClusterCache:
 
     def unsynced(self) -> list[str]:
         return [i.name for i in self.informers if not i.synced.is_set()]
+
+    def routes_available(self) -> bool:
+        """Whether the cluster serves HTTPRoutes; their informers start the first time it
+        does. Asked by reconciles of models with spec.routing; a missing API is looked for
+        again at most every ROUTES_RECHECK_SECONDS (installing the CRDs later needs no
+        restart)."""
+        with self._routes_lock:
+            if (HTTP_ROUTES.kind, self._scopes[0]) in self._informers:
+                return True
+            now = time.monotonic()
+            checked = self._routes_checked_at
+            if checked is not None and now - checked < ROUTES_RECHECK_SECONDS:
+                return False
+            self._routes_checked_at = now
+            if not self.kube.serves(HTTP_ROUTES):
+                return False
+            for scope in self._scopes:
+                informer = Informer(
+                    self.kube,
+                    HTTP_ROUTES,
+                    namespace=scope,
+                    label_selector=MANAGED_SELECTOR,
+                    indexers=indexes_of(HTTP_ROUTES.kind),
+                    on_change=self._changed,
+                )
+                self._informers[(HTTP_ROUTES.kind, scope)] = informer
+                informer.start()
+            return True
 
     # --- routing changes to models -------------------------------------------------------
 

@@ -25,6 +25,7 @@ from qmo.manifests import labels
 from qmo.manifests.build import artifact_record, build_job
 from qmo.manifests.evaluation import benchmarks_config_map, eval_job, evaluator_identity
 from qmo.manifests.labels import Owner
+from qmo.manifests.routes import build_http_route
 from qmo.manifests.serving import (
     build_deployment,
     build_main_service,
@@ -135,11 +136,13 @@ def desired_changes(
     config: OperatorConfig,
     *,
     retry: bool = False,
+    routes_available: bool = False,
 ) -> list[Change]:
     """Every write that brings the cluster to `plan`, and nothing that is already so.
 
     `retry` (a new qmo.dev/retry value) deletes the model's failed build and eval Jobs, so
     the next reconcile starts them again instead of waiting for their TTL.
+    `routes_available`: the cluster serves HTTPRoutes (spec.routing needs them).
     """
     out = _Planner(found, owner)
     if retry:
@@ -162,6 +165,7 @@ def desired_changes(
         elif variant.action == Action.WITHDRAW:
             _delete_variant(out, variant.name, tracks=None, why="withdrawn after a regression")
     out.apply_if_changed(build_main_service(spec, plan.main_precision, owner), None)
+    _route(out, spec, plan, routes_available)
     _delete_stale(out, plan)
     _evaluations(out, spec, plan, config)
     return out.changes
@@ -273,6 +277,17 @@ def _delete_variant(out: _Planner, variant: str, tracks: set[str] | None, why: s
         track = obj_labels.get(labels.TRACK, labels.STABLE)
         if obj_labels.get(labels.VARIANT) == variant and (tracks is None or track in tracks):
             out.delete(obj, variant, why)
+
+
+def _route(out: _Planner, spec: QuantizedModelSpec, plan: Plan, available: bool) -> None:
+    """The HTTPRoute while spec.routing asks for one (and the cluster has the Gateway API);
+    gone once it no longer does. It follows the plan: a fallback or a withdrawn variant
+    changes it in the same reconcile."""
+    live = out.found.route
+    if spec.routing is not None and available:
+        out.apply_if_changed(build_http_route(spec, plan, out.owner), None, live)
+    elif spec.routing is None and live is not None and _owned_by(live, out.owner):
+        out.delete(live, None, "spec.routing was removed")
 
 
 def _delete_stale(out: _Planner, plan: Plan) -> None:

@@ -25,6 +25,7 @@ from qmo.quality.reports import JudgedReport, decisive_reports, judge_all, passi
 from qmo.resources import (
     CONFIG_MAPS,
     DEPLOYMENTS,
+    HTTP_ROUTES,
     JOBS,
     ROLE_BINDINGS,
     SERVICE_ACCOUNTS,
@@ -86,6 +87,7 @@ class Gathered:
     eval_jobs: list[Obj]
     config_maps: list[Obj]  # the model's own (benchmarks), not artifact records
     identity: dict[str, Obj]  # the namespace's evaluator ServiceAccount and RoleBinding, by kind
+    route: Obj | None = None  # the model's HTTPRoute, where HTTPRoutes are watched
 
 
 def termination_result(pods: list[Obj]) -> BuildResult | None:
@@ -247,6 +249,7 @@ def gather(
         for resource in (SERVICE_ACCOUNTS, ROLE_BINDINGS)
         if (found := reader.get(resource.kind, namespace, EVALUATOR_SERVICE_ACCOUNT)) is not None
     }
+    route = next(iter(reader.children(HTTP_ROUTES.kind, namespace, model)), None)
     return Gathered(
         Observed(
             reader.inventory(),
@@ -265,4 +268,5 @@ def gather(
         eval_jobs,
         config_maps,
         identity,
+        route,
     )

@@ -20,6 +20,7 @@ from qmo.resources import (
     CLAIMS,
     CONFIG_MAPS,
     DEPLOYMENTS,
+    HTTP_ROUTES,
     JOBS,
     NODES,
     PODS,
@@ -208,6 +209,23 @@ def project_node(obj: Obj) -> Obj:
     return projected
 
 
+def project_route(obj: Obj) -> Obj:
+    """HTTPRoutes: what each parent Gateway said of the route (for the Routed condition)."""
+    parents = []
+    for parent in (obj.get("status") or {}).get("parents") or []:
+        ref = parent.get("parentRef") or {}
+        parents.append(
+            {
+                "parentRef": {k: ref[k] for k in ("name", "namespace", "sectionName") if k in ref},
+                "conditions": [
+                    {k: c[k] for k in ("type", "status", "reason", "message") if k in c}
+                    for c in parent.get("conditions") or []
+                ],
+            }
+        )
+    return {**_base(HTTP_ROUTES, obj), "status": {"parents": parents}}
+
+
 def project_metadata_only(resource: Resource) -> Projection:
     return lambda obj: _base(resource, obj)
 
@@ -224,6 +242,7 @@ PROJECTIONS: dict[str, Projection] = {
     CLAIMS.kind: project_metadata_only(CLAIMS),
     SERVICE_ACCOUNTS.kind: project_metadata_only(SERVICE_ACCOUNTS),
     ROLE_BINDINGS.kind: project_metadata_only(ROLE_BINDINGS),
+    HTTP_ROUTES.kind: project_route,
 }
 
 

@@ -32,9 +32,11 @@ from qmo.controller.gather import Gathered, gather
 from qmo.kube import TRANSIENT_ERRORS, ApiException, Kube, is_refusal
 from qmo.manifests import names
 from qmo.manifests.labels import Owner
+from qmo.manifests.routes import published_names
 from qmo.manifests.serving import rollout_strategy
 from qmo.planner.decisions import Decision, decisions
 from qmo.planner.plan import plan_model
+from qmo.planner.routing import routed_condition
 from qmo.planner.status import Names, build_status
 from qmo.planner.types import Plan
 from qmo.quality.reports import JudgedReport, judge_all, report_state, report_status
@@ -138,7 +140,10 @@ def _reconcile_model(
     found = gather(cache, namespace, name, spec.quality, last_good)
     plan = plan_model(spec, found.observed, config)
     retry = _retry_requested(body, previous)
-    changes = desired_changes(spec, plan, found, owner, config, retry=retry is not None)
+    routes_available = spec.routing is not None and cache.routes_available()
+    changes = desired_changes(
+        spec, plan, found, owner, config, retry=retry is not None, routes_available=routes_available
+    )
     done = execute(kube, cache, owner, changes)
     if done.namespace_terminating:
         log.info("Namespace %s is being deleted; QuantizedModel %s goes with it", namespace, name)
@@ -164,11 +169,15 @@ def _reconcile_model(
         main_service=names.main_service(name),
         now=clock(),
         retried=retry,
+        routed=routed_condition(routes_available, found.route, published_names(spec, plan, name))
+        if spec.routing is not None
+        else None,
     )
     spec_changed = previous is None or previous.observed_generation != generation
     events = decisions(plan, previous, spec_changed=spec_changed)
     events += _rollout_notes(spec, plan, previous)
     events += _model_refusal_events(done, previous)
+    events += _routing_events(status, previous)
     if retry is not None:
         restarted = sum(1 for c in changes if isinstance(c, Delete))
         events.append(
@@ -245,6 +254,19 @@ def _retry_requested(body: Obj, previous: QuantizedModelStatus | None) -> str | 
     if not value or (previous is not None and previous.retried == value):
         return None
     return str(value)
+
+
+def _routing_events(
+    status: QuantizedModelStatus, previous: QuantizedModelStatus | None
+) -> list[Decision]:
+    """A Warning when routing stops working (or cannot start), once per reason."""
+    routed = get_condition(status.conditions, ConditionType.ROUTED)
+    if routed is None or routed.status != ConditionStatus.FALSE:
+        return []
+    before = get_condition(previous.conditions, ConditionType.ROUTED) if previous else None
+    if before is not None and before.reason == routed.reason and before.status == routed.status:
+        return []
+    return [Decision(EventType.WARNING, routed.reason, routed.message)]
 
 
 def _model_refusal_events(done: Executed, previous: QuantizedModelStatus | None) -> list[Decision]:

@@ -47,6 +47,11 @@ def main_service(model: str) -> str:
     return dns_label(model)
 
 
+def http_route(model: str) -> str:
+    """An HTTPRoute name is a DNS subdomain, as the model's own name is."""
+    return model
+
+
 def benchmarks_config_map(model: str) -> str:
     return bounded("qmo-eval", dns_label(model))
 

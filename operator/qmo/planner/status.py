@@ -26,6 +26,7 @@ from qmo.api.quantizedmodel import (
 from qmo.gpu import GpuInventory
 from qmo.planner import revisions
 from qmo.planner.revisions import variant_serves
+from qmo.planner.routing import RoutedCondition
 from qmo.planner.types import Plan, PlannedVariant
 from qmo.vocabulary import (
     RETRY_ANNOTATION,
@@ -145,9 +146,11 @@ def build_status(
     main_service: str,
     now: datetime,
     retried: str | None = None,
+    routed: RoutedCondition | None = None,
 ) -> QuantizedModelStatus:
     """The whole status subresource for this plan; `retried` is the retry request acted on
-    (None: keep the previous one)."""
+    (None: keep the previous one); `routed` the Routed condition (None: no spec.routing, and
+    no Routed condition)."""
     old = {v.name: v for v in previous.variants} if previous else {}
     gated = spec.quality.gate != GateTiming.OFF
     variants = [variant_status(v, names[v.name], old.get(v.name), gated) for v in plan.variants]
@@ -155,6 +158,18 @@ def build_status(
     for type_, status, reason, message in _conditions(spec, plan):
         conds = conditions.set_condition(
             conds, type_, status, reason, message, generation=generation, now=now
+        )
+    if routed is None:
+        conds = [c for c in conds if c.type != ConditionType.ROUTED]
+    else:
+        conds = conditions.set_condition(
+            conds,
+            ConditionType.ROUTED,
+            routed.status,
+            routed.reason,
+            routed.message,
+            generation=generation,
+            now=now,
         )
     return QuantizedModelStatus(
         observed_generation=generation,

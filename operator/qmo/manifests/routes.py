@@ -1,0 +1,115 @@
+"""The model's HTTPRoute (Gateway API): requests reach a precision by the model name they ask
+for. Pure.
+
+Body-based routing (the Gateway API Inference Extension, or any gateway that does the same)
+copies the OpenAI request's `model` into a header; the route matches that header:
+
+- `NAME` goes to the model's main Service (the default precision, as serving.default or
+  auto chose it);
+- `NAME@PRECISION` goes to that precision's variant Services on every GPU class, equally
+  weighted, when `precisionNames` is on.
+
+A variant is routed while its stable Deployment has ready replicas and it is not withdrawn: a
+RolledBack variant stays routed, because its Service already serves the last good revision; a
+Regressed (withdrawn) one, a reference baseline and a variant with nothing ready are left out.
+A precision with nothing routable has no rule, so the gateway answers 404 rather than sending
+requests to a Service without endpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qmo.api.quantizedmodel import QuantizedModelSpec, RoutingSpec
+from qmo.manifests import labels, names
+from qmo.manifests.labels import Owner
+from qmo.planner.types import Phase, Plan, PlannedVariant
+from qmo.resources import HTTP_ROUTES
+from qmo.vocabulary import Component
+
+Obj = dict[str, Any]
+MAX_BACKENDS = 16  # the Gateway API's limit of backendRefs per rule
+
+
+def public_name(routing: RoutingSpec, model: str) -> str:
+    return routing.model_name or model
+
+
+def routable(variant: PlannedVariant) -> bool:
+    """Whether requests for the variant's precision may go to its Service."""
+    serving = variant.deployment
+    return (
+        not variant.reference
+        and variant.phase != Phase.REGRESSED
+        and variant.serve_key is not None
+        and serving is not None
+        and serving.ready_replicas > 0
+    )
+
+
+def routed_precisions(plan: Plan) -> dict[str, list[PlannedVariant]]:
+    """Precision -> its routable variants, in the plan's order."""
+    found: dict[str, list[PlannedVariant]] = {}
+    for variant in plan.variants:
+        if routable(variant):
+            found.setdefault(variant.precision.value, []).append(variant)
+    return found
+
+
+def _rule(header: str, value: str, backends: list[str], port: int) -> Obj:
+    return {
+        "matches": [{"headers": [{"type": "Exact", "name": header, "value": value}]}],
+        "backendRefs": [
+            {"group": "", "kind": "Service", "name": name, "port": port, "weight": 1}
+            for name in backends[:MAX_BACKENDS]
+        ],
+    }
+
+
+def build_http_route(spec: QuantizedModelSpec, plan: Plan, owner: Owner) -> Obj:
+    """The HTTPRoute for `owner`'s model; `spec.routing` must be set."""
+    routing = spec.routing
+    assert routing is not None
+    name = public_name(routing, owner.name)
+    port = spec.serving.port
+    rules = []
+    precisions = routed_precisions(plan)
+    if any(v.name in plan.main_variants for vs in precisions.values() for v in vs):
+        rules.append(_rule(routing.header, name, [names.main_service(owner.name)], port))
+    if routing.precision_names:
+        for precision, variants in precisions.items():
+            services = [names.variant_service(owner.name, v.name) for v in variants]
+            rules.append(_rule(routing.header, f"{name}@{precision}", services, port))
+    parents = []
+    for ref in routing.parent_refs:
+        parent: Obj = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": ref.name}
+        if ref.namespace:
+            parent["namespace"] = ref.namespace
+        if ref.section_name:
+            parent["sectionName"] = ref.section_name
+        if ref.port:
+            parent["port"] = ref.port
+        parents.append(parent)
+    route_spec: Obj = {"parentRefs": parents, "rules": rules}
+    if routing.hostnames:
+        route_spec["hostnames"] = list(routing.hostnames)
+    return {
+        "apiVersion": HTTP_ROUTES.api_version,
+        "kind": HTTP_ROUTES.kind,
+        "metadata": {
+            "name": names.http_route(owner.name),
+            "namespace": owner.namespace,
+            "labels": labels.common(owner.name, Component.ROUTE),
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": route_spec,
+    }
+
+
+def published_names(spec: QuantizedModelSpec, plan: Plan, model: str) -> list[str]:
+    """The model names the route answers, for status and docs."""
+    routing = spec.routing
+    if routing is None:
+        return []
+    route = build_http_route(spec, plan, Owner(name=model, namespace="", uid=""))
+    return [rule["matches"][0]["headers"][0]["value"] for rule in route["spec"]["rules"]]

@@ -1,0 +1,73 @@
+"""The Routed condition: whether the model's HTTPRoute exists and its Gateways accepted it.
+Pure: from whether the cluster serves the Gateway API and the route as the cache holds it.
+
+A Gateway controller writes one entry per parent Gateway into the route's status.parents,
+with an Accepted condition (Gateway API conventions). qmo reads it; it never writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from qmo.api.base import ConditionStatus
+from qmo.vocabulary import Reason
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RoutedCondition:
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+def _gateway(parent: Obj) -> str:
+    ref = parent.get("parentRef") or {}
+    where = f"{ref['namespace']}/" if ref.get("namespace") else ""
+    listener = f" ({ref['sectionName']})" if ref.get("sectionName") else ""
+    return f"Gateway {where}{ref.get('name', '?')}{listener}"
+
+
+def routed_condition(available: bool, route: Obj | None, names: list[str]) -> RoutedCondition:
+    """`available`: the API server serves HTTPRoute v1; `route`: the live route, if any;
+    `names`: the model names it publishes."""
+    if not available:
+        return RoutedCondition(
+            ConditionStatus.FALSE,
+            Reason.GATEWAY_API_MISSING,
+            "spec.routing is set, but this cluster has no Gateway API (HTTPRoute "
+            "gateway.networking.k8s.io/v1): install its CRDs and a Gateway controller; the "
+            "model's Services serve meanwhile",
+        )
+    published = ", ".join(names) if names else "no name yet (nothing serves)"
+    parents = ((route or {}).get("status") or {}).get("parents") or []
+    refused = []
+    accepted = []
+    for parent in parents:
+        condition = next(
+            (c for c in parent.get("conditions") or [] if c.get("type") == "Accepted"), None
+        )
+        if condition is None:
+            continue
+        if condition.get("status") == "True":
+            accepted.append(_gateway(parent))
+        else:
+            why = condition.get("message") or condition.get("reason") or "not accepted"
+            refused.append(f"{_gateway(parent)}: {why}")
+    if refused:
+        return RoutedCondition(
+            ConditionStatus.FALSE, Reason.ROUTE_NOT_ACCEPTED, "; ".join(refused)[:900]
+        )
+    if route is None or not accepted:
+        return RoutedCondition(
+            ConditionStatus.UNKNOWN,
+            Reason.ROUTE_PENDING,
+            f"HTTPRoute written for {published}; waiting for a Gateway controller to accept it",
+        )
+    return RoutedCondition(
+        ConditionStatus.TRUE,
+        Reason.ROUTE_ACCEPTED,
+        f"{', '.join(accepted)} accepted the route for {published}",
+    )

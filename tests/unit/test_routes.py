@@ -1,0 +1,175 @@
+"""The model's HTTPRoute: NAME to the main Service, NAME@PRECISION to that precision's
+variants, following the plan; and the Routed condition from what the Gateways said."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from qmo.api.base import ConditionStatus
+from qmo.api.quantizedmodel import QuantizedModelSpec
+from qmo.controller.changes import Apply, Delete
+from qmo.manifests.routes import build_http_route, published_names
+from qmo.planner.routing import routed_condition
+from qmo.vocabulary import Phase
+from tests.support.builders import a_model, an_owner, gpu_node
+from tests.support.simulated import (
+    apply_changes,
+    complete_jobs,
+    ready_deployments,
+    reconcile_changes,
+)
+
+OWNER = an_owner("llama", "models", "uid-llama")
+STORE = {
+    "apiVersion": "v1",
+    "kind": "PersistentVolumeClaim",
+    "metadata": {"name": "qmo-engines", "namespace": "models"},
+}
+CLUSTER = [gpu_node("h100", "h100-0"), gpu_node("a100", "a100-0"), STORE]
+GATEWAY = {"parentRefs": [{"name": "inference", "namespace": "gateways"}]}
+Obj = dict[str, Any]
+
+
+def routed(**routing: Any) -> QuantizedModelSpec:
+    spec: QuantizedModelSpec = a_model().with_precisions("bf16", "int8").ungated().spec()
+    wire = spec.to_wire()
+    wire["routing"] = {**GATEWAY, **routing}
+    wire["serving"] = {"default": "int8"}
+    return QuantizedModelSpec.from_wire(wire)
+
+
+def converge(spec: QuantizedModelSpec, objects: list[Obj], *, routes: bool = True) -> list[Obj]:
+    for _ in range(8):
+        _, changes = reconcile_changes(spec, objects, OWNER, routes_available=routes)
+        if not changes:
+            return objects
+        objects = ready_deployments(complete_jobs(apply_changes(objects, changes, OWNER)))
+    raise AssertionError("the reconcile did not converge")
+
+
+def route_of(objects: list[Obj]) -> Obj:
+    (route,) = [o for o in objects if o["kind"] == "HTTPRoute"]
+    return route
+
+
+def table(route: Obj) -> dict[str, list[str]]:
+    """Header value -> backend Service names."""
+    return {
+        rule["matches"][0]["headers"][0]["value"]: [b["name"] for b in rule["backendRefs"]]
+        for rule in route["spec"]["rules"]
+    }
+
+
+def test_names_route_to_the_main_service_and_to_each_precision_on_every_class() -> None:
+    route = route_of(converge(routed(), CLUSTER))
+    assert table(route) == {
+        "llama": ["llama"],
+        "llama@bf16": ["llama-a100-80gb-bf16", "llama-h100-bf16"],
+        "llama@int8": ["llama-a100-80gb-int8", "llama-h100-int8"],
+    }
+    rule = route["spec"]["rules"][0]
+    assert rule["matches"][0]["headers"][0] == {
+        "type": "Exact", "name": "X-Gateway-Model-Name", "value": "llama",
+    }  # fmt: skip
+    assert rule["backendRefs"][0]["port"] == 8000
+    assert route["spec"]["parentRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "inference",
+         "namespace": "gateways"}
+    ]  # fmt: skip
+    assert route["metadata"]["ownerReferences"][0]["uid"] == "uid-llama"
+
+
+def test_a_public_name_and_no_precision_names() -> None:
+    spec = routed(modelName="meta-llama/Llama-3.1-8B", precisionNames=False, header="X-Model")
+    route = route_of(converge(spec, CLUSTER))
+    assert table(route) == {"meta-llama/Llama-3.1-8B": ["llama"]}
+    assert route["spec"]["rules"][0]["matches"][0]["headers"][0]["name"] == "X-Model"
+
+
+def test_nothing_is_routed_before_it_serves() -> None:
+    plan, changes = reconcile_changes(routed(), CLUSTER, OWNER, routes_available=True)
+    (route,) = [c.obj for c in changes if isinstance(c, Apply) and c.obj["kind"] == "HTTPRoute"]
+    assert route["spec"]["rules"] == []
+    assert published_names(routed(), plan, "llama") == []
+
+
+def test_a_converged_route_is_not_written_again() -> None:
+    objects = converge(routed(), CLUSTER)
+    _, changes = reconcile_changes(routed(), objects, OWNER, routes_available=True)
+    assert changes == []
+
+
+def test_without_the_gateway_api_no_route_is_written_and_the_rest_converges() -> None:
+    objects = converge(routed(), CLUSTER, routes=False)
+    assert [o for o in objects if o["kind"] == "HTTPRoute"] == []
+    assert any(o["kind"] == "Deployment" for o in objects)
+
+
+def test_removing_spec_routing_deletes_the_route() -> None:
+    objects = converge(routed(), CLUSTER)
+    plain = routed()
+    wire = plain.to_wire()
+    del wire["routing"]
+    _, changes = reconcile_changes(
+        QuantizedModelSpec.from_wire(wire), objects, OWNER, routes_available=True
+    )
+    assert [c.target["kind"] for c in changes if isinstance(c, Delete)] == ["HTTPRoute"]
+
+
+def test_a_withdrawn_variant_leaves_the_route() -> None:
+    spec = routed()
+    plan, _ = reconcile_changes(spec, converge(spec, CLUSTER), OWNER, routes_available=True)
+    withdrawn = [v if v.name != "h100-int8" else _withdrawn(v) for v in plan.variants]
+
+    route = build_http_route(spec, dataclasses.replace(plan, variants=tuple(withdrawn)), OWNER)
+    assert table(route)["llama@int8"] == ["llama-a100-80gb-int8"]
+
+
+def _withdrawn(variant: Any) -> Any:
+
+    return dataclasses.replace(variant, phase=Phase.REGRESSED)
+
+
+# --- the Routed condition -------------------------------------------------------------------
+
+
+def parent(status: str, message: str = "", reason: str = "Accepted") -> Obj:
+    return {
+        "parentRef": {"name": "inference", "namespace": "gateways"},
+        "conditions": [
+            {"type": "Accepted", "status": status, "reason": reason, "message": message}
+        ],
+    }
+
+
+def with_parents(*parents: Obj) -> Obj:
+    return {"metadata": {"name": "llama"}, "status": {"parents": list(parents)}}
+
+
+def test_no_gateway_api_is_false_with_a_reason_that_says_so() -> None:
+    condition = routed_condition(False, None, [])
+    assert (condition.status, condition.reason) == (ConditionStatus.FALSE, "GatewayApiMissing")
+    assert "Gateway API" in condition.message
+
+
+def test_a_route_no_controller_answered_is_pending() -> None:
+    condition = routed_condition(True, with_parents(), ["llama"])
+    assert (condition.status, condition.reason) == (ConditionStatus.UNKNOWN, "RoutePending")
+
+
+def test_an_accepted_route_is_true_and_names_what_it_publishes() -> None:
+    condition = routed_condition(True, with_parents(parent("True")), ["llama", "llama@int8"])
+    assert (condition.status, condition.reason) == (ConditionStatus.TRUE, "RouteAccepted")
+    assert "Gateway gateways/inference" in condition.message
+    assert "llama@int8" in condition.message
+
+
+def test_one_refusing_gateway_makes_it_false_with_the_gateways_words() -> None:
+    condition = routed_condition(
+        True,
+        with_parents(parent("True"), parent("False", "namespace not allowed", "NotAllowed")),
+        ["llama"],
+    )
+    assert (condition.status, condition.reason) == (ConditionStatus.FALSE, "RouteNotAccepted")
+    assert "namespace not allowed" in condition.message
