@@ -20,9 +20,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from qmo.evaluator.report import build_report, result
+from qmo.evaluator.report_writer import KubeWriter, Written
 from qmo.manifests.evaluation import EVALUATOR_SERVICE_ACCOUNT, evaluator_identity
-from qmo.quality.report import build_report, result
-from qmo.quality.report_writer import KubeWriter, Written
 from tests.support.chart import helm_path, template
 from tests.support.kube import GROUP, VERSION, ClusterHandle, unique_name
 from tests.support.openai_server import FakeModel, serving

@@ -1,4 +1,4 @@
-"""How qmo-eval finds and reads benchmarks (qmo.quality.benchmarks)."""
+"""How qmo-eval finds and reads benchmarks (qmo.evaluator.benchmarks)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from qmo.api.quantizedmodel import BenchmarkMetric, BenchmarkSpec
-from qmo.quality.benchmarks import (
+from qmo.evaluator.benchmarks import (
     ChoiceItem,
     ExactMatchItem,
     InputError,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from qmo.quality.openai_client import EndpointError, OpenAIClient
+from qmo.evaluator.openai_client import EndpointError, OpenAIClient
 from tests.support.openai_server import FakeModel, serving
 
 

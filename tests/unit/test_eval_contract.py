@@ -11,10 +11,10 @@ import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from qmo.evaluator.benchmarks import dataset_path, parse_specs
+from qmo.evaluator.cli import build_parser
 from qmo.manifests.evaluation import BENCHMARKS_FILE, benchmarks_config_map, eval_job
 from qmo.planner.types import Evaluation
-from qmo.quality.benchmarks import dataset_path, parse_specs
-from qmo.quality.evaluator import build_parser
 from tests.support.builders import a_model, an_owner
 
 KEY = "c0ffee" * 10 + "abcd"
@@ -44,7 +44,7 @@ def job_container() -> dict[str, Any]:
 
 def test_the_job_command_is_the_installed_console_script() -> None:
     pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
-    assert pyproject["project"]["scripts"]["qmo-eval"] == "qmo.quality.evaluator:main"
+    assert pyproject["project"]["scripts"]["qmo-eval"] == "qmo.evaluator.cli:main"
     assert job_container()["command"][0] == "qmo-eval"
 
 

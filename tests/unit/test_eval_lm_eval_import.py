@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from qmo.quality.evaluator import ExitCode, main
-from qmo.quality.lm_eval_import import (
+from qmo.evaluator.cli import ExitCode, main
+from qmo.evaluator.lm_eval_import import (
     LmEvalError,
     TaskSelection,
     benchmark_name,

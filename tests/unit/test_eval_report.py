@@ -1,4 +1,4 @@
-"""The QualityReport qmo-eval builds (qmo.quality.report): name, labels, spec, validation."""
+"""The QualityReport qmo-eval builds (qmo.evaluator.report): name, labels, spec, validation."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from qmo.api.qualityreport import QualityReport
 from qmo.api.quantizedmodel import QualitySpec
-from qmo.quality.report import build_report, report_name, result
-from qmo.quality.report_writer import PrintWriter, Written
+from qmo.evaluator.report import build_report, report_name, result
+from qmo.evaluator.report_writer import PrintWriter, Written
 from qmo.quality.verdict import judge
 
 KEY = "ab12cd34ef56" + "7" * 52

@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from qmo.api.qualityreport import QualityReport
-from qmo.quality.evaluator import ExitCode, RunOptions, main, run
-from qmo.quality.harness import Api, Settings
-from qmo.quality.openai_client import OpenAIClient
-from qmo.quality.report_writer import Written
+from qmo.evaluator.cli import ExitCode, RunOptions, main, run
+from qmo.evaluator.harness import Api, Settings
+from qmo.evaluator.openai_client import OpenAIClient
+from qmo.evaluator.report_writer import Written
 from tests.support.openai_server import FakeModel, PromptLogprobs, closed_port_url, serving
 
 KEY = "3f9a1c0b7d2e4f6a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a"

@@ -1,4 +1,4 @@
-"""How qmo-eval judges answers and computes scores (qmo.quality.scoring), table by table."""
+"""How qmo-eval judges answers and computes scores (qmo.evaluator.scoring), table by table."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from qmo.quality.benchmarks import ChoiceItem
-from qmo.quality.scoring import (
+from qmo.evaluator.benchmarks import ChoiceItem
+from qmo.evaluator.scoring import (
     LogLikelihood,
     ScoringError,
     accuracy,

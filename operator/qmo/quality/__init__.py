@@ -1,2 +1,2 @@
-"""The quality gate: pure verdicts on QualityReports (verdict.py) and the evaluator that runs
-in eval Jobs (evaluator.py, `qmo-eval`)."""
+"""What the operator needs to judge QualityReports: verdicts (verdict.py) and which report
+counts for which revision (reports.py). Pure. The program eval Jobs run is qmo.evaluator."""

@@ -15,10 +15,10 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from qmo.api.quantizedmodel import BenchmarkMetric
-from qmo.quality import scoring
-from qmo.quality.benchmarks import Benchmark, ChoiceItem, ExactMatchItem, Item, TextItem
-from qmo.quality.openai_client import Completion
-from qmo.quality.scoring import LogLikelihood, Score, ScoringError
+from qmo.evaluator import scoring
+from qmo.evaluator.benchmarks import Benchmark, ChoiceItem, ExactMatchItem, Item, TextItem
+from qmo.evaluator.openai_client import Completion
+from qmo.evaluator.scoring import LogLikelihood, Score, ScoringError
 
 # A letter, maybe with "(" before or "." after it, and a token of slack.
 CHOICE_MAX_TOKENS = 4

@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from qmo.api.base import GROUP, VERSION
 from qmo.api.qualityreport import PLURAL, QualityReport
-from qmo.quality.report import to_yaml
+from qmo.evaluator.report import to_yaml
 
 FIELD_MANAGER = "qmo-eval"
 APPLY_PATCH = "application/apply-patch+yaml"

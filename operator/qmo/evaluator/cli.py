@@ -30,15 +30,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from qmo.api.qualityreport import BenchmarkResult, QualityReport
+from qmo.evaluator import benchmarks as loading
+from qmo.evaluator import lm_eval_import
+from qmo.evaluator.benchmarks import Benchmark, InputError
+from qmo.evaluator.harness import Api, Settings, score_benchmark
+from qmo.evaluator.openai_client import EndpointError, OpenAIClient
+from qmo.evaluator.report import build_report, result
+from qmo.evaluator.report_writer import KubeWriter, PrintWriter, ReportWriter, WriteError, Written
+from qmo.evaluator.scoring import Score, ScoringError
 from qmo.planner.cachekey import short_key
-from qmo.quality import benchmarks as loading
-from qmo.quality import lm_eval_import
-from qmo.quality.benchmarks import Benchmark, InputError
-from qmo.quality.harness import Api, Settings, score_benchmark
-from qmo.quality.openai_client import EndpointError, OpenAIClient
-from qmo.quality.report import build_report, result
-from qmo.quality.report_writer import KubeWriter, PrintWriter, ReportWriter, WriteError, Written
-from qmo.quality.scoring import Score, ScoringError
 
 API_KEY_ENV = "QMO_EVAL_API_KEY"
 log = logging.getLogger("qmo.eval")

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from qmo.quality.benchmarks import ChoiceItem
+from qmo.evaluator.benchmarks import ChoiceItem
 
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
 _LEADING_LETTER = re.compile(r"^[\s(\[]*([A-Z])(?![A-Za-z])")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qmo.api.qualityreport import BenchmarkResult
-from qmo.quality.report import result
+from qmo.evaluator.report import result
 
 SOURCE = "lm-evaluation-harness"
 # Without --task, each task's metric is the first of these it has.
