@@ -127,6 +127,8 @@ class Reason(StrEnum):
     NON_FINITE_SCORE = "NonFiniteScore"
     NON_POSITIVE_BASELINE = "NonPositiveBaseline"
     NON_FINITE_DELTA = "NonFiniteDelta"
+    SPEEDUP_BELOW_MINIMUM = "SpeedupBelowMinimum"
+    MISSING_SPEED = "MissingSpeed"
     # Routing through the Gateway API (planner.routing)
     ROUTE_ACCEPTED = "RouteAccepted"
     ROUTE_PENDING = "RoutePending"

@@ -127,3 +127,71 @@ def test_finite_scores_too_far_apart_are_invalid_not_an_infinite_delta(
     assert judged.reason == "NonFiniteDelta"
     status = QualityReportStatus(verdict=judged.verdict, reason=judged.reason).to_wire()
     json.dumps(status, allow_nan=False)  # the status can be written
+
+
+# --- speed -----------------------------------------------------------------------------------
+
+
+def sample(concurrency: int, tokens_per_second: float) -> dict[str, Any]:
+    return {
+        "concurrency": concurrency, "requests": 32, "ttftP50Seconds": 0.05,
+        "ttftP95Seconds": 0.09, "itlP50Seconds": 0.01, "itlP95Seconds": 0.02,
+        "outputTokensPerSecond": tokens_per_second,
+    }  # fmt: skip
+
+
+def with_speed(
+    candidate: list[dict[str, Any]], baseline: list[dict[str, Any]]
+) -> QualityReportSpec:
+    wire = a_report(("gsm8k", 0.80, 0.80)).to_wire()
+    wire["speed"] = {"candidate": candidate, "baseline": baseline}
+    return QualityReportSpec.from_wire(wire)
+
+
+def test_the_speedup_compares_the_highest_concurrency_both_measured() -> None:
+    report = with_speed(
+        [sample(1, 90.0), sample(8, 600.0), sample(32, 1500.0)], [sample(1, 80.0), sample(8, 400.0)]
+    )
+    judged = judge(report, quality())
+    assert judged.verdict == Verdict.PASS
+    assert judged.speedup == 1.5  # 600 / 400 at concurrency 8
+    assert "speed-up 1.50x" in judged.message
+
+
+def test_a_variant_slower_than_the_minimum_regresses_on_speed() -> None:
+    report = with_speed([sample(8, 440.0)], [sample(8, 400.0)])
+    judged = judge(report, quality(minSpeedup=1.2))
+    assert (judged.verdict, judged.reason) == (Verdict.REGRESSED, "SpeedupBelowMinimum")
+    assert "speed-up 1.10x is below the minimum 1.2x" in judged.message
+
+
+def test_exactly_the_minimum_passes() -> None:
+    report = with_speed([sample(8, 480.0)], [sample(8, 400.0)])
+    assert judge(report, quality(minSpeedup=1.2)).verdict == Verdict.PASS
+
+
+def test_a_quality_regression_is_named_before_speed() -> None:
+    wire = with_speed([sample(8, 100.0)], [sample(8, 400.0)]).to_wire()
+    wire["results"][0]["candidateScore"] = 0.70
+    judged = judge(QualityReportSpec.from_wire(wire), quality(minSpeedup=1.2))
+    assert (judged.verdict, judged.reason) == (Verdict.REGRESSED, "Regressed")
+
+
+@pytest.mark.parametrize(
+    "speed",
+    [
+        pytest.param(None, id="no speed at all"),
+        pytest.param(([sample(8, 500.0)], []), id="no baseline measured"),
+        pytest.param(([sample(8, 500.0)], [sample(1, 90.0)]), id="no common concurrency"),
+        pytest.param(([sample(8, 500.0)], [sample(8, 0.0)]), id="a baseline that produced nothing"),
+    ],
+)
+def test_a_minimum_without_comparable_speed_is_invalid(speed: Any) -> None:
+    report = a_report(("gsm8k", 0.80, 0.80)) if speed is None else with_speed(*speed)
+    judged = judge(report, quality(minSpeedup=1.2))
+    assert (judged.verdict, judged.reason) == (Verdict.INVALID, "MissingSpeed")
+
+
+def test_speed_samples_may_not_repeat_a_concurrency() -> None:
+    with pytest.raises(ValueError, match="candidate: duplicate value"):
+        with_speed([sample(8, 1.0), sample(8, 2.0)], [])

@@ -44,6 +44,36 @@ class BenchmarkResult(ApiModel):
     samples: int | None = Field(default=None, ge=0, description="Items scored.")
 
 
+class SpeedSample(ApiModel):
+    """Serving speed of one endpoint at one concurrency (streaming requests)."""
+
+    concurrency: int = Field(ge=1, le=4096, description="Requests in flight.")
+    requests: int = Field(ge=1, le=1000000, description="Requests measured.")
+    ttft_p50_seconds: float = Field(ge=0, description="Time to first token, median.")
+    ttft_p95_seconds: float = Field(ge=0, description="Time to first token, 95th percentile.")
+    itl_p50_seconds: float = Field(ge=0, description="Inter-token latency, median.")
+    itl_p95_seconds: float = Field(ge=0, description="Inter-token latency, 95th percentile.")
+    output_tokens_per_second: float = Field(
+        ge=0, description="Output tokens per second over all requests in flight."
+    )
+
+
+class SpeedReport(ApiModel):
+    """Serving speed of the candidate and of its BF16 reference on the same GPU class."""
+
+    candidate: list[SpeedSample] = Field(
+        min_length=1, max_length=8, description="One per concurrency.",
+        json_schema_extra={"x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["concurrency"]},
+    )  # fmt: skip
+    baseline: list[SpeedSample] = Field(
+        default_factory=list, max_length=8,
+        description="The BF16 reference, where one serves on the same GPU class.",
+        json_schema_extra={"x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["concurrency"]},
+    )  # fmt: skip
+
+
 class QualityReportSpec(ApiModel):
     """Raw evaluation results of one variant revision against its baseline."""
 
@@ -63,6 +93,9 @@ class QualityReportSpec(ApiModel):
         },
     )
     source: str = Field(default="qmo-eval", max_length=63, description="Who produced the scores.")
+    speed: SpeedReport | None = Field(
+        default=None, description="Serving speed of the candidate and its BF16 reference."
+    )
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
@@ -94,6 +127,11 @@ class QualityReportStatus(StatusModel):
     deltas: list[BenchmarkDelta] = Field(default_factory=list, description="Per benchmark.")
     worst_benchmark: str | None = Field(default=None, description="Benchmark with worst delta.")
     worst_delta_percent: float | None = Field(default=None, description="Worst delta.")
+    speedup: float | None = Field(
+        default=None,
+        description="Candidate output tokens/s over the baseline's, at the highest concurrency "
+        "both were measured at.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Judged condition.",

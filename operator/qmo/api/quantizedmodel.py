@@ -453,6 +453,20 @@ class BenchmarkSpec(ApiModel):
     )
 
 
+class SpeedProbeSpec(ApiModel):
+    """How eval Jobs measure serving speed: streaming requests at concurrency 1 and at
+    `concurrency`, against the candidate and the BF16 reference."""
+
+    concurrency: int = Field(default=8, ge=1, le=256, description="The loaded concurrency.")
+    requests: int = Field(
+        default=32, ge=1, le=10000, description="Requests per endpoint and concurrency."
+    )
+    max_tokens: int = Field(default=128, ge=1, le=8192, description="Output tokens per request.")
+    prompt_tokens: int = Field(
+        default=256, ge=1, le=32768, description="About how long each prompt is, in words."
+    )
+
+
 class QualitySpec(ApiModel):
     """The quality gate: every quantized variant is judged against the baseline precision."""
 
@@ -485,6 +499,19 @@ class QualitySpec(ApiModel):
     )
     evaluator_image: Image | None = Field(
         default=None, description="Image of the eval Jobs; unset means the operator's default."
+    )
+    speed: SpeedProbeSpec | None = Field(
+        default=None,
+        description="Measure serving speed (time to first token, inter-token latency, output "
+        "tokens/s) of each candidate and of the BF16 reference on the same GPU class.",
+    )
+    min_speedup: float | None = Field(
+        default=None,
+        gt=0,
+        le=100,
+        description="A variant whose output tokens/s is below this multiple of BF16's on the "
+        "same GPU class (e.g. 1.2) regressed, like a quality regression. Measured at "
+        "speed.concurrency (8 when speed is unset).",
     )
 
 
@@ -619,6 +646,9 @@ class VariantQuality(StatusModel):
         default=None, description="Worst regression in percent of the baseline score."
     )
     report: str | None = Field(default=None, description="QualityReport that gave the verdict.")
+    speedup: float | None = Field(
+        default=None, description="Output tokens/s over BF16's on the same GPU class, measured."
+    )
 
 
 class VariantStatus(StatusModel):
@@ -673,6 +703,9 @@ class StatusSummary(StatusModel):
     precisions: str = Field(default="", description="Precision per GPU class, e.g. h100=fp8.")
     quality: str = Field(default="", description="Worst verdict across variants.")
     serving: str = Field(default="", description="Variant behind the main Service.")
+    speedup: str = Field(
+        default="", description="Measured speed-up over BF16 per variant, e.g. h100-fp8=1.42x."
+    )
 
 
 class QuantizedModelStatus(StatusModel):

@@ -68,6 +68,7 @@ def quality_of(variant: PlannedVariant, gated: bool) -> VariantQuality:
         worst_benchmark=report.worst_benchmark,
         worst_delta_percent=report.worst_delta_percent,
         report=report.name,
+        speedup=report.speedup,
     )
 
 
@@ -196,6 +197,11 @@ def build_status(
             ),
             quality=_quality_summary(spec, variants),
             serving=plan.main_precision.value if plan.main_precision else "all",
+            speedup=",".join(
+                f"{v.name}={v.quality.speedup:.2f}x"
+                for v in variants
+                if v.quality.speedup is not None
+            ),
         ),
         retried=retried if retried is not None else (previous.retried if previous else None),
     )

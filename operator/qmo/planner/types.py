@@ -66,6 +66,7 @@ class ReportObservation:
     message: str
     worst_benchmark: str | None = None
     worst_delta_percent: float | None = None
+    speedup: float | None = None
 
 
 class BuildLookup(Protocol):

@@ -39,6 +39,7 @@ class JudgedReport:
             message=self.judgement.message,
             worst_benchmark=self.judgement.worst_benchmark,
             worst_delta_percent=self.judgement.worst_delta_percent,
+            speedup=self.judgement.speedup,
         )
 
 
@@ -114,4 +115,5 @@ def report_status(report: JudgedReport, state: ReportState) -> QualityReportStat
         deltas=list(j.deltas),
         worst_benchmark=j.worst_benchmark,
         worst_delta_percent=j.worst_delta_percent,
+        speedup=j.speedup,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from qmo.api.qualityreport import BenchmarkDelta, QualityReportSpec, Verdict
+from qmo.api.qualityreport import BenchmarkDelta, QualityReportSpec, SpeedReport, Verdict
 from qmo.api.quantizedmodel import QualitySpec
 from qmo.vocabulary import Reason
 
@@ -28,6 +28,7 @@ class Judgement:
     deltas: tuple[BenchmarkDelta, ...] = ()
     worst_benchmark: str | None = None
     worst_delta_percent: float | None = None
+    speedup: float | None = None
 
 
 def regression_percent(baseline: float, candidate: float, higher_is_better: bool) -> float:
@@ -37,6 +38,22 @@ def regression_percent(baseline: float, candidate: float, higher_is_better: bool
 
 def _invalid(reason: str, message: str) -> Judgement:
     return Judgement(Verdict.INVALID, reason, message)
+
+
+def speedup(speed: SpeedReport | None) -> float | None:
+    """Candidate output tokens/s over the baseline's at the highest concurrency both were
+    measured at; None without a baseline measurement to compare with."""
+    if speed is None:
+        return None
+    baseline = {s.concurrency: s for s in speed.baseline}
+    shared = [s for s in speed.candidate if s.concurrency in baseline]
+    if not shared:
+        return None
+    candidate = max(shared, key=lambda s: s.concurrency)
+    reference = baseline[candidate.concurrency].output_tokens_per_second
+    if reference <= 0 or not math.isfinite(candidate.output_tokens_per_second):
+        return None
+    return round(candidate.output_tokens_per_second / reference, 4)
 
 
 def judge(report: QualityReportSpec, quality: QualitySpec) -> Judgement:
@@ -90,11 +107,28 @@ def judge(report: QualityReportSpec, quality: QualitySpec) -> Judgement:
         f"worst: {worst.benchmark} {worst.delta_percent:+.2f}% "
         f"(threshold {worst.threshold_percent}%)"
     )
+    measured = speedup(report.speed)
+    minimum = quality.min_speedup
+    if minimum is not None and measured is None:
+        return _invalid(
+            Reason.MISSING_SPEED,
+            f"quality.minSpeedup is {minimum}, but the report has no speed of the candidate "
+            "and of its BF16 reference at a common concurrency",
+        )
+    too_slow = minimum is not None and measured is not None and measured < minimum - TOLERANCE
+    speed_note = f"; speed-up {measured:.2f}x" if measured is not None else ""
+    if minimum is not None:
+        speed_note += f" (minimum {minimum}x)"
     if regressed:
         names = ", ".join(f"{d.benchmark} {d.delta_percent:+.2f}%" for d in regressed)
         verdict, reason = Verdict.REGRESSED, Reason.REGRESSED
-        message = f"regressed on {names}; {summary}"
+        message = f"regressed on {names}; {summary}{speed_note}"
+    elif too_slow:
+        verdict, reason = Verdict.REGRESSED, Reason.SPEEDUP_BELOW_MINIMUM
+        message = f"too slow: speed-up {measured:.2f}x is below the minimum {minimum}x; {summary}"
     else:
         verdict, reason = Verdict.PASS, Reason.WITHIN_THRESHOLD
-        message = f"every benchmark within its threshold; {summary}"
-    return Judgement(verdict, reason, message, tuple(deltas), worst.benchmark, worst.delta_percent)
+        message = f"every benchmark within its threshold; {summary}{speed_note}"
+    return Judgement(
+        verdict, reason, message, tuple(deltas), worst.benchmark, worst.delta_percent, measured
+    )
