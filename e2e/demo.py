@@ -2,7 +2,9 @@
 
 Builds the control-plane binaries on first use (saying so), starts Kubernetes with 2x A100,
 2x H100 and 1x L40S fake nodes, installs the CRDs, runs the operator, applies the examples and
-shows `kubectl get qm` reaching Ready: INT8 on the A100s, FP8 on the H100s and the L40S.
+shows `kubectl get qm` reaching Ready: INT8 on the A100s, FP8 on the H100s and the L40S. Then
+the quality gate closes its loop on a before-traffic model (e2e/demo_gate.py): a passing report
+promotes fp8, a regressing one moves int4-awq down the ladder to int8, which passes in turn.
 Everything is stopped at the end unless --keep is given.
 """
 
@@ -13,8 +15,11 @@ import subprocess
 import sys
 import time
 
+from kubernetes.client import ApiException
+
 from e2e.cluster.binaries import default_bin_dir, ensure_binaries
 from e2e.cluster.local import FLEETS_DIR, REPO, LocalCluster
+from e2e.demo_gate import OPERATOR_LOG, header, run_gate_story, say
 from e2e.operator_process import running_operator
 
 NAMESPACE = "demo"
@@ -60,13 +65,40 @@ spec:
 """
 
 
-def say(message: str) -> None:
-    print(f"==> {message}", flush=True)
-
-
 def show(cluster: LocalCluster, *args: str) -> None:
     print(f"$ kubectl {' '.join(args)}", flush=True)
     print(cluster.kubectl(*args).stdout, flush=True)
+
+
+def run(cluster: LocalCluster) -> None:
+    """Everything once the control plane runs; raises when something does not happen in time."""
+    show(cluster, "get", "nodes", "-L", "nvidia.com/gpu.product,nvidia.com/gpu.count")
+    say("Installing the CRDs (kubectl apply --server-side -f crds/)")
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    cluster.kubectl("create", "namespace", NAMESPACE)
+    cluster.kubectl("apply", "-f", "-", input=STORAGE)
+    log = REPO / OPERATOR_LOG
+    say(f"Running the operator (qmo run; log: {OPERATOR_LOG})")
+    with running_operator(cluster.kubeconfig, log):
+        header("2. A precision per GPU class: INT8 on the A100s, FP8 on the H100s and the L40S")
+        for example in EXAMPLES:
+            say(f"kubectl apply -f examples/{example}")
+            cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / example))
+        say("Waiting for every QuantizedModel to be Ready (builds run as Jobs, then serve)")
+        cluster.kubectl(
+            "wait", "-n", NAMESPACE, "--for=condition=Ready", "qm", "--all", "--timeout=180s"
+        )
+        show(cluster, "get", "qm", "-n", NAMESPACE, "-o", "wide")
+        show(cluster, "get", "deployments,services", "-n", NAMESPACE, "-l",
+             "app.kubernetes.io/managed-by=qmo")  # fmt: skip
+        show(cluster, "get", "pods", "-n", NAMESPACE, "-o", "wide", "-l",
+             "app.kubernetes.io/component=server")  # fmt: skip
+        show(cluster, "get", "events", "-n", NAMESPACE, "--field-selector",
+             "involvedObject.kind=QuantizedModel",
+             "--sort-by=.metadata.resourceVersion")  # fmt: skip
+        say("qwen-7b is gated after rollout (the default) and stays Pending: no report came.")
+        run_gate_story(cluster, NAMESPACE, first_section=3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,43 +113,26 @@ def main(argv: list[str] | None = None) -> int:
             f"{default_bin_dir()} (about 8 minutes on 2 cores; later runs reuse them)."
         )
     binaries = ensure_binaries()
-    say(f"Starting Kubernetes {binaries.kubernetes_version} on 127.0.0.1 with the mixed GPU fleet")
+    header("1. Kubernetes on 127.0.0.1 with fake GPU nodes (kwok), the CRDs and the operator")
+    say(f"Starting Kubernetes {binaries.kubernetes_version} with the mixed GPU fleet")
     cluster = LocalCluster.start(CLUSTER, FLEETS_DIR / "mixed.yaml", binaries=binaries)
+    finished = False
     try:
-        show(cluster, "get", "nodes", "-L", "nvidia.com/gpu.product,nvidia.com/gpu.count")
-        say("Installing the CRDs (kubectl apply --server-side -f crds/)")
-        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        cluster.kubectl("create", "namespace", NAMESPACE)
-        cluster.kubectl("apply", "-f", "-", input=STORAGE)
-        log = REPO / ".qmo" / "demo-operator.log"
-        say(f"Running the operator (qmo run; log: {log.relative_to(REPO)})")
-        with running_operator(cluster.kubeconfig, log):
-            for example in EXAMPLES:
-                say(f"kubectl apply -f examples/{example}")
-                cluster.kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / example))
-            say("Waiting for every QuantizedModel to be Ready (builds run as Jobs, then serve)")
-            cluster.kubectl(
-                "wait", "-n", NAMESPACE, "--for=condition=Ready", "qm", "--all", "--timeout=180s"
-            )
-            show(cluster, "get", "qm", "-n", NAMESPACE, "-o", "wide")
-            show(cluster, "get", "deployments,services", "-n", NAMESPACE, "-l",
-                 "app.kubernetes.io/managed-by=qmo")  # fmt: skip
-            show(cluster, "get", "pods", "-n", NAMESPACE, "-o", "wide", "-l",
-                 "app.kubernetes.io/component=server")  # fmt: skip
-            show(cluster, "get", "events", "-n", NAMESPACE, "--field-selector",
-                 "involvedObject.kind=QuantizedModel", "--sort-by=.lastTimestamp")  # fmt: skip
-        say(f"Demo finished in {time.monotonic() - started:.0f}s.")
-        if args.keep:
-            say(f"The cluster stays up: export KUBECONFIG={cluster.kubeconfig}")
-            say(f"Stop it with: python -m e2e.cluster down --name {CLUSTER}")
-            return 0
-    except (subprocess.CalledProcessError, RuntimeError, AssertionError) as err:
+        run(cluster)
+        finished = True
+    except (subprocess.CalledProcessError, RuntimeError, AssertionError, ApiException) as err:
         print(f"demo failed: {err}", file=sys.stderr)
-        cluster.stop()
+    finally:
+        if not (finished and args.keep):
+            cluster.stop()
+    if not finished:
         return 1
-    cluster.stop()
-    say("Stopped the cluster; nothing is left running.")
+    say(f"Demo finished in {time.monotonic() - started:.0f}s.")
+    if args.keep:
+        say(f"The cluster stays up, the operator does not: export KUBECONFIG={cluster.kubeconfig}")
+        say(f"Stop it with: python -m e2e.cluster down --name {CLUSTER}")
+    else:
+        say("Stopped the cluster; nothing is left running.")
     return 0
 
 
