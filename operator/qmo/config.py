@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from qmo import __version__
 
 DEFAULT_BUILDER_IMAGE = f"ghcr.io/qmo-dev/qmo-builder:{__version__}"
-DEFAULT_EVALUATOR_IMAGE = f"ghcr.io/qmo-dev/qmo-builder:{__version__}"
+DEFAULT_EVALUATOR_IMAGE = f"ghcr.io/qmo-dev/qmo-evaluator:{__version__}"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +41,10 @@ class FakeModel:
     # Statuses to answer with before answering normally (transient failures).
     fail_first: list[int] = field(default_factory=list)
     error_status: int | None = None  # answer every POST with this status
+    # Streamed completions (the speed probe): seconds before the first token and between
+    # tokens; a streamed answer is max_tokens tokens long.
+    first_token_seconds: float = 0.0
+    token_seconds: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -139,6 +144,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def _stream(self, model: FakeModel, tokens: int) -> None:
+        """Server-sent events, one token per chunk, paced like a model server."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        time.sleep(model.first_token_seconds)
+        for i in range(tokens):
+            if i:
+                time.sleep(model.token_seconds)
+            choice = {"index": 0, "text": f" t{i}", "finish_reason": None}
+            chunk = {"object": "text_completion", "model": model.name, "choices": [choice]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+        self.close_connection = True
+
     def do_GET(self) -> None:
         if self.path == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": self.server.model.name}]})
@@ -154,6 +177,8 @@ class _Handler(BaseHTTPRequestHandler):
             failing = model.fail_first.pop(0) if model.fail_first else model.error_status
         if failing is not None:
             self._send(failing, {"object": "error", "message": f"injected {failing}", "code": 1})
+        elif self.path == "/v1/completions" and body.get("stream"):
+            self._stream(model, int(body.get("max_tokens") or 16))
         elif self.path == "/v1/completions":
             self._send(200, model.completion(body))
         elif self.path == "/v1/chat/completions":

@@ -15,7 +15,11 @@ from qmo.api.quantizedmodel import DEFAULT_ENGINE_IMAGE
 from tests.support.kube import REPO
 
 DOCKER = REPO / "docker"
-DOCKERFILES = {"operator": DOCKER / "operator.Dockerfile", "builder": DOCKER / "builder.Dockerfile"}
+DOCKERFILES = {
+    "operator": DOCKER / "operator.Dockerfile",
+    "builder": DOCKER / "builder.Dockerfile",
+    "evaluator": DOCKER / "evaluator.Dockerfile",
+}
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 # Commands the builder image must provide besides its ENTRYPOINT: eval Jobs run `qmo-eval`.
 JOB_COMMANDS = ["qmo-builder", "qmo-eval"]
@@ -89,6 +93,16 @@ def test_the_builder_image_installs_the_builder_extra_without_replacing_tensorrt
     runs = " ".join(args for op, args in instructions(DOCKERFILES["builder"]) if op == "RUN")
     assert "'.[builder]'" in runs
     assert "--constraint" in runs
+
+
+def test_the_evaluator_image_is_slim_with_the_evaluator_extra_and_starts_qmo_eval() -> None:
+    path = DOCKERFILES["evaluator"]
+    base = next(args for op, args in final_stage(path) if op == "FROM")
+    assert base.startswith("python:3.11.")
+    assert "slim" in base
+    runs = " ".join(args for op, args in final_stage(path) if op == "RUN")
+    assert "[evaluator]" in runs
+    assert exec_form(path, "ENTRYPOINT") == ["qmo-eval"]
 
 
 ENTRYPOINTS = [(name, exec_form(path, "ENTRYPOINT")[0]) for name, path in DOCKERFILES.items()]

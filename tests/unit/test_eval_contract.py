@@ -13,6 +13,7 @@ from typing import Any
 
 from qmo.evaluator.benchmarks import dataset_path, parse_specs
 from qmo.evaluator.cli import build_parser
+from qmo.evaluator.lm_eval_tasks import include_path
 from qmo.manifests.evaluation import BENCHMARKS_FILE, benchmarks_config_map, eval_job
 from qmo.planner.types import Evaluation
 from tests.support.builders import a_model, an_owner
@@ -85,3 +86,34 @@ def test_the_benchmarks_file_and_every_dataset_lie_under_a_mount_of_the_job() ->
     ]
     for path in wanted:
         assert any(path.is_relative_to(mount) for mount in mounts), path
+
+
+def test_a_minimum_speedup_makes_the_job_measure_speed() -> None:
+    spec = a_model().with_quality(benchmarks=BENCHMARKS, minSpeedup=1.2).spec()
+    evaluation = Evaluation("h100-fp8", KEY, on_candidate_track=False, baseline="h100-bf16")
+    job = eval_job(spec, evaluation, an_owner("llama", "team-a"), image="qmo-eval:test")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args([*container["command"][1:], *container["args"]])
+    assert (args.speed_concurrency, args.speed_requests, args.speed_max_tokens) == (8, 32, 128)
+    plain = job_container()
+    assert (
+        build_parser().parse_args([*plain["command"][1:], *plain["args"]]).speed_concurrency is None
+    )
+
+
+def test_an_lm_eval_task_configmap_is_mounted_where_qmo_eval_looks_for_it() -> None:
+    include = {"configMap": {"name": "ticket-task"}}
+    task = {
+        "name": "tickets",
+        "lmEval": {"task": "tickets", "metric": "acc,none", "include": include},
+    }
+    spec = a_model().with_quality(benchmarks=[task]).spec()
+    evaluation = Evaluation("h100-fp8", KEY, on_candidate_track=False, baseline="h100-bf16")
+    job = eval_job(spec, evaluation, an_owner("llama", "team-a"), image="qmo-eval:test")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    lm_eval = spec.quality.benchmarks[0].lm_eval
+    assert lm_eval is not None
+    assert str(include_path(lm_eval)) in mounts
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert any(v.get("configMap", {}).get("name") == "ticket-task" for v in volumes.values())

@@ -36,6 +36,11 @@
 {{- default (printf "ghcr.io/qmo-dev/qmo-builder:%s" .Chart.AppVersion) .Values.builderImage -}}
 {{- end -}}
 
+{{/* The image of eval Jobs: qmo-eval with lm-evaluation-harness (no GPU stack). */}}
+{{- define "qmo.evaluatorImage" -}}
+{{- default (printf "ghcr.io/qmo-dev/qmo-evaluator:%s" .Chart.AppVersion) .Values.evaluatorImage -}}
+{{- end -}}
+
 {{- define "qmo.selectorLabels" -}}
 app.kubernetes.io/name: qmo
 app.kubernetes.io/instance: {{ .Release.Name }}

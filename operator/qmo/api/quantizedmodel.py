@@ -427,8 +427,72 @@ class DatasetSource(ApiModel):
     )
 
 
+class LmEvalApi(StrEnum):
+    COMPLETIONS = "completions"  # lm-eval's local-completions model
+    CHAT = "chat"  # local-chat-completions
+
+
+class TaskDirectory(ApiModel):
+    """Where custom lm-eval task YAMLs (and their data files) live: one of configMap or path.
+    Data files are named in the YAML by where the Job mounts them: /benchmarks/<configMap>/<key>
+    or /store/<path>."""
+
+    config_map: LocalObjectReference | None = Field(
+        default=None, description="A ConfigMap whose keys are the task's files."
+    )
+    path: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=r"^[^\s]+$",
+        description="A directory on the engine store, e.g. tasks/support-tickets.",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.configMap) != has(self.path)",
+            message="lmEval.include needs exactly one of configMap or path",
+            check=lambda d: (d.config_map is None) != (d.path is None),
+        ),
+    )
+
+
+class LmEvalTask(ApiModel):
+    """An lm-evaluation-harness task (gsm8k, mmlu_pro, ifeval, or a custom one from local
+    files) run against the candidate's and the baseline's OpenAI-compatible endpoints."""
+
+    task: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_][-A-Za-z0-9_.]*$",
+        description="The lm-eval task (or group) name, e.g. gsm8k.",
+    )
+    metric: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]+(,[-A-Za-z0-9_.]+)?$",
+        description="The result to judge, as lm-eval names it: metric,filter, e.g. "
+        "exact_match,strict-match for gsm8k or acc,none.",
+    )
+    num_fewshot: int | None = Field(default=None, ge=0, le=64, description="Few-shot examples.")
+    api: LmEvalApi = Field(
+        default=LmEvalApi.COMPLETIONS,
+        description="completions (/v1/completions) or chat (/v1/chat/completions).",
+    )
+    tokenizer: str | None = Field(
+        default=None,
+        max_length=512,
+        description="A Hugging Face tokenizer (hub id or path under /store), for tasks that "
+        "score log-likelihoods; generation tasks need none.",
+    )
+    include: TaskDirectory | None = Field(
+        default=None, description="Custom task YAMLs from local files (air-gapped clusters)."
+    )
+
+
 class BenchmarkSpec(ApiModel):
-    """One benchmark the quality gate compares a variant on against the baseline."""
+    """One benchmark the quality gate compares a variant on against the baseline: qmo-eval's
+    JSONL format (`dataset`), an lm-evaluation-harness task (`lmEval`), or neither when an
+    external system writes the reports."""
 
     name: str = Field(
         min_length=1,
@@ -450,6 +514,19 @@ class BenchmarkSpec(ApiModel):
     )
     max_regression_percent: float | None = Field(
         default=None, ge=0, le=100, description="Threshold for this benchmark alone."
+    )
+    lm_eval: LmEvalTask | None = Field(
+        default=None,
+        description="Run this lm-evaluation-harness task instead of a qmo-eval dataset; "
+        "samples becomes its limit.",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!(has(self.dataset) && has(self.lmEval))",
+            message="a benchmark takes a dataset or an lmEval task, not both",
+            check=lambda b: b.dataset is None or b.lm_eval is None,
+        ),
     )
 
 

@@ -93,10 +93,10 @@ def parse_specs(data: Any, source: str) -> list[BenchmarkSpec]:
         if spec.name in seen:
             raise InputError(f"{source}: benchmark {spec.name} is listed twice")
         seen.add(spec.name)
-        if spec.dataset is None:
+        if spec.dataset is None and spec.lm_eval is None:
             raise InputError(
-                f"{source}: benchmark {spec.name} has no dataset: qmo-eval cannot score it "
-                "(an external evaluation system must report it)"
+                f"{source}: benchmark {spec.name} has no dataset and no lmEval task: qmo-eval "
+                "cannot score it (an external evaluation system must report it)"
             )
     return specs
 

@@ -29,15 +29,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from qmo.api.qualityreport import BenchmarkResult, QualityReport
+from qmo.api.qualityreport import BenchmarkResult, QualityReport, SpeedReport
+from qmo.api.quantizedmodel import BenchmarkSpec
 from qmo.evaluator import benchmarks as loading
-from qmo.evaluator import lm_eval_import
+from qmo.evaluator import lm_eval_import, lm_eval_tasks
 from qmo.evaluator.benchmarks import Benchmark, InputError
 from qmo.evaluator.harness import Api, Settings, score_benchmark
 from qmo.evaluator.openai_client import EndpointError, OpenAIClient
 from qmo.evaluator.report import build_report, result
 from qmo.evaluator.report_writer import KubeWriter, PrintWriter, ReportWriter, WriteError, Written
 from qmo.evaluator.scoring import Score, ScoringError
+from qmo.evaluator.speed import ProbeError, ProbeSettings
+from qmo.evaluator.speed import probe as speed_probe
 from qmo.planner.cachekey import short_key
 
 API_KEY_ENV = "QMO_EVAL_API_KEY"
@@ -66,6 +69,7 @@ class RunOptions:
     seed: int | None = 0
     datasets_root: Path = loading.DATASETS_ROOT
     store_root: Path = loading.STORE_ROOT
+    speed: ProbeSettings | None = None  # measure serving speed too
 
 
 ClientFactory = Callable[[str, float, int | None], OpenAIClient]
@@ -122,9 +126,11 @@ def _evaluate(options: RunOptions, make_client: ClientFactory, where: str) -> Qu
                 s, datasets_root=options.datasets_root, store_root=options.store_root
             )
             for s in specs
+            if s.dataset is not None
         ]
     except InputError as err:
         raise _Failed(ExitCode.BAD_INPUT, str(err)) from err
+    tasks = [s for s in specs if s.lm_eval is not None]
     endpoints = {
         "baseline": _endpoint(options, options.baseline_url, make_client),
         "candidate": _endpoint(options, options.candidate_url, make_client),
@@ -133,8 +139,11 @@ def _evaluate(options: RunOptions, make_client: ClientFactory, where: str) -> Qu
         "Evaluating %s against baseline=%s on %d benchmarks (%s).",
         where,
         options.baseline_variant,
-        len(loaded),
-        ", ".join(f"{b.name}: {len(b.items)} items" for b in loaded),
+        len(specs),
+        ", ".join(
+            [f"{b.name}: {len(b.items)} items" for b in loaded]
+            + [f"{t.name}: lm-eval task {t.lm_eval.task}" for t in tasks if t.lm_eval]
+        ),
     )
     results, failures = [], []
     for benchmark in loaded:
@@ -142,12 +151,69 @@ def _evaluate(options: RunOptions, make_client: ClientFactory, where: str) -> Qu
             results.append(_compare(benchmark, endpoints, options.settings))
         except BenchmarkFailure as err:
             failures.append(str(err))
+    for spec in tasks:
+        try:
+            results.append(_compare_task(spec, endpoints, options))
+        except BenchmarkFailure as err:
+            failures.append(str(err))
+    speed = None
+    if options.speed is not None and not failures:
+        try:
+            speed = _measure_speed(endpoints, options.speed)
+        except ProbeError as err:
+            failures.append(f"speed probe: {err}")
     if failures:
         raise _Failed(ExitCode.FAILED, "; ".join(failures) + " (no report written)")
-    return _report(options, results)
+    results.sort(key=lambda r: [s.name for s in specs].index(r.benchmark))
+    return _report(options, results, speed)
 
 
-def _report(options: RunOptions, results: list[BenchmarkResult]) -> QualityReport:
+def _compare_task(
+    spec: BenchmarkSpec, endpoints: dict[str, OpenAIClient], options: RunOptions
+) -> BenchmarkResult:
+    scores: dict[str, Score] = {}
+    for role, client in endpoints.items():
+        endpoint = lm_eval_tasks.Endpoint(
+            url=client.base_url,
+            model=client.model or "",
+            concurrency=options.settings.concurrency,
+            timeout=options.timeout,
+        )
+        try:
+            scores[role] = lm_eval_tasks.score_task(
+                spec, endpoint, datasets_root=options.datasets_root, store_root=options.store_root
+            )
+        except InputError as err:
+            raise _Failed(ExitCode.BAD_INPUT, str(err)) from err
+        except lm_eval_tasks.TaskFailure as err:
+            raise BenchmarkFailure(f"benchmark {spec.name} on the {role}: {err}") from err
+    return result(
+        spec.name,
+        scores["baseline"].value,
+        scores["candidate"].value,
+        higher_is_better=spec.higher_is_better,
+        samples=scores["candidate"].samples,
+    )
+
+
+def _measure_speed(endpoints: dict[str, OpenAIClient], settings: ProbeSettings) -> SpeedReport:
+    figures = {
+        role: speed_probe(client.base_url, client.model or "", settings)
+        for role, client in endpoints.items()
+    }
+    for role, samples in figures.items():
+        for sample in samples:
+            log.info(
+                "Speed of the %s at concurrency %d: %.1f output tokens/s, TTFT p50 %.3fs.",
+                role, sample.concurrency, sample.output_tokens_per_second,
+                sample.ttft_p50_seconds,
+            )  # fmt: skip
+    return SpeedReport(candidate=figures["candidate"], baseline=figures["baseline"])
+
+
+def _report(
+    options: RunOptions, results: list[BenchmarkResult], speed: SpeedReport | None = None
+) -> QualityReport:
     try:
         return build_report(
             model=options.model,
@@ -156,6 +222,7 @@ def _report(options: RunOptions, results: list[BenchmarkResult]) -> QualityRepor
             namespace=options.namespace,
             baseline_variant=options.baseline_variant,
             results=results,
+            speed=speed,
         )
     except ValidationError as err:
         raise _Failed(ExitCode.BAD_INPUT, f"the report would be invalid: {err}") from err
@@ -335,6 +402,20 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument(
         "--dry-run", action="store_true", help="Print the report as YAML instead of creating it."
     )
+    run_p.add_argument(
+        "--speed-concurrency",
+        type=_positive_int,
+        help="Also measure serving speed, at concurrency 1 and at this one.",
+    )
+    run_p.add_argument(
+        "--speed-requests", type=_positive_int, default=32, help="Requests per speed level."
+    )
+    run_p.add_argument(
+        "--speed-max-tokens", type=_positive_int, default=128, help="Output tokens per request."
+    )
+    run_p.add_argument(
+        "--speed-prompt-words", type=_positive_int, default=256, help="Words per speed prompt."
+    )
 
     imp = sub.add_parser(
         "import-lm-eval", help="Turn two lm-evaluation-harness results files into a report."
@@ -377,6 +458,15 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         seed=args.seed,
         datasets_root=args.datasets_root,
         store_root=args.store_root,
+        speed=ProbeSettings(
+            concurrency=args.speed_concurrency,
+            requests=args.speed_requests,
+            max_tokens=args.speed_max_tokens,
+            prompt_words=args.speed_prompt_words,
+            timeout=max(args.timeout, 120.0),
+        )
+        if args.speed_concurrency
+        else None,
     )
 
 

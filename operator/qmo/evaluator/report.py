@@ -13,7 +13,12 @@ from typing import Any
 import yaml
 
 from qmo.api.base import LocalObjectReference
-from qmo.api.qualityreport import BenchmarkResult, QualityReport, QualityReportSpec
+from qmo.api.qualityreport import (
+    BenchmarkResult,
+    QualityReport,
+    QualityReportSpec,
+    SpeedReport,
+)
 from qmo.manifests import labels, names
 from qmo.planner.cachekey import short_key
 
@@ -54,6 +59,7 @@ def build_report(
     namespace: str | None = None,
     baseline_variant: str | None = None,
     source: str = SOURCE,
+    speed: SpeedReport | None = None,
 ) -> QualityReport:
     """The report; raises pydantic's ValidationError when the API would refuse it."""
     metadata: dict[str, Any] = {
@@ -69,6 +75,7 @@ def build_report(
         baseline_variant=baseline_variant,
         results=list(results),
         source=source,
+        speed=speed,
     )
     return QualityReport(metadata=metadata, spec=spec)
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from qmo.api.buildcontract import STORE_MOUNT_PATH
-from qmo.api.quantizedmodel import QuantizedModelSpec
+from qmo.api.quantizedmodel import QuantizedModelSpec, SpeedProbeSpec
 from qmo.manifests import labels, names
 from qmo.manifests.labels import Owner
 from qmo.manifests.pod import container_security_context, pod_security_context, store_volume
@@ -80,21 +80,40 @@ def evaluator_identity(namespace: str, cluster_role: str) -> list[dict[str, Any]
 
 
 def _dataset_volumes(spec: QuantizedModelSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """ConfigMap datasets at /benchmarks/<configmap>/<key>; store paths come with /store."""
+    """ConfigMap datasets at /benchmarks/<configmap>/<key>, and ConfigMaps of lm-eval task
+    files at /benchmarks/<configmap>/; store paths come with /store."""
     volumes, mounts = [], []
-    for config_map in sorted(
-        {
-            b.dataset.config_map.name
-            for b in spec.quality.benchmarks
-            if b.dataset and b.dataset.config_map
-        }
-    ):
+    datasets = {
+        b.dataset.config_map.name
+        for b in spec.quality.benchmarks
+        if b.dataset and b.dataset.config_map
+    }
+    task_files = {
+        b.lm_eval.include.config_map.name
+        for b in spec.quality.benchmarks
+        if b.lm_eval and b.lm_eval.include and b.lm_eval.include.config_map
+    }
+    for config_map in sorted(datasets | task_files):
         volume = names.bounded("dataset", config_map)
         volumes.append({"name": volume, "configMap": {"name": config_map}})
         mounts.append(
             {"name": volume, "mountPath": f"{DATASETS_MOUNT}/{config_map}", "readOnly": True}
         )
     return volumes, mounts
+
+
+def _speed_args(spec: QuantizedModelSpec) -> list[str]:
+    """The speed probe's flags, when quality.speed or quality.minSpeedup asks for speed."""
+    quality = spec.quality
+    if quality.speed is None and quality.min_speedup is None:
+        return []
+    probe = quality.speed or SpeedProbeSpec()
+    return [
+        "--speed-concurrency", str(probe.concurrency),
+        "--speed-requests", str(probe.requests),
+        "--speed-max-tokens", str(probe.max_tokens),
+        "--speed-prompt-words", str(probe.prompt_tokens),
+    ]  # fmt: skip
 
 
 def eval_job(
@@ -161,8 +180,13 @@ def eval_job(
                                 evaluation.baseline,
                                 "--benchmarks",
                                 f"{BENCHMARKS_MOUNT}/{BENCHMARKS_FILE}",
+                                *_speed_args(spec),
                             ],
-                            "env": [{"name": "HOME", "value": "/tmp"}],
+                            "env": [
+                                {"name": "HOME", "value": "/tmp"},
+                                # lm-eval's task data and caches: the writable /tmp.
+                                {"name": "HF_HOME", "value": "/tmp/huggingface"},
+                            ],
                             "resources": {
                                 "requests": {"cpu": "500m", "memory": "512Mi"},
                                 "limits": {"memory": "2Gi"},

@@ -1,0 +1,164 @@
+"""Benchmarks that are lm-evaluation-harness tasks, end to end: qmo-eval runs a custom task
+from local files (as an air-gapped cluster would) with lm-eval's own local-completions model
+against two real OpenAI-compatible test servers on 127.0.0.1, then measures their speed; the
+report carries both, and the operator's verdict judges it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qmo.api.quantizedmodel import QualitySpec
+from qmo.evaluator.cli import ExitCode, RunOptions, run
+from qmo.evaluator.lm_eval_tasks import metric_value
+from qmo.evaluator.speed import ProbeSettings
+from qmo.quality.verdict import judge
+from tests.support.openai_server import FakeModel, serving
+from tests.unit.test_eval_run import CollectingWriter
+
+KEY = "3f9a1c0b7d2e4f6a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a"
+QUESTIONS = {
+    "What is 2 + 2?": "4",
+    "What is 3 + 3?": "6",
+    "Capital of Italy?": "Rome",
+    "Colour of grass?": "green",
+}
+TASK = """\
+task: qmo_facts
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  max_gen_toks: 16
+  do_sample: false
+filter_list:
+  - name: strip
+    filter:
+      - function: remove_whitespace
+      - function: take_first
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def layout(root: Path, benchmark: dict[str, Any]) -> Path:
+    """A store with the task directory (YAML + JSONL) and the benchmarks file; returns it."""
+    tasks = root / "store" / "tasks" / "facts"
+    tasks.mkdir(parents=True)
+    data = tasks / "facts.jsonl"
+    data.write_text(
+        "".join(json.dumps({"prompt": q, "answer": a}) + "\n" for q, a in QUESTIONS.items())
+    )
+    (tasks / "facts.yaml").write_text(TASK.format(data=data))
+    benchmarks = root / "benchmarks.json"
+    benchmarks.write_text(json.dumps([benchmark]))
+    return benchmarks
+
+
+FACTS = {
+    "name": "facts",
+    "lmEval": {"task": "qmo_facts", "metric": "exact_match,strip",
+               "include": {"path": "tasks/facts"}},
+}  # fmt: skip
+
+
+def options(
+    root: Path, benchmarks: Path, candidate: str, baseline: str, **extra: Any
+) -> RunOptions:
+    return RunOptions(
+        model="llama", namespace="team-a", variant="h100-fp8", cache_key=KEY,
+        candidate_url=candidate, baseline_url=baseline, baseline_variant="h100-bf16",
+        benchmarks=benchmarks, store_root=root / "store", datasets_root=root / "benchmarks",
+        **extra,
+    )  # fmt: skip
+
+
+def test_an_lm_eval_task_from_local_files_scores_both_endpoints(tmp_path: Path) -> None:
+    benchmarks = layout(tmp_path, FACTS)
+    baseline = FakeModel("llama-bf16", answers=dict(QUESTIONS))
+    candidate = FakeModel("llama-fp8", answers={**QUESTIONS, "Capital of Italy?": " Milan"})
+    writer = CollectingWriter()
+    with serving(baseline) as baseline_url, serving(candidate) as candidate_url:
+        code = run(options(tmp_path, benchmarks, candidate_url, baseline_url), writer)
+    assert code == ExitCode.OK
+    (report,) = writer.reports
+    (row,) = report.spec.results
+    assert (row.benchmark, row.baseline_score, row.candidate_score, row.samples) == (
+        "facts", 1.0, 0.75, 4,
+    )  # fmt: skip
+    sent = candidate.requests[0]
+    assert sent["path"] == "/v1/completions"
+    assert sent["model"] == "llama-fp8"  # the served name, from /v1/models
+    assert sent["temperature"] == 0
+    assert report.spec.speed is None
+    verdict = judge(report.spec, QualitySpec())
+    assert verdict.verdict == "Regressed"  # 25% worse on facts
+
+
+def test_speed_is_measured_when_asked_and_judged_against_a_minimum(tmp_path: Path) -> None:
+    benchmarks = layout(tmp_path, FACTS)
+    baseline = FakeModel("llama-bf16", answers=dict(QUESTIONS), token_seconds=0.006)
+    candidate = FakeModel("llama-fp8", answers=dict(QUESTIONS), token_seconds=0.002)
+    probe = ProbeSettings(concurrency=4, requests=8, max_tokens=12, prompt_words=8)
+    writer = CollectingWriter()
+    with serving(baseline) as baseline_url, serving(candidate) as candidate_url:
+        code = run(options(tmp_path, benchmarks, candidate_url, baseline_url, speed=probe), writer)
+    assert code == ExitCode.OK
+    speed = writer.reports[0].spec.speed
+    assert speed is not None
+    assert [s.concurrency for s in speed.candidate] == [1, 4]
+    assert [s.concurrency for s in speed.baseline] == [1, 4]
+    judged = judge(writer.reports[0].spec, QualitySpec(min_speedup=1.5))
+    assert judged.verdict == "Pass"
+    assert judged.speedup is not None
+    assert judged.speedup > 1.5
+    assert judge(writer.reports[0].spec, QualitySpec(min_speedup=20)).reason == (
+        "SpeedupBelowMinimum"
+    )
+
+
+@pytest.mark.parametrize(
+    ("lm_eval", "message"),
+    [
+        (
+            {"task": "qmo_facts", "metric": "acc,none", "include": {"path": "tasks/facts"}},
+            "has no metric 'acc,none'; it reports exact_match,strip",
+        ),
+        (
+            {"task": "no_such_task", "metric": "acc,none", "include": {"path": "tasks/facts"}},
+            "lm-eval knows no task 'no_such_task'",
+        ),
+        (
+            {"task": "qmo_facts", "metric": "acc,none", "include": {"path": "tasks/missing"}},
+            "does not exist",
+        ),
+    ],
+)
+def test_a_wrong_task_or_metric_is_bad_input_and_says_what_there_is(
+    tmp_path: Path, lm_eval: dict[str, Any], message: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    benchmarks = layout(tmp_path, {"name": "facts", "lmEval": lm_eval})
+    model = FakeModel("m", answers=dict(QUESTIONS))
+    writer = CollectingWriter()
+    with serving(model) as url:
+        code = run(options(tmp_path, benchmarks, url, url), writer)
+    assert code == ExitCode.BAD_INPUT
+    assert writer.reports == []
+    assert message in caplog.text
+
+
+def test_the_metric_is_read_as_lm_eval_names_it() -> None:
+    results = {"results": {"gsm8k": {"exact_match,strict-match": 0.5, "alias": "gsm8k"}},
+               "n-samples": {"gsm8k": {"original": 1319, "effective": 100}}}  # fmt: skip
+    assert metric_value(results, "gsm8k", "exact_match,strict-match") == (0.5, 100)
