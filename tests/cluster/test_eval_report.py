@@ -20,12 +20,16 @@ import pytest
 import yaml
 from kubernetes import client
 
+from e2e.operator_process import OperatorProcess
 from qmo.evaluator.report import build_report, result
 from qmo.evaluator.report_writer import KubeWriter, Written
 from qmo.manifests.evaluation import EVALUATOR_SERVICE_ACCOUNT, evaluator_identity
 from tests.support.chart import helm_path, template
-from tests.support.kube import GROUP, VERSION, ClusterHandle, unique_name
+from tests.support.kube import GROUP, VERSION, ClusterHandle, unique_name, variants
 from tests.support.openai_server import FakeModel, serving
+from tests.support.scenario import a_model, create
+from tests.unit.test_eval_lm_eval_tasks import QUESTIONS as FACTS
+from tests.unit.test_eval_lm_eval_tasks import layout
 
 pytestmark = pytest.mark.skipif(helm_path() is None, reason="helm is not built")
 
@@ -114,6 +118,13 @@ def qmo_eval(kubeconfig: Path, root: Path, namespace: str, baseline: str, candid
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
+def stored_named(cluster: ClusterHandle, namespace: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = cluster.custom().get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "qualityreports", name
+    )
+    return found
+
+
 def stored(cluster: ClusterHandle, namespace: str) -> dict[str, Any]:
     found: dict[str, Any] = cluster.custom().get_namespaced_custom_object(
         GROUP, VERSION, namespace, "qualityreports", f"llama-h100-fp8-{KEY[:12]}"
@@ -187,3 +198,62 @@ def test_an_identity_that_may_patch_applies_new_scores_over_the_report(
     assert writer.write(report(0.75)) == Written.UPDATED
     assert stored(cluster, namespace)["spec"]["results"][0]["candidateScore"] == 0.75
     assert writes_of(stored(cluster, namespace)) == {("qmo-eval", "spec")}
+
+
+def test_an_lm_eval_task_and_the_speed_probe_feed_the_gate_end_to_end(
+    cluster: ClusterHandle,
+    namespace: str,
+    evaluator_kubeconfig: Path,
+    tmp_path: Path,
+    operator: OperatorProcess,
+    engine_store: str,
+) -> None:
+    """qmo-eval, as the eval Job runs it: an lm-eval task from local files and the speed probe
+    against two test servers, the report created as the evaluator; the operator judges it."""
+    facts = {
+        "name": "facts", "lmEval": {"task": "qmo_facts", "metric": "exact_match,strip",
+                                    "include": {"path": "tasks/facts"}},
+    }  # fmt: skip
+    quality = {"gate": "after-rollout", "benchmarks": [facts], "minSpeedup": 1.5}
+    engine = {"maxBatchSize": 8, "maxSeqLen": 4096}  # TP 1: fits beside the other tests
+    create(cluster, namespace, a_model("llama", precisions=["bf16", "fp8"], engine=engine,
+                                       gpu={"classes": ["h100"]}, quality=quality))  # fmt: skip
+    # Not Ready: this test's evaluator RoleBinding names its own role, which the operator,
+    # finding it, reports (ChildRejected); the variants serve regardless.
+    model = cluster.wait_for_model(
+        namespace,
+        "llama",
+        lambda m: variants(m).get("h100-fp8", {}).get("phase") == "Serving",
+        describe="fp8 to serve",
+    )
+    key = variants(model)["h100-fp8"]["cacheKey"]
+    benchmarks = layout(tmp_path, facts)
+    baseline = FakeModel("bf16", answers=dict(FACTS), token_seconds=0.006)
+    candidate = FakeModel("fp8", answers=dict(FACTS), token_seconds=0.002)
+    command = [
+        str(Path(sys.executable).parent / "qmo-eval"), "run",
+        "--model", "llama", "--namespace", namespace, "--variant", "h100-fp8",
+        "--cache-key", key, "--baseline-variant", "h100-bf16",
+        "--benchmarks", str(benchmarks), "--store-root", str(tmp_path / "store"),
+        "--speed-concurrency", "4", "--speed-requests", "8", "--speed-max-tokens", "12",
+        "--speed-prompt-words", "8",
+    ]  # fmt: skip
+    env = {**os.environ, "KUBECONFIG": str(evaluator_kubeconfig)}
+    with serving(baseline) as baseline_url, serving(candidate) as candidate_url:
+        urls = ["--candidate-url", candidate_url, "--baseline-url", baseline_url]
+        done = subprocess.run(
+            [*command, *urls], env=env, capture_output=True, text=True, timeout=180
+        )
+    assert done.returncode == 0, done.stderr
+    judged = cluster.wait_for_model(
+        namespace,
+        "llama",
+        lambda m: variants(m)["h100-fp8"]["quality"].get("verdict") == "Pass",
+        describe="the report to pass fp8",
+    )
+    fp8 = variants(judged)["h100-fp8"]["quality"]
+    assert fp8["speedup"] > 1.5
+    assert "h100-fp8=" in judged["status"]["summary"]["speedup"]
+    report = stored_named(cluster, namespace, fp8["report"])
+    assert report["spec"]["results"][0]["benchmark"] == "facts"
+    assert report["status"]["speedup"] == fp8["speedup"]
