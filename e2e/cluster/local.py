@@ -157,7 +157,7 @@ class LocalCluster:
         subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=log, start_new_session=True)
         _wait_until(
             lambda: self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
-            timeout=90,
+            timeout=180,  # a loaded 2-core machine has taken over 90 s
             what=f"the API server to be ready after restarting {component}",
         )
 
