@@ -17,6 +17,17 @@ from qmo.quality.verdict import judge
 KEY = "ab12cd34ef56" + "7" * 52
 
 
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("quality-fp8-run-3", "llama-h100-fp8-quality-fp8"),
+        ("Run_2026.11.30", "llama-h100-fp8-run-2026-11"),
+    ],
+)
+def test_a_key_that_is_not_hex_still_gives_a_valid_name(key: str, name: str) -> None:
+    assert report_name("llama", "h100-fp8", key) == name
+
+
 def test_report_name_is_model_variant_and_the_first_12_digits_of_the_key() -> None:
     assert report_name("llama", "h100-fp8", KEY) == "llama-h100-fp8-ab12cd34ef56"
 

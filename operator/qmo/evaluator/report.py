@@ -29,8 +29,10 @@ SCORE_DIGITS = 6
 
 
 def report_name(model: str, variant: str, cache_key: str) -> str:
-    """`<model>-<variant>-<key[:12]>`, cut with a hash past 63 characters."""
-    return names.bounded(model, variant, cache_key[:NAME_KEY_LENGTH])
+    """`<model>-<variant>-<key[:12]>`, cut with a hash past 63 characters. A key that is not
+    hex (an external system's revision id) is made name-safe: lower case, no trailing '-'."""
+    key = re.sub(r"[^a-z0-9-]+", "-", cache_key[:NAME_KEY_LENGTH].lower()).strip("-")
+    return names.bounded(model, variant, key)
 
 
 def result(
