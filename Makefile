@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv binaries crds manifests check lint format test test-unit demo cluster-up cluster-down gpu-bench clean
+.PHONY: help setup venv binaries crds manifests check lint format test test-unit demo cluster-up cluster-down gpu-bench gpu-quality clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ demo: venv binaries ## the demo on the local control plane
 
 gpu-bench: ## on a GPU machine: build bf16/fp8/int8/int4 with qmo-builder and compare (docs/builder.md)
 	OUT=$${OUT:-results} bash e2e/gpu/run_on_h100.sh
+
+gpu-quality: ## on a GPU machine: variants scored by lm-eval and judged by the gate (e2e/gpu/results/h200-quality)
+	OUT=$${OUT:-results} bash e2e/gpu/run_quality_on_h200.sh
 
 clean: ## remove the venv and caches (not the ~/.cache/qmo binaries)
 	rm -rf $(VENV) .qmo .mypy_cache .ruff_cache .pytest_cache
