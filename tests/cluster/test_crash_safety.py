@@ -17,9 +17,9 @@ import pytest
 from kubernetes import client
 
 from e2e.operator_process import OperatorProcess
-from tests.cluster.test_quality_gate import gated, key_of, report
+from tests.cluster.test_quality_gate import gated, key_of, report, v2_after_a_good_v1
 from tests.support.kube import ClusterHandle, condition, is_ready, variants, wait_for
-from tests.support.scenario import a_model, build_jobs, create, deployment, events, patch_spec
+from tests.support.scenario import a_model, build_jobs, create, deployment, events
 
 pytestmark = pytest.mark.usefixtures("engine_store")
 SIGKILLED = -9
@@ -146,26 +146,7 @@ def serving_v2_after_a_good_v1(
     cluster: ClusterHandle, namespace: str, operators: Operators, model: str, on_regression: str
 ) -> tuple[str, str]:
     operators.run()
-    create(
-        cluster,
-        namespace,
-        gated(model, "after-rollout", on_regression, precisions=["bf16", "fp8"],
-              gpu={"classes": ["h100"]}),
-    )  # fmt: skip
-    v1 = cluster.wait_for_model(namespace, model, is_ready, describe="v1 to serve")
-    v1_key = key_of(v1, "h100-fp8")
-    report(cluster, namespace, model, "h100-fp8", v1_key)
-    cluster.wait_for_model(
-        namespace, model, lambda m: variants(m)["h100-fp8"].get("lastGoodRevision") == v1_key
-    )
-    patch_spec(cluster, namespace, model, {"model": {"revision": "v2"}})
-    v2 = cluster.wait_for_model(
-        namespace,
-        model,
-        lambda m: m["status"]["observedGeneration"] == m["metadata"]["generation"] and is_ready(m),
-        describe="v2 to serve",
-    )
-    return v1_key, key_of(v2, "h100-fp8")
+    return v2_after_a_good_v1(cluster, namespace, model, on_regression)
 
 
 @pytest.mark.parametrize("point", ROLLBACK_POINTS)

@@ -145,8 +145,6 @@ ALLOWED = [
     ("watch", "nodes", ""),
     ("create", "leases.coordination.k8s.io", None),
     ("update", "leases.coordination.k8s.io/{release}-operator", None),
-    ("patch", "httproutes.gateway.networking.k8s.io", "*"),
-    ("delete", "httproutes.gateway.networking.k8s.io", "*"),
 ]
 FORBIDDEN = [
     # Reads come from watches: no GET, no update where server-side apply only patches.
@@ -155,9 +153,6 @@ FORBIDDEN = [
     ("get", "nodes", ""),
     ("update", "quantizedmodels.qmo.dev/status", "*"),
     ("update", "deployments.apps", "*"),
-    ("get", "httproutes.gateway.networking.k8s.io", "*"),
-    ("patch", "httproutes.gateway.networking.k8s.io/status", "*"),
-    ("patch", "gateways.gateway.networking.k8s.io", "*"),
     ("delete", "configmaps", "*"),
     ("create", "events.events.k8s.io", "*"),
     ("patch", "events", "*"),

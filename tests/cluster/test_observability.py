@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from e2e.operator_process import OperatorProcess
-from tests.cluster.test_quality_gate import gated, key_of, report, wait_event
+from tests.cluster.test_quality_gate import report, v2_after_a_good_v1, wait_event
 from tests.cluster.test_scale import wait_until
-from tests.support.kube import ClusterHandle, condition, is_ready, variants
+from tests.support.kube import ClusterHandle, variants
 from tests.support.promtool import promtool_path
 from tests.support.scenario import a_model, create, patch_spec, wait_ready
 from tests.support.scrapes import expressions_over, samples
@@ -51,39 +51,18 @@ def _labels(series: str) -> set[tuple[str, str]]:
 
 
 def serving_then_rolled_back(cluster: ClusterHandle, namespace: str) -> dict[str, Any]:
-    create(
-        cluster,
-        namespace,
-        gated("rolls", "after-rollout", "rollback", precisions=["bf16", "fp8"],
-              gpu={"classes": ["h100"]}),
-    )  # fmt: skip
-    v1 = wait_ready(cluster, namespace, "rolls")
-    v1_key = key_of(v1, "h100-fp8")
-    report(cluster, namespace, "rolls", "h100-fp8", v1_key)
-    cluster.wait_for_model(
-        namespace,
-        "rolls",
-        lambda m: condition(m, "QualityGate").get("reason") == "AllPassed",
-        describe="v1 to pass",
-    )
-    patch_spec(cluster, namespace, "rolls", {"model": {"revision": "v2"}})
-    v2 = cluster.wait_for_model(
-        namespace,
-        "rolls",
-        lambda m: m["status"]["observedGeneration"] == m["metadata"]["generation"] and is_ready(m),
-        describe="v2 to roll out",
-    )
-    report(cluster, namespace, "rolls", "h100-fp8", key_of(v2, "h100-fp8"), arithmetic=0.7832)
+    v1_key, v2_key = v2_after_a_good_v1(cluster, namespace, "rolled")
+    report(cluster, namespace, "rolled", "h100-fp8", v2_key, arithmetic=0.7832)
     rolled: dict[str, Any] = cluster.wait_for_model(
         namespace,
-        "rolls",
+        "rolled",
         lambda m: (
             variants(m)["h100-fp8"]["phase"] == "RolledBack"
             and variants(m)["h100-fp8"]["revision"] == v1_key
         ),
         describe="h100-fp8 to roll back to v1",
     )
-    wait_event(cluster, namespace, "rolls", "RolledBack")
+    wait_event(cluster, namespace, "rolled", "RolledBack")
     return rolled
 
 
@@ -106,7 +85,7 @@ def test_series_and_alerts_follow_a_failed_build_and_a_rollback(
     )
     rolled = serving_then_rolled_back(cluster, namespace)
     revision = variants(rolled)["h100-fp8"]["revision"][:12]
-    rolled_back = {**mine, "model": "rolls", "variant": "h100-fp8", "phase": "RolledBack",
+    rolled_back = {**mine, "model": "rolled", "variant": "h100-fp8", "phase": "RolledBack",
                    "revision": revision, "precision": "fp8"}  # fmt: skip
     # Series are set right after the status is written, in the same reconcile: wait for them.
     wait_until(
@@ -131,13 +110,13 @@ def test_series_and_alerts_follow_a_failed_build_and_a_rollback(
     assert (since or 0) > 0
 
     # The rollback: counted once, the variant's phase and revision, the regression measured.
-    assert value(after, "qmo_rollbacks_total", **mine, model="rolls", variant="h100-fp8",
+    assert value(after, "qmo_rollbacks_total", **mine, model="rolled", variant="h100-fp8",
                  action="rollback") == 1  # fmt: skip
-    regression = value(after, "qmo_quality_regression_ratio", **mine, model="rolls",
+    regression = value(after, "qmo_quality_regression_ratio", **mine, model="rolled",
                        variant="h100-fp8", benchmark="arithmetic")  # fmt: skip
     assert regression == pytest.approx(0.021)
-    assert value(after, "qmo_quality_max_regression_ratio", **mine, model="rolls") == 0.015
-    assert (value(after, "qmo_quality_verdicts_total", **mine, model="rolls",
+    assert value(after, "qmo_quality_max_regression_ratio", **mine, model="rolled") == 0.015
+    assert (value(after, "qmo_quality_verdicts_total", **mine, model="rolled",
                   variant="h100-fp8", verdict="Regressed") or 0) >= 1  # fmt: skip
     assert (value(after, "workqueue_adds_total", name="quantizedmodel") or 0) > (
         value(before, "workqueue_adds_total", name="quantizedmodel") or 0

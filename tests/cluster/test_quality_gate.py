@@ -118,6 +118,31 @@ def key_of(model: dict[str, Any], variant: str) -> str:
     return str(variants(model)[variant]["cacheKey"])
 
 
+def v2_after_a_good_v1(
+    cluster: ClusterHandle, namespace: str, model: str, on_regression: str = "rollback"
+) -> tuple[str, str]:
+    """A gated bf16 + fp8 model on H100 whose v1 passed and whose v2 serves: (v1, v2) keys."""
+    create(
+        cluster,
+        namespace,
+        gated(model, "after-rollout", on_regression, precisions=["bf16", "fp8"],
+              gpu={"classes": ["h100"]}),
+    )  # fmt: skip
+    v1_key = key_of(wait_ready(cluster, namespace, model), "h100-fp8")
+    report(cluster, namespace, model, "h100-fp8", v1_key)
+    cluster.wait_for_model(
+        namespace, model, lambda m: variants(m)["h100-fp8"].get("lastGoodRevision") == v1_key
+    )
+    patch_spec(cluster, namespace, model, {"model": {"revision": "v2"}})
+    v2 = cluster.wait_for_model(
+        namespace,
+        model,
+        lambda m: m["status"]["observedGeneration"] == m["metadata"]["generation"] and is_ready(m),
+        describe="v2 to roll out",
+    )
+    return v1_key, key_of(v2, "h100-fp8")
+
+
 def test_a_passing_report_promotes_a_before_traffic_candidate(
     cluster: ClusterHandle, namespace: str
 ) -> None:
@@ -189,7 +214,7 @@ def test_a_regression_rolls_back_to_the_last_good_revision_and_the_rest_keeps_se
     )
     v1_key = variants(good)["h100-fp8"]["lastGoodRevision"]
     assert v1_key == key_of(v1, "h100-fp8")
-    rollbacks_before = operator.metric("qmo_rollbacks_total", model="rolls")
+    rollbacks_before = operator.metric("qmo_rollbacks_total", model="rolls", namespace=namespace)
 
     patch_spec(cluster, namespace, "rolls", {"model": {"revision": "v2"}})
     v2 = cluster.wait_for_model(
@@ -218,7 +243,10 @@ def test_a_regression_rolls_back_to_the_last_good_revision_and_the_rest_keeps_se
     assert other.status.ready_replicas == 1
     wait_event(cluster, namespace, "rolls", "RolledBack")
     assert [e.reason for e in events(cluster, namespace, "rolls")].count("RolledBack") == 1
-    assert operator.metric("qmo_rollbacks_total", model="rolls") == rollbacks_before + 1
+    assert (
+        operator.metric("qmo_rollbacks_total", model="rolls", namespace=namespace)
+        == rollbacks_before + 1
+    )
 
     # The next reconciles leave it rolled back: no flapping back to the regressed revision.
     steady = cluster.wait_for_model(
@@ -295,28 +323,10 @@ def test_a_report_for_a_stale_revision_changes_nothing(
 def test_an_operator_restart_during_a_rollback_rolls_back_once(
     cluster: ClusterHandle, namespace: str, operator: OperatorProcess
 ) -> None:
-    create(
-        cluster,
-        namespace,
-        gated("crash", "after-rollout", "rollback", precisions=["bf16", "fp8"],
-              gpu={"classes": ["h100"]}),
-    )  # fmt: skip
-    v1 = wait_ready(cluster, namespace, "crash")
-    v1_key = key_of(v1, "h100-fp8")
-    report(cluster, namespace, "crash", "h100-fp8", v1_key)
-    cluster.wait_for_model(
-        namespace, "crash", lambda m: variants(m)["h100-fp8"].get("lastGoodRevision") == v1_key
-    )
-    patch_spec(cluster, namespace, "crash", {"model": {"revision": "v2"}})
-    v2 = cluster.wait_for_model(
-        namespace,
-        "crash",
-        lambda m: m["status"]["observedGeneration"] == m["metadata"]["generation"] and is_ready(m),
-        describe="v2 to roll out",
-    )
+    v1_key, v2_key = v2_after_a_good_v1(cluster, namespace, "crash")
 
     operator.kill()  # the regression arrives while no operator runs
-    report(cluster, namespace, "crash", "h100-fp8", key_of(v2, "h100-fp8"), arithmetic=0.70)
+    report(cluster, namespace, "crash", "h100-fp8", v2_key, arithmetic=0.70)
     operator.start()
     cluster.wait_for_model(
         namespace, "crash", lambda m: variants(m)["h100-fp8"]["phase"] == "RolledBack"
@@ -337,7 +347,7 @@ def test_an_operator_restart_during_a_rollback_rolls_back_once(
         == v1_key
     )
     assert [e.reason for e in events(cluster, namespace, "crash")].count("RolledBack") == 1
-    assert operator.metric("qmo_rollbacks_total", model="crash") == 0
+    assert operator.metric("qmo_rollbacks_total", model="crash", namespace=namespace) == 0
 
 
 def test_a_failed_eval_job_shows_in_the_gate_and_a_retry_runs_it_again(

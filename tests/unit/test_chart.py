@@ -232,6 +232,22 @@ def test_namespaced_mode_grants_namespaced_rights_only_in_the_listed_namespaces(
     assert cluster_resources == {"nodes"}
 
 
+@pytest.mark.parametrize(
+    "values", [{}, {"watchNamespaces": "{team-a}"}], ids=["cluster-wide", "namespaced"]
+)
+def test_the_gateway_api_rights_are_httproutes_only(values: dict[str, str]) -> None:
+    # kubectl auth can-i cannot answer for a kind whose CRDs are not installed, so the
+    # install test's table leaves these to this check of the rendered rules.
+    gateway = [r for r in _rules(values) if "gateway.networking.k8s.io" in r["apiGroups"]]
+    assert gateway == [
+        {
+            "apiGroups": ["gateway.networking.k8s.io"],
+            "resources": ["httproutes"],
+            "verbs": ["list", "watch", "create", "patch", "delete"],
+        }
+    ]
+
+
 def test_the_evaluator_role_can_only_write_quality_reports() -> None:
     evaluator = template().one("ClusterRole", "qmo-evaluator")
     assert evaluator["rules"] == [
