@@ -121,16 +121,17 @@ def _evaluate(options: RunOptions, make_client: ClientFactory, where: str) -> Qu
     _report(options, [result("check", 1.0, 1.0, higher_is_better=True, samples=None)])
     try:
         specs = loading.load_specs(options.benchmarks)
-        loaded = [
-            loading.load_benchmark(
+        # JSONL benchmarks are read (and checked) before any request; lm-eval tasks load their
+        # own data when they run.
+        loaded = {
+            s.name: loading.load_benchmark(
                 s, datasets_root=options.datasets_root, store_root=options.store_root
             )
             for s in specs
             if s.dataset is not None
-        ]
+        }
     except InputError as err:
         raise _Failed(ExitCode.BAD_INPUT, str(err)) from err
-    tasks = [s for s in specs if s.lm_eval is not None]
     endpoints = {
         "baseline": _endpoint(options, options.baseline_url, make_client),
         "candidate": _endpoint(options, options.candidate_url, make_client),
@@ -141,19 +142,19 @@ def _evaluate(options: RunOptions, make_client: ClientFactory, where: str) -> Qu
         options.baseline_variant,
         len(specs),
         ", ".join(
-            [f"{b.name}: {len(b.items)} items" for b in loaded]
-            + [f"{t.name}: lm-eval task {t.lm_eval.task}" for t in tasks if t.lm_eval]
+            f"{s.name}: lm-eval task {s.lm_eval.task}"
+            if s.lm_eval is not None
+            else f"{s.name}: {len(loaded[s.name].items)} items"
+            for s in specs
         ),
     )
     results, failures = [], []
-    for benchmark in loaded:
+    for spec in specs:
         try:
-            results.append(_compare(benchmark, endpoints, options.settings))
-        except BenchmarkFailure as err:
-            failures.append(str(err))
-    for spec in tasks:
-        try:
-            results.append(_compare_task(spec, endpoints, options))
+            if spec.lm_eval is not None:
+                results.append(_compare_task(spec, endpoints, options))
+            else:
+                results.append(_compare(loaded[spec.name], endpoints, options.settings))
         except BenchmarkFailure as err:
             failures.append(str(err))
     speed = None
@@ -164,7 +165,6 @@ def _evaluate(options: RunOptions, make_client: ClientFactory, where: str) -> Qu
             failures.append(f"speed probe: {err}")
     if failures:
         raise _Failed(ExitCode.FAILED, "; ".join(failures) + " (no report written)")
-    results.sort(key=lambda r: [s.name for s in specs].index(r.benchmark))
     return _report(options, results, speed)
 
 
@@ -187,13 +187,7 @@ def _compare_task(
             raise _Failed(ExitCode.BAD_INPUT, str(err)) from err
         except lm_eval_tasks.TaskFailure as err:
             raise BenchmarkFailure(f"benchmark {spec.name} on the {role}: {err}") from err
-    return result(
-        spec.name,
-        scores["baseline"].value,
-        scores["candidate"].value,
-        higher_is_better=spec.higher_is_better,
-        samples=scores["candidate"].samples,
-    )
+    return _result(spec, scores)
 
 
 def _measure_speed(endpoints: dict[str, OpenAIClient], settings: ProbeSettings) -> SpeedReport:
@@ -261,11 +255,16 @@ def _compare(
             scores[role].value,
             scores[role].samples,
         )
+    return _result(benchmark.spec, scores)
+
+
+def _result(spec: BenchmarkSpec, scores: dict[str, Score]) -> BenchmarkResult:
+    """The report's row: both endpoints' scores, and how many items the candidate's rests on."""
     return result(
-        benchmark.name,
+        spec.name,
         scores["baseline"].value,
         scores["candidate"].value,
-        higher_is_better=benchmark.spec.higher_is_better,
+        higher_is_better=spec.higher_is_better,
         samples=scores["candidate"].samples,
     )
 
