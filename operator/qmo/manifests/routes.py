@@ -66,20 +66,28 @@ def _rule(header: str, value: str, backends: list[str], port: int) -> Obj:
     }
 
 
+def routing_table(routing: RoutingSpec, plan: Plan, model: str) -> list[tuple[str, list[str]]]:
+    """(model name clients send, the Services it goes to), one per rule of the route."""
+    name = public_name(routing, model)
+    table = []
+    precisions = routed_precisions(plan)
+    if any(v.name in plan.main_variants for vs in precisions.values() for v in vs):
+        table.append((name, [names.main_service(model)]))
+    if routing.precision_names:
+        for precision, variants in precisions.items():
+            services = [names.variant_service(model, v.name) for v in variants]
+            table.append((f"{name}@{precision}", services))
+    return table
+
+
 def build_http_route(spec: QuantizedModelSpec, plan: Plan, owner: Owner) -> Obj:
     """The HTTPRoute for `owner`'s model; `spec.routing` must be set."""
     routing = spec.routing
     assert routing is not None
-    name = public_name(routing, owner.name)
-    port = spec.serving.port
-    rules = []
-    precisions = routed_precisions(plan)
-    if any(v.name in plan.main_variants for vs in precisions.values() for v in vs):
-        rules.append(_rule(routing.header, name, [names.main_service(owner.name)], port))
-    if routing.precision_names:
-        for precision, variants in precisions.items():
-            services = [names.variant_service(owner.name, v.name) for v in variants]
-            rules.append(_rule(routing.header, f"{name}@{precision}", services, port))
+    rules = [
+        _rule(routing.header, value, services, spec.serving.port)
+        for value, services in routing_table(routing, plan, owner.name)
+    ]
     parents = []
     for ref in routing.parent_refs:
         parent: Obj = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": ref.name}
@@ -108,8 +116,6 @@ def build_http_route(spec: QuantizedModelSpec, plan: Plan, owner: Owner) -> Obj:
 
 def published_names(spec: QuantizedModelSpec, plan: Plan, model: str) -> list[str]:
     """The model names the route answers, for status and docs."""
-    routing = spec.routing
-    if routing is None:
+    if spec.routing is None:
         return []
-    route = build_http_route(spec, plan, Owner(name=model, namespace="", uid=""))
-    return [rule["matches"][0]["headers"][0]["value"] for rule in route["spec"]["rules"]]
+    return [value for value, _ in routing_table(spec.routing, plan, model)]
