@@ -207,7 +207,7 @@ def _reconcile_model(
         )
     if done.refused or done.transient:
         problems = [r.message for r in done.refused.values()] + done.transient
-        reason = "ChildRejected" if done.refused else "ApiUnavailable"
+        reason = Reason.CHILD_REJECTED if done.refused else "ApiUnavailable"
         raise Retry("; ".join(problems)[:500], reason)
     requeue = 1.0 if retry is not None and any(isinstance(c, Delete) for c in changes) else None
     return Outcome(plan, tuple(events), written, done.written, requeue)
