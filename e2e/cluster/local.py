@@ -151,15 +151,36 @@ class LocalCluster:
         )
         cwd = os.readlink(proc / "cwd")
         os.kill(pid, signal.SIGKILL)
-        _wait_until(lambda: not Path(f"/proc/{pid}").exists() or _is_zombie(pid),
-                    timeout=20, what=f"{component} to exit")  # fmt: skip
-        log = (Path(self.workdir) / f"{component}-restarted.log").open("ab")
-        subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=log, start_new_session=True)
-        _wait_until(
-            lambda: self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
-            timeout=180,  # a loaded 2-core machine has taken over 90 s
-            what=f"the API server to be ready after restarting {component}",
-        )
+        _wait_until(lambda: _has_exited(pid), timeout=20, what=f"{component} to exit")
+        if component == "kwok-controller":
+            # Each kwok start has a new identity, and a node whose lease another identity
+            # holds is left alone until that lease expires (200 s): hand the leases over.
+            self.kubectl("delete", "leases", "--all", "--namespace", "kube-node-lease")
+        log_path = Path(self.workdir) / f"{component}-restarted.log"
+        with log_path.open("ab") as log:
+            started = subprocess.Popen(
+                argv, env=env, cwd=cwd, stdout=log, stderr=log, start_new_session=True
+            )
+
+        def ready_or_exited() -> bool:
+            return started.poll() is not None or self._api_ready()
+
+        try:
+            _wait_until(
+                ready_or_exited,
+                timeout=180,  # a loaded 2-core machine has taken over 90 s
+                what=f"the API server to be ready after restarting {component}",
+            )
+        except ClusterError as error:
+            raise ClusterError(f"{error}; {component} log:\n{_tail(log_path)}") from None
+        if started.returncode is not None:  # fail now, with the reason, not after the timeout
+            raise ClusterError(
+                f"{component} exited with {started.returncode} after its restart:\n"
+                + _tail(log_path)
+            )
+
+    def _api_ready(self) -> bool:
+        return self.kubectl("get", "--raw", "/readyz", check=False).returncode == 0
 
     def _component_pid(self, component: str) -> int:
         for pid in self._leftover_pids():
@@ -236,10 +257,9 @@ class LocalCluster:
                 continue
             try:
                 cmdline = (entry / "cmdline").read_bytes()
-                state = (entry / "stat").read_text().split(") ", 1)[1][:1]
             except OSError:
                 continue
-            if marker in cmdline and state != "Z":
+            if marker in cmdline and not _has_exited(int(entry.name)):
                 pids.append(int(entry.name))
         return pids
 
@@ -260,8 +280,24 @@ def _wait_until(predicate: Any, *, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def _is_zombie(pid: int) -> bool:
+def _tail(path: Path, lines: int = 30) -> str:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] == "Z"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _has_exited(pid: int) -> bool:
+    """True once every thread of `pid` is gone, so its sockets and files are closed.
+
+    The leader of a killed Go process shows as a zombie while its other threads are still
+    exiting and still hold the listening socket: a restart then fails with "address already in
+    use" (seen on a loaded machine). So count the threads, not just the leader's state.
+    """
+    task = Path(f"/proc/{pid}/task")
+    try:
+        threads = [t.name for t in task.iterdir()]
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
     except OSError:
         return True
+    return state == "Z" and threads == [str(pid)]

@@ -9,7 +9,13 @@ import pytest
 from kubernetes import client
 
 from e2e.operator_process import OperatorProcess, running_operator
-from tests.support.kube import REPO, ClusterHandle, delete_namespace, open_test_cluster, unique_name
+from tests.support.kube import (
+    ClusterHandle,
+    apply_crds,
+    delete_namespace,
+    open_test_cluster,
+    unique_name,
+)
 
 
 @pytest.fixture(scope="session")
@@ -21,11 +27,7 @@ def cluster() -> Iterator[ClusterHandle]:
 @pytest.fixture(scope="session")
 def crds(cluster: ClusterHandle) -> None:
     """The CRDs from crds/, applied the way users apply them, and Established."""
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/quantizedmodels.qmo.dev", "crd/qualityreports.qmo.dev",
-    )  # fmt: skip
+    apply_crds(cluster)
 
 
 @pytest.fixture

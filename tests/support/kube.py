@@ -123,6 +123,15 @@ def open_test_cluster(name: str) -> Iterator[ClusterHandle]:
         local.stop()
 
 
+def apply_crds(cluster: ClusterHandle) -> None:
+    """The CRDs from crds/, applied the way users apply them, and Established."""
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/quantizedmodels.qmo.dev", "crd/qualityreports.qmo.dev",
+    )  # fmt: skip
+
+
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
