@@ -20,7 +20,7 @@ from e2e.operator_process import OperatorProcess
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from tests.cluster.test_quality_gate import gated, key_of, report, wait_event
 from tests.support.kube import ClusterHandle, condition, is_ready, variants, wait_for
-from tests.support.scenario import a_model, create
+from tests.support.scenario import a_model, create, events
 from tests.unit.test_routes import CLUSTER, converge, route_of
 
 pytestmark = pytest.mark.usefixtures("operator", "engine_store")
@@ -142,6 +142,8 @@ def test_the_route_is_accepted_by_the_crds_and_follows_a_fallback(
         describe="the route to name int4",
     )  # fmt: skip
     assert names_of(written) == {"down": ["down"], "down@int4-awq": ["down-h100-int4-awq"]}
+    # Before int4 served there was nothing to route: no route then, not one the CRD refuses.
+    assert "ChildRejected" not in {e.reason for e in events(cluster, namespace, "down")}
     pending = cluster.wait_for_model(
         namespace, "down", lambda m: condition(m, "Routed").get("reason") == "RoutePending"
     )

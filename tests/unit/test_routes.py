@@ -88,10 +88,23 @@ def test_a_public_name_and_no_precision_names() -> None:
 
 
 def test_nothing_is_routed_before_it_serves() -> None:
+    # The Gateway API refuses an HTTPRoute without rules: none is written, not an empty one.
     plan, changes = reconcile_changes(routed(), CLUSTER, OWNER, routes_available=True)
-    (route,) = [c.obj for c in changes if isinstance(c, Apply) and c.obj["kind"] == "HTTPRoute"]
-    assert route["spec"]["rules"] == []
+    assert [c for c in changes if isinstance(c, Apply) and c.obj["kind"] == "HTTPRoute"] == []
     assert published_names(routed(), plan, "llama") == []
+    condition = routed_condition(True, None, [])
+    assert (condition.status, condition.reason) == (ConditionStatus.UNKNOWN, "RoutePending")
+    assert "no HTTPRoute" in condition.message
+
+
+def test_the_route_goes_when_nothing_is_routable_any_more() -> None:
+    objects = converge(routed(), CLUSTER)
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            obj["status"] = {**obj["status"], "readyReplicas": 0}
+    _, changes = reconcile_changes(routed(), objects, OWNER, routes_available=True)
+    deleted = [c.target for c in changes if isinstance(c, Delete)]
+    assert [(o["kind"], o["metadata"]["name"]) for o in deleted] == [("HTTPRoute", "llama")]
 
 
 def test_a_converged_route_is_not_written_again() -> None:

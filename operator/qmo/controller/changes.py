@@ -285,7 +285,11 @@ def _route(out: _Planner, spec: QuantizedModelSpec, plan: Plan, available: bool)
     changes it in the same reconcile."""
     live = out.found.route
     if spec.routing is not None and available:
-        out.apply_if_changed(build_http_route(spec, plan, out.owner), None, live)
+        route = build_http_route(spec, plan, out.owner)
+        if route is not None:
+            out.apply_if_changed(route, None, live)
+        elif live is not None and _owned_by(live, out.owner):
+            out.delete(live, None, "nothing is routable, and a route needs at least one rule")
     elif spec.routing is None and live is not None and _owned_by(live, out.owner):
         out.delete(live, None, "spec.routing was removed")
 

@@ -13,7 +13,7 @@ A variant is routed while its stable Deployment has ready replicas and it is not
 RolledBack variant stays routed, because its Service already serves the last good revision; a
 Regressed (withdrawn) one, a reference baseline and a variant with nothing ready are left out.
 A precision with nothing routable has no rule, so the gateway answers 404 rather than sending
-requests to a Service without endpoints.
+requests to a Service without endpoints; a model with nothing routable has no route at all.
 """
 
 from __future__ import annotations
@@ -80,14 +80,21 @@ def routing_table(routing: RoutingSpec, plan: Plan, model: str) -> list[tuple[st
     return table
 
 
-def build_http_route(spec: QuantizedModelSpec, plan: Plan, owner: Owner) -> Obj:
-    """The HTTPRoute for `owner`'s model; `spec.routing` must be set."""
+def build_http_route(spec: QuantizedModelSpec, plan: Plan, owner: Owner) -> Obj | None:
+    """The HTTPRoute for `owner`'s model; `spec.routing` must be set.
+
+    None while nothing is routable: the Gateway API refuses a route without rules, and with
+    no route the gateway answers 404 for the model's names, as it does for a precision
+    without a rule.
+    """
     routing = spec.routing
     assert routing is not None
     rules = [
         _rule(routing.header, value, services, spec.serving.port)
         for value, services in routing_table(routing, plan, owner.name)
     ]
+    if not rules:
+        return None
     parents = []
     for ref in routing.parent_refs:
         parent: Obj = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": ref.name}

@@ -41,7 +41,14 @@ def routed_condition(available: bool, route: Obj | None, names: list[str]) -> Ro
             "gateway.networking.k8s.io/v1): install its CRDs and a Gateway controller; the "
             "model's Services serve meanwhile",
         )
-    published = ", ".join(names) if names else "no name yet (nothing serves)"
+    if not names:
+        return RoutedCondition(
+            ConditionStatus.UNKNOWN,
+            Reason.ROUTE_PENDING,
+            "nothing is routable yet (no variant serves, or each was withdrawn), so there is "
+            "no HTTPRoute: a route needs at least one rule; it is written once a variant serves",
+        )
+    published = ", ".join(names)
     parents = ((route or {}).get("status") or {}).get("parents") or []
     refused = []
     accepted = []
