@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 from tests.support.kube import ClusterHandle
+
+# The SIGINT stands for a Ctrl-C in a terminal. A shell starts background jobs with SIGINT
+# ignored, and Python then leaves it ignored: run from one (as a CI runner may), the probe
+# would never see the signal. Put back Python's usual handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def test_record_the_cluster_then_wait_for_the_interrupt(cluster: ClusterHandle) -> None:

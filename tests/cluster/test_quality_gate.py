@@ -133,14 +133,20 @@ def v2_after_a_good_v1(
     cluster.wait_for_model(
         namespace, model, lambda m: variants(m)["h100-fp8"].get("lastGoodRevision") == v1_key
     )
+    v2 = roll_out_v2(cluster, namespace, model)
+    return v1_key, key_of(v2, "h100-fp8")
+
+
+def roll_out_v2(cluster: ClusterHandle, namespace: str, model: str) -> dict[str, Any]:
+    """Move the model to revision v2; return it once that spec is observed and Ready."""
     patch_spec(cluster, namespace, model, {"model": {"revision": "v2"}})
-    v2 = cluster.wait_for_model(
+    found: dict[str, Any] = cluster.wait_for_model(
         namespace,
         model,
         lambda m: m["status"]["observedGeneration"] == m["metadata"]["generation"] and is_ready(m),
         describe="v2 to roll out",
     )
-    return v1_key, key_of(v2, "h100-fp8")
+    return found
 
 
 def test_a_passing_report_promotes_a_before_traffic_candidate(
@@ -216,13 +222,7 @@ def test_a_regression_rolls_back_to_the_last_good_revision_and_the_rest_keeps_se
     assert v1_key == key_of(v1, "h100-fp8")
     rollbacks_before = operator.metric("qmo_rollbacks_total", model="rolls", namespace=namespace)
 
-    patch_spec(cluster, namespace, "rolls", {"model": {"revision": "v2"}})
-    v2 = cluster.wait_for_model(
-        namespace,
-        "rolls",
-        lambda m: m["status"]["observedGeneration"] == m["metadata"]["generation"] and is_ready(m),
-        describe="v2 to roll out",
-    )
+    v2 = roll_out_v2(cluster, namespace, "rolls")
     v2_h100, v2_l40s = key_of(v2, "h100-fp8"), key_of(v2, "l40s-fp8")
     assert v2_h100 != v1_key
     report(cluster, namespace, "rolls", "h100-fp8", v2_h100, arithmetic=0.7832)  # -2.1%

@@ -25,7 +25,7 @@ import pytest
 
 from e2e.cluster.binaries import ensure_binaries
 from e2e.operator_process import OperatorProcess
-from tests.cluster.test_quality_gate import gated, key_of, report
+from tests.cluster.test_quality_gate import gated, key_of, report, roll_out_v2
 from tests.support.gateway import (
     PodStandIns,
     Traefik,
@@ -41,7 +41,7 @@ from tests.support.kube import (
     variants,
     wait_for,
 )
-from tests.support.scenario import create, patch_spec
+from tests.support.scenario import create
 
 pytestmark = [
     pytest.mark.skipif(
@@ -177,13 +177,7 @@ def test_each_name_reaches_its_precision_and_a_rollback_moves_it_back(
     cluster.wait_for_model(
         namespace, "chat", lambda m: variants(m)["h100-fp8"].get("lastGoodRevision") == v1_key
     )
-    patch_spec(cluster, namespace, "chat", {"model": {"revision": "v2"}})
-    v2 = cluster.wait_for_model(
-        namespace,
-        "chat",
-        lambda m: m["status"]["observedGeneration"] == m["metadata"]["generation"] and is_ready(m),
-        describe="v2 to roll out",
-    )
+    v2 = roll_out_v2(cluster, namespace, "chat")
     v2_key = key_of(v2, "h100-fp8")
     assert v2_key != v1_key
     ask_until(traefik, "chat@fp8", lambda s, b: b.get("revision") == v2_key, "v2's pod")

@@ -9,7 +9,6 @@ addresses. On each pod IP an OpenAI-compatible stand-in answers for the pod it s
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import yaml
 from kubernetes import client, watch
 from urllib3.exceptions import ProtocolError
 
+from e2e.operator_process import free_port
 from tests.support.kube import ClusterHandle
 
 POD_NETWORK = "198.18.0.0/16"  # RFC 2544's benchmarking range: nothing real lives there
@@ -87,13 +87,6 @@ def give_nodes_pod_cidrs(cluster: ClusterHandle) -> None:
         cluster.core().patch_node(
             node.metadata.name, {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}}
         )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Traefik:
