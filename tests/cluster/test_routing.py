@@ -15,11 +15,17 @@ from typing import Any
 
 import pytest
 
-from e2e.cluster.binaries import ensure_binaries
 from e2e.operator_process import OperatorProcess
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from tests.cluster.test_quality_gate import gated, key_of, report, wait_event
-from tests.support.kube import ClusterHandle, condition, is_ready, variants, wait_for
+from tests.support.kube import (
+    ClusterHandle,
+    apply_gateway_api_crds,
+    condition,
+    is_ready,
+    variants,
+    wait_for,
+)
 from tests.support.scenario import a_model, create, events
 from tests.unit.test_routes import CLUSTER, converge, route_of
 
@@ -37,13 +43,7 @@ def gateway_api_installed(cluster: ClusterHandle) -> bool:
 @pytest.fixture(scope="module")
 def gateway_api(cluster: ClusterHandle) -> Path:
     """The Gateway API's standard CRDs, applied as its docs say, and Established."""
-    crds = ensure_binaries().gateway_api_crds
-    cluster.kubectl("apply", "--server-side", "-f", str(crds))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        f"crd/httproutes.{GROUP}", f"crd/gateways.{GROUP}",
-    )  # fmt: skip
-    return crds
+    return apply_gateway_api_crds(cluster)
 
 
 def routed_model(name: str, **spec: Any) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from tests.support.gateway import (
 from tests.support.kube import (
     ClusterHandle,
     apply_crds,
+    apply_gateway_api_crds,
     condition,
     is_ready,
     open_test_cluster,
@@ -71,10 +72,7 @@ def traefik(cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) ->
     if not binary.is_file():
         pytest.fail("no Traefik in the binaries' cache: run e2e/build-traefik.sh")
     apply_crds(cluster)
-    cluster.kubectl("apply", "--server-side", "-f", str(ensure_binaries().gateway_api_crds))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", f"crd/httproutes.{GROUP}"
-    )
+    apply_gateway_api_crds(cluster)
     gateway = Traefik(binary, cluster, tmp_path_factory.mktemp("traefik"))
     gateway.start()
     try:

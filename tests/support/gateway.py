@@ -138,8 +138,8 @@ class Traefik:
             self.process.terminate()
             self.process.wait(timeout=30)
 
-    def gateway(self, name: str, listener: str) -> str:
-        """A GatewayClass for Traefik and a Gateway on its entry point; the YAML applied."""
+    def gateway(self, name: str, listener: str) -> None:
+        """Apply a GatewayClass for Traefik and a Gateway whose listener is its entry point."""
         manifest = f"""
 apiVersion: gateway.networking.k8s.io/v1
 kind: GatewayClass
@@ -158,7 +158,6 @@ spec:
     allowedRoutes: {{namespaces: {{from: All}}}}
 """
         self.cluster.apply_yaml(manifest)
-        return manifest
 
 
 def _handler(identity: dict[str, str]) -> type[BaseHTTPRequestHandler]:

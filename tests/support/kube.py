@@ -132,6 +132,18 @@ def apply_crds(cluster: ClusterHandle) -> None:
     )  # fmt: skip
 
 
+def apply_gateway_api_crds(cluster: ClusterHandle) -> Path:
+    """The Gateway API's standard CRDs (pinned, from its Go module), applied as its docs say,
+    and Established; returns their directory."""
+    crds = ensure_binaries().gateway_api_crds
+    cluster.kubectl("apply", "--server-side", "-f", str(crds))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s",
+        "crd/httproutes.gateway.networking.k8s.io", "crd/gateways.gateway.networking.k8s.io",
+    )  # fmt: skip
+    return crds
+
+
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
