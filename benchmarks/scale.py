@@ -18,6 +18,7 @@ Never part of CI (it takes most of an hour on 2 cores). `--no-nim` runs qmo alon
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import re
@@ -33,7 +34,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config, watch
 
-from benchmarks import peers
+from benchmarks import floor, peers
 from e2e.cluster.local import REPO, LocalCluster
 from e2e.operator_process import free_port, running_operator
 
@@ -293,7 +294,7 @@ def _delete_namespace(cluster: LocalCluster, namespace: str) -> None:
 
 def run_qmo(
     cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace, count: int, multi: bool,
-    idle: int, scratch: Path,
+    idle: int, scratch: Path, snapshot: list[Obj] | None = None,
 ) -> Phase:  # fmt: skip
     namespace = f"qmo-{count}-{'multi' if multi else 'single'}"
     cluster.kubectl("create", "namespace", namespace)
@@ -323,6 +324,8 @@ def run_qmo(
         own_converged = _metric_by_verb(text, "qmo_api_requests_total")
         phase.operator_requests = _minus(own_converged, own_before)
         phase.objects_per_cr = objects_per_cr(cluster, namespace, count)
+        if snapshot is not None:
+            snapshot += final_objects(cluster, namespace, floor.QMO_KINDS)
         if idle:
             # Writes still in flight right after Ready (the last status) settle first.
             time.sleep(5)
@@ -348,7 +351,7 @@ def run_qmo(
 
 def run_nim(
     cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace, count: int,
-    binary: Path, tree: Path, scratch: Path,
+    binary: Path, tree: Path, scratch: Path, snapshot: list[Obj] | None = None,
 ) -> Phase:  # fmt: skip
     namespace = f"nim-{count}"
     cluster.kubectl("create", "namespace", namespace)
@@ -370,9 +373,67 @@ def run_nim(
         phase.control_plane_cpu_seconds = cpu_delta(plane_before, control_plane_cpu(cluster))
         phase.converging_requests = by_verb(before, request_counts(cluster), NIM_RESOURCES)
         phase.objects_per_cr = objects_per_cr(cluster, namespace, count)
+        if snapshot is not None:
+            snapshot += final_objects(cluster, namespace, floor.NIM_KINDS)
         phase.peak_rss_mib = round(peak_rss_mib(process.pid), 1)
         _delete_namespace(cluster, namespace)  # its finalizers need the operator running
     return phase
+
+
+def final_objects(cluster: LocalCluster, namespace: str, kinds: tuple[str, ...]) -> list[Obj]:
+    listed = cluster.kubectl("get", ",".join(kinds), "-n", namespace, "-o", "json").stdout
+    items: list[Obj] = json.loads(listed)["items"]
+    return items
+
+
+def run_floor(
+    cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace, of: str, count: int,
+    snapshot: list[Obj],
+) -> Phase:  # fmt: skip
+    """`of`'s final objects created again with no operator running (see benchmarks/floor.py):
+    timed to every Job complete and every Deployment available."""
+    namespace = f"floor-{of}-{count}"
+    cluster.kubectl("create", "namespace", namespace)
+    if of == "qmo":
+        cluster.kubectl("apply", "-f", "-", input=store_objects(namespace))
+    shards = floor.replay(snapshot, namespace, args.workers)
+    objects = [obj for shard in shards for obj in shard]
+    jobs = sum(1 for obj in objects if obj["kind"] == "Job")
+    deployments = sum(1 for obj in objects if obj["kind"] == "Deployment")
+    phase = Phase(f"floor-{of}", count, 1, workers=len(shards))
+    before, plane_before = request_counts(cluster), control_plane_cpu(cluster)
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(len(shards)) as pool:
+        list(pool.map(lambda shard: _create(cluster, shard), shards))
+    phase.create_seconds = round(time.monotonic() - started, 1)
+    ready_at = max(
+        wait_all(api, "batch", "v1", "jobs", namespace, jobs, job_complete, args.timeout),
+        wait_all(
+            api, "apps", "v1", "deployments", namespace, deployments, deployment_available,
+            args.timeout,
+        ),
+    )  # fmt: skip
+    phase.seconds_to_ready = round(ready_at - started, 1)
+    phase.control_plane_cpu_seconds = cpu_delta(plane_before, control_plane_cpu(cluster))
+    resources = QMO_RESOURCES if of == "qmo" else NIM_RESOURCES
+    phase.converging_requests = by_verb(before, request_counts(cluster), resources)
+    phase.objects_per_cr = objects_per_cr(cluster, namespace, count)
+    _delete_namespace(cluster, namespace)
+    if of == "qmo":
+        cluster.kubectl("delete", "pv", f"engines-{namespace}", "--wait=false", check=False)
+    return phase
+
+
+def job_complete(obj: Obj) -> bool:
+    return any(
+        c.get("type") == "Complete" and c.get("status") == "True"
+        for c in (obj.get("status") or {}).get("conditions") or []
+    )
+
+
+def deployment_available(obj: Obj) -> bool:
+    wanted = (obj.get("spec") or {}).get("replicas", 1)
+    return bool((obj.get("status") or {}).get("availableReplicas", 0) >= wanted)
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -409,6 +470,21 @@ def report(phases: list[Phase], command: str) -> str:
         lines.append(
             f"- qmo growth time({high}) / time({low}): {growth:.2f} (N grew {high / low:g}x)"
         )
+    floors = {(p.operator.removeprefix("floor-"), p.models): p for p in phases
+              if p.operator.startswith("floor-")}  # fmt: skip
+    if floors:
+        lines += ["", "Against the floor (the same final objects, no operator running):", ""]
+    for (of, models), base in sorted(floors.items()):
+        name = "qmo" if of == "qmo" else "nim-operator"
+        ran = next(p for p in phases if p.operator == name and p.models == models
+                   and p.variants_per_model == 1)  # fmt: skip
+        plane, plane_floor = (sum(x.control_plane_cpu_seconds.values()) for x in (ran, base))
+        lines.append(
+            f"- {name} N = {models}: {ran.seconds_to_ready} s against a floor of "
+            f"{base.seconds_to_ready} s ({ran.seconds_to_ready / base.seconds_to_ready:.2f}x); "
+            f"control-plane CPU {plane:.1f} s against {plane_floor:.1f} s, operator CPU "
+            f"{ran.operator_cpu_seconds} s"
+        )
     lines += ["", "API requests by verb on each phase's resources (kube-apiserver's count; "
               "includes controller-manager and kwok on the same kinds):", ""]  # fmt: skip
     for p in phases:
@@ -434,6 +510,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--nim-source", type=Path, help="NIM Operator git directory or checkout")
     parser.add_argument("--no-nim", action="store_true")
+    parser.add_argument(
+        "--floors",
+        action="store_true",
+        help="at the largest N, also create each operator's final objects with no operator "
+        "running (benchmarks/floor.py)",
+    )
     parser.add_argument("--json", type=Path, help="also write the phases as JSON here")
     args = parser.parse_args()
     if not args.no_nim and args.nim_source is None:
@@ -456,11 +538,21 @@ def main() -> None:
             largest = max(args.models)
             for count in args.models:
                 idle = args.idle_seconds if count == largest else 0
-                phases.append(run_qmo(cluster, api, args, count, False, idle, scratch))
+                snapshot: list[Obj] | None = [] if args.floors and count == largest else None
+                phases.append(run_qmo(cluster, api, args, count, False, idle, scratch, snapshot))
                 print(json.dumps(asdict(phases[-1])), flush=True)
-                if binary is not None and tree is not None:
-                    phases.append(run_nim(cluster, api, args, count, binary, tree, scratch))
+                if snapshot is not None:
+                    phases.append(run_floor(cluster, api, args, "qmo", count, snapshot))
                     print(json.dumps(asdict(phases[-1])), flush=True)
+                if binary is not None and tree is not None:
+                    snapshot = [] if args.floors and count == largest else None
+                    phases.append(
+                        run_nim(cluster, api, args, count, binary, tree, scratch, snapshot)
+                    )
+                    print(json.dumps(asdict(phases[-1])), flush=True)
+                    if snapshot is not None:
+                        phases.append(run_floor(cluster, api, args, "nim", count, snapshot))
+                        print(json.dumps(asdict(phases[-1])), flush=True)
             if args.multi:
                 phases.append(
                     run_qmo(cluster, api, args, args.multi, True, args.idle_seconds, scratch)

@@ -1,0 +1,93 @@
+"""The floor under an operator's time: its final objects created with no operator running.
+
+After an operator's phase has converged, `benchmarks/scale.py --floors` takes what it left in
+its namespace (the custom resources and their children), strips what the API server and the
+controllers filled in, and creates the same objects in a fresh namespace with plain
+`kubectl create`, no operator running, until every Job has completed and every Deployment is
+available. The time and control-plane CPU that takes is what that set of objects costs the
+cluster however clever the operator is; the operator's own cost is what its phase took on top.
+Pure: snapshot in, objects to create out.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from typing import Any
+
+Obj = dict[str, Any]
+
+# Kinds each operator leaves per custom resource, in the order they are created again.
+QMO_KINDS = ("quantizedmodels.qmo.dev", "jobs", "configmaps", "deployments", "services")
+NIM_KINDS = (
+    "nimservices.apps.nvidia.com", "serviceaccounts", "roles", "rolebindings", "deployments",
+    "services", "configmaps",
+)  # fmt: skip
+# Objects every namespace has, not made by an operator.
+_BUILT_IN = {("ConfigMap", "kube-root-ca.crt"), ("ServiceAccount", "default")}
+# Labels and annotations the API server or a controller writes, never the operator.
+_SERVER_LABELS = (
+    "controller-uid", "job-name", "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-name",
+)  # fmt: skip
+_SERVER_ANNOTATIONS = (
+    "deployment.kubernetes.io/revision", "kubectl.kubernetes.io/last-applied-configuration",
+)  # fmt: skip
+
+
+def replayable(obj: Obj, namespace: str) -> Obj | None:
+    """`obj` as its operator wrote it, to be created in `namespace`; None for what no operator
+    made. Owner references go: their owners' UIDs do not exist in the new namespace, and the
+    garbage collector would delete the orphans while they are measured."""
+    kind, meta = obj["kind"], obj["metadata"]
+    if (kind, meta["name"]) in _BUILT_IN:
+        return None
+    out: Obj = {
+        "apiVersion": obj["apiVersion"],
+        "kind": kind,
+        "metadata": {
+            "name": meta["name"],
+            "namespace": namespace,
+            **({"labels": meta["labels"]} if meta.get("labels") else {}),
+            **(
+                {"annotations": a}
+                if (a := _without(meta.get("annotations"), _SERVER_ANNOTATIONS))
+                else {}
+            ),
+        },
+    }
+    for key, value in obj.items():
+        if key not in ("apiVersion", "kind", "metadata", "status"):
+            out[key] = copy.deepcopy(value)
+    spec = out.get("spec")
+    if kind == "Service" and spec is not None:
+        for allocated in ("clusterIP", "clusterIPs"):
+            spec.pop(allocated, None)
+    if kind == "Job" and spec is not None:
+        spec.pop("selector", None)  # the Job controller makes it from its own UID
+        template_meta = spec.get("template", {}).get("metadata", {})
+        if "labels" in template_meta:
+            template_meta["labels"] = _without(template_meta["labels"], _SERVER_LABELS)
+    return out
+
+
+def _without(mapping: dict[str, str] | None, keys: tuple[str, ...]) -> dict[str, str]:
+    return {k: v for k, v in (mapping or {}).items() if k not in keys}
+
+
+def replay(items: list[Obj], namespace: str, shard_count: int) -> list[list[Obj]]:
+    """Every object worth creating again, in `shard_count` lists to create side by side. A
+    custom resource and its children share a list (kept in the snapshot's order of kinds),
+    so a Deployment never comes before the ServiceAccount it runs as."""
+    shards: list[list[Obj]] = [[] for _ in range(shard_count)]
+    for item in items:
+        out = replayable(item, namespace)
+        if out is not None:
+            shards[zlib.crc32(_owner(item).encode()) % shard_count].append(out)
+    return [shard for shard in shards if shard]
+
+
+def _owner(obj: Obj) -> str:
+    """The custom resource an object belongs to: its first owner's name, or its own."""
+    owners = obj["metadata"].get("ownerReferences") or []
+    return str(owners[0]["name"]) if owners else str(obj["metadata"]["name"])
