@@ -97,6 +97,15 @@ BUILD_SECONDS = Histogram(
     buckets=(30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200, 14400),
 )
 
+# --- the GPU fleet --------------------------------------------------------------------------
+
+GPU_CLASS_NODES = Gauge(
+    "qmo_gpu_class_nodes", "Schedulable, Ready nodes of each GPU class qmo sees.", ["gpu_class"]
+)
+GPU_CLASS_GPUS = Gauge(
+    "qmo_gpu_class_gpus", "Allocatable GPUs on those nodes, by GPU class.", ["gpu_class"]
+)
+
 # --- variants and their quality (per model: removed with the model) -----------------------
 
 VARIANTS = Gauge(
@@ -159,6 +168,8 @@ PHASES = tuple(phase.value for phase in Phase)  # every phase, so none goes miss
 _lock = threading.Lock()
 # Every labelled series that names a model, per (namespace, model), so it goes with the model.
 _MODEL_SERIES: dict[tuple[str, str], set[tuple[Gauge | Counter, tuple[str, ...]]]] = {}
+# The GPU classes that have fleet series now.
+_GPU_CLASSES: set[str] = set()
 # The label values of each variant's info series, and when it entered its phase.
 _VARIANT_INFO: dict[tuple[str, str, str], tuple[str, ...]] = {}
 
@@ -171,6 +182,20 @@ def _drop(metric: Gauge | Counter, labels: tuple[str, ...]) -> None:
     with contextlib.suppress(KeyError):
         metric.remove(*labels)
     _MODEL_SERIES.get((labels[0], labels[1]), set()).discard((metric, labels))
+
+
+def observe_gpu_classes(fleet: dict[str, tuple[int, int]]) -> None:
+    """The fleet as the planner sees it, (nodes, GPUs) by class; a class whose last node
+    left loses its series."""
+    with _lock:
+        for gone in _GPU_CLASSES - fleet.keys():
+            GPU_CLASS_NODES.remove(gone)
+            GPU_CLASS_GPUS.remove(gone)
+        for gpu_class, (nodes, gpus) in fleet.items():
+            GPU_CLASS_NODES.labels(gpu_class).set(nodes)
+            GPU_CLASS_GPUS.labels(gpu_class).set(gpus)
+        _GPU_CLASSES.clear()
+        _GPU_CLASSES.update(fleet)
 
 
 def observe_variants(namespace: str, model: str, phases: list[str]) -> None:

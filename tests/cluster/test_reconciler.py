@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
+from e2e.operator_process import OperatorProcess
 from qmo.fleet import NodeGroup, build_node
+from tests.cluster.test_scale import wait_until
 from tests.support.kube import (
     GROUP,
     PLURAL,
@@ -80,24 +82,33 @@ def test_auto_on_the_mixed_fleet_serves_int8_on_a100_and_fp8_on_h100_and_l40s(
 
 
 def test_a_new_gpu_node_joins_its_class_or_adds_a_variant(
-    cluster: ClusterHandle, namespace: str, extra_nodes: list[str]
+    cluster: ClusterHandle, namespace: str, extra_nodes: list[str], operator: OperatorProcess
 ) -> None:
     create(cluster, namespace, a_model("grows"))
     before = wait_ready(cluster, namespace, "grows")
     jobs_before = {j.metadata.name for j in build_jobs(cluster, namespace)}
+    h100_nodes = operator.metric("qmo_gpu_class_nodes", gpu_class="h100")
+    reconciles = operator.metric("qmo_reconcile_total")
 
     h100 = NodeGroup.model_validate(
         {"name": "h100-extra", "product": "NVIDIA-H100-80GB-HBM3", "family": "hopper",
          "computeCapability": "9.0", "memoryMiB": 81559, "gpus": 8}
     )  # fmt: skip
     add_nodes(cluster, extra_nodes, h100, 1)
-    joined = cluster.wait_for_model(
-        namespace,
-        "grows",
-        lambda m: any(c["name"] == "h100" and c["nodes"] == 3 for c in m["status"]["gpuClasses"]),
-        describe="the H100 class to count the new node",
+    # The node is counted, and every model was reconciled for it and is done.
+    wait_until(
+        lambda: (
+            operator.metric("qmo_gpu_class_nodes", gpu_class="h100") == h100_nodes + 1
+            and operator.metric("qmo_reconcile_total") > reconciles
+            and operator.metric("workqueue_depth") == 0
+            and operator.metric("workqueue_unfinished_work_seconds") == 0
+        ),
+        timeout=60,
+        what="qmo to count the new H100 node and reconcile for it",
     )
-    assert set(variants(joined)) == set(variants(before))
+    joined = cluster.model(namespace, "grows")
+    # One more node of a class it serves on changes nothing a user reads: not even the status.
+    assert joined["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert {j.metadata.name for j in build_jobs(cluster, namespace)} == jobs_before
 
     h200 = NodeGroup.model_validate(

@@ -224,11 +224,22 @@ def test_the_status_describes_each_variant_and_the_printer_columns() -> None:
     assert h100.quality.verdict == "NotGated"
     assert status.summary.precisions == "a100-80gb=int8,h100=fp8"
     assert status.summary.serving == "all"
-    assert [(c.name, c.nodes, c.gpus) for c in status.gpu_classes] == [
-        ("a100-80gb", 1, 8),
-        ("h100", 2, 16),
+    assert [(c.name, c.compute_capability) for c in status.gpu_classes] == [
+        ("a100-80gb", "8.0"),
+        ("h100", "9.0"),
     ]
     assert (status.service, status.observed_generation) == ("llama", 1)
+
+
+def test_a_node_joining_or_leaving_a_class_leaves_every_status_as_it_was() -> None:
+    # A count in the status would make qmo rewrite every model's status each time the
+    # autoscaler adds or removes a node: the fleet's counts are metrics instead.
+    spec = a_model().ungated().spec()
+    statuses = []
+    for nodes in (2, 3, 1):
+        inventory = a_cluster(a_class("a100"), a_class("h100", nodes=nodes)).observed().inventory
+        statuses.append(_status(spec, serving_plan(spec, *inventory.classes), inventory=inventory))
+    assert statuses[0].to_wire() == statuses[1].to_wire() == statuses[2].to_wire()
 
 
 def test_a_building_variant_names_its_build_job_and_has_no_deployment_yet() -> None:

@@ -258,3 +258,16 @@ def test_the_work_queue_reports_controller_runtime_series() -> None:
     assert sample("workqueue_queue_duration_seconds_sum", **name) == 2.0
     assert sample("workqueue_work_duration_seconds_sum", **name) == 3.0
     assert sample("workqueue_depth", **name) == 1
+
+
+def test_the_fleet_metrics_follow_the_gpu_classes_and_drop_a_class_that_left() -> None:
+    def sample(name: str, gpu_class: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"gpu_class": gpu_class})
+
+    metrics.observe_gpu_classes({"h100": (2, 16), "l40s": (1, 4)})
+    metrics.observe_gpu_classes({"h100": (3, 24)})
+
+    assert sample("qmo_gpu_class_nodes", "h100") == 3
+    assert sample("qmo_gpu_class_gpus", "h100") == 24
+    assert sample("qmo_gpu_class_nodes", "l40s") is None
+    assert sample("qmo_gpu_class_gpus", "l40s") is None

@@ -762,7 +762,12 @@ class VariantStatus(StatusModel):
 
 
 class GpuClassStatus(StatusModel):
-    """A GPU class seen among schedulable nodes."""
+    """A GPU class seen among schedulable nodes.
+
+    What a class is, not how many nodes it has: a count here would rewrite the status of
+    every model each time a node joins or leaves. The metrics `qmo_gpu_class_nodes` and
+    `qmo_gpu_class_gpus` count them.
+    """
 
     name: str = Field(description="Class name, e.g. h100.")
     product: str = Field(description="nvidia.com/gpu.product of its nodes.")
@@ -770,8 +775,6 @@ class GpuClassStatus(StatusModel):
     memory_mib: int | None = Field(
         default=None, alias="memoryMiB", description="Memory of one GPU in MiB."
     )
-    nodes: int = Field(default=0, description="Schedulable nodes of this class.")
-    gpus: int = Field(default=0, description="Allocatable GPUs of this class.")
 
 
 class StatusSummary(StatusModel):
@@ -802,7 +805,9 @@ class QuantizedModelStatus(StatusModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     gpu_classes: list[GpuClassStatus] = Field(
-        default_factory=list, description="GPU classes seen among schedulable nodes."
+        default_factory=list,
+        description="GPU classes seen among schedulable nodes (their node and GPU counts are "
+        "the qmo_gpu_class_nodes and qmo_gpu_class_gpus metrics).",
     )
     unknown_gpus: list[str] = Field(
         default_factory=list, description="GPU products on nodes that qmo does not know."

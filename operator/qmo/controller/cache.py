@@ -154,7 +154,10 @@ class ClusterCache:
         # Projections hold only what GPU planning reads: any change is relevant.
         with self._inventory_lock:
             self._inventory = None
-        if self.on_keys is not None and self._nodes.synced.is_set():
+        if not self._nodes.synced.is_set():
+            return  # the first list: inventory() counts once the caches are synced
+        self.inventory()  # the fleet's metrics follow at once, also with no model to plan
+        if self.on_keys is not None:
             self.on_keys(self.model_keys())
 
     # --- ClusterReader -------------------------------------------------------------------
@@ -189,6 +192,9 @@ class ClusterCache:
         with self._inventory_lock:
             if self._inventory is None:
                 self._inventory = inventory_from_nodes(self._nodes.items())
+                metrics.observe_gpu_classes(
+                    {c.name: (len(c.nodes), c.total_gpus) for c in self._inventory.classes}
+                )
             return self._inventory
 
     def build_job(self, namespace: str, cache_key: str) -> Obj | None:

@@ -130,6 +130,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     controller.events.start()
     controller.cache.start()
     await controller.wait_synced()
+    controller.cache.inventory()  # the fleet's metrics, before any model asks
     log.info(
         "Caches synced: %d models; %d reconcile workers",
         len(controller.cache.model_keys()),

@@ -182,8 +182,6 @@ def build_status(
                 product=c.product,
                 compute_capability=str(c.compute_capability),
                 memory_mib=c.memory_mib,
-                nodes=len(c.nodes),
-                gpus=c.total_gpus,
             )
             for c in inventory.classes
         ],
