@@ -513,7 +513,7 @@ def main() -> None:
     parser.add_argument(
         "--floors",
         action="store_true",
-        help="at the largest N, also create each operator's final objects with no operator "
+        help="at each N, also create each operator's final objects again with no operator "
         "running (benchmarks/floor.py)",
     )
     parser.add_argument("--json", type=Path, help="also write the phases as JSON here")
@@ -538,14 +538,14 @@ def main() -> None:
             largest = max(args.models)
             for count in args.models:
                 idle = args.idle_seconds if count == largest else 0
-                snapshot: list[Obj] | None = [] if args.floors and count == largest else None
+                snapshot: list[Obj] | None = [] if args.floors else None
                 phases.append(run_qmo(cluster, api, args, count, False, idle, scratch, snapshot))
                 print(json.dumps(asdict(phases[-1])), flush=True)
                 if snapshot is not None:
                     phases.append(run_floor(cluster, api, args, "qmo", count, snapshot))
                     print(json.dumps(asdict(phases[-1])), flush=True)
                 if binary is not None and tree is not None:
-                    snapshot = [] if args.floors and count == largest else None
+                    snapshot = [] if args.floors else None
                     phases.append(
                         run_nim(cluster, api, args, count, binary, tree, scratch, snapshot)
                     )
