@@ -13,11 +13,11 @@ import pytest
 
 from e2e.operator_process import OperatorProcess
 from tests.cluster.test_quality_gate import report, v2_after_a_good_v1, wait_event
-from tests.cluster.test_scale import wait_until
 from tests.support.kube import ClusterHandle, variants
 from tests.support.promtool import promtool_path
 from tests.support.scenario import a_model, create, patch_spec, wait_ready
 from tests.support.scrapes import expressions_over, samples
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.usefixtures("engine_store")
 

@@ -10,7 +10,6 @@ import yaml
 
 from e2e.operator_process import OperatorProcess
 from qmo.fleet import NodeGroup, build_node
-from tests.cluster.test_scale import wait_until
 from tests.support.kube import (
     GROUP,
     PLURAL,
@@ -31,6 +30,7 @@ from tests.support.scenario import (
     patch_spec,
     wait_ready,
 )
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.usefixtures("operator", "engine_store")
 

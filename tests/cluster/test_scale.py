@@ -5,8 +5,7 @@ The small, asserting version of benchmarks/scale.py; the timings live in the ben
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from e2e.operator_process import OperatorProcess, running_operator
 from tests.support.kube import ClusterHandle
 from tests.support.scenario import a_model, create, wait_ready
+from tests.support.waits import wait_until
 
 MODELS = 8
 RESYNC_SECONDS = 2.0
@@ -36,15 +36,6 @@ def own_operator(
             yield own
     finally:
         operator.start()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll the operator's own /metrics (a local read) until `predicate` holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.mark.usefixtures("engine_store")
