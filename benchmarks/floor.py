@@ -39,9 +39,9 @@ def replayable(obj: Obj, namespace: str) -> Obj | None:
     """`obj` as its operator wrote it, to be created in `namespace`; None for what no operator
     made. Owner references go: their owners' UIDs do not exist in the new namespace, and the
     garbage collector would delete the orphans while they are measured."""
-    kind, meta = obj["kind"], obj["metadata"]
-    if (kind, meta["name"]) in _BUILT_IN:
+    if built_in(obj):
         return None
+    kind, meta = obj["kind"], obj["metadata"]
     out: Obj = {
         "apiVersion": obj["apiVersion"],
         "kind": kind,
@@ -69,6 +69,11 @@ def replayable(obj: Obj, namespace: str) -> Obj | None:
         if "labels" in template_meta:
             template_meta["labels"] = _without(template_meta["labels"], _SERVER_LABELS)
     return out
+
+
+def built_in(obj: Obj) -> bool:
+    """One of the objects every namespace has (its CA bundle, its default ServiceAccount)."""
+    return (obj["kind"], obj["metadata"]["name"]) in _BUILT_IN
 
 
 def _without(mapping: dict[str, str] | None, keys: tuple[str, ...]) -> dict[str, str]:

@@ -239,10 +239,8 @@ def objects_per_cr(cluster: LocalCluster, namespace: str, count: int) -> dict[st
     listed = json.loads(cluster.kubectl("get", kinds, "-n", namespace, "-o", "json").stdout)
     tally: Counter[str] = Counter()
     for item in listed["items"]:
-        name = item["metadata"]["name"]
-        if name in ("kube-root-ca.crt", "default"):
-            continue  # every namespace has these
-        tally[item["kind"]] += 1
+        if not floor.built_in(item):
+            tally[item["kind"]] += 1
     return {kind: round(n / count, 2) for kind, n in sorted(tally.items())}
 
 
@@ -536,28 +534,24 @@ def main() -> None:
             cluster.kubectl("wait", "--for=condition=Established", "crd", "--all")
             api = config.new_client_from_config(cluster.kubeconfig)
             largest = max(args.models)
+
+            def record(phase: Phase) -> None:
+                phases.append(phase)
+                print(json.dumps(asdict(phase)), flush=True)
+
             for count in args.models:
                 idle = args.idle_seconds if count == largest else 0
                 snapshot: list[Obj] | None = [] if args.floors else None
-                phases.append(run_qmo(cluster, api, args, count, False, idle, scratch, snapshot))
-                print(json.dumps(asdict(phases[-1])), flush=True)
+                record(run_qmo(cluster, api, args, count, False, idle, scratch, snapshot))
                 if snapshot is not None:
-                    phases.append(run_floor(cluster, api, args, "qmo", count, snapshot))
-                    print(json.dumps(asdict(phases[-1])), flush=True)
+                    record(run_floor(cluster, api, args, "qmo", count, snapshot))
                 if binary is not None and tree is not None:
                     snapshot = [] if args.floors else None
-                    phases.append(
-                        run_nim(cluster, api, args, count, binary, tree, scratch, snapshot)
-                    )
-                    print(json.dumps(asdict(phases[-1])), flush=True)
+                    record(run_nim(cluster, api, args, count, binary, tree, scratch, snapshot))
                     if snapshot is not None:
-                        phases.append(run_floor(cluster, api, args, "nim", count, snapshot))
-                        print(json.dumps(asdict(phases[-1])), flush=True)
+                        record(run_floor(cluster, api, args, "nim", count, snapshot))
             if args.multi:
-                phases.append(
-                    run_qmo(cluster, api, args, args.multi, True, args.idle_seconds, scratch)
-                )
-                print(json.dumps(asdict(phases[-1])), flush=True)
+                record(run_qmo(cluster, api, args, args.multi, True, args.idle_seconds, scratch))
         finally:
             cluster.stop()
     if args.json:
