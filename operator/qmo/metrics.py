@@ -1,9 +1,10 @@
 """Prometheus metrics of the operator (served on --metrics-port at /metrics).
 
 Named by Prometheus conventions: base units (seconds, ratios), `_total` counters, and bounded
-label sets (namespace, model, variant, precision, gpu_class, benchmark, reason, verb): never
-a cache key or free text. The work queue's series have controller-runtime's names and labels
-(`workqueue_*{name}`), so dashboards written for Go operators read them as they are.
+label sets (namespace, model, variant, precision, gpu_class, product, benchmark, reason,
+verb): never a cache key or free text. The work queue's series have controller-runtime's
+names and labels (`workqueue_*{name}`), so dashboards written for Go operators read them as
+they are.
 docs/observability.md lists every series; a test keeps the two equal.
 
 Series that name a model are removed with it (`forget_model`).
@@ -105,6 +106,11 @@ GPU_CLASS_NODES = Gauge(
 GPU_CLASS_GPUS = Gauge(
     "qmo_gpu_class_gpus", "Allocatable GPUs on those nodes, by GPU class.", ["gpu_class"]
 )
+UNKNOWN_GPU_NODES = Gauge(
+    "qmo_unknown_gpu_nodes",
+    "Schedulable, Ready GPU nodes qmo places no variant on, by GPU product label.",
+    ["product"],
+)
 
 # --- variants and their quality (per model: removed with the model) -----------------------
 
@@ -168,8 +174,9 @@ PHASES = tuple(phase.value for phase in Phase)  # every phase, so none goes miss
 _lock = threading.Lock()
 # Every labelled series that names a model, per (namespace, model), so it goes with the model.
 _MODEL_SERIES: dict[tuple[str, str], set[tuple[Gauge | Counter, tuple[str, ...]]]] = {}
-# The GPU classes that have fleet series now.
+# The GPU classes and the unknown GPU products that have fleet series now.
 _GPU_CLASSES: set[str] = set()
+_UNKNOWN_PRODUCTS: set[str] = set()
 # The label values of each variant's info series, and when it entered its phase.
 _VARIANT_INFO: dict[tuple[str, str, str], tuple[str, ...]] = {}
 
@@ -196,6 +203,18 @@ def observe_gpu_classes(fleet: dict[str, tuple[int, int]]) -> None:
             GPU_CLASS_GPUS.labels(gpu_class).set(gpus)
         _GPU_CLASSES.clear()
         _GPU_CLASSES.update(fleet)
+
+
+def observe_unknown_gpus(nodes_by_product: dict[str, int]) -> None:
+    """GPU nodes qmo cannot place variants on, by product; a product whose last node left
+    loses its series."""
+    with _lock:
+        for gone in _UNKNOWN_PRODUCTS - nodes_by_product.keys():
+            UNKNOWN_GPU_NODES.remove(gone)
+        for product, nodes in nodes_by_product.items():
+            UNKNOWN_GPU_NODES.labels(product).set(nodes)
+        _UNKNOWN_PRODUCTS.clear()
+        _UNKNOWN_PRODUCTS.update(nodes_by_product)
 
 
 def observe_variants(namespace: str, model: str, phases: list[str]) -> None:

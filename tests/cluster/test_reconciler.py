@@ -125,6 +125,46 @@ def test_a_new_gpu_node_joins_its_class_or_adds_a_variant(
     assert variants(grown)["h200-fp8"]["gpuClass"] == "h200"
 
 
+def test_mig_nodes_are_reported_by_product_and_one_more_leaves_the_status_alone(
+    cluster: ClusterHandle, namespace: str, extra_nodes: list[str], operator: OperatorProcess
+) -> None:
+    create(cluster, namespace, a_model("beside-mig", gpu={"classes": ["h100"]}))
+    wait_ready(cluster, namespace, "beside-mig")
+    product = "NVIDIA-H100-80GB-HBM3-MIG-1g.10gb"
+    mig = NodeGroup.model_validate(
+        {"name": "h100-mig", "product": product, "family": "hopper",
+         "computeCapability": "9.0", "memoryMiB": 9856, "gpus": 7}
+    )  # fmt: skip
+    add_nodes(cluster, extra_nodes, mig, 1)
+    reported = cluster.wait_for_model(
+        namespace,
+        "beside-mig",
+        lambda m: m["status"].get("unknownGpus") == [product],
+        describe="the MIG product in status.unknownGpus",
+    )
+    degraded = condition(reported, "Degraded")
+    assert degraded["reason"] == "UnknownGpu"
+    assert "MIG slices are not supported" in degraded["message"]
+    assert "h100-mig-0" not in degraded["message"]
+    assert is_ready(reported)
+
+    reconciles = operator.metric("qmo_reconcile_total")
+    second = mig.model_copy(update={"name": "h100-mig-b"})
+    add_nodes(cluster, extra_nodes, second, 1)
+    wait_until(
+        lambda: (
+            operator.metric("qmo_unknown_gpu_nodes", product=product) == 2
+            and operator.metric("qmo_reconcile_total") > reconciles
+            and operator.metric("workqueue_depth") == 0
+            and operator.metric("workqueue_unfinished_work_seconds") == 0
+        ),
+        timeout=60,
+        what="qmo to count the second MIG node and reconcile for it",
+    )
+    after = cluster.model(namespace, "beside-mig")
+    assert after["metadata"]["resourceVersion"] == reported["metadata"]["resourceVersion"]
+
+
 def test_an_unsupported_precision_explains_itself_and_the_rest_serves(
     cluster: ClusterHandle, namespace: str
 ) -> None:

@@ -252,7 +252,8 @@ def test_a_node_with_an_unknown_gpu_is_a_note() -> None:
     )
     plan = plan_model(SPEC, cluster.observed())
     assert _notes(plan) == {
-        "UnknownGpu": "node gpu-7 (NVIDIA-Mystery-9000): no compute capability labels"
+        "UnknownGpu": "nodes with GPU NVIDIA-Mystery-9000: no compute capability labels; "
+        "qmo places no variant on them"
     }
     assert [v.name for v in plan.variants] == ["h100-fp8"]
 

@@ -271,7 +271,23 @@ def test_unknown_gpus_are_listed_in_status() -> None:
     )
     plan = plan_model(UNGATED_FP8, observed)
     status = _status(UNGATED_FP8, plan, inventory=observed.inventory)
-    assert status.unknown_gpus == ["gpu-7: NVIDIA-Mystery-9000"]
+    assert status.unknown_gpus == ["NVIDIA-Mystery-9000"]
+
+
+def test_another_node_of_an_unknown_gpu_leaves_the_status_as_it_was() -> None:
+    # A node name in the status would rewrite every model's status on each such node.
+    def status_with(*nodes: str) -> QuantizedModelStatus:
+        cluster = a_cluster(a_class("h100"))
+        for node in nodes:
+            cluster.with_unknown(node, "NVIDIA-Mystery-9000", "not in the table")
+        observed = cluster.observed()
+        return _status(UNGATED_FP8, plan_model(UNGATED_FP8, observed), inventory=observed.inventory)
+
+    one, three = status_with("gpu-7"), status_with("gpu-7", "gpu-8", "gpu-9")
+    assert three.to_wire() == one.to_wire()
+    degraded = next(c for c in one.conditions if c.type == "Degraded")
+    assert degraded.reason == "UnknownGpu"
+    assert "NVIDIA-Mystery-9000" in degraded.message
 
 
 # --- Transition times across reconciles ----------------------------------------------------------

@@ -271,3 +271,14 @@ def test_the_fleet_metrics_follow_the_gpu_classes_and_drop_a_class_that_left() -
     assert sample("qmo_gpu_class_gpus", "h100") == 24
     assert sample("qmo_gpu_class_nodes", "l40s") is None
     assert sample("qmo_gpu_class_gpus", "l40s") is None
+
+
+def test_unknown_gpu_nodes_are_counted_by_product_and_a_product_that_left_is_dropped() -> None:
+    def sample(product: str) -> float | None:
+        return REGISTRY.get_sample_value("qmo_unknown_gpu_nodes", {"product": product})
+
+    metrics.observe_unknown_gpus({"NVIDIA-Mystery-9000": 2, "<no product label>": 1})
+    metrics.observe_unknown_gpus({"NVIDIA-Mystery-9000": 3})
+
+    assert sample("NVIDIA-Mystery-9000") == 3
+    assert sample("<no product label>") is None

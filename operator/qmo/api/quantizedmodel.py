@@ -810,7 +810,10 @@ class QuantizedModelStatus(StatusModel):
         "the qmo_gpu_class_nodes and qmo_gpu_class_gpus metrics).",
     )
     unknown_gpus: list[str] = Field(
-        default_factory=list, description="GPU products on nodes that qmo does not know."
+        default_factory=list,
+        description="GPU products on schedulable nodes that qmo cannot place variants on "
+        "(the Degraded condition says why; the qmo_unknown_gpu_nodes metric counts their "
+        "nodes).",
     )
     service: str | None = Field(default=None, description="The model's main Service.")
     summary: StatusSummary = Field(default_factory=StatusSummary, description="Printer columns.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
@@ -195,6 +196,7 @@ class ClusterCache:
                 metrics.observe_gpu_classes(
                     {c.name: (len(c.nodes), c.total_gpus) for c in self._inventory.classes}
                 )
+                metrics.observe_unknown_gpus(Counter(u.product for u in self._inventory.unknown))
             return self._inventory
 
     def build_job(self, namespace: str, cache_key: str) -> Obj | None:

@@ -284,9 +284,15 @@ def _main_precision(
 
 
 def _notes(spec: QuantizedModelSpec, inventory: GpuInventory) -> list[Refusal]:
+    # One note per product and reason, never per node: a node name here would reach every
+    # model's Degraded condition and rewrite each status whenever such a node joins or leaves.
+    # The qmo_unknown_gpu_nodes metric counts the nodes; `qmo plan` names them.
     notes = [
-        Refusal(Reason.UNKNOWN_GPU, f"node {unknown.node} ({unknown.product}): {unknown.reason}")
-        for unknown in inventory.unknown
+        Refusal(
+            Reason.UNKNOWN_GPU,
+            f"nodes with GPU {product}: {reason}; qmo places no variant on them",
+        )
+        for product, reason in sorted({(u.product, u.reason) for u in inventory.unknown})
     ]
     if spec.model.revision is None:
         notes.append(

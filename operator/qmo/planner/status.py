@@ -185,7 +185,7 @@ def build_status(
             )
             for c in inventory.classes
         ],
-        unknown_gpus=sorted({f"{u.node}: {u.product}" for u in inventory.unknown}),
+        unknown_gpus=sorted({u.product for u in inventory.unknown}),
         service=main_service,
         summary=StatusSummary(
             precisions=",".join(
