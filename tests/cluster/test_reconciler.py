@@ -52,6 +52,26 @@ def add_nodes(cluster: ClusterHandle, added: list[str], group: NodeGroup, count:
         cluster.kubectl("wait", "--for=condition=Ready", f"node/{node['metadata']['name']}")
 
 
+def wait_node_counted(
+    operator: OperatorProcess,
+    gauge: tuple[str, dict[str, str]],
+    expected: float,
+    reconciles_before: float,
+) -> None:
+    """The fleet gauge shows the node, and every model was reconciled for it and is done."""
+    name, labels = gauge
+    wait_until(
+        lambda: (
+            operator.metric(name, **labels) == expected
+            and operator.metric("qmo_reconcile_total") > reconciles_before
+            and operator.metric("workqueue_depth") == 0
+            and operator.metric("workqueue_unfinished_work_seconds") == 0
+        ),
+        timeout=60,
+        what=f"qmo to count the node in {name}{labels} and reconcile for it",
+    )
+
+
 def test_auto_on_the_mixed_fleet_serves_int8_on_a100_and_fp8_on_h100_and_l40s(
     cluster: ClusterHandle, namespace: str
 ) -> None:
@@ -95,16 +115,8 @@ def test_a_new_gpu_node_joins_its_class_or_adds_a_variant(
          "computeCapability": "9.0", "memoryMiB": 81559, "gpus": 8}
     )  # fmt: skip
     add_nodes(cluster, extra_nodes, h100, 1)
-    # The node is counted, and every model was reconciled for it and is done.
-    wait_until(
-        lambda: (
-            operator.metric("qmo_gpu_class_nodes", gpu_class="h100") == h100_nodes + 1
-            and operator.metric("qmo_reconcile_total") > reconciles
-            and operator.metric("workqueue_depth") == 0
-            and operator.metric("workqueue_unfinished_work_seconds") == 0
-        ),
-        timeout=60,
-        what="qmo to count the new H100 node and reconcile for it",
+    wait_node_counted(
+        operator, ("qmo_gpu_class_nodes", {"gpu_class": "h100"}), h100_nodes + 1, reconciles
     )
     joined = cluster.model(namespace, "grows")
     # One more node of a class it serves on changes nothing a user reads: not even the status.
@@ -151,16 +163,7 @@ def test_mig_nodes_are_reported_by_product_and_one_more_leaves_the_status_alone(
     reconciles = operator.metric("qmo_reconcile_total")
     second = mig.model_copy(update={"name": "h100-mig-b"})
     add_nodes(cluster, extra_nodes, second, 1)
-    wait_until(
-        lambda: (
-            operator.metric("qmo_unknown_gpu_nodes", product=product) == 2
-            and operator.metric("qmo_reconcile_total") > reconciles
-            and operator.metric("workqueue_depth") == 0
-            and operator.metric("workqueue_unfinished_work_seconds") == 0
-        ),
-        timeout=60,
-        what="qmo to count the second MIG node and reconcile for it",
-    )
+    wait_node_counted(operator, ("qmo_unknown_gpu_nodes", {"product": product}), 2, reconciles)
     after = cluster.model(namespace, "beside-mig")
     assert after["metadata"]["resourceVersion"] == reported["metadata"]["resourceVersion"]
 
