@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
 
@@ -194,27 +194,32 @@ def _drop(metric: Gauge | Counter, labels: tuple[str, ...]) -> None:
 def observe_gpu_classes(fleet: dict[str, tuple[int, int]]) -> None:
     """The fleet as the planner sees it, (nodes, GPUs) by class; a class whose last node
     left loses its series."""
-    with _lock:
-        for gone in _GPU_CLASSES - fleet.keys():
-            GPU_CLASS_NODES.remove(gone)
-            GPU_CLASS_GPUS.remove(gone)
-        for gpu_class, (nodes, gpus) in fleet.items():
-            GPU_CLASS_NODES.labels(gpu_class).set(nodes)
-            GPU_CLASS_GPUS.labels(gpu_class).set(gpus)
-        _GPU_CLASSES.clear()
-        _GPU_CLASSES.update(fleet)
+    _follow_fleet((GPU_CLASS_NODES, GPU_CLASS_GPUS), _GPU_CLASSES, fleet)
 
 
 def observe_unknown_gpus(nodes_by_product: dict[str, int]) -> None:
     """GPU nodes qmo cannot place variants on, by product; a product whose last node left
     loses its series."""
+    _follow_fleet(
+        (UNKNOWN_GPU_NODES,), _UNKNOWN_PRODUCTS, {p: (n,) for p, n in nodes_by_product.items()}
+    )
+
+
+def _follow_fleet(
+    gauges: tuple[Gauge, ...], exported: set[str], values: Mapping[str, tuple[int, ...]]
+) -> None:
+    """Set each label's values on `gauges` (one value per gauge) and remove the series of
+    labels gone since the last call. Removing only what left, rather than clearing and
+    refilling, means a scrape never sees the fleet vanish for a moment."""
     with _lock:
-        for gone in _UNKNOWN_PRODUCTS - nodes_by_product.keys():
-            UNKNOWN_GPU_NODES.remove(gone)
-        for product, nodes in nodes_by_product.items():
-            UNKNOWN_GPU_NODES.labels(product).set(nodes)
-        _UNKNOWN_PRODUCTS.clear()
-        _UNKNOWN_PRODUCTS.update(nodes_by_product)
+        for gone in exported - values.keys():
+            for gauge in gauges:
+                gauge.remove(gone)
+        for label, numbers in values.items():
+            for gauge, number in zip(gauges, numbers, strict=True):
+                gauge.labels(label).set(number)
+        exported.clear()
+        exported.update(values)
 
 
 def observe_variants(namespace: str, model: str, phases: list[str]) -> None:
