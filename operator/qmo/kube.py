@@ -35,6 +35,7 @@ from qmo.leader import LeaseConflict, LeaseRecord, StoredLease, record_to_spec, 
 from qmo.manifests.labels import Owner
 from qmo.resources import EVENTS, LEASES, NODES, QUANTIZED_MODELS, Resource, resource_for
 from qmo.vocabulary import MANAGED_SELECTOR
+from qmo.wire import Obj
 
 FIELD_MANAGER = "qmo"
 # (connect, read) seconds for ordinary requests; watches set their own read timeout.
@@ -53,7 +54,6 @@ HTTP_METHODS = {
 }
 log = logging.getLogger("qmo.kube")
 
-Obj = dict[str, Any]
 # Failures of the connection rather than answers of the API server: worth a retry.
 TRANSIENT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 __all__ = [

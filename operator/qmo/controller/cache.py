@@ -13,7 +13,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
 
 from qmo import metrics
 from qmo.controller import routing, telemetry
@@ -37,8 +36,8 @@ from qmo.resources import (
     Resource,
 )
 from qmo.vocabulary import BUILD_PODS_SELECTOR, MANAGED_SELECTOR
+from qmo.wire import Obj
 
-Obj = dict[str, Any]
 Key = tuple[str, str]
 KeysHandler = Callable[[Iterable[Key]], None]
 ROUTES_RECHECK_SECONDS = 10.0  # one small discovery GET, only while a model wants routing

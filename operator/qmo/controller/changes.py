@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from qmo.api.buildcontract import BuildResult
 from qmo.api.quantizedmodel import QuantizedModelSpec
@@ -35,8 +34,7 @@ from qmo.manifests.serving import (
 from qmo.planner import images
 from qmo.planner.types import Action, BuildState, Phase, Plan, PlannedVariant
 from qmo.vocabulary import HASH_ANNOTATION, Reason, Refusal
-
-Obj = dict[str, Any]
+from qmo.wire import Obj
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ import queue
 import threading
 import zlib
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from qmo.kube import Kube
+from qmo.wire import Obj
 
 log = logging.getLogger("qmo.events")
-Obj = dict[str, Any]
 _STOP = None
 
 

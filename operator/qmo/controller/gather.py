@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -32,8 +31,7 @@ from qmo.resources import (
     SERVICES,
 )
 from qmo.vocabulary import Component, Reason
-
-Obj = dict[str, Any]
+from qmo.wire import Obj
 
 
 class BuildsInCluster:

@@ -21,14 +21,13 @@ import random
 import threading
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from qmo.controller.projections import DRIFTED, project, resource_version
 from qmo.kube import TRANSIENT_ERRORS, ApiException, Kube
 from qmo.resources import Resource
+from qmo.wire import Obj
 
 log = logging.getLogger("qmo.informer")
-Obj = dict[str, Any]
 ObjectKey = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped objects
 Indexer = Callable[[Obj], Iterable[Hashable]]
 ChangeHandler = Callable[[Obj | None, Obj | None], None]

@@ -32,8 +32,8 @@ from qmo.resources import (
     Resource,
 )
 from qmo.vocabulary import Component
+from qmo.wire import Obj
 
-Obj = dict[str, Any]
 Projection = Callable[[Obj], Obj]
 
 # Annotations worth keeping: qmo's own (revision, applied hash, retry requests).

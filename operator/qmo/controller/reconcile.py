@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -41,6 +40,7 @@ from qmo.planner.status import Names, build_status
 from qmo.planner.types import Plan
 from qmo.quality.reports import JudgedReport, judge_all, report_state, report_status
 from qmo.vocabulary import RETRY_ANNOTATION, Action, ConditionType, EventType, Reason
+from qmo.wire import Obj
 
 log = logging.getLogger("qmo.reconcile")
 # Events that mean a regression was acted on, and the metric label of each.
@@ -49,7 +49,6 @@ ROLLBACK_REASONS: dict[str, str] = {
     Reason.FELL_BACK: "fallback",
     Reason.WITHDRAWN: "withdraw",
 }
-Obj = dict[str, Any]
 Clock = Callable[[], datetime]
 
 

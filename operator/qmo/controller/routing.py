@@ -20,8 +20,8 @@ from qmo.resources import (
     ROLE_BINDINGS,
     SERVICE_ACCOUNTS,
 )
+from qmo.wire import Obj
 
-Obj = dict[str, Any]
 Key = tuple[str, str]
 # Kinds that any model of the namespace may depend on (claims by name, the eval identity).
 NAMESPACE_WIDE = {CLAIMS.kind, SERVICE_ACCOUNTS.kind, ROLE_BINDINGS.kind}

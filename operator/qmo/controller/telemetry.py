@@ -8,14 +8,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from qmo.api.quantizedmodel import QuantizedModelStatus
 from qmo.kube import TRANSIENT_ERRORS, ApiException
 from qmo.quality.reports import JudgedReport
 from qmo.vocabulary import COMPONENT, GPU_CLASS, PRECISION, Component
-
-Obj = dict[str, Any]
+from qmo.wire import Obj
 
 
 @dataclass(frozen=True)

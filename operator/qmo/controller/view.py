@@ -27,8 +27,8 @@ from qmo.resources import (
     SERVICES,
 )
 from qmo.vocabulary import Component
+from qmo.wire import Obj
 
-Obj = dict[str, Any]
 JOB_NAME_LABEL = "job-name"  # set by the Job controller on every pod of a Job
 
 

@@ -18,16 +18,14 @@ requests to a Service without endpoints; a model with nothing routable has no ro
 
 from __future__ import annotations
 
-from typing import Any
-
 from qmo.api.quantizedmodel import QuantizedModelSpec, RoutingSpec
 from qmo.manifests import labels, names
 from qmo.manifests.labels import Owner
 from qmo.planner.types import Phase, Plan, PlannedVariant
 from qmo.resources import HTTP_ROUTES
 from qmo.vocabulary import Component
+from qmo.wire import Obj
 
-Obj = dict[str, Any]
 MAX_BACKENDS = 16  # the Gateway API's limit of backendRefs per rule
 
 

@@ -8,12 +8,10 @@ with an Accepted condition (Gateway API conventions). qmo reads it; it never wri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from qmo.api.base import ConditionStatus
 from qmo.vocabulary import Reason
-
-Obj = dict[str, Any]
+from qmo.wire import Obj
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -12,8 +11,7 @@ from qmo.api.qualityreport import QualityReport, QualityReportStatus, ReportStat
 from qmo.api.quantizedmodel import QualitySpec
 from qmo.planner.types import Plan, ReportObservation
 from qmo.quality.verdict import Judgement, judge
-
-Obj = dict[str, Any]
+from qmo.wire import Obj
 
 
 @dataclass(frozen=True)
