@@ -1,0 +1,487 @@
+"""Whole reconciles without a cluster: `reconcile(...)` against `tests.support.fake_kube`.
+
+Each test drives the public `reconcile` call and moves the world on as the kubelet and the
+controllers would (a build finishes, a Deployment rolls out, a QualityReport arrives), then
+asserts on what the fake API server holds, the Events posted and the requests made. They
+mirror tests/cluster/test_reconciler.py and test_quality_gate.py, in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from qmo.api.buildcontract import BuildResult
+from qmo.config import OperatorConfig
+from qmo.controller.reconcile import Outcome, Retry, reconcile
+from qmo.vocabulary import BuildState
+from tests.support.builders import a_model
+from tests.support.fake_kube import APPLY, DELETE, STATUS, Clock, FakeCluster, score
+
+Obj = dict[str, Any]
+NS = "models"
+SIZE = {"parametersBillions": 8.03, "numLayers": 32, "numKeyValueHeads": 8, "headDim": 128}
+BENCHMARKS = [
+    {"name": "arithmetic", "metric": "exact-match", "dataset": {"path": "benchmarks/a.jsonl"}},
+]
+CONFIG = OperatorConfig(evaluator_cluster_role="qmo-evaluator")
+PASSING = [score("arithmetic", 0.80, 0.80)]
+REGRESSED = [score("arithmetic", 0.80, 0.7832)]  # -2.1%, over the 1.5% threshold
+
+
+def ungated(*precisions: str, classes: tuple[str, ...] = ("h100",)) -> Obj:
+    return (
+        a_model()
+        .sized_like(SIZE)
+        .with_precisions(*precisions)
+        .on_classes(*classes)
+        .ungated()
+        .wire()
+    )
+
+
+def gated(*precisions: str, on_regression: str = "rollback", **engine: Any) -> Obj:
+    model = (
+        a_model()
+        .sized_like(SIZE)
+        .with_precisions(*precisions)
+        .on_classes("h100")
+        .with_quality(gate="after-rollout", onRegression=on_regression, benchmarks=BENCHMARKS)
+    )
+    if engine.get("backend"):
+        model = model.with_backend(engine["backend"])
+    return model.wire()
+
+
+@dataclass
+class World:
+    """One namespace of a fake cluster, its clock, and the QuantizedModel "llama"."""
+
+    cluster: FakeCluster
+    clock: Clock
+    name: str = "llama"
+
+    def reconcile(self) -> Outcome:
+        """One reconcile, a second after the last; `cluster.requests` then holds its requests."""
+        self.clock.advance(1)
+        self.cluster.forget_requests()
+        try:
+            return reconcile(
+                self.cluster, self.cluster, self.cluster, CONFIG, NS, self.name, self.clock
+            )
+        finally:
+            # What qmo wrote, its cache knows at once: or the next reconcile acts on old news.
+            assert self.cluster.unobserved_writes() == []
+
+    def settle(self, rounds: int = 10) -> Obj:
+        """Reconcile, finish every build and roll out every Deployment, until a reconcile
+        writes nothing; returns the model."""
+        for _ in range(rounds):
+            self.reconcile()
+            moved = self.finish_builds() + self.cluster.roll_out_all()
+            if not self.cluster.requests and not moved:
+                return self.model()
+        raise AssertionError(f"no fixed point after {rounds} reconciles: {self.cluster.requests}")
+
+    def finish_builds(self) -> list[str]:
+        finished = []
+        for job in self.cluster.objects("Job"):
+            labels = job["metadata"].get("labels") or {}
+            if labels.get("app.kubernetes.io/component") == "build" and not job.get("status"):
+                self.cluster.finish_build(job["metadata"]["name"])
+                finished.append(job["metadata"]["name"])
+        return finished
+
+    def model(self) -> Obj:
+        found = self.cluster.object("QuantizedModel", self.name)
+        assert found is not None
+        return found
+
+    def variants(self) -> dict[str, Obj]:
+        return {v["name"]: v for v in self.model().get("status", {}).get("variants", [])}
+
+    def condition(self, type_: str) -> Obj:
+        conditions = self.model().get("status", {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == type_), {})
+
+    def revision(self, deployment: str) -> str:
+        found = self.cluster.object("Deployment", deployment)
+        assert found is not None, f"no Deployment {deployment}: {self.cluster.names('Deployment')}"
+        return str(found["metadata"]["annotations"]["qmo.dev/revision"])
+
+    def writes(self) -> list[tuple[str, str, str]]:
+        return [(r.verb, r.kind, r.name) for r in self.cluster.requests if r.verb != "event"]
+
+
+@pytest.fixture
+def world() -> World:
+    clock = Clock()
+    cluster = FakeCluster(clock, namespace=NS)
+    cluster.add_node("h100")
+    cluster.add_claim("qmo-engines")
+    return World(cluster, clock)
+
+
+def test_one_reconcile_of_a_new_model_creates_its_build_job_and_says_it_is_building(
+    world: World,
+) -> None:
+    world.cluster.create_model(ungated("fp8"))
+    world.reconcile()
+
+    (job,) = world.cluster.objects("Job")
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "build"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == world.model()["metadata"]["uid"]
+    assert world.cluster.objects("Deployment") == []
+    assert world.variants()["h100-fp8"]["phase"] == "Building"
+    assert world.condition("Building")["status"] == "True"
+    assert world.condition("Ready")["status"] == "False"
+    assert world.cluster.reasons()[:2] == ["VariantPlanned", "BuildScheduled"]
+    assert world.cluster.count(STATUS, "QuantizedModel") == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the status is built from the plan made before the reconcile's own writes: after "
+    "creating the build Job it says 'a build Job will be created' (BuildScheduled), so the "
+    "next reconcile, with nothing changed, rewrites the status (BuildRunning) and posts a "
+    "BuildRunning Event",
+)
+def test_a_second_reconcile_with_nothing_changed_writes_nothing_and_posts_no_event(
+    world: World,
+) -> None:
+    world.cluster.create_model(ungated("fp8"))
+    world.reconcile()
+    world.reconcile()
+
+    assert world.cluster.requests == []
+
+
+def test_once_its_own_writes_are_seen_a_reconcile_with_nothing_changed_writes_nothing(
+    world: World,
+) -> None:
+    world.cluster.create_model(ungated("fp8"))
+    for _ in range(2):
+        world.reconcile()
+    version = world.model()["metadata"]["resourceVersion"]
+    events = len(world.cluster.events)
+
+    world.reconcile()
+
+    assert world.cluster.requests == []
+    assert world.model()["metadata"]["resourceVersion"] == version
+    assert len(world.cluster.events) == events
+
+
+def test_a_finished_build_is_deployed_recorded_and_then_ready(world: World) -> None:
+    world.cluster.create_model(ungated("fp8"))
+    world.reconcile()
+    key = world.variants()["h100-fp8"]["cacheKey"]
+    world.cluster.finish_build(key)
+
+    world.reconcile()
+
+    applied = {(kind, name) for verb, kind, name in world.writes() if verb == APPLY}
+    assert ("Deployment", "llama-h100-fp8") in applied
+    assert ("Service", "llama-h100-fp8") in applied
+    assert world.revision("llama-h100-fp8") == key
+    assert set(world.cluster.names("Service")) == {"llama", "llama-h100-fp8"}
+    (record,) = world.cluster.objects("ConfigMap")
+    assert world.cluster.artifact_record(NS, key) is not None, record
+    assert world.variants()["h100-fp8"]["phase"] == "Deploying"
+    assert world.condition("Ready")["status"] == "False"
+
+    world.cluster.roll_out("llama-h100-fp8")
+    world.reconcile()
+
+    assert world.variants()["h100-fp8"]["phase"] == "Serving"
+    assert world.condition("Ready")["status"] == "True"
+    assert world.condition("Ready")["reason"] == "AllVariantsServing"
+    assert world.condition("Building")["status"] == "False"
+    assert "Serving" in world.cluster.reasons()
+
+
+def test_a_passing_report_passes_the_gate_and_records_the_last_good_revision(
+    world: World,
+) -> None:
+    world.cluster.create_model(gated("fp8"))
+    world.settle()
+    assert world.condition("QualityGate")["reason"] == "AwaitingReports"
+    key = world.variants()["h100-fp8"]["cacheKey"]
+
+    report = world.cluster.add_report("llama", "h100-fp8", key, PASSING)
+    world.reconcile()
+
+    fp8 = world.variants()["h100-fp8"]
+    assert fp8["lastGoodRevision"] == key
+    assert fp8["quality"]["verdict"] == "Pass"
+    gate = world.condition("QualityGate")
+    assert (gate["status"], gate["reason"]) == ("True", "AllPassed")
+    judged = world.cluster.object("QualityReport", report)
+    assert judged is not None
+    assert judged["status"]["verdict"] == "Pass"
+    assert judged["status"]["state"] == "Current"
+    assert world.cluster.reasons().count("QualityPassed") == 1
+    assert world.cluster.count(STATUS, "QualityReport") == 1
+
+
+def test_a_regression_rolls_back_to_the_last_good_revision_once(world: World) -> None:
+    world.cluster.create_model(gated("fp8"))
+    world.settle()
+    v1 = world.variants()["h100-fp8"]["cacheKey"]
+    world.cluster.add_report("llama", "h100-fp8", v1, PASSING)
+    world.settle()
+    assert world.variants()["h100-fp8"]["lastGoodRevision"] == v1
+
+    world.cluster.update_model(spec=a_model_v2(world))
+    world.settle()
+    v2 = world.variants()["h100-fp8"]["cacheKey"]
+    assert v2 != v1
+    assert world.revision("llama-h100-fp8") == v2
+
+    world.cluster.add_report("llama", "h100-fp8", v2, REGRESSED)
+    world.reconcile()
+
+    assert world.revision("llama-h100-fp8") == v1
+    fp8 = world.variants()["h100-fp8"]
+    assert fp8["phase"] == "RolledBack"
+    rolled_back = world.condition("RolledBack")
+    assert rolled_back["status"] == "True"
+    assert "arithmetic +2.10%" in rolled_back["message"]
+    warnings = [e for e in world.cluster.events if e.reason == "RolledBack"]
+    assert [e.type for e in warnings] == ["Warning"]
+
+    world.cluster.roll_out_all()
+    world.settle()
+    assert world.revision("llama-h100-fp8") == v1
+    assert world.variants()["h100-fp8"]["cacheKey"] == v2
+    assert world.cluster.reasons().count("RolledBack") == 1
+
+
+def a_model_v2(world: World) -> Obj:
+    spec: Obj = world.model()["spec"]
+    spec["model"]["revision"] = "v2"
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("precision", "backend", "fallback"),
+    [
+        ("int4-awq", "tensorrt", "int8"),
+        ("int4-awq", "pytorch", "fp8"),  # int8 needs the tensorrt backend
+    ],
+    ids=["int4 falls back to int8 on tensorrt", "int4 falls back to fp8 on pytorch"],
+)
+def test_a_regression_on_the_first_rollout_falls_back_to_the_next_precision(
+    world: World, precision: str, backend: str, fallback: str
+) -> None:
+    world.cluster.create_model(gated(precision, on_regression="fallback", backend=backend))
+    world.settle()
+    first = f"h100-{precision}"
+    key = world.variants()[first]["cacheKey"]
+
+    world.cluster.add_report("llama", first, key, REGRESSED)
+    world.reconcile()
+
+    variants = world.variants()
+    assert first not in variants
+    assert variants[f"h100-{fallback}"]["requestedPrecision"] == precision
+    assert world.condition("RolledBack")["reason"] == "FellBack"
+    builds = [
+        j
+        for j in world.cluster.objects("Job")
+        if j["metadata"]["labels"].get("qmo.dev/precision") == fallback
+    ]
+    assert len(builds) == 1
+    (fell_back,) = [e for e in world.cluster.events if e.reason == "FellBack"]
+    assert fell_back.type == "Warning"
+    assert "arithmetic +2.10%" in fell_back.message
+
+    world.settle()
+    assert world.variants()[f"h100-{fallback}"]["phase"] == "Serving"
+    assert world.cluster.reasons().count("FellBack") == 1
+
+
+def test_a_regression_with_no_good_revision_withdraws_the_variant(world: World) -> None:
+    world.cluster.create_model(gated("fp8", on_regression="rollback"))
+    world.settle()
+    key = world.variants()["h100-fp8"]["cacheKey"]
+
+    world.cluster.add_report("llama", "h100-fp8", key, REGRESSED)
+    world.reconcile()
+
+    deleted = {(kind, name) for verb, kind, name in world.writes() if verb == DELETE}
+    assert {("Deployment", "llama-h100-fp8"), ("Service", "llama-h100-fp8")} <= deleted
+    assert world.cluster.object("Deployment", "llama-h100-fp8") is None
+    assert world.variants()["h100-fp8"]["phase"] == "Regressed"
+    assert world.condition("Ready")["status"] == "False"
+    (withdrawn,) = [e for e in world.cluster.events if e.reason == "Withdrawn"]
+    assert withdrawn.type == "Warning"
+
+    world.settle()
+    assert world.cluster.object("Deployment", "llama-h100-fp8") is None
+    assert world.cluster.reasons().count("Withdrawn") == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (422, 'Deployment.apps "llama-h100-fp8" is invalid: spec.template: Invalid value'),
+        (403, 'deployments.apps "llama-h100-fp8" is forbidden: exceeded quota: gpus'),
+    ],
+    ids=["invalid", "over quota"],
+)
+def test_a_refused_child_is_its_variants_condition_and_the_other_variants_go_on(
+    world: World, status: int, message: str
+) -> None:
+    world.cluster.add_node("a100")
+    world.cluster.create_model(ungated("auto", classes=("h100", "a100-80gb")))
+    world.reconcile()
+    world.finish_builds()
+    world.cluster.refuse("Deployment", "llama-h100-fp8", status=status, message=message)
+
+    with pytest.raises(Retry) as raised:
+        world.reconcile()
+
+    assert raised.value.reason_label == "ChildRejected"
+    assert world.cluster.object("Deployment", "llama-a100-80gb-int8") is not None
+    assert world.cluster.object("Deployment", "llama-h100-fp8") is None
+    h100 = world.variants()["h100-fp8"]
+    assert h100["reason"] == "ChildRejected"
+    assert message in h100["message"]
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ChildRejected")
+    warnings = [e for e in world.cluster.events if e.reason == "ChildRejected"]
+    assert len(warnings) == 1
+    assert warnings[0].type == "Warning"
+    assert message in warnings[0].message
+
+    with pytest.raises(Retry):
+        world.reconcile()
+    assert len([e for e in world.cluster.events if e.reason == "ChildRejected"]) == 1
+
+    world.cluster.clear()
+    world.settle()
+    assert world.condition("Ready")["status"] == "True"
+    assert world.condition("Degraded")["status"] == "False"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["time_out", "500"],
+    ids=["a read timeout", "an internal error"],
+)
+def test_an_api_failure_on_one_write_retries_and_the_rest_is_written(
+    world: World, fault: str
+) -> None:
+    world.cluster.add_node("a100")
+    world.cluster.create_model(ungated("auto", classes=("h100", "a100-80gb")))
+    world.reconcile()
+    world.finish_builds()
+    if fault == "time_out":
+        world.cluster.time_out("Deployment", "llama-h100-fp8")
+    else:
+        world.cluster.refuse(
+            "Deployment", "llama-h100-fp8", status=500, message="etcdserver: leader changed"
+        )
+
+    with pytest.raises(Retry) as raised:
+        world.reconcile()
+
+    assert raised.value.reason_label == "ApiUnavailable"
+    assert world.cluster.object("Deployment", "llama-a100-80gb-int8") is not None
+    assert world.cluster.object("Service", "llama-h100-fp8") is not None
+    assert world.cluster.object("Deployment", "llama-h100-fp8") is None
+    assert "ChildRejected" not in world.cluster.reasons()
+
+    world.cluster.clear()
+    world.reconcile()
+    assert world.cluster.object("Deployment", "llama-h100-fp8") is not None
+    world.settle()
+    assert world.condition("Ready")["status"] == "True"
+    posted = [(e.reason, e.message) for e in world.cluster.events]
+    assert sorted(p for p in posted if posted.count(p) > 1) == []
+
+
+def test_a_failed_build_keeps_the_previous_revision_serving_and_degrades(world: World) -> None:
+    world.cluster.create_model(ungated("fp8"))
+    world.settle()
+    v1 = world.revision("llama-h100-fp8")
+    world.cluster.update_model(spec=a_model_v2(world))
+    world.reconcile()
+    v2 = world.variants()["h100-fp8"]["cacheKey"]
+    assert v2 != v1
+
+    calibration = BuildResult(
+        cache_key=v2,
+        state=BuildState.FAILED,
+        reason="CalibrationFailed",
+        message="calibration ran out of GPU memory at batch 4",
+    )
+    world.cluster.finish_build(v2, succeeded=False, result=calibration)
+    world.reconcile()
+
+    assert world.variants()["h100-fp8"]["phase"] == "BuildFailed"
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "CalibrationFailed")
+    assert "out of GPU memory" in degraded["message"]
+    assert world.revision("llama-h100-fp8") == v1
+    assert world.variants()["h100-fp8"]["revision"] == v1
+    assert world.cluster.count(APPLY, "Deployment") == 0
+
+
+def test_a_second_model_with_the_same_build_inputs_shares_the_build(world: World) -> None:
+    world.cluster.create_model(ungated("fp8"), name="first")
+    world.cluster.create_model(ungated("fp8"), name="second")
+    first, second = (World(world.cluster, world.clock, name) for name in ("first", "second"))
+    first.settle()
+
+    second.settle()
+
+    (job,) = world.cluster.objects("Job")
+    owners = {ref["name"] for ref in job["metadata"]["ownerReferences"]}
+    assert owners == {"first", "second"}
+    (record,) = world.cluster.objects("ConfigMap")
+    assert {ref["name"] for ref in record["metadata"]["ownerReferences"]} == {"first", "second"}
+    assert second.variants()["h100-fp8"]["build"]["state"] == "Reused"
+    assert "BuildReused" in [e.reason for e in world.cluster.events if e.model == "second"]
+
+    world.cluster.delete_model("first")
+    removed = world.cluster.collect_garbage()
+    assert "Deployment/first-h100-fp8" in removed
+    assert world.cluster.names("Job") == [job["metadata"]["name"]], "second still owns it"
+
+
+def test_a_deployment_someone_else_changed_is_put_back(world: World) -> None:
+    world.cluster.create_model(ungated("fp8"))
+    world.settle()
+    world.cluster.edit("Deployment", "llama-h100-fp8", {"spec": {"replicas": 3}})
+
+    world.reconcile()
+
+    applied = [w for w in world.writes() if w[0] == APPLY]
+    assert applied == [(APPLY, "Deployment", "llama-h100-fp8")]
+    deployment = world.cluster.object("Deployment", "llama-h100-fp8")
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 1
+    world.cluster.roll_out("llama-h100-fp8")
+    assert world.settle()["status"]["variants"][0]["phase"] == "Serving"
+
+
+def test_a_spec_qmo_cannot_use_is_a_condition_and_one_event_and_creates_nothing(
+    world: World,
+) -> None:
+    spec = ungated("fp8")
+    spec["precisions"] = ["fp9"]
+    world.cluster.create_model(spec)
+
+    world.reconcile()
+    world.reconcile()
+
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "InvalidSpec")
+    assert "precisions" in degraded["message"]
+    assert world.cluster.reasons() == ["InvalidSpec"]
+    assert world.cluster.objects("Job") == []
+    assert world.cluster.objects("Service") == []
