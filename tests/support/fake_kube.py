@@ -1,17 +1,23 @@
-"""An in-memory Kubernetes for whole reconciles: `FakeCluster`.
+"""An in-memory Kubernetes for whole reconciles: `FakeCluster`, used by tests/unit/test_reconcile.
 
-One object plays every part `qmo.controller.reconcile.reconcile` talks to: the Kube port (server-
-side apply, the status subresource, owner references, deletes, Events), the watch-fed cache
-(answering through `qmo.controller.view.StaticReader`, so through the real projections and
-indexes, and only with what the real informers' label selectors let in) and the EventSink.
+One object plays every part `qmo.controller.reconcile.reconcile` talks to:
+- the Kube port: `apply`, `add_owner`, `apply_status`, `apply_report_status`, `delete`,
+  `post_event`;
+- the watch-fed cache: the ClusterReader lookups answered by `qmo.controller.view.StaticReader`
+  over the live objects (so through the real projections and indexes, and only with what the
+  informers' label selectors let in), `routes_available`, `observe_write`, `observe_delete`;
+- the EventSink: `record`.
 Tests move the world on as the kubelet and kube-controller-manager would (`add_node`,
-`finish_build`, `roll_out`, `add_report`, `create_model`), inject API failures (`refuse`,
-`time_out`) and assert on the store, the Events and the requests counted by verb and kind.
+`start_build`, `finish_build`, `roll_out`), act as people (`create_model`, `update_model`,
+`edit`, `add_report`), inject API failures (`refuse`, `time_out`, `clear`) and assert on the
+live objects (`object`, `objects`), the Events (`events`, `reasons`), the requests by verb and
+kind (`requests`, `count`, `writes`) and `unobserved_writes` (writes the cache was not told of).
 
 Server-side apply is modelled as each field manager's last applied intent, merged in the
 order of the applies (the last one wins a conflict, as `force=true` does; ownerReferences
-merge by uid). What the fake does not do: cascading deletion (call `collect_garbage`), admission,
-defaulting, and watch delays (the cache sees every write at once).
+merge by uid); status is a subresource only status writes change. Not modelled: cascading
+deletion (call `collect_garbage`), admission, defaulting, and watch delays (the cache sees
+every write at once).
 """
 
 from __future__ import annotations
@@ -48,9 +54,9 @@ from qmo.resources import (
     resource_for,
 )
 from qmo.vocabulary import REVISION_ANNOTATION, BuildState
+from qmo.wire import Obj
 from tests.support.builders import gpu_node
 
-Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name); namespace "" for Nodes
 
 NAMESPACE = "models"
@@ -345,9 +351,9 @@ class FakeCluster:
             if (verb is None or r.verb == verb) and (kind is None or r.kind == kind)
         )
 
-    def writes(self) -> int:
-        """Every write request: applies, status writes and deletes (not Events)."""
-        return sum(1 for r in self.requests if r.verb in WRITES)
+    def writes(self) -> list[Request]:
+        """The write requests: applies, status writes and deletes (not Events)."""
+        return [r for r in self.requests if r.verb in WRITES]
 
     def forget_requests(self) -> None:
         self.requests.clear()

@@ -9,18 +9,20 @@ mirror tests/cluster/test_reconciler.py and test_quality_gate.py, in millisecond
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 import pytest
 
 from qmo.api.buildcontract import BuildResult
 from qmo.config import OperatorConfig
+from qmo.controller.cache import ClusterCache
 from qmo.controller.reconcile import Outcome, Retry, reconcile
+from qmo.kube import Kube
 from qmo.vocabulary import BuildState
+from qmo.wire import Obj
 from tests.support.builders import a_model
 from tests.support.fake_kube import APPLY, DELETE, STATUS, Clock, FakeCluster, score
 
-Obj = dict[str, Any]
 NS = "models"
 SIZE = {"parametersBillions": 8.03, "numLayers": 32, "numKeyValueHeads": 8, "headDim": 128}
 BENCHMARKS = [
@@ -42,17 +44,26 @@ def ungated(*precisions: str, classes: tuple[str, ...] = ("h100",)) -> Obj:
     )
 
 
-def gated(*precisions: str, on_regression: str = "rollback", **engine: Any) -> Obj:
-    model = (
+def gated(
+    *precisions: str, on_regression: str = "rollback", gpu: str = "h100", backend: str = "tensorrt"
+) -> Obj:
+    """Gated after rollout: each new revision is judged by a QualityReport once it serves."""
+    return (
         a_model()
         .sized_like(SIZE)
         .with_precisions(*precisions)
-        .on_classes("h100")
+        .on_classes(gpu)
+        .with_backend(backend)
         .with_quality(gate="after-rollout", onRegression=on_regression, benchmarks=BENCHMARKS)
+        .wire()
     )
-    if engine.get("backend"):
-        model = model.with_backend(engine["backend"])
-    return model.wire()
+
+
+def at_revision_v2(world: World) -> Obj:
+    """The model's spec at the next model revision (a new cache key for every variant)."""
+    spec: Obj = world.model()["spec"]
+    spec["model"]["revision"] = "v2"
+    return spec
 
 
 @dataclass
@@ -68,9 +79,9 @@ class World:
         self.clock.advance(1)
         self.cluster.forget_requests()
         try:
-            return reconcile(
-                self.cluster, self.cluster, self.cluster, CONFIG, NS, self.name, self.clock
-            )
+            # reconcile names the concrete Kube and ClusterCache; the fake stands in for both.
+            kube, cache = cast(Kube, self.cluster), cast(ClusterCache, self.cluster)
+            return reconcile(kube, cache, self.cluster, CONFIG, NS, self.name, self.clock)
         finally:
             # What qmo wrote, its cache knows at once: or the next reconcile acts on old news.
             assert self.cluster.unobserved_writes() == []
@@ -112,7 +123,8 @@ class World:
         return str(found["metadata"]["annotations"]["qmo.dev/revision"])
 
     def writes(self) -> list[tuple[str, str, str]]:
-        return [(r.verb, r.kind, r.name) for r in self.cluster.requests if r.verb != "event"]
+        """The last reconcile's write requests: (verb, kind, name)."""
+        return [(r.verb, r.kind, r.name) for r in self.cluster.writes()]
 
 
 @pytest.fixture
@@ -158,7 +170,7 @@ def test_a_second_reconcile_with_nothing_changed_writes_nothing_and_posts_no_eve
     assert world.cluster.requests == []
 
 
-def test_once_its_own_writes_are_seen_a_reconcile_with_nothing_changed_writes_nothing(
+def test_two_reconciles_of_a_new_model_reach_a_fixed_point_where_the_third_writes_nothing(
     world: World,
 ) -> None:
     world.cluster.create_model(ungated("fp8"))
@@ -224,6 +236,8 @@ def test_a_passing_report_passes_the_gate_and_records_the_last_good_revision(
     assert judged["status"]["state"] == "Current"
     assert world.cluster.reasons().count("QualityPassed") == 1
     assert world.cluster.count(STATUS, "QualityReport") == 1
+    assert world.cluster.count(STATUS, "QuantizedModel") == 1
+    assert world.cluster.count(APPLY) == 0
 
 
 def test_a_regression_rolls_back_to_the_last_good_revision_once(world: World) -> None:
@@ -234,16 +248,19 @@ def test_a_regression_rolls_back_to_the_last_good_revision_once(world: World) ->
     world.settle()
     assert world.variants()["h100-fp8"]["lastGoodRevision"] == v1
 
-    world.cluster.update_model(spec=a_model_v2(world))
+    world.cluster.update_model(spec=at_revision_v2(world))
     world.settle()
     v2 = world.variants()["h100-fp8"]["cacheKey"]
     assert v2 != v1
     assert world.revision("llama-h100-fp8") == v2
 
-    world.cluster.add_report("llama", "h100-fp8", v2, REGRESSED)
+    report = world.cluster.add_report("llama", "h100-fp8", v2, REGRESSED)
     world.reconcile()
 
     assert world.revision("llama-h100-fp8") == v1
+    judged = world.cluster.object("QualityReport", report)
+    assert judged is not None
+    assert judged["status"]["verdict"] == "Regressed"
     fp8 = world.variants()["h100-fp8"]
     assert fp8["phase"] == "RolledBack"
     rolled_back = world.condition("RolledBack")
@@ -252,33 +269,48 @@ def test_a_regression_rolls_back_to_the_last_good_revision_once(world: World) ->
     warnings = [e for e in world.cluster.events if e.reason == "RolledBack"]
     assert [e.type for e in warnings] == ["Warning"]
 
-    world.cluster.roll_out_all()
     world.settle()
     assert world.revision("llama-h100-fp8") == v1
     assert world.variants()["h100-fp8"]["cacheKey"] == v2
     assert world.cluster.reasons().count("RolledBack") == 1
 
 
-def a_model_v2(world: World) -> Obj:
-    spec: Obj = world.model()["spec"]
-    spec["model"]["revision"] = "v2"
-    return spec
+FELL_BACK_ONTO_THE_REFERENCE = pytest.mark.xfail(
+    strict=True,
+    reason="no FellBack Event when the fallback lands on the variant of the temporary BF16 "
+    "reference: the planner's decisions post FellBack only for a variant new to the status "
+    "(no previous VariantStatus), and a100-80gb-bf16 was already there as the Reference, so "
+    "the int4 variant is withdrawn and RolledBack says FellBack with no Warning Event (and no "
+    "qmo_rollbacks_total{action=fallback})",
+)
 
 
 @pytest.mark.parametrize(
-    ("precision", "backend", "fallback"),
+    ("gpu", "backend", "fallback"),
     [
-        ("int4-awq", "tensorrt", "int8"),
-        ("int4-awq", "pytorch", "fp8"),  # int8 needs the tensorrt backend
+        pytest.param("h100", "tensorrt", "int8", id="int4 falls back to int8 on an H100"),
+        pytest.param("a100-80gb", "tensorrt", "int8", id="int4 falls back to int8 on an A100"),
+        # int8 needs the tensorrt backend
+        pytest.param("h100", "pytorch", "fp8", id="int4 falls back to fp8 on an H100 with pytorch"),
+        # ... and fp8 needs compute capability 8.9: bf16 is the variant the reference runs as
+        pytest.param(
+            "a100-80gb",
+            "pytorch",
+            "bf16",
+            id="int4 falls back to bf16 on an A100 with pytorch",
+            marks=FELL_BACK_ONTO_THE_REFERENCE,
+        ),
     ],
-    ids=["int4 falls back to int8 on tensorrt", "int4 falls back to fp8 on pytorch"],
 )
 def test_a_regression_on_the_first_rollout_falls_back_to_the_next_precision(
-    world: World, precision: str, backend: str, fallback: str
+    world: World, gpu: str, backend: str, fallback: str
 ) -> None:
-    world.cluster.create_model(gated(precision, on_regression="fallback", backend=backend))
+    world.cluster.add_node(gpu, name=f"{gpu}-0")
+    world.cluster.create_model(
+        gated("int4-awq", on_regression="fallback", gpu=gpu, backend=backend)
+    )
     world.settle()
-    first = f"h100-{precision}"
+    first, then = f"{gpu}-int4-awq", f"{gpu}-{fallback}"
     key = world.variants()[first]["cacheKey"]
 
     world.cluster.add_report("llama", first, key, REGRESSED)
@@ -286,20 +318,23 @@ def test_a_regression_on_the_first_rollout_falls_back_to_the_next_precision(
 
     variants = world.variants()
     assert first not in variants
-    assert variants[f"h100-{fallback}"]["requestedPrecision"] == precision
+    assert variants[then]["requestedPrecision"] == "int4-awq"
     assert world.condition("RolledBack")["reason"] == "FellBack"
     builds = [
         j
         for j in world.cluster.objects("Job")
         if j["metadata"]["labels"].get("qmo.dev/precision") == fallback
+        and j["metadata"]["labels"].get("app.kubernetes.io/component") == "build"
     ]
     assert len(builds) == 1
     (fell_back,) = [e for e in world.cluster.events if e.reason == "FellBack"]
     assert fell_back.type == "Warning"
     assert "arithmetic +2.10%" in fell_back.message
+    assert f"falls back to {fallback} ({then})" in fell_back.message
 
     world.settle()
-    assert world.variants()[f"h100-{fallback}"]["phase"] == "Serving"
+    assert world.variants()[then]["phase"] == "Serving"
+    assert world.condition("Ready")["status"] == "True"
     assert world.cluster.reasons().count("FellBack") == 1
 
 
@@ -390,6 +425,7 @@ def test_an_api_failure_on_one_write_retries_and_the_rest_is_written(
         world.reconcile()
 
     assert raised.value.reason_label == "ApiUnavailable"
+    assert "Deployment llama-h100-fp8" in str(raised.value)
     assert world.cluster.object("Deployment", "llama-a100-80gb-int8") is not None
     assert world.cluster.object("Service", "llama-h100-fp8") is not None
     assert world.cluster.object("Deployment", "llama-h100-fp8") is None
@@ -408,7 +444,7 @@ def test_a_failed_build_keeps_the_previous_revision_serving_and_degrades(world: 
     world.cluster.create_model(ungated("fp8"))
     world.settle()
     v1 = world.revision("llama-h100-fp8")
-    world.cluster.update_model(spec=a_model_v2(world))
+    world.cluster.update_model(spec=at_revision_v2(world))
     world.reconcile()
     v2 = world.variants()["h100-fp8"]["cacheKey"]
     assert v2 != v1
