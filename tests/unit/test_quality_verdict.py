@@ -111,6 +111,34 @@ def test_reports_that_cannot_be_judged_are_invalid_with_a_reason(
 
 
 @pytest.mark.parametrize(
+    ("results", "reason"),
+    [
+        pytest.param(
+            [("mmlu", 5e-324, 0.5), ("gsm8k", float("nan"), 0.5)],
+            "NonFiniteDelta",
+            id="a delta too large before a nan score",
+        ),
+        pytest.param(
+            [("mmlu", 0.0, 0.5), ("gsm8k", float("nan"), 0.5)],
+            "NonPositiveBaseline",
+            id="a zero baseline before a nan score",
+        ),
+        pytest.param(
+            [("mmlu", float("inf"), 0.5), ("gsm8k", 0.0, 0.5)],
+            "NonFiniteScore",
+            id="an infinite score before a zero baseline",
+        ),
+    ],
+)
+def test_the_first_result_that_cannot_be_judged_is_named_in_the_reports_order(
+    results: list[tuple[str, float, float]], reason: str
+) -> None:
+    judged = judge(a_report(*results), quality())
+    assert (judged.verdict, judged.reason) == (Verdict.INVALID, reason)
+    assert judged.message.startswith("mmlu: ")
+
+
+@pytest.mark.parametrize(
     ("baseline", "candidate"),
     [(5e-324, 0.5), (1e-300, 1.7e308), (0.5, -1.7e308)],
     ids=["a subnormal baseline", "a huge candidate over a tiny baseline", "a huge negative"],
