@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from qmo.api.quantizedmodel import QualitySpec
-from qmo.evaluator.cli import ExitCode, RunOptions, run
+from qmo.evaluator.cli import ExitCode, run
+from qmo.evaluator.evaluation import RunOptions
 from qmo.evaluator.lm_eval_tasks import metric_value
 from qmo.evaluator.speed import ProbeSettings
 from qmo.quality.verdict import judge

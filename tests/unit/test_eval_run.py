@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from qmo.api.qualityreport import QualityReport
-from qmo.evaluator.cli import ExitCode, RunOptions, main, run
+from qmo.evaluator.cli import ExitCode, main, run
+from qmo.evaluator.evaluation import RunOptions
 from qmo.evaluator.harness import Api, Settings
 from qmo.evaluator.openai_client import OpenAIClient
 from qmo.evaluator.report_writer import Written
