@@ -8,8 +8,9 @@ leaderelection on a coordination.k8s.io/v1 Lease:
   for the record's `leaseDurationSeconds` of its own monotonic clock. Judging expiry by local
   observation, not by the `renewTime` the holder wrote, keeps clock skew between nodes out of
   the decision.
-- Every write carries the resourceVersion that was read, so two candidates racing for an
-  expired Lease cannot both win: the second gets 409 Conflict.
+- Every update carries the resourceVersion that was read, so two candidates racing for an
+  expired Lease cannot both win: the second gets 409 Conflict (and of two racing creates, the
+  second gets 409 AlreadyExists).
 - The leader renews every `retry_period`. When no renewal has succeeded for `renew_deadline`
   (or another holder shows up) it stops reconciling and the process exits non-zero, so the
   pod restarts as a standby. `renew_deadline < lease_duration` is what makes this safe: the
@@ -22,8 +23,10 @@ Lease at most `lease_duration + 2 * retry_period` after the leader's last renewa
 the defaults 15/10/2, typically about 17 s), plus one API round trip.
 
 The decisions (`decide`, `lease_expired`, `next_record`, `released_record`) are pure;
-`LeaderElector` is the state machine, with the clock and the API client injected;
-`KubernetesLeaseClient` is the I/O; `lead()` is the asyncio driver.
+`LeaderElector` is the state machine, with the clock and a `LeaseClient` injected; `lead()` is
+the asyncio driver. This module does no Lease I/O itself: the `LeaseClient` that qmo.runner
+injects is `qmo.kube.KubeLeaseClient`, which writes records through `record_to_spec` and reads
+them through `stored_from_object` (tests inject an in-memory one).
 """
 
 from __future__ import annotations
@@ -177,6 +180,9 @@ class LeaseConflict(Exception):
 
 
 class LeaseClient(Protocol):
+    """Get, create and update of the one Lease (`qmo.kube.KubeLeaseClient` in `qmo run`); a
+    write that loses a race raises LeaseConflict."""
+
     def get(self) -> StoredLease | None: ...
 
     def create(self, record: LeaseRecord) -> StoredLease: ...
@@ -282,7 +288,7 @@ class LeaderElector:
         return True
 
 
-# --- Kubernetes ----------------------------------------------------------------------------
+# --- the Lease object (qmo.kube.KubeLeaseClient reads and writes it with these) ----------
 
 
 def _format_time(value: datetime | None) -> str | None:
