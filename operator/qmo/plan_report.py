@@ -11,7 +11,7 @@ from qmo.api.quantizedmodel import QuantizedModel
 from qmo.gpu import GpuInventory
 from qmo.manifests import names
 from qmo.planner.cachekey import short_key
-from qmo.planner.decisions import describe_choice
+from qmo.planner.events import describe_choice
 from qmo.planner.types import Plan, PlannedVariant
 
 

@@ -10,6 +10,7 @@ import pytest
 from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import Precision
 from qmo.planner import gate, revisions, rollout
+from qmo.planner.decision import HoldAsCandidate, RolledBack, Withdrawn
 from qmo.planner.plan import Candidate, first_refusal, plan_variant, resolve_precision
 from qmo.planner.sizing import build_request
 from qmo.planner.types import BuildObservation, DeploymentObservation, ReportObservation
@@ -146,7 +147,7 @@ GOOD = "g" * 64
             .built(GOOD)
             .good_revision("h100-fp8", GOOD)
             .reported("h100-fp8", KEY, Verdict.REGRESSED),
-            gate.RollBack,
+            RolledBack,
         ),
         (
             {"onRegression": "fallback"},
@@ -156,7 +157,7 @@ GOOD = "g" * 64
         (
             {},
             a_cluster(H100).built(KEY).reported("h100-fp8", KEY, Verdict.REGRESSED),
-            gate.Withdraw,
+            Withdrawn,
         ),
         (
             {},
@@ -164,9 +165,9 @@ GOOD = "g" * 64
             .built(KEY)
             .good_revision("h100-fp8", GOOD)
             .reported("h100-fp8", KEY, Verdict.REGRESSED),
-            gate.Withdraw,
+            Withdrawn,
         ),
-        ({"gate": "before-traffic"}, a_cluster(H100).built(KEY), gate.HoldCandidate),
+        ({"gate": "before-traffic"}, a_cluster(H100).built(KEY), HoldAsCandidate),
         (
             {"gate": "before-traffic"},
             a_cluster(H100).built(KEY).reported("h100-fp8", KEY, Verdict.PASS),
@@ -189,7 +190,7 @@ def test_gate_rules(quality: dict[str, Any], cluster: Any, expected: type) -> No
     planned = plan_variant(spec, H100, Precision.FP8, cluster.observed(), reference=True)
     decision = gate.decide(spec, planned, cluster.observed())
     assert isinstance(decision, expected)
-    if isinstance(decision, gate.RollBack):
+    if isinstance(decision, RolledBack):
         assert decision.revision == GOOD
     if isinstance(decision, gate.FallBack):
         assert decision.precision == Precision.BF16, "fp8 falls back to bf16 on an H100"

@@ -111,7 +111,8 @@ def test_a_first_rollout_regression_falls_back_to_the_next_rung_under_fallback()
     observed, key = observe(spec, verdict=Verdict.REGRESSED)
     variant = fp8(spec, observed)
     assert variant.name == "h100-bf16"
-    assert variant.fell_back_from == "h100-fp8"
+    assert variant.fell_back is not None
+    assert variant.fell_back.origin == "h100-fp8"
     assert variant.superseded == (("h100-fp8", key),)
     assert variant.action == Action.BUILD
 

@@ -151,18 +151,11 @@ def test_one_reconcile_of_a_new_model_creates_its_build_job_and_says_it_is_build
     assert world.condition("Ready")["status"] == "False"
     planned = [e for e in world.cluster.events if e.reason in ("VariantPlanned", "BuildScheduled")]
     assert "VariantPlanned" in [e.reason for e in planned]
-    assert any("a build Job will be created" in e.message for e in planned)
+    assert any(f"build Job {job['metadata']['name']} is running" in e.message for e in planned)
     assert {e.type for e in world.cluster.events} == {"Normal"}
     assert world.cluster.count(STATUS, "QuantizedModel") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the status is built from the plan made before the reconcile's own writes: after "
-    "creating the build Job it still says 'a build Job will be created' (BuildScheduled), so "
-    "the next reconcile, with nothing changed, rewrites the status (BuildRunning) and, at "
-    "903431a, also posts a BuildRunning Event",
-)
 def test_a_second_reconcile_with_nothing_changed_writes_nothing_and_posts_no_event(
     world: World,
 ) -> None:
@@ -278,16 +271,6 @@ def test_a_regression_rolls_back_to_the_last_good_revision_once(world: World) ->
     assert world.cluster.reasons().count("RolledBack") == 1
 
 
-FELL_BACK_ONTO_THE_REFERENCE = pytest.mark.xfail(
-    strict=True,
-    reason="no FellBack Event when the fallback lands on the variant of the temporary BF16 "
-    "reference: the planner's decisions post FellBack only for a variant new to the status "
-    "(no previous VariantStatus), and a100-80gb-bf16 was already there as the Reference, so "
-    "the int4 variant is withdrawn and RolledBack says FellBack with no Warning Event (and no "
-    "qmo_rollbacks_total{action=fallback})",
-)
-
-
 @pytest.mark.parametrize(
     ("gpu", "backend", "fallback"),
     [
@@ -301,7 +284,6 @@ FELL_BACK_ONTO_THE_REFERENCE = pytest.mark.xfail(
             "pytorch",
             "bf16",
             id="int4 falls back to bf16 on an A100 with pytorch",
-            marks=FELL_BACK_ONTO_THE_REFERENCE,
         ),
     ],
 )

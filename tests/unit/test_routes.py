@@ -7,11 +7,13 @@ import dataclasses
 from typing import Any
 
 from qmo.api.base import ConditionStatus
+from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.controller.changes import Apply, Delete
 from qmo.manifests.routes import build_http_route, published_names
+from qmo.planner.decision import Withdrawn
 from qmo.planner.routing import routed_condition
-from qmo.vocabulary import Phase
+from qmo.planner.types import ReportObservation
 from tests.support.builders import a_model, an_owner, gpu_node
 from tests.support.simulated import (
     apply_changes,
@@ -140,8 +142,8 @@ def test_a_withdrawn_variant_leaves_the_route() -> None:
 
 
 def _withdrawn(variant: Any) -> Any:
-
-    return dataclasses.replace(variant, phase=Phase.REGRESSED)
+    report = ReportObservation("r", variant.name, variant.cache_key, Verdict.REGRESSED, "2% worse")
+    return dataclasses.replace(variant, decision=Withdrawn(variant.cache_key, report))
 
 
 # --- the Routed condition -------------------------------------------------------------------

@@ -13,7 +13,7 @@ from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelSpec, QuantizedModelStatus
 from qmo.gpu import GpuInventory
 from qmo.manifests import names
-from qmo.planner.decisions import Decision, decisions
+from qmo.planner.events import Event, decisions
 from qmo.planner.plan import plan_model
 from qmo.planner.status import Names, build_status
 from qmo.planner.types import Observed, Plan
@@ -314,22 +314,27 @@ def test_a_steady_state_keeps_every_transition_time_and_a_change_moves_only_its_
 # --- Events ------------------------------------------------------------------------------------
 
 
-def _events(decided: list[Decision]) -> list[tuple[str, str, str | None]]:
+def _events(decided: list[Event]) -> list[tuple[str, str, str | None]]:
     return [(d.type, d.reason, d.variant) for d in decided]
 
 
-def test_new_variants_are_explained_and_their_builds_scheduled() -> None:
+def test_a_new_variant_is_explained_once_with_what_happens_next() -> None:
     plan = plan_model(UNGATED_FP8, a_cluster(a_class("h100")).observed())
     decided = decisions(plan, None, spec_changed=True)
-    assert _events(decided) == [
-        ("Normal", "VariantPlanned", "h100-fp8"),
-        ("Normal", "BuildScheduled", "h100-fp8"),
-        ("Normal", "MainServiceSelected", None),
-    ]
+    # One Event: the build is part of the explanation, and a model of one precision has no
+    # main Service to choose.
+    assert _events(decided) == [("Normal", "VariantPlanned", "h100-fp8")]
     planned = decided[0].message
     assert planned.startswith("h100-fp8: fp8 on NVIDIA-H100-80GB-HBM3, KV cache fp8")
     assert "tensorParallel 1 (no model.size: memory not estimated)" in planned
-    assert decided[2].message == "the main Service serves fp8 (h100-fp8)"
+    assert planned.endswith("; a build Job will be created")
+
+
+def test_the_main_service_is_announced_when_several_precisions_could_serve() -> None:
+    spec = a_model().with_precisions("fp8", "int8").ungated().spec()
+    plan = plan_model(spec, a_cluster(a_class("h100")).observed())
+    selected = [e for e in decisions(plan, None, spec_changed=True) if e.variant is None]
+    assert [e.message for e in selected] == ["the main Service serves fp8 (h100-fp8)"]
 
 
 def test_an_auto_variant_says_why_its_precision_was_chosen() -> None:
@@ -376,11 +381,11 @@ def test_a_variant_that_first_appears_already_built_is_reused_not_rebuilt() -> N
     key = key_of(UNGATED_FP8, h100, "h100-fp8")
     plan = plan_model(UNGATED_FP8, h100.built(key).observed())
     decided = decisions(plan, None, spec_changed=True)
-    assert _events(decided)[:3] == [
+    assert _events(decided) == [
         ("Normal", "VariantPlanned", "h100-fp8"),
         ("Normal", "BuildReused", "h100-fp8"),
-        ("Normal", "RollingOut", "h100-fp8"),
     ]
+    assert decided[0].message.endswith("; 0/1 replica(s) ready")
     assert decided[1].message == (
         f"h100-fp8: artifact {key[:16]} is already built; it is reused, not rebuilt"
     )
@@ -392,7 +397,7 @@ def test_a_build_this_model_waited_for_is_not_reported_as_reused() -> None:
     running = plan_model(UNGATED_FP8, a_cluster(a_class("h100")).building(key).observed())
     built = plan_model(UNGATED_FP8, a_cluster(a_class("h100")).built(key).observed())
     decided = decisions(built, _status(UNGATED_FP8, running), spec_changed=False)
-    assert _events(decided) == [("Normal", "RollingOut", "h100-fp8")]
+    assert _events(decided) == []  # rolling out is progress: status shows it
 
 
 H100_FP8_KEY = key_of(UNGATED_FP8, a_cluster(a_class("h100")), "h100-fp8")

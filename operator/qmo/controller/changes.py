@@ -32,7 +32,7 @@ from qmo.manifests.serving import (
     build_variant_service,
 )
 from qmo.planner import images
-from qmo.planner.types import Action, BuildState, Phase, Plan, PlannedVariant
+from qmo.planner.types import Action, BuildState, Plan, PlannedVariant
 from qmo.vocabulary import HASH_ANNOTATION, Reason, Refusal
 from qmo.wire import Obj
 
@@ -177,7 +177,7 @@ def _serve_while_building(out: _Planner, spec: QuantizedModelSpec, variant: Plan
         return
     if variant.lending_replicas is not None:
         replicas = variant.lending_replicas
-    elif variant.phase == Phase.BUILD_FAILED and serving.replicas < spec.serving.replicas:
+    elif variant.decision.build_failed and serving.replicas < spec.serving.replicas:
         replicas = spec.serving.replicas
     else:
         return
@@ -335,9 +335,7 @@ def mark_refused(plan: Plan, refused: dict[str | None, Refusal]) -> Plan:
     if not refused:
         return plan
     variants = tuple(
-        dataclasses.replace(v, reason=refused[v.name].reason, message=refused[v.name].message)
-        if v.name in refused
-        else v
+        dataclasses.replace(v, rejected=refused[v.name]) if v.name in refused else v
         for v in plan.variants
     )
     notes = plan.notes + ((refused[None],) if None in refused else ())

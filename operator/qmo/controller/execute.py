@@ -4,16 +4,24 @@ A refused write (422 invalid, 403 forbidden, 409 conflict...) belongs to the var
 for: it becomes that variant's condition and Warning Event, and the other changes still run.
 A transient failure (5xx, timeout, lost connection) is remembered, the rest still runs, and
 the reconcile is retried with backoff afterwards.
+
+What a reconcile reports (`reporting`: reports' verdicts, the model's status, Events) runs
+through here too, after the children: a refused report or status write is remembered like a
+transient one (retried, and logged with the server's words); an Event is handed to the
+recorder, which posts it off the reconcile path.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from qmo import failpoints, metrics
 from qmo.controller.cache import ClusterCache
 from qmo.controller.changes import AddOwner, Apply, Change, Delete
+from qmo.controller.events import EventSink
+from qmo.controller.reporting import ApplyReportStatus, ApplyStatus, PostEvent, Report
 from qmo.kube import (
     TRANSIENT_ERRORS,
     ApiException,
@@ -24,6 +32,7 @@ from qmo.kube import (
     server_message,
 )
 from qmo.manifests.labels import Owner
+from qmo.planner.events import ROLLBACK_REASONS
 from qmo.vocabulary import GPU_CLASS, PRECISION, Reason, Refusal
 
 log = logging.getLogger("qmo.execute")
@@ -35,6 +44,7 @@ class Executed:
     """What happened to a reconcile's changes."""
 
     written: int = 0
+    status_written: bool = False
     # Refusals by variant name (None: the model's own objects, such as its main Service).
     refused: dict[str | None, Refusal] = field(default_factory=dict)
     transient: list[str] = field(default_factory=list)
@@ -45,6 +55,69 @@ class Executed:
 def _describe(change: Change) -> str:
     target = change.obj if isinstance(change, Apply) else change.target
     return f"{target['kind']} {target['metadata']['name']}"
+
+
+def report(
+    kube: Kube,
+    cache: ClusterCache | None,
+    owner: Owner,
+    changes: list[Report],
+    sink: EventSink,
+    now: datetime,
+    done: Executed,
+) -> None:
+    """Write the reports' verdicts and the status, then hand the Events to the recorder."""
+    for change in changes:
+        if isinstance(change, PostEvent):
+            _post(owner, change, sink, now)
+            continue
+        what = (
+            f"QualityReport {change.report.name}"
+            if isinstance(change, ApplyReportStatus)
+            else f"the status of QuantizedModel {owner.name}"
+        )
+        try:
+            _report(kube, cache, owner, change)
+        except ApiException as err:
+            log.warning(
+                "Writing %s in %s was refused: %s", what, owner.namespace, server_message(err)
+            )
+            done.transient.append(f"{what}: {server_message(err)}")
+        except TRANSIENT_ERRORS as err:
+            done.transient.append(f"{what}: {type(err).__name__}: {err}")
+        else:
+            done.written += 1
+            done.status_written |= isinstance(change, ApplyStatus)
+
+
+def _report(
+    kube: Kube, cache: ClusterCache | None, owner: Owner, change: ApplyReportStatus | ApplyStatus
+) -> None:
+    if isinstance(change, ApplyStatus):
+        failpoints.reached("reconcile.before-status")
+        stored = kube.apply_status(owner.namespace, owner.name, change.status)
+        failpoints.reached("reconcile.after-status")
+    else:
+        judged = change.report
+        failpoints.reached("reconcile.before-report-status")
+        stored = kube.apply_report_status(judged.namespace, judged.name, change.status)
+        failpoints.reached("reconcile.after-report-status")
+        if change.verdict_changed:
+            spec = judged.report.spec
+            verdict = judged.judgement.verdict.value
+            metrics.count_verdict(judged.namespace, spec.model_ref.name, spec.variant, verdict)
+    if cache is not None:
+        cache.observe_write(stored)
+
+
+def _post(owner: Owner, change: PostEvent, sink: EventSink, now: datetime) -> None:
+    event = change.event
+    model = {"metadata": {"name": owner.name, "namespace": owner.namespace, "uid": owner.uid}}
+    sink.record(model, event.type, event.reason, event.message, now)
+    if event.reason in ROLLBACK_REASONS:
+        metrics.count_rollback(
+            owner.namespace, owner.name, event.variant or "", ROLLBACK_REASONS[event.reason]
+        )
 
 
 def execute(

@@ -1,9 +1,10 @@
-"""One reconcile of one QuantizedModel: gather -> plan -> changes -> execute -> status.
+"""One reconcile of one QuantizedModel: gather -> plan -> changes -> execute -> report.
 
 Level-based and idempotent: it is called for creation, every change, every child event and on
 a timer, and each call converges the cluster on the same plan. It reads only the watch-fed
-cache, writes only what differs from it, and writes the status (and posts Events) for what
-changed, also when the API server refused some of its writes. Runs in a worker thread.
+cache; every step but the two that write (`execute`, `report`) is pure. It writes only what
+differs from the cache, then the reports' verdicts, the status and the Events for what changed
+(`reporting`), also when the API server refused some of its writes. Runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -16,39 +17,40 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from qmo import failpoints, metrics
+from qmo import metrics
 from qmo.api.base import ConditionStatus
-from qmo.api.qualityreport import ReportState
 from qmo.api.quantizedmodel import QualitySpec, QuantizedModelSpec, QuantizedModelStatus
-from qmo.conditions import get_condition, set_condition
+from qmo.conditions import get_condition
 from qmo.config import OperatorConfig
 from qmo.controller import telemetry
 from qmo.controller.cache import ClusterCache
 from qmo.controller.changes import Delete, desired_changes, mark_refused
 from qmo.controller.events import EventSink
-from qmo.controller.execute import Executed, execute
+from qmo.controller.execute import Executed, execute, report
 from qmo.controller.gather import Gathered, gather
-from qmo.kube import TRANSIENT_ERRORS, ApiException, Kube, is_refusal
+from qmo.controller.reporting import (
+    PROGRESS_DELAY,
+    ApplyStatus,
+    PostEvent,
+    Report,
+    report_changes,
+    status_change,
+)
+from qmo.kube import Kube
 from qmo.manifests import names
 from qmo.manifests.labels import Owner
 from qmo.manifests.routes import published_names
-from qmo.manifests.serving import rollout_strategy
-from qmo.planner.decisions import Decision, decisions
+from qmo.planner import revisions
+from qmo.planner.events import Context, Event, model_events
 from qmo.planner.plan import plan_model
 from qmo.planner.routing import routed_condition
-from qmo.planner.status import Names, build_status
+from qmo.planner.status import Names, build_status, invalid_spec_status
 from qmo.planner.types import Plan
-from qmo.quality.reports import JudgedReport, judge_all, report_state, report_status
-from qmo.vocabulary import RETRY_ANNOTATION, Action, ConditionType, EventType, Reason
+from qmo.quality.reports import judge_all
+from qmo.vocabulary import RETRY_ANNOTATION, ConditionType, EventType, Reason
 from qmo.wire import Obj
 
 log = logging.getLogger("qmo.reconcile")
-# Events that mean a regression was acted on, and the metric label of each.
-ROLLBACK_REASONS: dict[str, str] = {
-    Reason.ROLLED_BACK: "rollback",
-    Reason.FELL_BACK: "fallback",
-    Reason.WITHDRAWN: "withdraw",
-}
 Clock = Callable[[], datetime]
 
 
@@ -69,7 +71,7 @@ class Outcome:
     """What a reconcile decided, for logs, metrics and tests."""
 
     plan: Plan | None
-    events: tuple[Decision, ...]
+    events: tuple[Event, ...]
     status_written: bool
     writes: int = 0
     # Reconcile again this soon: what it deleted is to be created anew (a retry).
@@ -89,7 +91,7 @@ def reconcile(
     started = time.monotonic()
     body = cache.model(namespace, name)
     if body is None:
-        _orphan_reports(kube, cache, namespace, name)
+        _orphan_reports(kube, cache, events, namespace, name, clock)
         return Outcome(None, (), False)  # owner references take the children with it
     if body["metadata"].get("deletionTimestamp"):
         return Outcome(None, (), False)
@@ -129,14 +131,9 @@ def _reconcile_model(
     try:
         spec = QuantizedModelSpec.from_wire(body.get("spec") or {})
     except ValidationError as err:
-        return _report_invalid_spec(kube, cache, sink, body, previous, err, clock)
+        return _report_invalid_spec(kube, cache, sink, owner, generation, previous, err, clock)
 
-    last_good = {
-        v.name: v.last_good_revision
-        for v in (previous.variants if previous else [])
-        if v.last_good_revision
-    }
-    found = gather(cache, namespace, name, spec.quality, last_good)
+    found = gather(cache, namespace, name, spec.quality, revisions.remembered(previous))
     plan = plan_model(spec, found.observed, config)
     retry = _retry_requested(body, previous)
     routes_available = spec.routing is not None and cache.routes_available()
@@ -147,22 +144,18 @@ def _reconcile_model(
     if done.namespace_terminating:
         log.info("Namespace %s is being deleted; QuantizedModel %s goes with it", namespace, name)
         return Outcome(plan, (), False, done.written)
+    if done.written:
+        # Status tells what this reconcile left behind (the Job it created is running, the
+        # Deployment it applied rolls out), so the next reconcile, seeing the same, writes
+        # nothing: plan again from the cache, which has every write.
+        found = gather(cache, namespace, name, spec.quality, revisions.remembered(previous))
+        plan = plan_model(spec, found.observed, config)
     plan = mark_refused(plan, done.refused)
-    done.written += _judge_reports(kube, cache, found, plan, done)
-
-    variant_names = {
-        v.name: Names(
-            deployment=names.variant_deployment(name, v.name),
-            service=names.variant_service(name, v.name),
-            build_job=names.build_job(v.name, v.cache_key) if v.cache_key else None,
-        )
-        for v in plan.variants
-    }
     status = build_status(
         spec,
         plan,
         found.observed.inventory,
-        variant_names,
+        _child_names(name, plan),
         previous,
         generation=generation,
         main_service=names.main_service(name),
@@ -172,31 +165,29 @@ def _reconcile_model(
         if spec.routing is not None
         else None,
     )
-    spec_changed = previous is None or previous.observed_generation != generation
-    events = decisions(plan, previous, spec_changed=spec_changed)
-    events += _rollout_notes(spec, plan, previous)
-    events += _model_refusal_events(done, previous)
-    events += _routing_events(status, previous)
-    if retry is not None:
-        restarted = sum(1 for c in changes if isinstance(c, Delete))
-        events.append(
-            Decision(
-                EventType.NORMAL,
-                Reason.RETRY_REQUESTED,
-                f"{RETRY_ANNOTATION}={retry}: {restarted} failed build or eval Job(s) are "
-                "started again",
-            )
-        )
-    written = _write_status(kube, cache, namespace, name, previous, status)
-    for event in events:
-        sink.record(body, event.type, event.reason, event.message, clock())
-        if event.reason in ROLLBACK_REASONS:
-            metrics.count_rollback(
-                namespace, name, event.variant or "", ROLLBACK_REASONS[event.reason]
-            )
+    restarted = sum(1 for c in changes if isinstance(c, Delete))
+    events = model_events(
+        plan,
+        previous,
+        status,
+        Context(
+            spec_changed=previous is None or previous.observed_generation != generation,
+            replicas=spec.serving.replicas,
+            model_refusal=done.refused.get(None),
+            retry=retry,
+            restarted=restarted,
+        ),
+    )
+    status_write, held_back = status_change(
+        previous, status, children_written=done.written > 0, events=events
+    )
+    reports: list[Report] = [*report_changes(found.reports, plan)]
+    reports += [status_write] if status_write else []
+    reports += [PostEvent(e) for e in events]
+    report(kube, cache, owner, reports, sink, clock(), done)
     metrics.observe_variants(namespace, name, [v.phase.value for v in plan.variants])
     _observe(body, spec, previous, status, found, clock())
-    if done.written or written or events:
+    if done.written or events:
         log.info(
             "Reconciled QuantizedModel %s/%s: writes=%d variants=%s",
             namespace,
@@ -206,10 +197,25 @@ def _reconcile_model(
         )
     if done.refused or done.transient:
         problems = [r.message for r in done.refused.values()] + done.transient
-        reason = Reason.CHILD_REJECTED if done.refused else "ApiUnavailable"
+        reason = Reason.CHILD_REJECTED if done.refused else Reason.API_UNAVAILABLE
         raise Retry("; ".join(problems)[:500], reason)
-    requeue = 1.0 if retry is not None and any(isinstance(c, Delete) for c in changes) else None
-    return Outcome(plan, tuple(events), written, done.written, requeue)
+    requeue = None
+    if retry is not None and restarted:
+        requeue = 1.0  # what the retry deleted is created anew
+    elif held_back:
+        requeue = PROGRESS_DELAY
+    return Outcome(plan, tuple(events), done.status_written, done.written, requeue)
+
+
+def _child_names(model: str, plan: Plan) -> dict[str, Names]:
+    return {
+        v.name: Names(
+            deployment=names.variant_deployment(model, v.name),
+            service=names.variant_service(model, v.name),
+            build_job=names.build_job(v.name, v.cache_key) if v.cache_key else None,
+        )
+        for v in plan.variants
+    }
 
 
 def _ready_for_generation(status: QuantizedModelStatus | None, generation: int | None) -> bool:
@@ -255,157 +261,35 @@ def _retry_requested(body: Obj, previous: QuantizedModelStatus | None) -> str | 
     return str(value)
 
 
-def _routing_events(
-    status: QuantizedModelStatus, previous: QuantizedModelStatus | None
-) -> list[Decision]:
-    """A Warning when routing stops working (or cannot start), once per reason."""
-    routed = get_condition(status.conditions, ConditionType.ROUTED)
-    if routed is None or routed.status != ConditionStatus.FALSE:
-        return []
-    before = get_condition(previous.conditions, ConditionType.ROUTED) if previous else None
-    if before is not None and before.reason == routed.reason and before.status == routed.status:
-        return []
-    return [Decision(EventType.WARNING, routed.reason, routed.message)]
-
-
-def _model_refusal_events(done: Executed, previous: QuantizedModelStatus | None) -> list[Decision]:
-    """A Warning for a refusal of the model's own objects, once per distinct message."""
-    refusal = done.refused.get(None)
-    if refusal is None:
-        return []
-    degraded = get_condition(previous.conditions, ConditionType.DEGRADED) if previous else None
-    if degraded is not None and refusal.message in degraded.message:
-        return []
-    return [Decision(EventType.WARNING, refusal.reason, refusal.message)]
-
-
-def _judge_reports(
-    kube: Kube, cache: ClusterCache, found: Gathered, plan: Plan, done: Executed
-) -> int:
-    """Write each report's verdict and whether it counts (Current), where it changed."""
-    written = 0
-    for report in found.reports:
-        try:
-            if _write_report_status(kube, cache, report, report_state(report, plan)):
-                written += 1
-        except ApiException as err:
-            if not is_refusal(err):
-                done.transient.append(f"QualityReport {report.name}: {err.reason}")
-        except TRANSIENT_ERRORS as err:
-            done.transient.append(f"QualityReport {report.name}: {err}")
-    return written
-
-
-def _write_report_status(
-    kube: Kube, cache: ClusterCache | None, report: JudgedReport, state: ReportState
-) -> bool:
-    """Write the judgement when it differs from what the report's status says already."""
-    status = report_status(report, state).to_wire()
-    status.pop("conditions", None)  # never written by qmo; not part of the comparison
-    current = {k: v for k, v in (report.raw_status or {}).items() if k != "conditions"}
-    if current == status:
-        return False
-    failpoints.reached("reconcile.before-report-status")
-    stored = kube.apply_report_status(report.namespace, report.name, status)
-    failpoints.reached("reconcile.after-report-status")
-    if cache is not None:
-        cache.observe_write(stored)
-    previous_verdict = (report.raw_status or {}).get("verdict")
-    if previous_verdict != status.get("verdict") and state != ReportState.ORPHANED:
-        spec = report.report.spec
-        metrics.count_verdict(
-            report.namespace, spec.model_ref.name, spec.variant, report.judgement.verdict.value
-        )
-    return True
-
-
-def _orphan_reports(kube: Kube, cache: ClusterCache, namespace: str, model: str) -> None:
+def _orphan_reports(
+    kube: Kube, cache: ClusterCache, sink: EventSink, namespace: str, model: str, clock: Clock
+) -> None:
     """Reports about a model that does not exist are judged, marked Orphaned, and ignored."""
-    for report in judge_all(cache.reports(namespace, model), QualitySpec()):
-        _write_report_status(kube, cache, report, ReportState.ORPHANED)
-
-
-def _rollout_notes(
-    spec: QuantizedModelSpec, plan: Plan, previous: QuantizedModelStatus | None
-) -> list[Decision]:
-    """Say, once per rollout, when a variant must roll without a surge pod (no spare GPU)."""
-    before = {v.name: v for v in previous.variants} if previous else {}
-    notes = []
-    for variant in plan.variants:
-        if variant.action != Action.DEPLOY:
-            continue
-        prev = before.get(variant.name)
-        starts_rollout = (
-            prev is None
-            or prev.deployment is None
-            or (prev.revision != variant.cache_key and prev.phase != "Deploying")
-        )
-        if starts_rollout and not rollout_strategy(variant, spec.serving.replicas).surge:
-            notes.append(
-                Decision(
-                    EventType.NORMAL,
-                    Reason.ROLLING_WITHOUT_SURGE,
-                    f"{variant.name}: {variant.gpu_class.name} has no spare GPUs for a surge "
-                    "pod, so updates replace one pod at a time (maxSurge 0)",
-                )
-            )
-    return notes
-
-
-def _write_status(
-    kube: Kube,
-    cache: ClusterCache | None,
-    namespace: str,
-    name: str,
-    previous: QuantizedModelStatus | None,
-    status: QuantizedModelStatus,
-) -> bool:
-    """Write the status when it changed; the cache learns the written object at once."""
-    if previous is not None and previous.to_wire() == status.to_wire():
-        return False
-    failpoints.reached("reconcile.before-status")
-    stored = kube.apply_status(namespace, name, status.to_wire())
-    failpoints.reached("reconcile.after-status")
-    if cache is not None:
-        cache.observe_write(stored)
-    return True
+    judged = judge_all(cache.reports(namespace, model), QualitySpec())
+    nobody = Owner(name=model, namespace=namespace, uid="")
+    report(kube, cache, nobody, [*report_changes(judged, None)], sink, clock(), Executed())
 
 
 def _report_invalid_spec(
     kube: Kube,
-    cache: ClusterCache | None,
+    cache: ClusterCache,
     sink: EventSink,
-    body: Obj,
+    owner: Owner,
+    generation: int | None,
     previous: QuantizedModelStatus | None,
     err: ValidationError,
     clock: Clock,
 ) -> Outcome:
     """A spec the CRD accepted but qmo cannot use: say so, touch nothing that runs."""
-    meta = body["metadata"]
     message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())[:900]
-    status = previous or QuantizedModelStatus()
-    conds = set_condition(
-        status.conditions,
-        ConditionType.DEGRADED,
-        ConditionStatus.TRUE,
-        Reason.INVALID_SPEC,
-        message,
-        generation=meta.get("generation"),
-        now=clock(),
+    status = invalid_spec_status(previous, message, generation=generation, now=clock())
+    event = Event(EventType.WARNING, Reason.INVALID_SPEC, message)
+    if previous is not None and previous.to_wire() == status.to_wire():
+        return Outcome(None, (event,), False)
+    done = Executed()
+    report(
+        kube, cache, owner, [ApplyStatus(status.to_wire()), PostEvent(event)], sink, clock(), done
     )
-    conds = set_condition(
-        conds,
-        ConditionType.READY,
-        ConditionStatus.FALSE,
-        Reason.INVALID_SPEC,
-        "the spec is invalid; running variants are left as they are",
-        generation=meta.get("generation"),
-        now=clock(),
-    )
-    updated = status.model_copy(
-        update={"conditions": conds, "observed_generation": meta.get("generation")}
-    )
-    written = _write_status(kube, cache, meta["namespace"], meta["name"], previous, updated)
-    if written:
-        sink.record(body, EventType.WARNING, Reason.INVALID_SPEC, message, clock())
-    return Outcome(None, (Decision(EventType.WARNING, Reason.INVALID_SPEC, message),), written)
+    if done.transient:
+        raise Retry("; ".join(done.transient)[:500], Reason.API_UNAVAILABLE)
+    return Outcome(None, (event,), done.status_written, done.written)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from qmo.api.quantizedmodel import QuantizedModelSpec, RoutingSpec
 from qmo.manifests import labels, names
 from qmo.manifests.labels import Owner
-from qmo.planner.types import Phase, Plan, PlannedVariant
+from qmo.planner.types import Plan, PlannedVariant
 from qmo.resources import HTTP_ROUTES
 from qmo.vocabulary import Component
 from qmo.wire import Obj
@@ -38,8 +38,7 @@ def routable(variant: PlannedVariant) -> bool:
     serving = variant.deployment
     return (
         not variant.reference
-        and variant.phase != Phase.REGRESSED
-        and variant.serve_key is not None
+        and variant.serve_key is not None  # none once withdrawn
         and serving is not None
         and serving.ready_replicas > 0
     )

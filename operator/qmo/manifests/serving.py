@@ -17,6 +17,7 @@ from qmo.manifests.pod import (
     scratch_volumes,
     store_volume,
 )
+from qmo.planner.rollout import can_surge
 from qmo.planner.types import PlannedVariant
 from qmo.vocabulary import Component
 
@@ -38,9 +39,7 @@ def rollout_strategy(variant: PlannedVariant, replicas: int) -> RolloutStrategy:
 
     Without spare GPUs a surge pod would stay Pending forever and the rollout would hang.
     """
-    tp = variant.tensor_parallel or 1
-    spare = variant.gpu_class.total_gpus - replicas * tp
-    if spare >= tp:
+    if can_surge(variant.target, replicas):
         return RolloutStrategy(
             {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}, True
         )

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from qmo.api.quantizedmodel import GateTiming, Precision, QuantizedModelSpec
 from qmo.gpu import GpuClass
 from qmo.planner.types import Evaluation, Observed, PlannedVariant
-from qmo.vocabulary import Action, Phase
+from qmo.vocabulary import Action
 
 PlanReference = Callable[[GpuClass], PlannedVariant]
 
@@ -23,7 +23,7 @@ def awaits_report(spec: QuantizedModelSpec, variant: PlannedVariant) -> bool:
         and variant.precision != Precision.BF16
         and variant.action == Action.DEPLOY
         and variant.report is None
-        and variant.phase != Phase.ROLLED_BACK
+        and not variant.decision.regressed
     )
 
 
@@ -62,7 +62,7 @@ def evaluations(
                 for v in variants
                 if v.gpu_class.name == variant.gpu_class.name
                 and v.precision == Precision.BF16
-                and v.phase == Phase.SERVING
+                and v.decision.serving
             ),
             None,
         )

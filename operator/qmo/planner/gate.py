@@ -1,7 +1,8 @@
 """The quality gate as a list of named rules. Each looks at one planned variant and its newest
-judged report and may decide: keep it, roll it back to its last good revision, fall back down
-the precision ladder, withdraw it, or hold it as a candidate outside the Services. The first
-rule that decides wins; the planner acts on the decision (see `plan.apply_gate`).
+judged report and may decide: keep its rollout decision, roll it back to its last good
+revision, fall back down the precision ladder, withdraw it, or hold it as a candidate outside
+the Services (the decisions of `decision`). The first rule that decides wins; the planner
+plans a fallback anew, lower down (see `plan.plan_variant`).
 
 Pure, and stateless by design: every decision follows from the spec, the judged reports and
 the last good revision (see `revisions`), so a restarted operator decides the same, and a
@@ -18,23 +19,14 @@ from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import GateTiming, OnRegression, Precision, QuantizedModelSpec
 from qmo.planner import revisions
 from qmo.planner.capabilities import fallback_precision
-from qmo.planner.types import Observed, PlannedVariant, ReportObservation
-from qmo.vocabulary import Action, Phase
+from qmo.planner.decision import HoldAsCandidate, RolledBack, Withdrawn
+from qmo.planner.types import Observed, PlannedVariant, ReportObservation, VariantTarget
+from qmo.vocabulary import Action
 
 
 @dataclass(frozen=True)
 class Keep:
-    """Leave the variant as planned (with its report, if any)."""
-
-    report: ReportObservation | None = None
-
-
-@dataclass(frozen=True)
-class RollBack:
-    """Serve `revision`, the last good one, instead of the regressed revision."""
-
-    report: ReportObservation
-    revision: str
+    """Leave the variant's rollout decision as it is."""
 
 
 @dataclass(frozen=True)
@@ -45,22 +37,7 @@ class FallBack:
     precision: Precision
 
 
-@dataclass(frozen=True)
-class Withdraw:
-    """Stop serving: it regressed with nothing good to return to."""
-
-    report: ReportObservation
-
-
-@dataclass(frozen=True)
-class HoldCandidate:
-    """Run the new revision outside the Services until a report passes; `keeps` serves."""
-
-    report: ReportObservation | None
-    keeps: str | None
-
-
-GateDecision = Keep | RollBack | FallBack | Withdraw | HoldCandidate
+GateDecision = Keep | FallBack | RolledBack | Withdrawn | HoldAsCandidate
 
 
 @dataclass(frozen=True)
@@ -83,22 +60,23 @@ Rule = Callable[[Case], GateDecision | None]
 def not_gated(case: Case) -> GateDecision | None:
     """The gate is off, the variant is the BF16 baseline, or it cannot run at all."""
     variant = case.variant
-    ungated = case.spec.quality.gate == GateTiming.OFF or variant.precision == Precision.BF16
-    if ungated or variant.cache_key is None or variant.phase == Phase.UNSUPPORTED:
+    ungated = not gated(case.spec, variant.target)
+    if ungated or variant.cache_key is None or not variant.decision.supported:
         return Keep()
     return None
 
 
 def regression_ignored(case: Case) -> GateDecision | None:
     if case.regressed and case.spec.quality.on_regression == OnRegression.IGNORE:
-        return Keep(case.report)
+        return Keep()
     return None
 
 
 def roll_back_to_last_good(case: Case) -> GateDecision | None:
     if case.regressed and case.good is not None:
         assert case.report is not None
-        return RollBack(case.report, case.good)
+        assert case.variant.cache_key is not None
+        return RolledBack(case.variant.cache_key, case.good, case.report)
     return None
 
 
@@ -117,7 +95,8 @@ def fall_back_down_the_ladder(case: Case) -> GateDecision | None:
 def withdraw(case: Case) -> GateDecision | None:
     if case.regressed:
         assert case.report is not None
-        return Withdraw(case.report)
+        assert case.variant.cache_key is not None
+        return Withdrawn(case.variant.cache_key, case.report)
     return None
 
 
@@ -129,7 +108,8 @@ def hold_as_candidate(case: Case) -> GateDecision | None:
         and not passed
         and case.variant.action == Action.DEPLOY
     ):
-        return HoldCandidate(case.report, case.good)
+        assert case.variant.cache_key is not None
+        return HoldAsCandidate(case.variant.cache_key, case.good)
     return None
 
 
@@ -152,4 +132,9 @@ def decide(spec: QuantizedModelSpec, variant: PlannedVariant, observed: Observed
         decision = rule(case)
         if decision is not None:
             return decision
-    return Keep(report)
+    return Keep()
+
+
+def gated(spec: QuantizedModelSpec, target: VariantTarget) -> bool:
+    """Whether the gate judges this variant at all: on, and not the BF16 baseline."""
+    return spec.quality.gate != GateTiming.OFF and target.precision != Precision.BF16

@@ -24,13 +24,23 @@ from qmo.planner.capabilities import (
     resolve_kv_cache,
     runtime_supports,
 )
+from qmo.planner.decision import (
+    AwaitBuild,
+    AwaitingStore,
+    Build,
+    FellBack,
+    Refused,
+    VariantDecision,
+)
 from qmo.planner.types import (
     Observed,
     Plan,
     PlannedVariant,
+    Seen,
+    VariantTarget,
     variant_name,
 )
-from qmo.vocabulary import Action, Phase, Reason, Refusal
+from qmo.vocabulary import Action, Reason, Refusal
 
 DEFAULT_CONFIG = OperatorConfig()
 # Which precision the main Service prefers when several serve: fastest first on Hopper.
@@ -89,17 +99,16 @@ def resolve_precision(requested: Precision, gpu: GpuClass, spec: QuantizedModelS
     return auto_precision(gpu, spec.engine.backend) if requested == Precision.AUTO else requested
 
 
-def _blocked(candidate: Candidate, requested: Precision, why: Refusal) -> PlannedVariant:
-    return PlannedVariant(
+def _target(
+    candidate: Candidate, requested: Precision, *, reference: bool = False
+) -> VariantTarget:
+    return VariantTarget(
         name=variant_name(candidate.gpu, candidate.precision),
         gpu_class=candidate.gpu,
         requested_precision=requested,
         precision=candidate.precision,
         kv_cache_dtype=candidate.kv_cache_dtype,
-        action=Action.BLOCKED,
-        phase=Phase.UNSUPPORTED,
-        reason=why.reason,
-        message=why.message,
+        reference=reference,
     )
 
 
@@ -123,57 +132,53 @@ def plan_variant(
         spec.kv_cache_dtype, precision, gpu, spec.engine.backend
     )
     candidate = Candidate(spec, gpu, precision, kv_dtype, kv_refusal)
+    bare = _target(candidate, requested, reference=reference)
     refusal = first_refusal(candidate) or images.builder_allowed(spec, config)
     if refusal is not None:
-        return _blocked(candidate, requested, refusal)
+        return PlannedVariant(bare, Refused(refusal))
     sized = sizing.size(spec, gpu, precision, kv_dtype)
     if isinstance(sized, Refusal):
-        return _blocked(candidate, requested, sized)
+        return PlannedVariant(bare, Refused(sized))
 
     request = sizing.build_request(
         spec, gpu, precision, kv_dtype, sized.tensor_parallel, images.builder_image(spec, config)
     )
-    seen = observed.builds.get(request.cache_key)
-    deployment = observed.deployments.get(variant_name(gpu, precision))
-    state = rollout.rollout_state(spec, request, seen, deployment)
-    action, phase, reason, message = state.action, state.phase, state.reason, state.message
-    claim_refusal = sizing.claims_present(spec, observed)
-    if action == Action.BUILD and claim_refusal is not None:
-        action, phase = Action.BLOCKED, Phase.PENDING
-        reason, message = claim_refusal.reason, claim_refusal.message
-    lending = rollout.lending_replicas(
-        spec, seen, deployment, sized.tensor_parallel, sized.build_gpus
-    )
-    if lending is not None:
-        reason = Reason.LENDING_GPU_TO_BUILD
-        message = (
-            f"no free GPU on {gpu.name} for build Job {seen.job if seen else ''}: the serving "
-            f"Deployment runs {lending} of {spec.serving.replicas} replica(s) until it is built"
-        )
-    planned = PlannedVariant(
-        name=variant_name(gpu, precision),
-        gpu_class=gpu,
-        requested_precision=requested,
-        precision=precision,
-        kv_cache_dtype=kv_dtype,
-        action=action,
-        phase=phase,
-        reason=reason,
-        message=message,
+    target = dataclasses.replace(
+        bare,
         tensor_parallel=sized.tensor_parallel,
         memory_per_gpu_gib=sized.memory_per_gpu_gib,
         build=request,
         build_gpus=sized.build_gpus,
-        observed_build=seen,
-        deployment=deployment,
-        serve_key=request.cache_key,
-        reference=reference,
-        lending_replicas=lending,
     )
-    if reference:
-        return planned
-    decision = gate.decide(spec, planned, observed)
-    return apply_gate(spec, planned, decision, observed, config)
+    seen = observed.of(target.name, request.cache_key)
+    planned = PlannedVariant(target, _rollout_decision(spec, target, seen, observed), seen)
+    if reference or not gate.gated(spec, target):
+        return dataclasses.replace(planned, seen=dataclasses.replace(seen, report=None))
+    return apply_gate(spec, planned, gate.decide(spec, planned, observed), observed, config)
+
+
+def _rollout_decision(
+    spec: QuantizedModelSpec, target: VariantTarget, seen: Seen, observed: Observed
+) -> VariantDecision:
+    """Where its rollout stands, with the claims it needs and the GPUs it may lend."""
+    assert target.build is not None
+    assert target.tensor_parallel is not None
+    decided = rollout.rollout_state(spec, target.build, seen.build, seen.deployment)
+    claim_refusal = sizing.claims_present(spec, observed)
+    if isinstance(decided, Build) and claim_refusal is not None:
+        return AwaitingStore(claim_refusal)
+    lending = rollout.lending_replicas(
+        spec, seen.build, seen.deployment, target.tensor_parallel, target.build_gpus or 0
+    )
+    if lending is None or not isinstance(decided, AwaitBuild):
+        return decided
+    return dataclasses.replace(
+        decided,
+        lending=lending,
+        lending_message=f"no free GPU on {target.gpu_class.name} for build Job "
+        f"{decided.job or ''}: the serving Deployment runs {lending} of "
+        f"{spec.serving.replicas} replica(s) until it is built",
+    )
 
 
 def apply_gate(
@@ -185,58 +190,25 @@ def apply_gate(
 ) -> PlannedVariant:
     """The variant as the gate's decision leaves it; a fallback is planned anew, lower down."""
     if isinstance(decision, gate.Keep):
-        return dataclasses.replace(variant, report=decision.report) if decision.report else variant
-    key = short_key(variant.cache_key or "")
-    if isinstance(decision, gate.RollBack):
-        return dataclasses.replace(
-            variant,
-            report=decision.report,
-            action=Action.DEPLOY,
-            serve_key=decision.revision,
-            candidate=False,
-            phase=Phase.ROLLED_BACK,
-            reason=Reason.ROLLED_BACK,
-            message=f"revision {key} {decision.report.message}; serving the last good "
-            f"revision {short_key(decision.revision)}",
-        )
-    if isinstance(decision, gate.FallBack):
-        fallen = plan_variant(
-            spec,
-            variant.gpu_class,
-            variant.requested_precision,
-            observed,
-            decision.precision,
-            config=config,
-        )
-        assert variant.cache_key is not None
-        return dataclasses.replace(
-            fallen,
-            superseded=((variant.name, variant.cache_key), *fallen.superseded),
-            fell_back_from=fallen.fell_back_from or variant.name,
-            fell_back_because=fallen.fell_back_because
-            or f"{variant.name} (revision {key}) {decision.report.message}",
-        )
-    if isinstance(decision, gate.Withdraw):
-        return dataclasses.replace(
-            variant,
-            report=decision.report,
-            action=Action.WITHDRAW,
-            serve_key=None,
-            phase=Phase.REGRESSED,
-            reason=Reason.WITHDRAWN,
-            message=f"revision {key} {decision.report.message}; there is no good revision to "
-            "return to, so the variant stops serving",
-        )
-    keeps = f"; revision {short_key(decision.keeps)} keeps serving" if decision.keeps else ""
+        return variant
+    if not isinstance(decision, gate.FallBack):
+        return dataclasses.replace(variant, decision=decision)
+    fallen = plan_variant(
+        spec, variant.gpu_class, variant.requested_precision, observed, decision.precision,
+        config=config,
+    )  # fmt: skip
+    assert variant.cache_key is not None
+    below = fallen.fell_back
     return dataclasses.replace(
-        variant,
-        report=decision.report,
-        candidate=True,
-        serve_key=decision.keeps,
-        phase=Phase.EVALUATING,
-        reason=Reason.AWAITING_REPORT,
-        message=f"revision {key} runs as a candidate, outside the Services, until "
-        f"a QualityReport passes{keeps}",
+        fallen,
+        fell_back=FellBack(
+            origin=below.origin if below else variant.name,
+            because=below.because
+            if below
+            else f"{variant.name} (revision {short_key(variant.cache_key)}) "
+            f"{decision.report.message}",
+            superseded=((variant.name, variant.cache_key), *fallen.superseded),
+        ),
     )
 
 
@@ -272,7 +244,7 @@ def _main_precision(
     if spec.serving.default != Precision.AUTO:
         chosen: Precision | None = spec.serving.default
     else:
-        ready = {v.precision for v in variants if v.phase == Phase.SERVING}
+        ready = {v.precision for v in variants if v.decision.serving}
         runnable = {v.precision for v in variants if v.action != Action.BLOCKED}
         chosen = next((p for p in SERVING_PREFERENCE if p in ready), None) or next(
             (p for p in SERVING_PREFERENCE if p in runnable), None

@@ -11,16 +11,12 @@ from dataclasses import dataclass
 
 from qmo.api.buildcontract import BuildRequest
 from qmo.api.quantizedmodel import QuantizedModelSpec
-from qmo.planner.types import BuildObservation, DeploymentObservation
-from qmo.vocabulary import Action, BuildState, Phase, Reason
+from qmo.planner.decision import AwaitBuild, Build, BuildFailed, RollOut, Serve
+from qmo.planner.observed import BuildObservation, DeploymentObservation
+from qmo.planner.types import VariantTarget
+from qmo.vocabulary import BuildState, Reason
 
-
-@dataclass(frozen=True)
-class RolloutState:
-    action: Action
-    phase: Phase
-    reason: str
-    message: str
+RolloutState = Build | AwaitBuild | BuildFailed | RollOut | Serve
 
 
 @dataclass(frozen=True)
@@ -39,37 +35,26 @@ Rule = Callable[[Situation], RolloutState | None]
 def not_built_yet(s: Situation) -> RolloutState | None:
     if s.build is not None:
         return None
-    return RolloutState(
-        Action.BUILD, Phase.BUILDING, Reason.BUILD_SCHEDULED, "a build Job will be created"
-    )
+    return Build()
 
 
 def waiting_for_gpus(s: Situation) -> RolloutState | None:
     if s.build is None or s.build.reason != Reason.UNSCHEDULABLE:
         return None
-    return RolloutState(
-        Action.WAIT,
-        Phase.BUILDING,
-        Reason.BUILD_WAITING_FOR_GPU,
-        f"build Job {s.build.job} waits for GPUs: {s.build.message}",
-    )
+    return AwaitBuild(s.build.job, waiting=s.build.message or "")
 
 
 def building(s: Situation) -> RolloutState | None:
     if s.build is None or s.build.state not in (BuildState.PENDING, BuildState.RUNNING):
         return None
-    return RolloutState(
-        Action.WAIT, Phase.BUILDING, Reason.BUILD_RUNNING, f"build Job {s.build.job} is running"
-    )
+    return AwaitBuild(s.build.job)
 
 
 def build_failed(s: Situation) -> RolloutState | None:
     if s.build is None or s.build.state != BuildState.FAILED:
         return None
     detail = s.build.message or "the build Job failed"
-    return RolloutState(
-        Action.BLOCKED, Phase.BUILD_FAILED, s.build.reason or Reason.BUILD_FAILED, detail
-    )
+    return BuildFailed(s.build.reason or Reason.BUILD_FAILED, detail)
 
 
 def serving(s: Situation) -> RolloutState | None:
@@ -82,15 +67,13 @@ def serving(s: Situation) -> RolloutState | None:
         or deployment.ready_replicas < wanted
     ):
         return None
-    return RolloutState(Action.DEPLOY, Phase.SERVING, Reason.SERVING, f"{wanted} replica(s) ready")
+    return Serve(s.request.cache_key, wanted)
 
 
 def rolling_out(s: Situation) -> RolloutState:
     ready = s.deployment.ready_replicas if s.deployment else 0
     wanted = s.spec.serving.replicas
-    return RolloutState(
-        Action.DEPLOY, Phase.DEPLOYING, Reason.ROLLING_OUT, f"{ready}/{wanted} replica(s) ready"
-    )
+    return RollOut(s.request.cache_key, ready, wanted)
 
 
 RULES: tuple[Rule, ...] = (not_built_yet, waiting_for_gpus, building, build_failed, serving)
@@ -128,3 +111,10 @@ def lending_replicas(
     lend = -(-build_gpus // tp)  # replicas whose GPUs cover the build
     keep = spec.serving.replicas - lend
     return keep if keep >= 1 else None
+
+
+def can_surge(target: VariantTarget, replicas: int) -> bool:
+    """Whether the class has GPUs for one surge pod beyond `replicas`; without them a surge
+    pod would stay Pending forever and the rollout would hang, so updates replace in place."""
+    tp = target.tensor_parallel or 1
+    return target.gpu_class.total_gpus - replicas * tp >= tp

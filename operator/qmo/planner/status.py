@@ -25,23 +25,16 @@ from qmo.api.quantizedmodel import (
 )
 from qmo.gpu import GpuInventory
 from qmo.planner import revisions
-from qmo.planner.revisions import variant_serves
+from qmo.planner.model_conditions import model_conditions
 from qmo.planner.routing import RoutedCondition
 from qmo.planner.types import Plan, PlannedVariant
 from qmo.vocabulary import (
-    RETRY_ANNOTATION,
     Action,
     BuildState,
     ConditionType,
-    Phase,
     QualityState,
     Reason,
 )
-
-# Notes that are worth a warning but do not make the model Degraded.
-ADVISORY_NOTES = {Reason.UNPINNED_REVISION}
-# The API server refused a write for the variant (its reason replaces the planned one).
-CHILD_REJECTED = Reason.CHILD_REJECTED
 
 
 @dataclass(frozen=True)
@@ -123,7 +116,7 @@ def variant_status(
 
 def _build_state(variant: PlannedVariant, previous: VariantStatus | None) -> str:
     """Succeeded when this model saw the build through; Reused when it found it finished."""
-    if variant.phase == Phase.UNSUPPORTED:
+    if not variant.decision.supported:
         return BuildState.BLOCKED
     seen = variant.observed_build
     if seen is None:
@@ -156,7 +149,7 @@ def build_status(
     gated = spec.quality.gate != GateTiming.OFF
     variants = [variant_status(v, names[v.name], old.get(v.name), gated) for v in plan.variants]
     conds = list(previous.conditions) if previous else []
-    for type_, status, reason, message in _conditions(spec, plan):
+    for type_, status, reason, message in model_conditions(spec, plan):
         conds = conditions.set_condition(
             conds, type_, status, reason, message, generation=generation, now=now
         )
@@ -205,133 +198,6 @@ def build_status(
     )
 
 
-def _conditions(
-    spec: QuantizedModelSpec, plan: Plan
-) -> list[tuple[str, ConditionStatus, str, str]]:
-    served = [v for v in plan.variants if not v.reference]
-    runnable = [v for v in served if v.action not in (Action.BLOCKED, Action.WITHDRAW)]
-    blocked = [
-        v
-        for v in served
-        if v.action in (Action.BLOCKED, Action.WITHDRAW) or v.reason == CHILD_REJECTED
-    ]
-    building = [v for v in plan.variants if v.phase == Phase.BUILDING]
-    replicas = spec.serving.replicas
-    not_serving = [
-        v for v in runnable if not variant_serves(v, replicas) or v.reason == CHILD_REJECTED
-    ]
-    problems = [n for n in plan.notes if n.reason not in ADVISORY_NOTES]
-    T, F = ConditionStatus.TRUE, ConditionStatus.FALSE
-
-    if not runnable:
-        if problems:
-            ready = (F, problems[0].reason, problems[0].message)
-        elif blocked:
-            ready = (F, blocked[0].reason, f"{blocked[0].name}: {blocked[0].message}")
-        else:
-            ready = (
-                F,
-                Reason.NO_SERVABLE_VARIANT,
-                "no variant can run on the selected GPU classes",
-            )
-    elif rejected := [n for n in problems if n.reason == CHILD_REJECTED]:
-        ready = (F, CHILD_REJECTED, rejected[0].message)
-    elif not_serving:
-        ready = (
-            F,
-            Reason.VARIANTS_NOT_READY,
-            "; ".join(f"{v.name}: {v.message}" for v in not_serving),
-        )
-    else:
-        ready = (T, Reason.ALL_VARIANTS_SERVING, f"{len(runnable)} variant(s) serving")
-
-    if building:
-        names = ", ".join(v.name for v in building)
-        building_c = (T, Reason.BUILDS_RUNNING, f"building {names}")
-    else:
-        building_c = (F, Reason.NO_BUILDS_RUNNING, "no build is running")
-
-    if blocked or problems:
-        first_reason = blocked[0].reason if blocked else problems[0].reason
-        details = [f"{v.name}: {v.message}" for v in blocked] + [n.message for n in problems]
-        degraded = (T, first_reason, "; ".join(details))
-    else:
-        degraded = (F, Reason.AS_EXPECTED, "every requested variant can run")
-
-    return [
-        (ConditionType.READY, *ready),
-        (ConditionType.BUILDING, *building_c),
-        (ConditionType.QUALITY_GATE, *_gate_condition(spec, served, plan.failed_evaluations)),
-        (ConditionType.DEGRADED, *degraded),
-        (ConditionType.ROLLED_BACK, *_rolled_back_condition(served)),
-    ]
-
-
-def _gate_condition(
-    spec: QuantizedModelSpec,
-    variants: list[PlannedVariant],
-    failed_evaluations: tuple[tuple[str, str], ...] = (),
-) -> tuple[ConditionStatus, str, str]:
-    if spec.quality.gate == GateTiming.OFF:
-        return (
-            ConditionStatus.TRUE,
-            Reason.GATE_DISABLED,
-            "quality.gate is off: variants serve ungated",
-        )
-    gated = [v for v in variants if v.precision != Precision.BF16 and v.action != Action.BLOCKED]
-    regressed = [
-        v
-        for v in variants
-        if v.phase in (Phase.ROLLED_BACK, Phase.REGRESSED) or v.fell_back_from is not None
-    ]
-    if regressed:
-        return (
-            ConditionStatus.FALSE,
-            Reason.REGRESSED,
-            "; ".join(_regression_story(v) for v in regressed),
-        )
-    if failed_evaluations:
-        return (
-            ConditionStatus.UNKNOWN,
-            Reason.EVALUATION_FAILED,
-            "; ".join(f"{name}: {message}" for name, message in failed_evaluations)
-            + f" (annotate the model with {RETRY_ANNOTATION}=<new value> to run it again)",
-        )
-    waiting = [v for v in gated if v.report is None or v.report.verdict != Verdict.PASS]
-    if waiting:
-        names = ", ".join(v.name for v in waiting)
-        return (
-            ConditionStatus.UNKNOWN,
-            Reason.AWAITING_REPORTS,
-            f"awaiting a passing report: {names}",
-        )
-    return (
-        ConditionStatus.TRUE,
-        Reason.ALL_PASSED,
-        "every quantized variant passed its quality gate",
-    )
-
-
-def _regression_story(variant: PlannedVariant) -> str:
-    if variant.fell_back_from is not None:
-        return f"{variant.fell_back_because}; fell back to {variant.name}"
-    return f"{variant.name}: {variant.message}"
-
-
-def _rolled_back_condition(variants: list[PlannedVariant]) -> tuple[ConditionStatus, str, str]:
-    for phase, reason in (
-        (Phase.ROLLED_BACK, Reason.ROLLED_BACK),
-        (Phase.REGRESSED, Reason.WITHDRAWN),
-    ):
-        hit = [v for v in variants if v.phase == phase]
-        if hit:
-            return ConditionStatus.TRUE, reason, "; ".join(f"{v.name}: {v.message}" for v in hit)
-    fell = [v for v in variants if v.fell_back_from is not None]
-    if fell:
-        return ConditionStatus.TRUE, Reason.FELL_BACK, "; ".join(_regression_story(v) for v in fell)
-    return ConditionStatus.FALSE, Reason.NO_REGRESSION, "no variant was rolled back"
-
-
 def _quality_summary(spec: QuantizedModelSpec, variants: list[VariantStatus]) -> str:
     if spec.quality.gate == GateTiming.OFF:
         return QualityState.NOT_GATED
@@ -340,3 +206,21 @@ def _quality_summary(spec: QuantizedModelSpec, variants: list[VariantStatus]) ->
         if worst in verdicts:
             return worst
     return Verdict.PASS if Verdict.PASS in verdicts else QualityState.BASELINE
+
+
+def invalid_spec_status(
+    previous: QuantizedModelStatus | None, message: str, *, generation: int | None, now: datetime
+) -> QuantizedModelStatus:
+    """A spec the CRD accepted but qmo cannot use: Degraded and not Ready, everything else
+    (the variants that run) left as the previous status has it."""
+    status = previous or QuantizedModelStatus()
+    conds = conditions.set_condition(
+        status.conditions, ConditionType.DEGRADED, ConditionStatus.TRUE, Reason.INVALID_SPEC,
+        message, generation=generation, now=now,
+    )  # fmt: skip
+    conds = conditions.set_condition(
+        conds, ConditionType.READY, ConditionStatus.FALSE, Reason.INVALID_SPEC,
+        "the spec is invalid; running variants are left as they are",
+        generation=generation, now=now,
+    )  # fmt: skip
+    return status.model_copy(update={"conditions": conds, "observed_generation": generation})

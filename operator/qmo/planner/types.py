@@ -1,19 +1,26 @@
-"""The planner's data: what it observes of the cluster, and what it decides per variant.
+"""The planner's data: per variant a target, a decision and what was seen (see `decision` and
+`observed`), and the plan of a whole model.
 
-Pure data, no decisions: every planner module and the controller depend on these types, and
-these types depend on nothing but the API models, the GPU inventory and the vocabulary.
+Pure data, no decisions: every planner module and the controller depend on these types.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from qmo.api.buildcontract import BuildRequest
-from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import Precision
 from qmo.dnsnames import bounded
-from qmo.gpu import GpuClass, GpuInventory
+from qmo.gpu import GpuClass
+from qmo.planner.decision import FellBack, VariantDecision
+from qmo.planner.observed import (
+    BuildLookup,
+    BuildObservation,
+    DeploymentObservation,
+    Observed,
+    ReportObservation,
+    Seen,
+)
 from qmo.vocabulary import Action, BuildState, Phase, Refusal
 
 __all__ = [
@@ -29,66 +36,9 @@ __all__ = [
     "PlannedVariant",
     "Refusal",
     "ReportObservation",
+    "Seen",
+    "VariantTarget",
 ]
-
-
-@dataclass(frozen=True)
-class BuildObservation:
-    """What the cluster says about the build of one cache key."""
-
-    cache_key: str
-    state: BuildState
-    job: str | None = None
-    reason: str | None = None
-    message: str | None = None
-    artifact_path: str | None = None
-    # True when the artifact record already existed, i.e. this model did not trigger the build.
-    recorded: bool = False
-
-
-@dataclass(frozen=True)
-class DeploymentObservation:
-    name: str
-    replicas: int
-    ready_replicas: int
-    updated_replicas: int
-    revision: str | None  # the cache key its pod template serves
-
-
-@dataclass(frozen=True)
-class ReportObservation:
-    """The newest QualityReport about one (variant, cache key), as judged."""
-
-    name: str
-    variant: str
-    cache_key: str
-    verdict: Verdict
-    message: str
-    worst_benchmark: str | None = None
-    worst_delta_percent: float | None = None
-    speedup: float | None = None
-
-
-class BuildLookup(Protocol):
-    """Builds by cache key: a dict in tests, a lookup into the watch-fed cache in the operator."""
-
-    def get(self, cache_key: str, /) -> BuildObservation | None: ...
-
-
-@dataclass(frozen=True)
-class Observed:
-    inventory: GpuInventory
-    builds: BuildLookup = field(default_factory=lambda: dict[str, BuildObservation]())
-    deployments: dict[str, DeploymentObservation] = field(default_factory=dict)
-    # PersistentVolumeClaims of this namespace (None: not looked up, assume present).
-    claims: frozenset[str] | None = None
-    reports: dict[tuple[str, str], ReportObservation] = field(default_factory=dict)
-    # The last revision (cache key) of each variant that passed its gate.
-    last_good: dict[str, str] = field(default_factory=dict)
-    # Candidate Deployments (before-traffic gate), by variant.
-    candidates: dict[str, DeploymentObservation] = field(default_factory=dict)
-    # Eval Jobs that failed, by (variant, cache key): what their Job said.
-    failed_evaluations: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,38 +52,129 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
-class PlannedVariant:
+class VariantTarget:
+    """What to build and serve: one precision on one GPU class, sized, with its build."""
+
     name: str
     gpu_class: GpuClass
     requested_precision: Precision
     precision: Precision
     kv_cache_dtype: str
-    action: Action
-    phase: Phase
-    reason: str
-    message: str
     tensor_parallel: int | None = None
     memory_per_gpu_gib: float | None = None
-    build: BuildRequest | None = None
+    build: BuildRequest | None = None  # None: refused before a build could be described
     build_gpus: int | None = None
-    observed_build: BuildObservation | None = None
-    deployment: DeploymentObservation | None = None
-    # The revision the variant's stable Deployment runs; differs from cache_key after a
-    # rollback, and is None while a first before-traffic candidate is evaluated.
-    serve_key: str | None = None
-    candidate: bool = False  # run cache_key as a candidate, outside the Services
-    report: ReportObservation | None = None
-    fell_back_from: str | None = None  # the variant whose regression led here
-    fell_back_because: str | None = None
-    # (variant, cache key) of rungs left behind on the way down the precision ladder.
-    superseded: tuple[tuple[str, str], ...] = ()
     reference: bool = False  # a temporary BF16 baseline for evaluations, not served
-    # Replicas the stable Deployment runs while it lends GPUs to its own new build.
-    lending_replicas: int | None = None
 
     @property
     def cache_key(self) -> str | None:
         return self.build.cache_key if self.build else None
+
+
+@dataclass(frozen=True)
+class PlannedVariant:
+    """A variant as three values: its target, the planner's decision, and what the cluster
+    showed (looked up by its name and cache key). `fell_back` says why it runs a lower
+    precision than requested; `rejected`, set after execute, that the API server refused a
+    write for it (it keeps its decision; status and Events show the refusal)."""
+
+    target: VariantTarget
+    decision: VariantDecision
+    seen: Seen = field(default_factory=Seen)
+    fell_back: FellBack | None = None
+    rejected: Refusal | None = None
+
+    # --- the target ---
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def gpu_class(self) -> GpuClass:
+        return self.target.gpu_class
+
+    @property
+    def requested_precision(self) -> Precision:
+        return self.target.requested_precision
+
+    @property
+    def precision(self) -> Precision:
+        return self.target.precision
+
+    @property
+    def kv_cache_dtype(self) -> str:
+        return self.target.kv_cache_dtype
+
+    @property
+    def tensor_parallel(self) -> int | None:
+        return self.target.tensor_parallel
+
+    @property
+    def memory_per_gpu_gib(self) -> float | None:
+        return self.target.memory_per_gpu_gib
+
+    @property
+    def build(self) -> BuildRequest | None:
+        return self.target.build
+
+    @property
+    def build_gpus(self) -> int | None:
+        return self.target.build_gpus
+
+    @property
+    def reference(self) -> bool:
+        return self.target.reference
+
+    @property
+    def cache_key(self) -> str | None:
+        return self.target.cache_key
+
+    # --- the decision, rendered ---
+    @property
+    def phase(self) -> Phase:
+        return self.decision.phase
+
+    @property
+    def action(self) -> Action:
+        return self.decision.action
+
+    @property
+    def reason(self) -> str:
+        return self.rejected.reason if self.rejected else self.decision.reason
+
+    @property
+    def message(self) -> str:
+        return self.rejected.message if self.rejected else self.decision.message
+
+    @property
+    def serve_key(self) -> str | None:
+        return self.decision.serve_key
+
+    @property
+    def candidate(self) -> bool:
+        return self.decision.candidate_key is not None
+
+    @property
+    def lending_replicas(self) -> int | None:
+        return self.decision.lending_replicas
+
+    @property
+    def superseded(self) -> tuple[tuple[str, str], ...]:
+        return self.fell_back.superseded if self.fell_back else ()
+
+    # --- what the cluster showed ---
+    @property
+    def observed_build(self) -> BuildObservation | None:
+        return self.seen.build
+
+    @property
+    def deployment(self) -> DeploymentObservation | None:
+        return self.seen.deployment
+
+    @property
+    def report(self) -> ReportObservation | None:
+        """The judged report the gate weighed (None where the gate does not apply)."""
+        return self.seen.report
 
 
 @dataclass(frozen=True)
