@@ -38,6 +38,10 @@ from qmo.vocabulary import MANAGED_SELECTOR
 from qmo.wire import Obj
 
 FIELD_MANAGER = "qmo"
+# What qmo applies is built from the same models that generate the CRDs and checked against
+# them and the built-in schemas by the tests, so the API server need not decode it a second
+# time looking for unknown or duplicate fields (its default, Warn, does that on every apply).
+FIELD_VALIDATION = "Ignore"
 # (connect, read) seconds for ordinary requests; watches set their own read timeout.
 REQUEST_TIMEOUT = (5.0, 30.0)
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -269,7 +273,7 @@ class Kube:
             "APPLY",
             resource,
             resource.path(meta.get("namespace"), meta["name"]),
-            {"fieldManager": field_manager, "force": "true"},
+            {"fieldManager": field_manager, "force": "true", "fieldValidation": FIELD_VALIDATION},
             obj,
             APPLY_PATCH,
         )
@@ -307,7 +311,7 @@ class Kube:
             "APPLY",
             resource,
             resource.path(namespace, name, "status"),
-            {"fieldManager": FIELD_MANAGER, "force": "true"},
+            {"fieldManager": FIELD_MANAGER, "force": "true", "fieldValidation": FIELD_VALIDATION},
             {
                 "apiVersion": API_VERSION,
                 "kind": kind,

@@ -1,6 +1,6 @@
 """Benchmarks as qmo-eval reads them: the BenchmarkSpec list and each benchmark's JSONL items.
 
-Called by `qmo-eval run` (evaluator.py). Reads files only; no HTTP, no Kubernetes. Every
+Called by `qmo-eval run` (evaluation.py). Reads files only; no HTTP, no Kubernetes. Every
 problem with the input is an `InputError` whose message names the file and line, so the eval
 Job's log says exactly what to fix (the CLI exits 2 on it).
 

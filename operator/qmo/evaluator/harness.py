@@ -1,6 +1,6 @@
 """Runs one benchmark against one endpoint: the requests to send, sent, and the answers scored.
 
-Called by evaluator.py once per (benchmark, endpoint). The endpoint is anything with the
+Called by evaluation.py once per (benchmark, endpoint). The endpoint is anything with the
 `complete` and `chat` methods of `OpenAIClient`; scoring is scoring.py's. Requests go out over a
 small thread pool and are deterministic (temperature 0, a fixed seed); items are scored in file
 order, whatever order their answers come back in.

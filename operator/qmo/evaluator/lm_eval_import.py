@@ -1,6 +1,6 @@
 """Two lm-evaluation-harness results files (baseline, candidate) as QualityReport results. Pure.
 
-Called by `qmo-eval import-lm-eval` (evaluator.py). A results file is what `lm_eval
+Called by `qmo-eval import-lm-eval` (evaluation.py). A results file is what `lm_eval
 --output_path` writes (results_<date>.json), or `simple_evaluate()`'s return value as JSON:
 
     {"results": {"arc_easy": {"alias": "arc_easy", "acc,none": 0.81, "acc_stderr,none": 0.008,

@@ -1,6 +1,6 @@
 """A small client for OpenAI-compatible servers (trtllm-serve), on the standard library.
 
-Called by harness.py (completions) and evaluator.py (the served model's name). Only what
+Called by harness.py (completions) and evaluation.py (the served model's name). Only what
 qmo-eval needs: POST /v1/completions, POST /v1/chat/completions and GET /v1/models, with a
 timeout per request and a bounded retry of transient failures (connection errors, 429, 5xx).
 Responses are reduced to `Completion`, which is all the scoring needs.

@@ -1,6 +1,6 @@
 """Where a finished QualityReport goes: the cluster, or stdout for --dry-run / -o yaml.
 
-Called by evaluator.py. The cluster writer is the only code of qmo-eval that talks to the
+Called by cli.py. The cluster writer is the only code of qmo-eval that talks to the
 Kubernetes API. It creates the report, which is all the eval Jobs' ServiceAccount may do
 (the chart's evaluator ClusterRole grants create, get and list on qualityreports). When the
 report already exists (a retried Job, a second run for the same revision) it is left alone if
