@@ -9,15 +9,12 @@ mirror tests/cluster/test_reconciler.py and test_quality_gate.py, in millisecond
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 import pytest
 
 from qmo.api.buildcontract import BuildResult
 from qmo.config import OperatorConfig
-from qmo.controller.cache import ClusterCache
 from qmo.controller.reconcile import Outcome, Retry, reconcile
-from qmo.kube import Kube
 from qmo.vocabulary import BuildState
 from qmo.wire import Obj
 from tests.support.builders import a_model
@@ -79,9 +76,10 @@ class World:
         self.clock.advance(1)
         self.cluster.forget_requests()
         try:
-            # reconcile names the concrete Kube and ClusterCache; the fake stands in for both.
-            kube, cache = cast(Kube, self.cluster), cast(ClusterCache, self.cluster)
-            return reconcile(kube, cache, self.cluster, CONFIG, NS, self.name, self.clock)
+            # The fake stands behind both ports (controller.ports) and is the Event sink.
+            return reconcile(
+                self.cluster, self.cluster, self.cluster, CONFIG, NS, self.name, self.clock
+            )
         finally:
             # What qmo wrote, its cache knows at once: or the next reconcile acts on old news.
             assert self.cluster.unobserved_writes() == []
@@ -188,7 +186,7 @@ def test_a_finished_build_is_deployed_recorded_and_then_ready(world: World) -> N
     key = world.variants()["h100-fp8"]["cacheKey"]
     world.cluster.finish_build(key)
 
-    world.reconcile()
+    outcome = world.reconcile()
 
     applied = {(kind, name) for verb, kind, name in world.writes() if verb == APPLY}
     assert ("Deployment", "llama-h100-fp8") in applied
@@ -197,6 +195,11 @@ def test_a_finished_build_is_deployed_recorded_and_then_ready(world: World) -> N
     assert set(world.cluster.names("Service")) == {"llama", "llama-h100-fp8"}
     (record,) = world.cluster.objects("ConfigMap")
     assert world.cluster.artifact_record(NS, key) is not None, record
+    # Only progress, while the Deployment it just applied rolls out: the status write waits
+    # for the requeue (or the Deployment's next change).
+    assert world.variants()["h100-fp8"]["phase"] == "Building"
+    assert outcome.requeue_after is not None
+    world.reconcile()
     assert world.variants()["h100-fp8"]["phase"] == "Deploying"
     assert world.condition("Ready")["status"] == "False"
 
@@ -506,3 +509,24 @@ def test_a_spec_qmo_cannot_use_is_a_condition_and_one_event_and_creates_nothing(
     assert world.cluster.reasons() == ["InvalidSpec"]
     assert world.cluster.objects("Job") == []
     assert world.cluster.objects("Service") == []
+
+
+def test_a_single_variant_model_reaches_serving_with_two_status_writes_and_two_events(
+    world: World,
+) -> None:
+    # The happy path's cost to the control plane: a new model, its build, its rollout.
+    world.cluster.create_model(ungated("fp8"))
+    status_writes, applies = 0, []
+    for step in (world.finish_builds, world.cluster.roll_out_all, lambda: None):
+        outcome = world.reconcile()
+        status_writes += world.cluster.count(STATUS, "QuantizedModel")
+        applies += [kind for verb, kind, _ in world.writes() if verb == APPLY]
+        step()
+        if outcome.requeue_after is not None:
+            assert outcome.requeue_after <= 5  # a held-back status comes back soon
+    assert world.condition("Ready")["status"] == "True"
+    assert status_writes == 2
+    assert world.cluster.reasons() == ["VariantPlanned", "Serving"]
+    assert sorted(applies) == ["ConfigMap", "Deployment", "Job", "Service", "Service"]
+    world.reconcile()  # and a requeued reconcile then has nothing to do
+    assert world.writes() == []

@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from qmo import failpoints, metrics
-from qmo.controller.cache import ClusterCache
 from qmo.controller.changes import AddOwner, Apply, Change, Delete
 from qmo.controller.events import EventSink
+from qmo.controller.ports import CacheView, KubeWrites
 from qmo.controller.reporting import ApplyReportStatus, ApplyStatus, PostEvent, Report
 from qmo.kube import (
     TRANSIENT_ERRORS,
     ApiException,
-    Kube,
     is_refusal,
     namespace_terminating,
     owner_field_manager,
@@ -58,8 +57,8 @@ def _describe(change: Change) -> str:
 
 
 def report(
-    kube: Kube,
-    cache: ClusterCache | None,
+    kube: KubeWrites,
+    cache: CacheView | None,
     owner: Owner,
     changes: list[Report],
     sink: EventSink,
@@ -91,7 +90,7 @@ def report(
 
 
 def _report(
-    kube: Kube, cache: ClusterCache | None, owner: Owner, change: ApplyReportStatus | ApplyStatus
+    kube: KubeWrites, cache: CacheView | None, owner: Owner, change: ApplyReportStatus | ApplyStatus
 ) -> None:
     if isinstance(change, ApplyStatus):
         failpoints.reached("reconcile.before-status")
@@ -121,7 +120,7 @@ def _post(owner: Owner, change: PostEvent, sink: EventSink, now: datetime) -> No
 
 
 def execute(
-    kube: Kube, cache: ClusterCache | None, owner: Owner, changes: list[Change]
+    kube: KubeWrites, cache: CacheView | None, owner: Owner, changes: list[Change]
 ) -> Executed:
     done = Executed()
     for change in changes:
@@ -146,7 +145,7 @@ def execute(
     return done
 
 
-def _run(kube: Kube, cache: ClusterCache | None, owner: Owner, change: Change) -> None:
+def _run(kube: KubeWrites, cache: CacheView | None, owner: Owner, change: Change) -> None:
     # Failpoint names: the kind applied (Job, Deployment...), or AddOwner:Job, Delete:Service.
     if isinstance(change, Apply):
         point = change.obj["kind"]
@@ -157,7 +156,7 @@ def _run(kube: Kube, cache: ClusterCache | None, owner: Owner, change: Change) -
     failpoints.reached(f"execute.after:{point}")
 
 
-def _write(kube: Kube, cache: ClusterCache | None, owner: Owner, change: Change) -> None:
+def _write(kube: KubeWrites, cache: CacheView | None, owner: Owner, change: Change) -> None:
     if isinstance(change, Apply):
         manager = owner_field_manager(owner) if change.owner_manager else None
         stored = kube.apply(change.obj, manager) if manager else kube.apply(change.obj)

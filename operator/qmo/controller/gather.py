@@ -19,6 +19,7 @@ from qmo.controller.view import ClusterReader
 from qmo.manifests import labels
 from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
 from qmo.manifests.evaluation import EVALUATOR_SERVICE_ACCOUNT
+from qmo.planner import revisions
 from qmo.planner.types import BuildObservation, BuildState, DeploymentObservation, Observed
 from qmo.quality.reports import JudgedReport, decisive_reports, judge_all, passing_revisions
 from qmo.resources import (
@@ -221,7 +222,7 @@ def gather(
             target = candidates if track == labels.CANDIDATE else observed_deployments
             target[variant_labels[labels.VARIANT]] = seen_deployment
     judged = judge_all(reader.reports(namespace, model), quality or QualitySpec())
-    good = {**passing_revisions(judged), **(last_good or {})}
+    good = revisions.known_good(last_good or {}, passing_revisions(judged))
     eval_jobs = [
         j
         for j in reader.children(JOBS.kind, namespace, model)

@@ -23,11 +23,11 @@ from qmo.api.quantizedmodel import QualitySpec, QuantizedModelSpec, QuantizedMod
 from qmo.conditions import get_condition
 from qmo.config import OperatorConfig
 from qmo.controller import telemetry
-from qmo.controller.cache import ClusterCache
 from qmo.controller.changes import Delete, desired_changes, mark_refused
 from qmo.controller.events import EventSink
 from qmo.controller.execute import Executed, execute, report
 from qmo.controller.gather import Gathered, gather
+from qmo.controller.ports import CacheView, KubeWrites
 from qmo.controller.reporting import (
     PROGRESS_DELAY,
     ApplyStatus,
@@ -36,7 +36,6 @@ from qmo.controller.reporting import (
     report_changes,
     status_change,
 )
-from qmo.kube import Kube
 from qmo.manifests import names
 from qmo.manifests.labels import Owner
 from qmo.manifests.routes import published_names
@@ -79,8 +78,8 @@ class Outcome:
 
 
 def reconcile(
-    kube: Kube,
-    cache: ClusterCache,
+    kube: KubeWrites,
+    cache: CacheView,
     events: EventSink,
     config: OperatorConfig,
     namespace: str,
@@ -117,8 +116,8 @@ def _previous_status(body: Obj) -> QuantizedModelStatus | None:
 
 
 def _reconcile_model(
-    kube: Kube,
-    cache: ClusterCache,
+    kube: KubeWrites,
+    cache: CacheView,
     sink: EventSink,
     config: OperatorConfig,
     body: Obj,
@@ -262,7 +261,7 @@ def _retry_requested(body: Obj, previous: QuantizedModelStatus | None) -> str | 
 
 
 def _orphan_reports(
-    kube: Kube, cache: ClusterCache, sink: EventSink, namespace: str, model: str, clock: Clock
+    kube: KubeWrites, cache: CacheView, sink: EventSink, namespace: str, model: str, clock: Clock
 ) -> None:
     """Reports about a model that does not exist are judged, marked Orphaned, and ignored."""
     judged = judge_all(cache.reports(namespace, model), QualitySpec())
@@ -271,8 +270,8 @@ def _orphan_reports(
 
 
 def _report_invalid_spec(
-    kube: Kube,
-    cache: ClusterCache,
+    kube: KubeWrites,
+    cache: CacheView,
     sink: EventSink,
     owner: Owner,
     generation: int | None,

@@ -68,7 +68,9 @@ def report_changes(reports: list[JudgedReport], plan: Plan | None) -> list[Apply
 
 
 # Fields of a variant's status that only say how far its rollout got.
-_PROGRESS_FIELDS = {"phase", "reason", "message", "build", "readyReplicas", "revision"}
+_PROGRESS_FIELDS = {
+    "phase", "reason", "message", "build", "readyReplicas", "revision", "deployment", "service",
+}  # fmt: skip
 
 
 def _decisions_in(status: Obj) -> Obj:
