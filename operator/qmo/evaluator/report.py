@@ -1,7 +1,8 @@
 """The QualityReport qmo-eval produces: its name, its spec from the scores, and its YAML. Pure.
 
-Called by evaluation.py (`run`) and lm_eval_report.py (`import-lm-eval`); report_writer.py puts the result into the
-cluster. Raw scores only: the operator computes deltas and the verdict into status.
+Called by evaluation.py (`run`) and lm_eval_report.py (`import-lm-eval`); report_writer.py
+puts the result into the cluster. Raw scores only: the operator computes deltas and the
+verdict into status.
 """
 
 from __future__ import annotations
