@@ -106,6 +106,7 @@ class Reason(StrEnum):
     FELL_BACK = "FellBack"
     WITHDRAWN = "Withdrawn"
     QUALITY_PASSED = "QualityPassed"
+    REGRESSED_WHILE_GOOD = "RegressedWhileGood"  # the last good revision, judged again
     REFERENCE = "Reference"
     REFERENCE_STARTED = "ReferenceStarted"
     # Conditions' own reasons (planner.status)

@@ -8,130 +8,31 @@ mirror tests/cluster/test_reconciler.py and test_quality_gate.py, in millisecond
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from qmo.api.buildcontract import BuildResult
-from qmo.config import OperatorConfig
-from qmo.controller.reconcile import Outcome, Retry, reconcile
+from qmo.controller.reconcile import Retry
 from qmo.vocabulary import BuildState
-from qmo.wire import Obj
-from tests.support.builders import a_model
-from tests.support.fake_kube import APPLY, DELETE, STATUS, Clock, FakeCluster, score
-
-NS = "models"
-SIZE = {"parametersBillions": 8.03, "numLayers": 32, "numKeyValueHeads": 8, "headDim": 128}
-BENCHMARKS = [
-    {"name": "arithmetic", "metric": "exact-match", "dataset": {"path": "benchmarks/a.jsonl"}},
-]
-CONFIG = OperatorConfig(evaluator_cluster_role="qmo-evaluator")
-PASSING = [score("arithmetic", 0.80, 0.80)]
-REGRESSED = [score("arithmetic", 0.80, 0.7832)]  # -2.1%, over the 1.5% threshold
-
-
-def ungated(*precisions: str, classes: tuple[str, ...] = ("h100",)) -> Obj:
-    return (
-        a_model()
-        .sized_like(SIZE)
-        .with_precisions(*precisions)
-        .on_classes(*classes)
-        .ungated()
-        .wire()
-    )
-
-
-def gated(
-    *precisions: str, on_regression: str = "rollback", gpu: str = "h100", backend: str = "tensorrt"
-) -> Obj:
-    """Gated after rollout: each new revision is judged by a QualityReport once it serves."""
-    return (
-        a_model()
-        .sized_like(SIZE)
-        .with_precisions(*precisions)
-        .on_classes(gpu)
-        .with_backend(backend)
-        .with_quality(gate="after-rollout", onRegression=on_regression, benchmarks=BENCHMARKS)
-        .wire()
-    )
-
-
-def at_revision_v2(world: World) -> Obj:
-    """The model's spec at the next model revision (a new cache key for every variant)."""
-    spec: Obj = world.model()["spec"]
-    spec["model"]["revision"] = "v2"
-    return spec
-
-
-@dataclass
-class World:
-    """One namespace of a fake cluster, its clock, and the QuantizedModel "llama"."""
-
-    cluster: FakeCluster
-    clock: Clock
-    name: str = "llama"
-
-    def reconcile(self) -> Outcome:
-        """One reconcile, a second after the last; `cluster.requests` then holds its requests."""
-        self.clock.advance(1)
-        self.cluster.forget_requests()
-        try:
-            # The fake stands behind both ports (controller.ports) and is the Event sink.
-            return reconcile(
-                self.cluster, self.cluster, self.cluster, CONFIG, NS, self.name, self.clock
-            )
-        finally:
-            # What qmo wrote, its cache knows at once: or the next reconcile acts on old news.
-            assert self.cluster.unobserved_writes() == []
-
-    def settle(self, rounds: int = 10) -> Obj:
-        """Reconcile, finish every build and roll out every Deployment, until a reconcile
-        writes nothing; returns the model."""
-        for _ in range(rounds):
-            self.reconcile()
-            moved = self.finish_builds() + self.cluster.roll_out_all()
-            if not self.cluster.requests and not moved:
-                return self.model()
-        raise AssertionError(f"no fixed point after {rounds} reconciles: {self.cluster.requests}")
-
-    def finish_builds(self) -> list[str]:
-        finished = []
-        for job in self.cluster.objects("Job"):
-            labels = job["metadata"].get("labels") or {}
-            if labels.get("app.kubernetes.io/component") == "build" and not job.get("status"):
-                self.cluster.finish_build(job["metadata"]["name"])
-                finished.append(job["metadata"]["name"])
-        return finished
-
-    def model(self) -> Obj:
-        found = self.cluster.object("QuantizedModel", self.name)
-        assert found is not None
-        return found
-
-    def variants(self) -> dict[str, Obj]:
-        return {v["name"]: v for v in self.model().get("status", {}).get("variants", [])}
-
-    def condition(self, type_: str) -> Obj:
-        conditions = self.model().get("status", {}).get("conditions", [])
-        return next((c for c in conditions if c["type"] == type_), {})
-
-    def revision(self, deployment: str) -> str:
-        found = self.cluster.object("Deployment", deployment)
-        assert found is not None, f"no Deployment {deployment}: {self.cluster.names('Deployment')}"
-        return str(found["metadata"]["annotations"]["qmo.dev/revision"])
-
-    def writes(self) -> list[tuple[str, str, str]]:
-        """The last reconcile's write requests: (verb, kind, name)."""
-        return [(r.verb, r.kind, r.name) for r in self.cluster.writes()]
+from tests.support.fake_kube import (
+    APPLY,
+    DELETE,
+    STATUS,
+)
+from tests.support.reconciles import (
+    NS,
+    PASSING,
+    REGRESSED,
+    World,
+    a_world,
+    at_revision_v2,
+    gated,
+    ungated,
+)
 
 
 @pytest.fixture
 def world() -> World:
-    clock = Clock()
-    cluster = FakeCluster(clock, namespace=NS)
-    cluster.add_node("h100")
-    cluster.add_claim("qmo-engines")
-    return World(cluster, clock)
+    return a_world()
 
 
 def test_one_reconcile_of_a_new_model_creates_its_build_job_and_says_it_is_building(

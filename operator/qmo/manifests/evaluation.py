@@ -142,7 +142,9 @@ def eval_job(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": names.eval_job(owner.name, evaluation.variant, evaluation.cache_key),
+            "name": names.eval_job(
+                owner.name, evaluation.variant, evaluation.cache_key, evaluation.quality_key
+            ),
             "namespace": owner.namespace,
             "labels": job_labels,
             "annotations": {labels.REVISION_ANNOTATION: evaluation.cache_key},

@@ -39,8 +39,10 @@ def candidate_service(model: str, variant: str) -> str:
     return bounded(dns_label(model), variant, "candidate")
 
 
-def eval_job(model: str, variant: str, cache_key: str) -> str:
-    return bounded("qmo-eval", dns_label(model), variant, short_key(cache_key))
+def eval_job(model: str, variant: str, cache_key: str, quality_key: str = "") -> str:
+    """One eval Job per revision and evaluation spec: editing what is evaluated (benchmarks,
+    speed) names a new Job, so a finished Job of the old spec never blocks the rerun."""
+    return bounded("qmo-eval", dns_label(model), variant, short_key(cache_key), quality_key)
 
 
 def main_service(model: str) -> str:

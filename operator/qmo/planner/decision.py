@@ -250,6 +250,35 @@ class RolledBack(Decision):
 
 
 @dataclass(frozen=True)
+class KeptDespiteReport(Decision):
+    """A revision that was good (it passed, or served ungated) is judged regressed again,
+    after a spec edit (a tighter threshold) or a new report: it keeps serving, as the last
+    good revision, until a new revision passes; the gate says so."""
+
+    key: str
+    report: ReportObservation
+    phase: ClassVar[Phase] = Phase.SERVING
+    regressed: ClassVar[bool] = True
+    action: ClassVar[Action] = Action.DEPLOY
+    warning: ClassVar[bool] = True
+
+    @property
+    def reason(self) -> str:
+        return Reason.REGRESSED_WHILE_GOOD
+
+    @property
+    def message(self) -> str:
+        return (
+            f"revision {short_key(self.key)} {self.report.message}; it was the last good "
+            "revision and keeps serving until a new revision passes"
+        )
+
+    @property
+    def serve_key(self) -> str | None:
+        return self.key
+
+
+@dataclass(frozen=True)
 class Withdrawn(Decision):
     """It regressed with no good revision to return to: it stops serving."""
 
@@ -312,6 +341,7 @@ VariantDecision = (
     | RollOut
     | Serve
     | RolledBack
+    | KeptDespiteReport
     | Withdrawn
     | HoldAsCandidate
 )

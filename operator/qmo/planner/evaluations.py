@@ -6,12 +6,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import GateTiming, Precision, QuantizedModelSpec
 from qmo.gpu import GpuClass
+from qmo.planner.cachekey import cache_key
 from qmo.planner.types import Evaluation, Observed, PlannedVariant
 from qmo.vocabulary import Action
 
 PlanReference = Callable[[GpuClass], PlannedVariant]
+# What a verdict is judged from, not what an evaluation measures: editing these re-judges the
+# reports there are; editing anything else in spec.quality evaluates again.
+JUDGEMENT_ONLY = {"maxRegressionPercent", "onRegression", "gate", "minSpeedup"}
+
+
+def quality_key(spec: QuantizedModelSpec) -> str:
+    """8 hex digits of what an evaluation measures (benchmarks, speed probe, image)."""
+    quality = spec.quality
+    measured = {k: v for k, v in quality.to_wire().items() if k not in JUDGEMENT_ONLY}
+    measured["speedMeasured"] = quality.speed is not None or quality.min_speedup is not None
+    return cache_key(measured)[:8]
 
 
 def awaits_report(spec: QuantizedModelSpec, variant: PlannedVariant) -> bool:
@@ -22,7 +35,9 @@ def awaits_report(spec: QuantizedModelSpec, variant: PlannedVariant) -> bool:
         and not variant.reference
         and variant.precision != Precision.BF16
         and variant.action == Action.DEPLOY
-        and variant.report is None
+        # No report yet, or one that cannot be judged (the spec asks for a benchmark or a
+        # speed it lacks): evaluate again.
+        and (variant.report is None or variant.report.verdict == Verdict.INVALID)
         and not variant.decision.regressed
     )
 
@@ -78,7 +93,13 @@ def evaluations(
         )
         if baseline is not None and ready:
             found.append(
-                Evaluation(variant.name, variant.cache_key, variant.candidate, baseline.name)
+                Evaluation(
+                    variant.name,
+                    variant.cache_key,
+                    variant.candidate,
+                    baseline.name,
+                    quality_key(spec),
+                )
             )
     return tuple(found)
 

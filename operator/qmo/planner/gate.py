@@ -19,7 +19,7 @@ from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import GateTiming, OnRegression, Precision, QuantizedModelSpec
 from qmo.planner import revisions
 from qmo.planner.capabilities import fallback_precision
-from qmo.planner.decision import HoldAsCandidate, RolledBack, Withdrawn
+from qmo.planner.decision import HoldAsCandidate, KeptDespiteReport, RolledBack, Withdrawn
 from qmo.planner.types import Observed, PlannedVariant, ReportObservation, VariantTarget
 from qmo.vocabulary import Action
 
@@ -37,7 +37,7 @@ class FallBack:
     precision: Precision
 
 
-GateDecision = Keep | FallBack | RolledBack | Withdrawn | HoldAsCandidate
+GateDecision = Keep | FallBack | RolledBack | KeptDespiteReport | Withdrawn | HoldAsCandidate
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Case:
     variant: PlannedVariant
     report: ReportObservation | None
     good: str | None  # the revision a rollback would return to
+    current_was_good: bool  # the revision under judgement is the variant's last good one
 
     @property
     def regressed(self) -> bool:
@@ -69,6 +70,16 @@ def not_gated(case: Case) -> GateDecision | None:
 def regression_ignored(case: Case) -> GateDecision | None:
     if case.regressed and case.spec.quality.on_regression == OnRegression.IGNORE:
         return Keep()
+    return None
+
+
+def keep_what_was_good(case: Case) -> GateDecision | None:
+    """What served as good keeps serving when judged again (a tighter threshold, a new
+    report): withdrawing it would take down the revision there is to return to."""
+    if case.regressed and case.current_was_good:
+        assert case.report is not None
+        assert case.variant.cache_key is not None
+        return KeptDespiteReport(case.variant.cache_key, case.report)
     return None
 
 
@@ -106,6 +117,7 @@ def hold_as_candidate(case: Case) -> GateDecision | None:
     if (
         case.spec.quality.gate == GateTiming.BEFORE_TRAFFIC
         and not passed
+        and not case.current_was_good  # it serves already: it is evaluated again in place
         and case.variant.action == Action.DEPLOY
     ):
         assert case.variant.cache_key is not None
@@ -116,6 +128,7 @@ def hold_as_candidate(case: Case) -> GateDecision | None:
 RULES: tuple[Rule, ...] = (
     not_gated,
     regression_ignored,
+    keep_what_was_good,
     roll_back_to_last_good,
     fall_back_down_the_ladder,
     withdraw,
@@ -127,7 +140,8 @@ def decide(spec: QuantizedModelSpec, variant: PlannedVariant, observed: Observed
     """The first rule's decision; a variant no rule stops is kept, with its report."""
     key = variant.cache_key
     report = observed.reports.get((variant.name, key)) if key is not None else None
-    case = Case(spec, variant, report, revisions.rollback_target(variant, observed))
+    good_now = key is not None and observed.last_good.get(variant.name) == key
+    case = Case(spec, variant, report, revisions.rollback_target(variant, observed), good_now)
     for rule in RULES:
         decision = rule(case)
         if decision is not None:

@@ -32,6 +32,7 @@ from qmo.planner.decision import (
     Refused,
     VariantDecision,
 )
+from qmo.planner.revisions import variant_serves
 from qmo.planner.types import (
     Observed,
     Plan,
@@ -133,7 +134,11 @@ def plan_variant(
     )
     candidate = Candidate(spec, gpu, precision, kv_dtype, kv_refusal)
     bare = _target(candidate, requested, reference=reference)
-    refusal = first_refusal(candidate) or images.builder_allowed(spec, config)
+    refusal = (
+        first_refusal(candidate)
+        or images.builder_allowed(spec, config)
+        or images.serving_allowed(spec, config)
+    )
     if refusal is not None:
         return PlannedVariant(bare, Refused(refusal))
     sized = sizing.size(spec, gpu, precision, kv_dtype)
@@ -244,7 +249,9 @@ def _main_precision(
     if spec.serving.default != Precision.AUTO:
         chosen: Precision | None = spec.serving.default
     else:
-        ready = {v.precision for v in variants if v.decision.serving}
+        # What serves now, whatever the gate holds back: a rolled-back variant serves its
+        # last good revision, a before-traffic one its last good while a candidate waits.
+        ready = {v.precision for v in variants if variant_serves(v, spec.serving.replicas)}
         runnable = {v.precision for v in variants if v.action != Action.BLOCKED}
         chosen = next((p for p in SERVING_PREFERENCE if p in ready), None) or next(
             (p for p in SERVING_PREFERENCE if p in runnable), None

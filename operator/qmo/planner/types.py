@@ -49,6 +49,7 @@ class Evaluation:
     cache_key: str
     on_candidate_track: bool
     baseline: str
+    quality_key: str = ""  # what is evaluated (see evaluations.quality_key)
 
 
 @dataclass(frozen=True)
