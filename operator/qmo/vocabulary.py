@@ -99,6 +99,7 @@ class Reason(StrEnum):
     SERVING = "Serving"
     MAIN_SERVICE_SELECTED = "MainServiceSelected"
     CHILD_REJECTED = "ChildRejected"  # the API server refused a write for the variant
+    NAME_TAKEN = "NameTaken"  # another model holds a name it derives (controller.ownership)
     API_UNAVAILABLE = "ApiUnavailable"  # a write timed out or the API server failed (retried)
     # The quality gate (planner.gate)
     AWAITING_REPORT = "AwaitingReport"

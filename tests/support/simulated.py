@@ -14,7 +14,7 @@ from typing import Any
 
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.config import OperatorConfig
-from qmo.controller.changes import AddOwner, Apply, Change, Delete, desired_changes
+from qmo.controller.changes import AddOwner, Apply, Change, Delete, Refuse, desired_changes
 from qmo.controller.gather import gather
 from qmo.controller.view import StaticReader
 from qmo.manifests.labels import Owner
@@ -103,6 +103,8 @@ def kinds(changes: list[Change]) -> list[tuple[str, str]]:
             out.append(("apply", change.obj["kind"]))
         elif isinstance(change, AddOwner):
             out.append(("add-owner", change.target["kind"]))
+        elif isinstance(change, Refuse):
+            out.append(("refuse", change.target["kind"]))
         else:
             out.append(("delete", change.target["kind"]))
     return out

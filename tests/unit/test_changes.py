@@ -7,15 +7,8 @@ import copy
 import pytest
 
 from qmo.config import OperatorConfig
-from qmo.controller.changes import (
-    HASH_ANNOTATION,
-    AddOwner,
-    Apply,
-    Delete,
-    desired_hash,
-    mark_refused,
-    stamped,
-)
+from qmo.controller.applied import HASH_ANNOTATION, desired_hash, stamped
+from qmo.controller.changes import AddOwner, Apply, Delete, mark_refused
 from qmo.controller.projections import DRIFTED
 from qmo.manifests.serving import build_deployment
 from qmo.vocabulary import Refusal

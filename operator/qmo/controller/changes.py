@@ -1,25 +1,23 @@
 """The writes a reconcile needs, as data: which objects to apply, which owner references to
-add, which objects to delete. Pure and unit-tested table-style; `execute` carries them out.
+add, which objects to delete, and which not to write because another model holds their name.
+Pure and unit-tested table-style; `execute` carries them out.
 
-Only what differs from the live objects is written. Every object qmo applies carries the hash
-of its desired state in an annotation; an object whose live hash matches (and whose spec no
-one else changed since, see `informer.DRIFTED`) is left alone. Build Jobs, eval Jobs and the
-engine-store claim are created once and never updated (their specs are immutable or shared).
+Only what differs from the live objects is written (see `applied`). Build Jobs, eval Jobs and
+the engine-store claim are created once and never updated (their specs are immutable or
+shared). No object of one model is written over another model's (see `ownership`).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 
 from qmo.api.buildcontract import BuildResult
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.config import OperatorConfig
+from qmo.controller.applied import differs, stamped
 from qmo.controller.gather import Gathered
-from qmo.controller.projections import DRIFTED
+from qmo.controller.ownership import owned_by
 from qmo.manifests import labels
 from qmo.manifests.build import artifact_record, build_job
 from qmo.manifests.evaluation import benchmarks_config_map, eval_job, evaluator_identity
@@ -33,7 +31,8 @@ from qmo.manifests.serving import (
 )
 from qmo.planner import images
 from qmo.planner.types import Action, BuildState, Plan, PlannedVariant
-from qmo.vocabulary import HASH_ANNOTATION, Reason, Refusal
+from qmo.resources import SERVICES
+from qmo.vocabulary import Reason, Refusal
 from qmo.wire import Obj
 
 
@@ -60,44 +59,26 @@ class Delete:
     why: str
 
 
-Change = Apply | AddOwner | Delete
+@dataclass(frozen=True)
+class Refuse:
+    """Leave `target` unwritten: another model holds its name. `refusal` becomes the variant's
+    (None: the model's) reason, as a refused write would."""
+
+    target: Obj
+    variant: str | None
+    refusal: Refusal
 
 
-def desired_hash(obj: Obj) -> str:
-    """sha256 of the object as qmo would apply it (without the hash annotation itself)."""
-    bare = copy.deepcopy(obj)
-    meta = bare.get("metadata", {})
-    annotations = meta.get("annotations")
-    if annotations is not None:
-        annotations.pop(HASH_ANNOTATION, None)
-        if not annotations:
-            del meta["annotations"]
-    canonical = json.dumps(bare, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+Change = Apply | AddOwner | Delete | Refuse
 
 
-def stamped(obj: Obj) -> Obj:
-    """A copy of `obj` carrying its desired-state hash."""
-    digest = desired_hash(obj)
-    out = copy.deepcopy(obj)
-    out["metadata"].setdefault("annotations", {})[HASH_ANNOTATION] = digest
-    return out
-
-
-def differs(desired: Obj, live: Obj | None) -> bool:
-    """Whether applying `desired` (stamped) would change what is live."""
-    if live is None:
-        return True
-    meta = live.get("metadata") or {}
-    if meta.get(DRIFTED):
-        return True
-    live_hash = (meta.get("annotations") or {}).get(HASH_ANNOTATION)
-    return bool(live_hash != desired["metadata"]["annotations"][HASH_ANNOTATION])
-
-
-def _owned_by(obj: Obj, owner: Owner) -> bool:
-    refs = obj.get("metadata", {}).get("ownerReferences") or []
-    return any(ref.get("uid") == owner.uid for ref in refs)
+def taken_names(changes: list[Change], kind: str) -> frozenset[str]:
+    """Names of `kind` that another model holds: not this model's to route to or to name."""
+    return frozenset(
+        c.target["metadata"]["name"]
+        for c in changes
+        if isinstance(c, Refuse) and c.target["kind"] == kind
+    )
 
 
 class _Planner:
@@ -107,19 +88,20 @@ class _Planner:
         self.found = found
         self.owner = owner
         self.changes: list[Change] = []
-        self._live = {
-            (o["kind"], o["metadata"]["name"]): o for o in [*found.deployments, *found.services]
-        }
 
-    def apply_if_changed(self, obj: Obj, variant: str | None, live: Obj | None = None) -> None:
+    def apply_if_changed(self, obj: Obj, variant: str | None, *, once: bool = False) -> None:
+        """Apply `obj` unless it is live as desired (`once`: live at all) or its name is
+        another model's."""
         desired = stamped(obj)
-        if live is None:
-            live = self._live.get((obj["kind"], obj["metadata"]["name"]))
-        if differs(desired, live):
+        live = self.found.names.live(obj)
+        refusal = self.found.names.taken(obj, live, self.owner)
+        if refusal is not None:
+            self.changes.append(Refuse(desired, variant, refusal))
+        elif live is None or (not once and differs(desired, live)):
             self.changes.append(Apply(desired, variant))
 
     def ensure_owner(self, obj: Obj | None, variant: str | None) -> None:
-        if obj is not None and not _owned_by(obj, self.owner):
+        if obj is not None and not owned_by(obj, self.owner):
             self.changes.append(AddOwner(obj, variant))
 
     def delete(self, obj: Obj, variant: str | None, why: str) -> None:
@@ -283,12 +265,12 @@ def _route(out: _Planner, spec: QuantizedModelSpec, plan: Plan, available: bool)
     changes it in the same reconcile."""
     live = out.found.route
     if spec.routing is not None and available:
-        route = build_http_route(spec, plan, out.owner)
+        route = build_http_route(spec, plan, out.owner, taken_names(out.changes, SERVICES.kind))
         if route is not None:
-            out.apply_if_changed(route, None, live)
-        elif live is not None and _owned_by(live, out.owner):
+            out.apply_if_changed(route, None)
+        elif live is not None and owned_by(live, out.owner):
             out.delete(live, None, "nothing is routable, and a route needs at least one rule")
-    elif spec.routing is None and live is not None and _owned_by(live, out.owner):
+    elif spec.routing is None and live is not None and owned_by(live, out.owner):
         out.delete(live, None, "spec.routing was removed")
 
 
@@ -301,7 +283,7 @@ def _delete_stale(out: _Planner, plan: Plan) -> None:
     planned = {v.name for v in plan.variants}
     for obj in [*out.found.deployments, *out.found.services]:
         variant = (obj["metadata"].get("labels") or {}).get(labels.VARIANT)
-        if variant is not None and _owned_by(obj, out.owner) and variant not in planned:
+        if variant is not None and owned_by(obj, out.owner) and variant not in planned:
             out.delete(obj, None, f"variant {variant} is no longer planned")
 
 
@@ -312,17 +294,16 @@ def _evaluations(
     if not plan.evaluations:
         return
     owner = out.owner
-    found = out.found
-    benchmarks = benchmarks_config_map(spec, owner)
-    live_maps = {c["metadata"]["name"]: c for c in found.config_maps}
-    out.apply_if_changed(benchmarks, None, live_maps.get(benchmarks["metadata"]["name"]))
+    out.apply_if_changed(benchmarks_config_map(spec, owner), None)
     for obj in evaluator_identity(owner.namespace, config.evaluator_cluster_role):
-        out.apply_if_changed(obj, None, found.identity.get(obj["kind"]))
-    existing = {j["metadata"]["name"] for j in found.eval_jobs}
+        out.apply_if_changed(obj, None)
+    # A variant with a refused object may call another model's Service: it waits.
+    refused = {c.variant for c in out.changes if isinstance(c, Refuse)}
     for evaluation in plan.evaluations:
+        if refused & {evaluation.variant, evaluation.baseline}:
+            continue
         job = eval_job(spec, evaluation, owner, image=images.evaluator_image(spec, config))
-        if job["metadata"]["name"] not in existing:
-            out.changes.append(Apply(job, evaluation.variant))
+        out.apply_if_changed(job, evaluation.variant, once=True)
 
 
 def mark_refused(plan: Plan, refused: dict[str | None, Refusal]) -> Plan:

@@ -2,6 +2,7 @@
 
 A refused write (422 invalid, 403 forbidden, 409 conflict...) belongs to the variant it was
 for: it becomes that variant's condition and Warning Event, and the other changes still run.
+A `Refuse` (a name another model holds, see `ownership`) is reported the same way, unwritten.
 A transient failure (5xx, timeout, lost connection) is remembered, the rest still runs, and
 the reconcile is retried with backoff afterwards.
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from qmo import failpoints, metrics
-from qmo.controller.changes import AddOwner, Apply, Change, Delete
+from qmo.controller.changes import AddOwner, Apply, Change, Delete, Refuse
 from qmo.controller.events import EventSink
 from qmo.controller.ports import CacheView, KubeWrites
 from qmo.controller.reporting import ApplyReportStatus, ApplyStatus, PostEvent, Report
@@ -124,6 +125,9 @@ def execute(
 ) -> Executed:
     done = Executed()
     for change in changes:
+        if isinstance(change, Refuse):
+            done.refused.setdefault(change.variant, change.refusal)
+            continue
         try:
             _run(kube, cache, owner, change)
             done.written += 1

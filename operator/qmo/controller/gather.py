@@ -15,20 +15,17 @@ from pydantic import ValidationError
 
 from qmo.api.buildcontract import ARTIFACTS_DIR, BuildResult
 from qmo.api.quantizedmodel import QualitySpec
+from qmo.controller.ownership import NamesInNamespace
 from qmo.controller.view import ClusterReader
 from qmo.manifests import labels
 from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
-from qmo.manifests.evaluation import EVALUATOR_SERVICE_ACCOUNT
 from qmo.planner import revisions
 from qmo.planner.types import BuildObservation, BuildState, DeploymentObservation, Observed
 from qmo.quality.reports import JudgedReport, decisive_reports, judge_all, passing_revisions
 from qmo.resources import (
-    CONFIG_MAPS,
     DEPLOYMENTS,
     HTTP_ROUTES,
     JOBS,
-    ROLE_BINDINGS,
-    SERVICE_ACCOUNTS,
     SERVICES,
 )
 from qmo.vocabulary import Component, Reason
@@ -84,8 +81,8 @@ class Gathered:
     services: list[Obj]
     reports: list[JudgedReport]
     eval_jobs: list[Obj]
-    config_maps: list[Obj]  # the model's own (benchmarks), not artifact records
-    identity: dict[str, Obj]  # the namespace's evaluator ServiceAccount and RoleBinding, by kind
+    # Every model's objects by name, and whether another model holds one (see `ownership`).
+    names: NamesInNamespace
     route: Obj | None = None  # the model's HTTPRoute, where HTTPRoutes are watched
 
 
@@ -228,11 +225,6 @@ def gather(
         for j in reader.children(JOBS.kind, namespace, model)
         if (j["metadata"].get("labels") or {}).get(labels.COMPONENT) == Component.EVALUATION
     ]
-    config_maps = [
-        c
-        for c in reader.children(CONFIG_MAPS.kind, namespace, model)
-        if (c["metadata"].get("labels") or {}).get(labels.COMPONENT) != Component.ARTIFACT
-    ]
     failed_evaluations = {}
     for job in eval_jobs:
         failed = _job_condition(job, "Failed")
@@ -243,11 +235,6 @@ def gather(
             failed_evaluations[(variant, key)] = (
                 f"eval Job {meta['name']} failed: {failed.get('reason')}: {failed.get('message')}"
             )
-    identity = {
-        resource.kind: found
-        for resource in (SERVICE_ACCOUNTS, ROLE_BINDINGS)
-        if (found := reader.get(resource.kind, namespace, EVALUATOR_SERVICE_ACCOUNT)) is not None
-    }
     route = next(iter(reader.children(HTTP_ROUTES.kind, namespace, model)), None)
     return Gathered(
         Observed(
@@ -265,7 +252,6 @@ def gather(
         services,
         judged,
         eval_jobs,
-        config_maps,
-        identity,
+        NamesInNamespace(reader, namespace),
         route,
     )

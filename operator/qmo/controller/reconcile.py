@@ -23,7 +23,7 @@ from qmo.api.quantizedmodel import QualitySpec, QuantizedModelSpec, QuantizedMod
 from qmo.conditions import get_condition
 from qmo.config import OperatorConfig
 from qmo.controller import telemetry
-from qmo.controller.changes import Delete, desired_changes, mark_refused
+from qmo.controller.changes import Delete, desired_changes, mark_refused, taken_names
 from qmo.controller.events import EventSink
 from qmo.controller.execute import Executed, execute, report
 from qmo.controller.gather import Gathered, gather
@@ -46,6 +46,7 @@ from qmo.planner.routing import routed_condition
 from qmo.planner.status import Names, build_status, invalid_spec_status
 from qmo.planner.types import Plan
 from qmo.quality.reports import judge_all
+from qmo.resources import DEPLOYMENTS, SERVICES
 from qmo.vocabulary import RETRY_ANNOTATION, ConditionType, EventType, Reason
 from qmo.wire import Obj
 
@@ -150,17 +151,21 @@ def _reconcile_model(
         found = gather(cache, namespace, name, spec.quality, revisions.remembered(previous))
         plan = plan_model(spec, found.observed, config)
     plan = mark_refused(plan, done.refused)
+    # Names another model holds are not this model's: status names none of them.
+    taken = taken_names(changes, SERVICES.kind)
+    main_service = names.main_service(name)
+    published = published_names(spec, plan, name, taken)
     status = build_status(
         spec,
         plan,
         found.observed.inventory,
-        _child_names(name, plan),
+        _child_names(name, plan, taken, taken_names(changes, DEPLOYMENTS.kind)),
         previous,
         generation=generation,
-        main_service=names.main_service(name),
+        main_service=None if main_service in taken else main_service,
         now=clock(),
         retried=retry,
-        routed=routed_condition(routes_available, found.route, published_names(spec, plan, name))
+        routed=routed_condition(routes_available, found.route, published)
         if spec.routing is not None
         else None,
     )
@@ -196,7 +201,8 @@ def _reconcile_model(
         )
     if done.refused or done.transient:
         problems = [r.message for r in done.refused.values()] + done.transient
-        reason = Reason.CHILD_REJECTED if done.refused else Reason.API_UNAVAILABLE
+        first = next(iter(done.refused.values()), None)  # ChildRejected or NameTaken
+        reason = first.reason if first is not None else Reason.API_UNAVAILABLE
         raise Retry("; ".join(problems)[:500], reason)
     requeue = None
     if retry is not None and restarted:
@@ -206,11 +212,18 @@ def _reconcile_model(
     return Outcome(plan, tuple(events), done.status_written, done.written, requeue)
 
 
-def _child_names(model: str, plan: Plan) -> dict[str, Names]:
+def _child_names(
+    model: str, plan: Plan, services_taken: frozenset[str], deployments_taken: frozenset[str]
+) -> dict[str, Names]:
+    """The names of each variant's children, but for those another model holds."""
+
+    def own(name: str, taken: frozenset[str]) -> str | None:
+        return None if name in taken else name
+
     return {
         v.name: Names(
-            deployment=names.variant_deployment(model, v.name),
-            service=names.variant_service(model, v.name),
+            deployment=own(names.variant_deployment(model, v.name), deployments_taken),
+            service=own(names.variant_service(model, v.name), services_taken),
             build_job=names.build_job(v.name, v.cache_key) if v.cache_key else None,
         )
         for v in plan.variants

@@ -14,6 +14,8 @@ RolledBack variant stays routed, because its Service already serves the last goo
 Regressed (withdrawn) one, a reference baseline and a variant with nothing ready are left out.
 A precision with nothing routable has no rule, so the gateway answers 404 rather than sending
 requests to a Service without endpoints; a model with nothing routable has no route at all.
+A Service whose name another model holds (`taken`, see qmo.controller.ownership) is that
+model's, so no rule sends requests to it.
 """
 
 from __future__ import annotations
@@ -63,8 +65,11 @@ def _rule(header: str, value: str, backends: list[str], port: int) -> Obj:
     }
 
 
-def routing_table(routing: RoutingSpec, plan: Plan, model: str) -> list[tuple[str, list[str]]]:
-    """(model name clients send, the Services it goes to), one per rule of the route."""
+def routing_table(
+    routing: RoutingSpec, plan: Plan, model: str, taken: frozenset[str] = frozenset()
+) -> list[tuple[str, list[str]]]:
+    """(model name clients send, the Services it goes to), one per rule of the route; none
+    goes to a Service in `taken`."""
     name = public_name(routing, model)
     table = []
     precisions = routed_precisions(plan)
@@ -74,10 +79,13 @@ def routing_table(routing: RoutingSpec, plan: Plan, model: str) -> list[tuple[st
         for precision, variants in precisions.items():
             services = [names.variant_service(model, v.name) for v in variants]
             table.append((f"{name}@{precision}", services))
-    return table
+    table = [(value, [s for s in services if s not in taken]) for value, services in table]
+    return [(value, services) for value, services in table if services]
 
 
-def build_http_route(spec: QuantizedModelSpec, plan: Plan, owner: Owner) -> Obj | None:
+def build_http_route(
+    spec: QuantizedModelSpec, plan: Plan, owner: Owner, taken: frozenset[str] = frozenset()
+) -> Obj | None:
     """The HTTPRoute for `owner`'s model; `spec.routing` must be set.
 
     None while nothing is routable: the Gateway API refuses a route without rules, and with
@@ -88,7 +96,7 @@ def build_http_route(spec: QuantizedModelSpec, plan: Plan, owner: Owner) -> Obj 
     assert routing is not None
     rules = [
         _rule(routing.header, value, services, spec.serving.port)
-        for value, services in routing_table(routing, plan, owner.name)
+        for value, services in routing_table(routing, plan, owner.name, taken)
     ]
     if not rules:
         return None
@@ -118,8 +126,10 @@ def build_http_route(spec: QuantizedModelSpec, plan: Plan, owner: Owner) -> Obj 
     }
 
 
-def published_names(spec: QuantizedModelSpec, plan: Plan, model: str) -> list[str]:
+def published_names(
+    spec: QuantizedModelSpec, plan: Plan, model: str, taken: frozenset[str] = frozenset()
+) -> list[str]:
     """The model names the route answers, for status and docs."""
     if spec.routing is None:
         return []
-    return [value for value, _ in routing_table(spec.routing, plan, model)]
+    return [value for value, _ in routing_table(spec.routing, plan, model, taken)]

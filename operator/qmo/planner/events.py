@@ -69,7 +69,8 @@ def model_events(
     """Every Event this reconcile posts: what changed since `previous` in `status`."""
     events = decisions(plan, previous, spec_changed=context.spec_changed)
     events += _surge_notes(plan, previous, context.replicas)
-    events += _model_refusal(context.model_refusal, previous)
+    # A refusal of the model's own objects is also a note, told above when the spec changed.
+    events += [e for e in _model_refusal(context.model_refusal, previous) if e not in events]
     if status is not None:
         events += _routing(status, previous)
     if context.retry is not None:
@@ -155,6 +156,11 @@ def _variant_events(variant: PlannedVariant, before: VariantStatus | None) -> li
     warning = decision.warning or variant.rejected is not None
     planned = before is None or before.cache_key != variant.cache_key
     changed = before is None or (before.phase, before.reason) != (decision.phase, variant.reason)
+    if variant.rejected is not None:  # told once, whatever phase the decision moves through
+        changed = before is None or (before.reason, before.message) != (
+            variant.reason,
+            variant.message,
+        )
     if planned:
         # What happens next joins the explanation, unless it is worth a Warning of its own.
         told = changed and not warning

@@ -67,8 +67,9 @@ def nothing_can_run(f: Facts) -> Condition | None:
 
 
 def model_object_rejected(f: Facts) -> Condition | None:
-    rejected = [n for n in f.problems if n.reason == Reason.CHILD_REJECTED]
-    return (F, Reason.CHILD_REJECTED, rejected[0].message) if rejected else None
+    """An object of the model's own (its main Service...) was refused, or its name is taken."""
+    rejected = [n for n in f.problems if n.reason in (Reason.CHILD_REJECTED, Reason.NAME_TAKEN)]
+    return (F, rejected[0].reason, rejected[0].message) if rejected else None
 
 
 def variants_not_ready(f: Facts) -> Condition | None:

@@ -41,8 +41,8 @@ from qmo.vocabulary import (
 class Names:
     """Names of a variant's children, from qmo.manifests.names (kept out of the plan)."""
 
-    deployment: str
-    service: str
+    deployment: str | None  # None where another model holds the name (controller.ownership)
+    service: str | None
     build_job: str | None
 
 
@@ -137,7 +137,7 @@ def build_status(
     previous: QuantizedModelStatus | None,
     *,
     generation: int | None,
-    main_service: str,
+    main_service: str | None,
     now: datetime,
     retried: str | None = None,
     routed: RoutedCondition | None = None,
