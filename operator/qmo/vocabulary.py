@@ -107,6 +107,8 @@ class Reason(StrEnum):
     FELL_BACK = "FellBack"
     WITHDRAWN = "Withdrawn"
     QUALITY_PASSED = "QualityPassed"
+    KEPT_UNTIL_REPLACED = "KeptUntilReplaced"  # no longer asked for; serves until replaced
+    QUALITY_PASSED = "QualityPassed"
     REGRESSED_WHILE_GOOD = "RegressedWhileGood"  # the last good revision, judged again
     REFERENCE = "Reference"
     REFERENCE_STARTED = "ReferenceStarted"
@@ -132,6 +134,8 @@ class Reason(StrEnum):
     NON_FINITE_DELTA = "NonFiniteDelta"
     SPEEDUP_BELOW_MINIMUM = "SpeedupBelowMinimum"
     MISSING_SPEED = "MissingSpeed"
+    DELTA_OUT_OF_RANGE = "DeltaOutOfRange"
+    SPEEDUP_OUT_OF_RANGE = "SpeedupOutOfRange"
     # Routing through the Gateway API (planner.routing)
     ROUTE_ACCEPTED = "RouteAccepted"
     ROUTE_PENDING = "RoutePending"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from qmo.wire import Obj
 from tests.support.fake_kube import DELETE, score
-from tests.support.reconciles import PASSING, World, a_world, at_revision_v2, gated
+from tests.support.reconciles import PASSING, REGRESSED, World, a_world, at_revision_v2, gated
 
 # A pass at -1.25%: within the default 1.5%, over a tightened 1.0%.
 NEAR_THE_LINE = [score("arithmetic", 0.80, 0.79)]
@@ -89,3 +89,63 @@ def test_a_before_traffic_candidate_does_not_move_the_main_service_off_its_good_
     assert main is not None
     assert main["spec"]["selector"]["qmo.dev/precision"] == "fp8"  # r1 still takes traffic
     assert world.revision("llama-h100-fp8") == v1
+
+
+def fell_back_to_int8(world: World) -> str:
+    """int4-awq regressed on its first rollout and int8, its fallback, passed and serves."""
+    world.cluster.create_model(gated("int4-awq", on_regression="fallback"))
+    world.settle()
+    int4 = str(world.variants()["h100-int4-awq"]["cacheKey"])
+    world.cluster.add_report("llama", "h100-int4-awq", int4, REGRESSED)
+    world.settle()
+    int8 = str(world.variants()["h100-int8"]["cacheKey"])
+    world.cluster.add_report("llama", "h100-int8", int8, PASSING)
+    world.settle()
+    assert world.variants()["h100-int8"]["lastGoodRevision"] == int8
+    return int8
+
+
+def main_precision(world: World) -> str:
+    main = world.cluster.object("Service", "llama")
+    assert main is not None
+    return str(main["spec"]["selector"].get("qmo.dev/precision"))
+
+
+def test_a_new_revision_after_a_fallback_keeps_the_fallback_serving_until_int4_passes() -> None:
+    world = a_world()
+    int8_v1 = fell_back_to_int8(world)
+    world.cluster.update_model(spec=at_revision_v2(world))
+    world.settle()
+
+    int4_v2 = str(world.variants()["h100-int4-awq"]["cacheKey"])
+    assert world.revision("llama-h100-int8") == int8_v1  # the fallback still serves
+    assert world.variants()["h100-int8"]["reason"] == "KeptUntilReplaced"
+    assert main_precision(world) == "int8"
+    assert world.condition("Ready")["status"] == "True"
+
+    world.cluster.add_report("llama", "h100-int4-awq", int4_v2, PASSING)
+    world.settle()
+    assert main_precision(world) == "int4-awq"
+    assert world.cluster.object("Deployment", "llama-h100-int8") is None  # replaced, now gone
+
+
+def test_a_new_revision_that_regresses_again_falls_back_without_an_outage() -> None:
+    world = a_world()
+    fell_back_to_int8(world)
+    world.cluster.update_model(spec=at_revision_v2(world))
+    world.settle()
+    int4_v2 = str(world.variants()["h100-int4-awq"]["cacheKey"])
+
+    deleted: list[tuple[str, str]] = []
+    world.cluster.add_report("llama", "h100-int4-awq", int4_v2, REGRESSED)
+    for _ in range(6):  # every step of the second fallback, as settle() takes them
+        world.reconcile()
+        deleted += [(kind, name) for verb, kind, name in world.writes() if verb == DELETE]
+        assert main_precision(world) == "int8"
+        assert world.cluster.object("Deployment", "llama-h100-int8") is not None
+        world.finish_builds()
+        world.cluster.roll_out_all()
+    int8_v2 = str(world.variants()["h100-int8"]["cacheKey"])
+    assert world.revision("llama-h100-int8") == int8_v2
+    assert ("Deployment", "llama-h100-int8") not in deleted
+    assert ("Service", "llama-h100-int8") not in deleted

@@ -203,8 +203,10 @@ def gather(
 ) -> Gathered:
     """Everything the plan for `namespace/model` depends on, from the reader's memory.
 
+    served: dict[str, tuple[str, str]] | None = None,
     `last_good` comes from the model's status; a variant missing there falls back to its
-    newest passing report.
+    newest passing report. `served`: the variants the status lists with a last good
+    revision (`revisions.served_before`).
     """
     builds = BuildsInCluster(reader, namespace)
     deployments = reader.children(DEPLOYMENTS.kind, namespace, model)
@@ -238,6 +240,7 @@ def gather(
     route = next(iter(reader.children(HTTP_ROUTES.kind, namespace, model)), None)
     return Gathered(
         Observed(
+            served=served or {},
             reader.inventory(),
             builds,
             observed_deployments,

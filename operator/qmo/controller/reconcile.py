@@ -133,7 +133,8 @@ def _reconcile_model(
     except ValidationError as err:
         return _report_invalid_spec(kube, cache, sink, owner, generation, previous, err, clock)
 
-    found = gather(cache, namespace, name, spec.quality, revisions.remembered(previous))
+    remembered = revisions.remembered(previous), revisions.served_before(previous)
+    found = gather(cache, namespace, name, spec.quality, *remembered)
     plan = plan_model(spec, found.observed, config)
     retry = _retry_requested(body, previous)
     routes_available = spec.routing is not None and cache.routes_available()
@@ -148,7 +149,7 @@ def _reconcile_model(
         # Status tells what this reconcile left behind (the Job it created is running, the
         # Deployment it applied rolls out), so the next reconcile, seeing the same, writes
         # nothing: plan again from the cache, which has every write.
-        found = gather(cache, namespace, name, spec.quality, revisions.remembered(previous))
+        found = gather(cache, namespace, name, spec.quality, *remembered)
         plan = plan_model(spec, found.observed, config)
     plan = mark_refused(plan, done.refused)
     # Names another model holds are not this model's: status names none of them.

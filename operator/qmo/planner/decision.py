@@ -250,6 +250,34 @@ class RolledBack(Decision):
 
 
 @dataclass(frozen=True)
+class KeptUntilReplaced(Decision):
+    """A variant the spec no longer asks for (a new revision after a fallback, a precision
+    edited away) keeps serving its last good revision until what replaces it on its GPU
+    class serves and, if gated, passed. Its objects are left as they are."""
+
+    key: str
+    replaced_by: tuple[str, ...]
+    phase: ClassVar[Phase] = Phase.SERVING
+    serving: ClassVar[bool] = True
+    action: ClassVar[Action] = Action.DEPLOY
+
+    @property
+    def reason(self) -> str:
+        return Reason.KEPT_UNTIL_REPLACED
+
+    @property
+    def message(self) -> str:
+        waits = ", ".join(self.replaced_by) or "its replacement"
+        return (
+            f"revision {short_key(self.key)} keeps serving until {waits} serves and passes its gate"
+        )
+
+    @property
+    def serve_key(self) -> str | None:
+        return self.key
+
+
+@dataclass(frozen=True)
 class KeptDespiteReport(Decision):
     """A revision that was good (it passed, or served ungated) is judged regressed again,
     after a spec edit (a tighter threshold) or a new report: it keeps serving, as the last
@@ -342,6 +370,7 @@ VariantDecision = (
     | Serve
     | RolledBack
     | KeptDespiteReport
+    | KeptUntilReplaced
     | Withdrawn
     | HoldAsCandidate
 )

@@ -71,6 +71,8 @@ class Observed:
     candidates: dict[str, DeploymentObservation] = field(default_factory=dict)
     # Eval Jobs that failed, by (variant, cache key): what their Job said.
     failed_evaluations: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Variants the model's status lists with a last good revision: (GPU class, precision).
+    served: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def of(self, name: str, cache_key: str | None) -> Seen:
         """What `name` at `cache_key` has in the cluster."""

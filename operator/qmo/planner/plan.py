@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from qmo.api.quantizedmodel import Precision, QuantizedModelSpec
 from qmo.config import OperatorConfig
 from qmo.gpu import GpuClass, GpuInventory
-from qmo.planner import evaluations, gate, images, rollout, sizing
+from qmo.planner import evaluations, gate, images, retention, rollout, sizing
 from qmo.planner.cachekey import short_key
 from qmo.planner.capabilities import (
     auto_precision,
@@ -32,7 +32,7 @@ from qmo.planner.decision import (
     Refused,
     VariantDecision,
 )
-from qmo.planner.revisions import variant_serves
+from qmo.planner.revisions import takes_traffic
 from qmo.planner.types import (
     Observed,
     Plan,
@@ -249,9 +249,10 @@ def _main_precision(
     if spec.serving.default != Precision.AUTO:
         chosen: Precision | None = spec.serving.default
     else:
-        # What serves now, whatever the gate holds back: a rolled-back variant serves its
-        # last good revision, a before-traffic one its last good while a candidate waits.
-        ready = {v.precision for v in variants if variant_serves(v, spec.serving.replicas)}
+        # What serves now, whatever the gate holds back or a build replaces: a rolled-back
+        # variant serves its last good revision, a before-traffic one its last good while a
+        # candidate waits, a rebuilding one its last revision.
+        ready = {v.precision for v in variants if takes_traffic(v)}
         runnable = {v.precision for v in variants if v.action != Action.BLOCKED}
         chosen = next((p for p in SERVING_PREFERENCE if p in ready), None) or next(
             (p for p in SERVING_PREFERENCE if p in runnable), None
@@ -297,6 +298,7 @@ def plan_model(
             # A fallback can land on a precision that is also requested: keep one variant.
             if all(v.name != variant.name for v in variants):
                 variants.append(variant)
+    variants += retention.kept_until_replaced(spec, classes, variants, observed)
     variants += evaluations.references(
         spec,
         classes,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelStatus, VariantStatus
 from qmo.planner.types import Observed, PlannedVariant
-from qmo.vocabulary import BuildState, QualityState
+from qmo.vocabulary import Action, BuildState, QualityState
 
 # Quality in status that lets a serving revision count as good.
 GOOD_QUALITY = {Verdict.PASS.value, QualityState.BASELINE.value, QualityState.REFERENCE.value}
@@ -24,6 +24,18 @@ def remembered(previous: QuantizedModelStatus | None) -> dict[str, str]:
     if previous is None:
         return {}
     return {v.name: v.last_good_revision for v in previous.variants if v.last_good_revision}
+
+
+def served_before(previous: QuantizedModelStatus | None) -> dict[str, tuple[str, str]]:
+    """(GPU class, precision) of each served variant the status lists with a last good
+    revision (a temporary BF16 reference served evaluations only)."""
+    if previous is None:
+        return {}
+    return {
+        v.name: (v.gpu_class, v.precision)
+        for v in previous.variants
+        if v.last_good_revision and v.quality.verdict != QualityState.REFERENCE
+    }
 
 
 def known_good(remembered_in_status: dict[str, str], passing: dict[str, str]) -> dict[str, str]:
@@ -39,6 +51,15 @@ def rollback_target(variant: PlannedVariant, observed: Observed) -> str | None:
         return None
     built = observed.builds.get(last_good)
     return last_good if built is not None and built.state == BuildState.SUCCEEDED else None
+
+
+def takes_traffic(variant: PlannedVariant) -> bool:
+    """Its stable Deployment has a ready replica, at whatever revision (the last one serves
+    while a new revision builds or rolls out), and it is not being withdrawn."""
+    deployment = variant.deployment
+    if deployment is None or deployment.ready_replicas == 0:
+        return False
+    return variant.action != Action.WITHDRAW
 
 
 def variant_serves(variant: PlannedVariant, replicas: int) -> bool:
