@@ -5,7 +5,7 @@
 2. Every spec the API server accepts reaches a status with conditions through the planner and
    status code, and every object qmo would create for it passes the API server's dry run.
 3. The verdict is total: any QualityReport the API server accepts is judged Pass, Regressed or
-   Invalid, with finite numbers that the status can carry.
+   Invalid, with finite, bounded numbers that the status can carry.
 
 `pytest --count 5000 tests/cluster/test_properties.py` runs thousands of examples.
 """
@@ -23,13 +23,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from pydantic import ValidationError
 
-from qmo.api.qualityreport import QualityReportSpec, Verdict
+from qmo.api.qualityreport import QualityReportSpec, QualityReportStatus, Verdict
 from qmo.api.quantizedmodel import QualitySpec, QuantizedModel, QuantizedModelSpec
 from qmo.controller.changes import Apply
 from qmo.kube import ApiException, Kube, connect
 from qmo.manifests import names
 from qmo.planner.status import Names, build_status
-from qmo.quality.verdict import judge
+from qmo.quality.verdict import MAX_DELTA_PERCENT, MAX_SPEEDUP, judge
 from qmo.resources import QUALITY_REPORTS, QUANTIZED_MODELS, resource_for
 from tests.support.builders import an_owner, gpu_node
 from tests.support.kube import ClusterHandle, delete_namespace, unique_name
@@ -215,6 +215,17 @@ def plan_inventory() -> Any:
 @example(report={"modelRef": {"name": "m"}, "variant": "h100-fp8", "cacheKey": "k" * 64,
                  "results": [{"benchmark": "gsm8k", "baselineScore": 5e-324,
                               "candidateScore": 1.7e308}]})  # fmt: skip
+@example(report={"modelRef": {"name": "m"}, "variant": "h100-fp8", "cacheKey": "k" * 64,
+                 "results": [{"benchmark": "gsm8k", "baselineScore": 0.8,
+                              "candidateScore": 0.8}],
+                 "speed": {"candidate": [{"concurrency": 8, "requests": 32,
+                                          "ttftP50Seconds": 0.05, "ttftP95Seconds": 0.09,
+                                          "itlP50Seconds": 0.01, "itlP95Seconds": 0.02,
+                                          "outputTokensPerSecond": 1e300}],
+                           "baseline": [{"concurrency": 8, "requests": 32,
+                                         "ttftP50Seconds": 0.05, "ttftP95Seconds": 0.09,
+                                         "itlP50Seconds": 0.01, "itlP95Seconds": 0.02,
+                                         "outputTokensPerSecond": 1e-10}]}})  # fmt: skip
 def test_every_report_the_api_server_accepts_gets_a_finite_verdict_or_invalid(
     space: tuple[Kube, str], report: Obj
 ) -> None:
@@ -228,6 +239,17 @@ def test_every_report_the_api_server_accepts_gets_a_finite_verdict_or_invalid(
     assert judged.message
     for delta in judged.deltas:
         assert delta.delta_percent is not None
-        assert abs(delta.delta_percent) < float("inf")
+        assert abs(delta.delta_percent) <= MAX_DELTA_PERCENT
     if judged.worst_delta_percent is not None:
-        assert abs(judged.worst_delta_percent) < float("inf")
+        assert abs(judged.worst_delta_percent) <= MAX_DELTA_PERCENT
+    if judged.speedup is not None:
+        assert 0 <= judged.speedup <= MAX_SPEEDUP
+    status = QualityReportStatus(
+        verdict=judged.verdict,
+        reason=judged.reason,
+        message=judged.message,
+        deltas=list(judged.deltas),
+        worst_delta_percent=judged.worst_delta_percent,
+        speedup=judged.speedup,
+    ).to_wire()
+    json.dumps(status, allow_nan=False)  # a status the API server can decode

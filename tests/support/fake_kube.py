@@ -15,15 +15,18 @@ kind (`requests`, `count`, `writes`) and `unobserved_writes` (writes the cache w
 
 Server-side apply is modelled as each field manager's last applied intent, merged in the
 order of the applies (the last one wins a conflict, as `force=true` does; ownerReferences
-merge by uid); status is a subresource only status writes change. Not modelled: cascading
-deletion (call `collect_garbage`), admission, defaulting, and watch delays (the cache sees
-every write at once).
+merge by uid); status is a subresource only status writes change. Numbers are checked as the
+API server decodes them: a non-finite float fails the write (500) and an integer beyond int64
+is refused (422), so a status qmo could never write fails here too. Not modelled: cascading
+deletion (call `collect_garbage`), admission, schema validation, defaulting, and watch
+delays (the cache sees every write at once).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -58,6 +61,7 @@ from qmo.wire import Obj
 from tests.support.builders import gpu_node
 
 Key = tuple[str, str, str]  # (kind, namespace, name); namespace "" for Nodes
+INT64 = range(-(2**63), 2**63)
 
 NAMESPACE = "models"
 USER = "kubectl"  # the field manager of what a person creates or edits
@@ -210,6 +214,23 @@ def api_error(status: int, message: str, *, kind: str = "", name: str = "") -> A
     return err
 
 
+def _undecodable(value: Any, path: str = "") -> tuple[int, str] | None:
+    """Why the API server cannot take a number in `value`, as (status code, its words), or
+    None: JSON has no NaN or infinity, and an integer beyond int64 decodes as a float, which
+    an integer field refuses."""
+    if isinstance(value, dict):
+        found = (_undecodable(v, f"{path}.{k}".lstrip(".")) for k, v in value.items())
+    elif isinstance(value, list):
+        found = (_undecodable(v, f"{path}[{i}]") for i, v in enumerate(value))
+    elif isinstance(value, float) and not math.isfinite(value):
+        return 500, f"{path}: json: unsupported value: {value}"
+    elif isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
+        return 422, f'{path}: Invalid value: "number": {path} in body must be of type integer'
+    else:
+        return None
+    return next((why for why in found if why is not None), None)
+
+
 def score(
     benchmark: str, baseline: float, candidate: float, *, higher_is_better: bool = True
 ) -> Obj:
@@ -218,6 +239,15 @@ def score(
     if not higher_is_better:
         result["higherIsBetter"] = False
     return result
+
+
+def speed_sample(tokens_per_second: float, concurrency: int = 8) -> Obj:
+    """One speed measurement of a QualityReport's spec.speed, in wire form."""
+    return {
+        "concurrency": concurrency, "requests": 32, "ttftP50Seconds": 0.05,
+        "ttftP95Seconds": 0.09, "itlP50Seconds": 0.01, "itlP95Seconds": 0.02,
+        "outputTokensPerSecond": tokens_per_second,
+    }  # fmt: skip
 
 
 class FakeCluster:
@@ -400,9 +430,21 @@ class FakeCluster:
 
     # --- the Kube port -------------------------------------------------------------------
 
+    def _decodable(self, obj: Obj, kind: str, name: str) -> None:
+        """Refuse the request just counted if the API server could not decode `obj`."""
+        why = _undecodable(obj)
+        if why is not None:
+            status, detail = why
+            self.requests[-1] = Request(self.requests[-1].verb, kind, name, "refused")
+            group = self._api_version(kind).rpartition("/")[0]
+            qualified = f"{kind}.{group}" if group else kind
+            text = f'{qualified} "{name}" is invalid: {detail}'
+            raise api_error(status, text, kind=kind, name=name)
+
     def apply(self, obj: Obj, field_manager: str = FIELD_MANAGER) -> Obj:
         resource_for(obj["apiVersion"], obj["kind"])  # a kind qmo may not write fails here
         self._request(APPLY, obj["kind"], obj["metadata"]["name"])
+        self._decodable(obj, obj["kind"], obj["metadata"]["name"])
         return self._written(self._write(obj, field_manager))
 
     def add_owner(self, obj: Obj, owner: Owner) -> Obj | None:
@@ -424,6 +466,7 @@ class FakeCluster:
         self, namespace: str, name: str, status: Obj, kind: str = QUANTIZED_MODELS.kind
     ) -> Obj:
         self._request(STATUS, kind, name)
+        self._decodable({"status": status}, kind, name)
         target = {
             "apiVersion": API_VERSION,
             "kind": kind,
@@ -626,21 +669,26 @@ class FakeCluster:
         *,
         name: str | None = None,
         namespace: str | None = None,
+        speed: Obj | None = None,
     ) -> str:
-        """A QualityReport, as an evaluation system writes it; returns its name."""
+        """A QualityReport, as an evaluation system writes it (`speed`: its spec.speed);
+        returns its name."""
         name = name or f"{model}-{variant}-{cache_key[:8]}"
+        spec: Obj = {
+            "modelRef": {"name": model},
+            "variant": variant,
+            "cacheKey": cache_key,
+            "source": "tests",
+            "results": copy.deepcopy(results),
+        }
+        if speed is not None:
+            spec["speed"] = copy.deepcopy(speed)
         self._write(
             {
                 "apiVersion": API_VERSION,
                 "kind": QUALITY_REPORTS.kind,
                 "metadata": {"name": name, "namespace": namespace or self.namespace},
-                "spec": {
-                    "modelRef": {"name": model},
-                    "variant": variant,
-                    "cacheKey": cache_key,
-                    "source": "tests",
-                    "results": copy.deepcopy(results),
-                },
+                "spec": spec,
             },
             USER,
         )

@@ -123,9 +123,35 @@ SCORES = st.one_of(
 )
 
 
+TOKENS_PER_SECOND = st.one_of(
+    st.floats(min_value=0, allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, 5e-324, 1e-10, 400.0, 1e300, 1.7e308]),
+)
+
+
+def speed_samples(draw: st.DrawFn) -> list[Obj]:
+    return [
+        {
+            "concurrency": concurrency,
+            "requests": 32,
+            "ttftP50Seconds": 0.05,
+            "ttftP95Seconds": 0.09,
+            "itlP50Seconds": 0.01,
+            "itlP95Seconds": 0.02,
+            "outputTokensPerSecond": draw(TOKENS_PER_SECOND),
+        }
+        for concurrency in draw(st.lists(st.sampled_from([1, 8]), min_size=1, unique=True))
+    ]
+
+
 @st.composite
 def quality_report_specs(draw: st.DrawFn) -> Obj:
     names = draw(st.lists(st.sampled_from(["gsm8k", "mmlu", "wiki"]), min_size=1, unique=True))
+    speed = (
+        {"candidate": speed_samples(draw), "baseline": speed_samples(draw)}
+        if draw(st.booleans())
+        else None
+    )
     return {
         "modelRef": {"name": "m"},
         "variant": "h100-fp8",
@@ -139,4 +165,5 @@ def quality_report_specs(draw: st.DrawFn) -> Obj:
             }
             for name in names
         ],
+        **({"speed": speed} if speed else {}),
     }

@@ -223,3 +223,52 @@ def test_a_minimum_without_comparable_speed_is_invalid(speed: Any) -> None:
 def test_speed_samples_may_not_repeat_a_concurrency() -> None:
     with pytest.raises(ValueError, match="candidate: duplicate value"):
         with_speed([sample(8, 1.0), sample(8, 2.0)], [])
+
+
+@pytest.mark.parametrize(
+    ("candidate", "baseline"),
+    [
+        pytest.param(1e300, 1e-10, id="an overflowing speed-up"),
+        pytest.param(float("inf"), 400.0, id="an infinite candidate"),
+        pytest.param(500_000.0, 400.0, id="a speed-up of 1250x"),
+    ],
+)
+def test_a_speedup_that_is_infinite_or_absurd_is_invalid_and_no_number(
+    candidate: float, baseline: float
+) -> None:
+    import json
+
+    from qmo.api.qualityreport import QualityReportStatus
+
+    report = with_speed([sample(8, candidate)], [sample(8, baseline)])
+    for spec in (quality(), quality(minSpeedup=1.2)):
+        judged = judge(report, spec)
+        assert (judged.verdict, judged.reason) == (Verdict.INVALID, "SpeedupOutOfRange")
+        assert judged.speedup is None
+        status = QualityReportStatus(
+            verdict=judged.verdict, reason=judged.reason, speedup=judged.speedup
+        ).to_wire()
+        json.dumps(status, allow_nan=False)  # the status can be written
+
+
+def test_a_speedup_of_a_thousand_is_still_believed() -> None:
+    judged = judge(with_speed([sample(8, 400_000.0)], [sample(8, 400.0)]), quality())
+    assert (judged.verdict, judged.speedup) == (Verdict.PASS, 1000.0)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "candidate", "higher"),
+    [
+        pytest.param(1e-10, 0.9, True, id="a candidate 9e9 times its baseline"),
+        pytest.param(0.01, -100.0, True, id="a huge negative candidate"),
+        pytest.param(1.0, 20_000.0, False, id="a perplexity 20000 times the baseline's"),
+    ],
+)
+def test_a_finite_but_absurd_delta_is_invalid(
+    baseline: float, candidate: float, higher: bool
+) -> None:
+    judged = judge(a_report(("gsm8k", baseline, candidate, higher)), quality())
+    assert (judged.verdict, judged.reason) == (Verdict.INVALID, "DeltaOutOfRange")
+    assert judged.worst_delta_percent is None
+    assert judged.deltas == ()
+    assert judged.message.startswith("gsm8k: ")

@@ -17,6 +17,7 @@ from tests.support.fake_kube import (
     APPLY,
     DELETE,
     STATUS,
+    speed_sample,
 )
 from tests.support.reconciles import (
     NS,
@@ -431,3 +432,31 @@ def test_a_single_variant_model_reaches_serving_with_two_status_writes_and_two_e
     assert sorted(applies) == ["ConfigMap", "Deployment", "Job", "Service", "Service"]
     world.reconcile()  # and a requeued reconcile then has nothing to do
     assert world.writes() == []
+
+
+# --- wedges: no input the API server accepts may stop the status from being written ---------
+
+
+def test_a_report_whose_speed_up_overflows_is_invalid_and_every_status_is_still_written(
+    world: World,
+) -> None:
+    world.cluster.create_model(gated("fp8"))
+    world.settle()
+    key = world.variants()["h100-fp8"]["cacheKey"]
+    # Both are floats the API server accepts; their quotient is not a float at all.
+    speed = {"candidate": [speed_sample(1e300)], "baseline": [speed_sample(1e-10)]}
+
+    report = world.cluster.add_report("llama", "h100-fp8", key, PASSING, speed=speed)
+    world.reconcile()
+
+    judged = world.cluster.object("QualityReport", report)
+    assert judged is not None
+    assert (judged["status"]["verdict"], judged["status"]["reason"]) == (
+        "Invalid",
+        "SpeedupOutOfRange",
+    )
+    assert "speedup" not in judged["status"]
+    assert "speedup" not in world.variants()["h100-fp8"]["quality"]
+    assert world.condition("QualityGate")["reason"] == "AwaitingReports"
+    assert [r.outcome for r in world.cluster.writes()] == ["ok"] * len(world.cluster.writes())
+    world.settle()

@@ -10,6 +10,10 @@ threshold passes.
 `judge` is a list of named rules, as the planner's gate is: first the reasons a report cannot
 be judged (each an Invalid judgement with its reason), then a quality regression, then a
 candidate too slow; the first rule that decides wins, and a report no rule stops passes.
+
+Every number a judgement carries goes into a status the API server must accept, so it is
+finite and bounded: a delta beyond MAX_DELTA_PERCENT or a speed-up beyond MAX_SPEEDUP makes
+the report Invalid (any float of the spec is a valid JSON number; their quotient need not be).
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ from qmo.vocabulary import Reason
 
 # Scores arrive as decimals (0.985); without a tolerance 1.5000000000000002 would regress.
 TOLERANCE = 1e-9
+# A candidate 10,000 times off its baseline was not scored on the same benchmark.
+MAX_DELTA_PERCENT = 1e6
+# No precision makes serving a thousand times faster: one of the two measurements is wrong.
+MAX_SPEEDUP = 1000.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,8 @@ def regression_percent(baseline: float, candidate: float, higher_is_better: bool
 
 def speedup(speed: SpeedReport | None) -> float | None:
     """Candidate output tokens/s over the baseline's at the highest concurrency both were
-    measured at; None without a baseline measurement to compare with."""
+    measured at; None without a baseline measurement to compare with. Unbounded (1e300
+    over 1e-10 is infinite): `implausible_speedup` judges it before anything reports it."""
     if speed is None:
         return None
     baseline = {s.concurrency: s for s in speed.baseline}
@@ -60,7 +69,7 @@ def speedup(speed: SpeedReport | None) -> float | None:
         return None
     candidate = max(shared, key=lambda s: s.concurrency)
     reference = baseline[candidate.concurrency].output_tokens_per_second
-    if reference <= 0 or not math.isfinite(candidate.output_tokens_per_second):
+    if reference <= 0:
         return None
     return round(candidate.output_tokens_per_second / reference, 4)
 
@@ -215,7 +224,23 @@ def non_finite_delta(scores: Scores) -> Judgement | None:
     )
 
 
-RESULT_RULES: tuple[ResultRule, ...] = (non_finite_score, non_positive_baseline, non_finite_delta)
+def delta_out_of_range(scores: Scores) -> Judgement | None:
+    """A finite delta can still be absurd (1e-10 against 1: -1e12%)."""
+    if abs(scores.delta) <= MAX_DELTA_PERCENT:
+        return None
+    return _invalid(
+        Reason.DELTA_OUT_OF_RANGE,
+        f"{scores.benchmark}: baseline {scores.baseline} and candidate {scores.candidate} "
+        f"differ by more than {MAX_DELTA_PERCENT:,.0f}%: they cannot be scores of one benchmark",
+    )
+
+
+RESULT_RULES: tuple[ResultRule, ...] = (
+    non_finite_score,
+    non_positive_baseline,
+    non_finite_delta,
+    delta_out_of_range,
+)
 
 
 def a_result_cannot_be_judged(case: Case) -> Judgement | None:
@@ -227,6 +252,19 @@ def a_result_cannot_be_judged(case: Case) -> Judgement | None:
             if judgement is not None:
                 return judgement
     return None
+
+
+def implausible_speedup(case: Case) -> Judgement | None:
+    """The measured speed-up is not a number status can carry or believe (a candidate at
+    1e300 tokens/s over a baseline at 1e-10 is infinite)."""
+    measured = case.measured_speedup
+    if measured is None or (math.isfinite(measured) and measured <= MAX_SPEEDUP):
+        return None
+    return _invalid(
+        Reason.SPEEDUP_OUT_OF_RANGE,
+        f"the candidate's output tokens/s over its BF16 reference's is {measured:.4g}, not a "
+        f"finite speed-up of at most {MAX_SPEEDUP:.0f}x: one of the measurements is wrong",
+    )
 
 
 def missing_speed(case: Case) -> Judgement | None:
@@ -272,6 +310,7 @@ def too_slow(case: Case) -> Judgement | None:
 RULES: tuple[Rule, ...] = (
     missing_benchmarks,
     a_result_cannot_be_judged,
+    implausible_speedup,
     missing_speed,
     regressed,
     too_slow,
