@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 NIM_COMMIT = "f63f74d7ad22eaea7943cc640e545f4ccdbb8077"
 CACHE = Path(os.environ.get("QMO_PEERS_DIR", Path.home() / ".cache" / "qmo" / "peers"))
@@ -116,4 +116,107 @@ def nim_services(namespace: str, count: int) -> list[dict[str, object]]:
             },
         }
         for i in range(count)
+    ]
+
+
+def nim_pipeline(namespace: str, count: int) -> list[dict[str, Any]]:
+    """The NIM Operator's full pipeline per model, NIMCaches first: a NIMCache that caches
+    `hf://org/model-i` (the source qmo's models name) into a PVC the operator creates, through
+    its caching Job, and a NIMService of the same name serving from that cache (one GPU, a
+    Deployment and a Service). The HF source needs no registry lookup (only an NGC source
+    inspects its image first); the Job's pod never runs on kwok, so nothing is downloaded. The
+    Job's pods go to GPU nodes by GPU Feature Discovery's label: the default selector is Node
+    Feature Discovery's, which the fake nodes lack. The operator gives each caching Job a
+    ttlSecondsAfterFinished of 600 s: in a phase longer than that, the first Jobs are gone by
+    the time objects are counted and snapshotted for the floor."""
+    caches: list[dict[str, Any]] = [
+        {
+            "apiVersion": "apps.nvidia.com/v1alpha1",
+            "kind": "NIMCache",
+            "metadata": {"name": f"p-{i:04d}", "namespace": namespace},
+            "spec": {
+                "source": {
+                    "hf": {
+                        "endpoint": "https://huggingface.co",
+                        "namespace": "org",
+                        "modelName": f"model-{i}",
+                        "revision": "v1",
+                        "authSecret": "hf-token",
+                        "modelPuller": "nim-bench:1.0",
+                        "pullSecret": "nim-pull",
+                    }
+                },
+                "storage": {
+                    "pvc": {"create": True, "size": "50Gi", "volumeAccessMode": "ReadWriteMany"}
+                },
+                "resources": {"cpu": "1", "memory": "4Gi"},
+                "nodeSelector": {"nvidia.com/gpu.present": "true"},
+            },
+        }
+        for i in range(count)
+    ]
+    services: list[dict[str, Any]] = [
+        {
+            "apiVersion": "apps.nvidia.com/v1alpha1",
+            "kind": "NIMService",
+            "metadata": {"name": f"p-{i:04d}", "namespace": namespace},
+            "spec": {
+                "image": {"repository": "nim-bench", "tag": "1.0"},
+                "storage": {"nimCache": {"name": f"p-{i:04d}"}},
+                "replicas": 1,
+                "resources": {"limits": {"nvidia.com/gpu": 1}},
+                "expose": {"service": {"type": "ClusterIP", "port": 8000}},
+            },
+        }
+        for i in range(count)
+    ]
+    return caches + services
+
+
+def nim_cache_claims(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The PVC each NIMCache among `objects` will create (its name, size and access mode),
+    to give it a PersistentVolume before it exists."""
+    claims = []
+    for cache in objects:
+        if cache["kind"] != "NIMCache":
+            continue
+        pvc = cache["spec"]["storage"]["pvc"]
+        claims.append(
+            {
+                "metadata": {
+                    "name": pvc.get("name") or f"{cache['metadata']['name']}-pvc",
+                    "namespace": cache["metadata"]["namespace"],
+                },
+                "spec": {
+                    "accessModes": [pvc["volumeAccessMode"]],
+                    "resources": {"requests": {"storage": pvc["size"]}},
+                    **({"storageClassName": pvc["storageClass"]} if "storageClass" in pvc else {}),
+                },
+            }
+        )
+    return claims
+
+
+def nim_cache_manifests(objects: list[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+    """For each NIMCache among `objects`, the model-manifest ConfigMap its probe would write.
+
+    Before its caching Job, a NIMCache runs a probe pod of the model puller image and reads the
+    pod's log for the image's model manifest, through an in-cluster client: outside a cluster
+    (as here) that read fails and the NIMCache never gets further. With the ConfigMap there,
+    the controller skips the probe, as it does once a probe has run; an HF source never reads
+    its content. So the measured pipeline has one pod and one ConfigMap per model fewer than a
+    real cluster's. Labelled as provided (benchmarks/floor.py): not counted, not replayed."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": f"{cache['metadata']['name']}-manifest",
+                "namespace": cache["metadata"]["namespace"],
+                "labels": {label: "true"},
+            },
+            "data": {"model_manifest.yaml": ""},
+        }
+        for cache in objects
+        if cache["kind"] == "NIMCache"
     ]

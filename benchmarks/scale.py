@@ -4,15 +4,25 @@ One run, one control plane (etcd, kube-apiserver, controller-manager, scheduler,
 fleet of 200 fake GPU nodes (A100, H100, L40S). For each N it applies N single-variant
 QuantizedModels (one precision, one GPU class: a build Job, an artifact record, a Deployment
 and two Services each) and times them to Ready; then the same N NIMServices through the NIM
-Operator; finally N models of 3 variants each (auto on the mixed fleet). Each phase runs in a
-fresh namespace with only its operator running, and reads kube-apiserver's
+Operator (`nim`); then its full pipeline (`nim-pipeline`): N NIMCaches, each caching its model
+into a PVC of its own through a caching Job (qmo's build Job's counterpart), and N NIMServices
+serving from them, timed until every NIMService is Ready; finally N models of 3 variants each
+(auto on the mixed fleet). Each phase runs in a fresh namespace with only its operator running,
+and reads kube-apiserver's
 `apiserver_request_total` before and after: requests by verb on the phase's resources while
 converging, and, where asked, in an idle window that spans at least two of qmo's resyncs.
 
     .venv/bin/python -m benchmarks.scale --nim-source /path/to/k8s-nim-operator.git \\
         --models 100 300 1000 --multi 1000 --idle-seconds 300
 
-Never part of CI (it takes most of an hour on 2 cores). `--no-nim` runs qmo alone.
+Never part of CI (it takes most of an hour on 2 cores). `--no-nim` runs qmo alone; `--phases`
+picks among qmo, nim and nim-pipeline at each N.
+
+Nothing binds PersistentVolumeClaims on this control plane (no provisioner), so before the
+pipeline's phase, and its floor, each NIMCache's claim-to-be gets a PersistentVolume bound to it
+in advance, which kube-controller-manager binds once the operator creates the claim (qmo's
+shared engine store is given the same way, once per namespace). Each NIMCache also gets its
+model-manifest ConfigMap in advance: see benchmarks/peers.py's nim_cache_manifests for why.
 """
 
 from __future__ import annotations
@@ -57,6 +67,11 @@ NIM_RESOURCES = {
     "nimservices", "deployments", "services", "serviceaccounts", "roles", "rolebindings",
     "events", "configmaps", "persistentvolumeclaims",
 }  # fmt: skip
+NIM_PIPELINE_RESOURCES = NIM_RESOURCES | {"nimcaches", "jobs", "pods", "persistentvolumes"}
+PHASES = ("qmo", "nim", "nim-pipeline")
+# Phase.operator of each phase, and the resources its requests are counted on.
+OPERATOR = {"qmo": "qmo", "nim": "nim-operator", "nim-pipeline": "nim-pipeline"}
+RESOURCES = {"qmo": QMO_RESOURCES, "nim": NIM_RESOURCES, "nim-pipeline": NIM_PIPELINE_RESOURCES}
 _SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 
 
@@ -73,7 +88,10 @@ spec:
 ---
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {{name: qmo-engines, namespace: {namespace}}}
+metadata:
+  name: qmo-engines
+  namespace: {namespace}
+  labels: {{"{floor.PROVIDED}": "true"}}
 spec:
   accessModes: [ReadWriteMany]
   resources: {{requests: {{storage: 500Gi}}}}
@@ -235,11 +253,16 @@ def nim_ready(obj: Obj) -> bool:
 
 
 def objects_per_cr(cluster: LocalCluster, namespace: str, count: int) -> dict[str, float]:
-    kinds = "jobs,configmaps,deployments,services,serviceaccounts,roles,rolebindings"
+    """Objects of the operators' kinds in `namespace` per model: per QuantizedModel, per
+    NIMService, or per NIMCache and NIMService pair. The benchmark's own inputs are left out."""
+    kinds = (
+        "jobs,configmaps,deployments,services,serviceaccounts,roles,rolebindings,"
+        "persistentvolumeclaims"
+    )
     listed = json.loads(cluster.kubectl("get", kinds, "-n", namespace, "-o", "json").stdout)
     tally: Counter[str] = Counter()
     for item in listed["items"]:
-        if not floor.built_in(item):
+        if not floor.built_in(item) and not floor.provided(item):
             tally[item["kind"]] += 1
     return {kind: round(n / count, 2) for kind, n in sorted(tally.items())}
 
@@ -350,10 +373,21 @@ def run_qmo(
 def run_nim(
     cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace, count: int,
     binary: Path, tree: Path, scratch: Path, snapshot: list[Obj] | None = None,
+    pipeline: bool = False,
 ) -> Phase:  # fmt: skip
-    namespace = f"nim-{count}"
+    """N NIMServices, or with `pipeline` N NIMCaches and N NIMServices using them, through the
+    NIM Operator; timed until every NIMService is Ready (a NIMService waits for its cache)."""
+    of = "nim-pipeline" if pipeline else "nim"
+    namespace = f"{of}-{count}"
     cluster.kubectl("create", "namespace", namespace)
-    phase = Phase("nim-operator", count, 1, workers=1)
+    if pipeline:
+        objects = peers.nim_pipeline(namespace, count)
+        # The operator's inputs, given before the clock starts, like qmo's engine store.
+        volumes = floor.static_volumes(peers.nim_cache_claims(objects), namespace)
+        _create(cluster, volumes + peers.nim_cache_manifests(objects, floor.PROVIDED))
+    else:
+        objects = peers.nim_services(namespace, count)
+    phase = Phase(OPERATOR[of], count, 1, workers=1)
     with (
         (scratch / f"{namespace}.log").open("w") as log,
         peers.running_nim(binary, tree, cluster.kubeconfig, free_port(), log) as process,
@@ -361,7 +395,7 @@ def run_nim(
         before = request_counts(cluster)
         cpu_before, plane_before = cpu_seconds(process.pid), control_plane_cpu(cluster)
         started = time.monotonic()
-        phase.create_seconds = _create(cluster, peers.nim_services(namespace, count))
+        phase.create_seconds = _create(cluster, objects)
         ready_at = wait_all(
             api, "apps.nvidia.com", "v1alpha1", "nimservices", namespace, count, nim_ready,
             timeout=args.timeout,
@@ -369,13 +403,21 @@ def run_nim(
         phase.seconds_to_ready = round(ready_at - started, 1)
         phase.operator_cpu_seconds = round(cpu_seconds(process.pid) - cpu_before, 1)
         phase.control_plane_cpu_seconds = cpu_delta(plane_before, control_plane_cpu(cluster))
-        phase.converging_requests = by_verb(before, request_counts(cluster), NIM_RESOURCES)
+        phase.converging_requests = by_verb(before, request_counts(cluster), RESOURCES[of])
         phase.objects_per_cr = objects_per_cr(cluster, namespace, count)
         if snapshot is not None:
-            snapshot += final_objects(cluster, namespace, floor.NIM_KINDS)
+            kinds = floor.NIM_PIPELINE_KINDS if pipeline else floor.NIM_KINDS
+            snapshot += final_objects(cluster, namespace, kinds)
         phase.peak_rss_mib = round(peak_rss_mib(process.pid), 1)
         _delete_namespace(cluster, namespace)  # its finalizers need the operator running
+    _delete_volumes(cluster, namespace)
     return phase
+
+
+def _delete_volumes(cluster: LocalCluster, label: str) -> None:
+    """The PersistentVolumes floor.static_volumes made under `label`."""
+    selector = f"benchmarks.qmo.dev/for={label}"
+    cluster.kubectl("delete", "pv", "-l", selector, "--wait=false", check=False)
 
 
 def final_objects(cluster: LocalCluster, namespace: str, kinds: tuple[str, ...]) -> list[Obj]:
@@ -394,13 +436,21 @@ def run_floor(
     cluster.kubectl("create", "namespace", namespace)
     if of == "qmo":
         cluster.kubectl("apply", "-f", "-", input=store_objects(namespace))
-    shards = floor.replay(snapshot, namespace, args.workers)
-    objects = [obj for shard in shards for obj in shard]
+    first, shards = (
+        floor.replay_first(snapshot, namespace),
+        floor.replay(snapshot, namespace, args.workers),
+    )
+    objects = first + [obj for shard in shards for obj in shard]
+    claims = [obj for obj in objects if obj["kind"] == "PersistentVolumeClaim"]
+    if claims:  # bound in advance, as in the operator's phase
+        _create(cluster, floor.static_volumes(claims, namespace))
     jobs = sum(1 for obj in objects if obj["kind"] == "Job")
     deployments = sum(1 for obj in objects if obj["kind"] == "Deployment")
     phase = Phase(f"floor-{of}", count, 1, workers=len(shards))
     before, plane_before = request_counts(cluster), control_plane_cpu(cluster)
     started = time.monotonic()
+    if first:
+        _create(cluster, first)
     with concurrent.futures.ThreadPoolExecutor(len(shards)) as pool:
         list(pool.map(lambda shard: _create(cluster, shard), shards))
     phase.create_seconds = round(time.monotonic() - started, 1)
@@ -413,12 +463,12 @@ def run_floor(
     )  # fmt: skip
     phase.seconds_to_ready = round(ready_at - started, 1)
     phase.control_plane_cpu_seconds = cpu_delta(plane_before, control_plane_cpu(cluster))
-    resources = QMO_RESOURCES if of == "qmo" else NIM_RESOURCES
-    phase.converging_requests = by_verb(before, request_counts(cluster), resources)
+    phase.converging_requests = by_verb(before, request_counts(cluster), RESOURCES[of])
     phase.objects_per_cr = objects_per_cr(cluster, namespace, count)
     _delete_namespace(cluster, namespace)
     if of == "qmo":
         cluster.kubectl("delete", "pv", f"engines-{namespace}", "--wait=false", check=False)
+    _delete_volumes(cluster, namespace)
     return phase
 
 
@@ -456,12 +506,21 @@ def report(phases: list[Phase], command: str) -> str:
             f"{p.operator_cpu_seconds} | {sum(p.control_plane_cpu_seconds.values()):.1f} | "
             f"{objects} |"
         )
-    lines += ["", "Ratios (qmo / NIM Operator, same N, same run):", ""]
-    nim = {p.models: p for p in phases if p.operator == "nim-operator"}
+    if any(p.operator.endswith("nim-pipeline") for p in phases):
+        lines += [
+            "",
+            "Objects per CR: nim-pipeline's are per model, one NIMCache and one NIMService; "
+            "the benchmark's inputs (volumes, NIMCache manifests) are left out.",
+        ]
     qmo = {p.models: p for p in phases if p.operator == "qmo" and p.variants_per_model == 1}
-    for n in sorted(set(nim) & set(qmo)):
-        ratio = qmo[n].seconds_to_ready / nim[n].seconds_to_ready
-        lines.append(f"- N = {n}: {ratio:.2f}")
+    for peer, what in (("nim-operator", "NIMServices alone"),
+                       ("nim-pipeline", "NIMCache + NIMService per model")):  # fmt: skip
+        nim = {p.models: p for p in phases if p.operator == peer}
+        if set(nim) & set(qmo):
+            lines += ["", f"Ratios (qmo / NIM Operator, {what}; same N, same run):", ""]
+        for n in sorted(set(nim) & set(qmo)):
+            ratio = qmo[n].seconds_to_ready / nim[n].seconds_to_ready
+            lines.append(f"- N = {n}: {ratio:.2f}")
     if len(qmo) >= 2:
         low, high = min(qmo), max(qmo)
         growth = qmo[high].seconds_to_ready / qmo[low].seconds_to_ready
@@ -473,7 +532,7 @@ def report(phases: list[Phase], command: str) -> str:
     if floors:
         lines += ["", "Against the floor (the same final objects, no operator running):", ""]
     for (of, models), base in sorted(floors.items()):
-        name = "qmo" if of == "qmo" else "nim-operator"
+        name = OPERATOR[of]
         ran = next(p for p in phases if p.operator == name and p.models == models
                    and p.variants_per_model == 1)  # fmt: skip
         plane, plane_floor = (sum(x.control_plane_cpu_seconds.values()) for x in (ran, base))
@@ -507,7 +566,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--nim-source", type=Path, help="NIM Operator git directory or checkout")
-    parser.add_argument("--no-nim", action="store_true")
+    parser.add_argument("--no-nim", action="store_true", help="qmo alone (no nim phases)")
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        choices=PHASES,
+        default=list(PHASES),
+        help="phases to run at each N, in this order (default: all); --multi is apart",
+    )
     parser.add_argument(
         "--floors",
         action="store_true",
@@ -516,10 +582,13 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the phases as JSON here")
     args = parser.parse_args()
-    if not args.no_nim and args.nim_source is None:
-        parser.error("--nim-source is required (or --no-nim)")
+    if args.no_nim:
+        args.phases = [p for p in args.phases if p == "qmo"]
+    nim_phases = [p for p in args.phases if p != "qmo"]
+    if nim_phases and args.nim_source is None:
+        parser.error(f"--nim-source is required for {', '.join(nim_phases)} (or --no-nim)")
     binary = tree = None
-    if not args.no_nim:
+    if nim_phases:
         binary, tree = peers.nim_binary(args.nim_source)
     phases: list[Phase] = []
     with tempfile.TemporaryDirectory() as scratch_dir:
@@ -541,15 +610,19 @@ def main() -> None:
 
             for count in args.models:
                 idle = args.idle_seconds if count == largest else 0
-                snapshot: list[Obj] | None = [] if args.floors else None
-                record(run_qmo(cluster, api, args, count, False, idle, scratch, snapshot))
-                if snapshot is not None:
-                    record(run_floor(cluster, api, args, "qmo", count, snapshot))
-                if binary is not None and tree is not None:
-                    snapshot = [] if args.floors else None
-                    record(run_nim(cluster, api, args, count, binary, tree, scratch, snapshot))
+                for of in args.phases:
+                    snapshot: list[Obj] | None = [] if args.floors else None
+                    if of == "qmo":
+                        record(run_qmo(cluster, api, args, count, False, idle, scratch, snapshot))
+                    else:
+                        assert binary is not None
+                        assert tree is not None
+                        record(run_nim(
+                            cluster, api, args, count, binary, tree, scratch, snapshot,
+                            pipeline=of == "nim-pipeline",
+                        ))  # fmt: skip
                     if snapshot is not None:
-                        record(run_floor(cluster, api, args, "nim", count, snapshot))
+                        record(run_floor(cluster, api, args, of, count, snapshot))
             if args.multi:
                 record(run_qmo(cluster, api, args, args.multi, True, args.idle_seconds, scratch))
         finally:
