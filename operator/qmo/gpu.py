@@ -4,6 +4,13 @@ Pure: takes Node objects (dicts as the API returns them), returns `GpuInventory`
 decides per class; the reconciler only gathers nodes. Compute capability comes from the GPU
 Feature Discovery labels first and from the product table second; a GPU known by neither is
 reported, never guessed.
+
+Numbers in labels and allocatable counts are bounded: any digit string up to 63 characters is
+a valid label value, and a node whose labels claim more memory, GPUs or a higher compute
+capability than any GPU has is reported as unknown, not planned on. Clamping would plan on a
+GPU that does not exist (a model "fits" 1 TiB it does not have), the product table's numbers
+would hide a broken labeller, and an unbounded number would reach every model's status
+(status.gpuClasses[].memoryMiB is an int64: 60 nines fail every status write).
 """
 
 from __future__ import annotations
@@ -19,6 +26,12 @@ CC_MINOR_LABEL = "nvidia.com/gpu.compute.minor"
 MEMORY_LABEL = "nvidia.com/gpu.memory"
 COUNT_LABEL = "nvidia.com/gpu.count"
 GPU_RESOURCE = "nvidia.com/gpu"
+
+# Beyond these a node's labels are wrong, not its GPU unusual (the largest GPU today, B300,
+# has 288 GB; time-slicing multiplies a node's allocatable GPUs by its replicas).
+MAX_MEMORY_MIB = 1024 * 1024  # 1 TiB per GPU
+MAX_GPUS_PER_NODE = 1024
+MAX_CAPABILITY = 99  # for the major and the minor version alike
 
 
 @dataclass(frozen=True, order=True)
@@ -219,6 +232,11 @@ def allocatable_gpus(node: dict[str, Any]) -> int:
         return 0
 
 
+def _number(labels: dict[str, str], key: str) -> int | None:
+    value = labels.get(key, "")
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 def _node_gpu(node: dict[str, Any]) -> tuple[str, str, ComputeCapability, int] | UnknownGpu:
     """(product, family, compute capability, memory MiB) of a node, or why it is unknown."""
     name = node["metadata"]["name"]
@@ -229,18 +247,40 @@ def _node_gpu(node: dict[str, Any]) -> tuple[str, str, ComputeCapability, int] |
         return UnknownGpu(name, "<no product label>", f"the node has no {PRODUCT_LABEL} label")
     if _MIG_MARKER.search(product):
         return UnknownGpu(name, product, "MIG slices are not supported; use whole GPUs")
+    if allocatable_gpus(node) > MAX_GPUS_PER_NODE:
+        return UnknownGpu(
+            name,
+            product,
+            f"its allocatable {GPU_RESOURCE} is more than any node has (at most "
+            f"{MAX_GPUS_PER_NODE}): its device plugin's count is wrong",
+        )
     known = lookup_product(product)
-    major, minor = labels.get(CC_MAJOR_LABEL), labels.get(CC_MINOR_LABEL)
-    if major is not None and minor is not None and major.isdigit() and minor.isdigit():
-        cc = ComputeCapability(int(major), int(minor))
+    major, minor = _number(labels, CC_MAJOR_LABEL), _number(labels, CC_MINOR_LABEL)
+    if major is not None and minor is not None:
+        if max(major, minor) > MAX_CAPABILITY:
+            return UnknownGpu(
+                name,
+                product,
+                f"its {CC_MAJOR_LABEL} and {CC_MINOR_LABEL} labels are no GPU's compute "
+                f"capability (each at most {MAX_CAPABILITY})",
+            )
+        cc = ComputeCapability(major, minor)
     elif known is not None:
         cc = known.compute_capability
     else:
         return UnknownGpu(
             name, product, "no compute capability labels and the product is not in qmo's table"
         )
-    memory_label = labels.get(MEMORY_LABEL, "")
-    memory = int(memory_label) if memory_label.isdigit() else (known.memory_mib if known else 0)
+    memory = _number(labels, MEMORY_LABEL)
+    if memory is not None and memory > MAX_MEMORY_MIB:
+        return UnknownGpu(
+            name,
+            product,
+            f"its {MEMORY_LABEL} label says more memory than any GPU has (at most "
+            f"{MAX_MEMORY_MIB} MiB)",
+        )
+    if memory is None:
+        memory = known.memory_mib if known else 0
     if memory <= 0:
         return UnknownGpu(name, product, "GPU memory is unknown (no nvidia.com/gpu.memory label)")
     family = labels.get(FAMILY_LABEL) or (known.family if known else "unknown")

@@ -204,4 +204,5 @@ class Track(StrEnum):
 
 
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-BUILD_PODS_SELECTOR = f"{MANAGED_SELECTOR},{COMPONENT}={Component.BUILD}"
+# The pods qmo reads: those of its build and eval Jobs (their termination messages).
+JOB_PODS_SELECTOR = f"{MANAGED_SELECTOR},{COMPONENT} in ({Component.BUILD},{Component.EVALUATION})"

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from qmo.gpu import (
+    MAX_GPUS_PER_NODE,
+    MAX_MEMORY_MIB,
     ComputeCapability,
     GpuInventory,
     class_name_for,
@@ -224,6 +226,32 @@ def _without_product(node: dict[str, Any]) -> dict[str, Any]:
             "no nvidia.com/gpu.product label",
             id="compute-labels-but-no-product-to-pin-on",
         ),
+        # Valid label values (63 characters at most), but no GPU's numbers.
+        pytest.param(
+            gpu_node("h100", memory_mib=int("9" * 60)),
+            "more memory than any GPU has",
+            id="a-memory-label-of-60-nines",
+        ),
+        pytest.param(
+            gpu_node("h100", memory_mib=MAX_MEMORY_MIB + 1),
+            "more memory than any GPU has",
+            id="a-memory-label-just-over-1-tib",
+        ),
+        pytest.param(
+            gpu_node("h100", compute_capability=f"{'9' * 60}.0"),
+            "no GPU's compute capability",
+            id="a-compute-major-label-of-60-nines",
+        ),
+        pytest.param(
+            gpu_node("h100", compute_capability="9.100"),
+            "no GPU's compute capability",
+            id="a-compute-minor-label-of-100",
+        ),
+        pytest.param(
+            gpu_node("h100", gpus=10**60),
+            "more than any node has",
+            id="an-allocatable-count-of-10-to-the-60",
+        ),
     ],
 )
 def test_a_gpu_qmo_cannot_describe_is_reported_as_unknown_with_a_reason(
@@ -234,6 +262,18 @@ def test_a_gpu_qmo_cannot_describe_is_reported_as_unknown_with_a_reason(
     (unknown,) = inventory.unknown
     assert unknown.node == node["metadata"]["name"]  # type: ignore[index]
     assert reason_says in unknown.reason
+
+
+def test_the_largest_numbers_a_gpu_may_have_are_still_a_gpu() -> None:
+    node = gpu_node(
+        "h100", memory_mib=MAX_MEMORY_MIB, compute_capability="99.99", gpus=MAX_GPUS_PER_NODE
+    )
+    (gpu,) = inventory_from_nodes([node]).classes
+    assert (gpu.memory_mib, str(gpu.compute_capability), gpu.gpus_per_node) == (
+        MAX_MEMORY_MIB,
+        "99.99",
+        MAX_GPUS_PER_NODE,
+    )
 
 
 @pytest.mark.parametrize(

@@ -460,3 +460,23 @@ def test_a_report_whose_speed_up_overflows_is_invalid_and_every_status_is_still_
     assert world.condition("QualityGate")["reason"] == "AwaitingReports"
     assert [r.outcome for r in world.cluster.writes()] == ["ok"] * len(world.cluster.writes())
     world.settle()
+
+
+def test_a_node_whose_memory_label_no_gpu_has_is_an_unknown_gpu_and_the_status_is_written(
+    world: World,
+) -> None:
+    world.cluster.create_model(ungated("fp8"))
+    world.settle()
+    # 60 nines: a valid label value, and no int64.
+    world.cluster.add_node("h200", name="h200-0", memory_mib=int("9" * 60))
+
+    world.reconcile()
+
+    status = world.model()["status"]
+    assert [c["name"] for c in status["gpuClasses"]] == ["h100"]
+    assert status["unknownGpus"] == ["NVIDIA-H200"]
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "UnknownGpu")
+    assert "more memory than any GPU has" in degraded["message"]
+    assert world.condition("Ready")["status"] == "True", "the h100 variant serves on"
+    assert [r.outcome for r in world.cluster.writes()] == ["ok"] * len(world.cluster.writes())
