@@ -166,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--allowed-image",
         action="append",
-        help="an image a model may name as engine.builderImage or quality.evaluatorImage "
-        "(repeatable; a trailing * allows a prefix; default: only --builder-image and "
-        "--evaluator-image)",
+        help="an image a model may name as engine.image, engine.builderImage or "
+        "quality.evaluatorImage (repeatable; a trailing * allows a prefix; default: only "
+        "--builder-image, --evaluator-image and the default engine.image)",
     )
     run.add_argument(
         "--resync-seconds",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from qmo import __version__
@@ -24,17 +23,15 @@ class OperatorConfig:
     # for the API server, so a few threads fit a 2-core operator pod.
     workers: int = 4
     image_pull_secrets: tuple[str, ...] = field(default_factory=tuple)
-    # Images a QuantizedModel may name as engine.builderImage or quality.evaluatorImage: they
-    # run with the model's token Secret and write the shared engine store. Empty: only the
-    # operator's own builder and evaluator images. An entry ending in '*' is a prefix.
+    # Images a QuantizedModel may name as engine.image, engine.builderImage or
+    # quality.evaluatorImage: they run with the model's token Secret, write or read the shared
+    # engine store and serve its clients. Empty: only the operator's own builder and evaluator
+    # images and the `defaults` the caller names (the API's TensorRT-LLM release). An entry
+    # ending in '*' is a prefix.
     allowed_images: tuple[str, ...] = field(default_factory=tuple)
-    # The ClusterRole eval Jobs' ServiceAccounts are bound to (the Helm chart sets the env).
-    evaluator_cluster_role: str = field(
-        default_factory=lambda: os.environ.get("QMO_EVALUATOR_CLUSTER_ROLE", "qmo-evaluator")
-    )
 
-    def image_allowed(self, image: str) -> bool:
-        allowed = self.allowed_images or (self.builder_image, self.evaluator_image)
+    def image_allowed(self, image: str, defaults: tuple[str, ...] = ()) -> bool:
+        allowed = self.allowed_images or (self.builder_image, self.evaluator_image, *defaults)
         return any(
             image.startswith(entry[:-1]) if entry.endswith("*") else image == entry
             for entry in allowed

@@ -47,8 +47,6 @@ SERVICES = Resource("v1", "Service", "services")
 CONFIG_MAPS = Resource("v1", "ConfigMap", "configmaps")
 CLAIMS = Resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims")
 PODS = Resource("v1", "Pod", "pods")
-SERVICE_ACCOUNTS = Resource("v1", "ServiceAccount", "serviceaccounts")
-ROLE_BINDINGS = Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
 EVENTS = Resource("v1", "Event", "events")
 NODES = Resource("v1", "Node", "nodes", namespaced=False)
 LEASES = Resource("coordination.k8s.io/v1", "Lease", "leases")
@@ -64,8 +62,6 @@ ALL = (
     CONFIG_MAPS,
     CLAIMS,
     PODS,
-    SERVICE_ACCOUNTS,
-    ROLE_BINDINGS,
     EVENTS,
     NODES,
     LEASES,

@@ -1,9 +1,11 @@
-"""`qmo-eval run` writes its QualityReport as the eval Jobs' ServiceAccount would.
+"""`qmo-eval run` as the eval Job runs it: no credentials, the scores in the termination
+message, and the QualityReport written by the operator, which judges it.
 
-The identity is the real one: the chart's evaluator ClusterRole (create, get and list on
-qualityreports), bound in the namespace by manifests/evaluation.py's `evaluator_identity`, and
-a token the API server issued for that ServiceAccount. qmo-eval runs as a subprocess with a
-kubeconfig holding only that token, against two local OpenAI-compatible servers.
+The eval Job's own command line and the benchmark list the operator wrote into its ConfigMap
+are run by qmo-eval as a subprocess, against two local OpenAI-compatible servers instead of the
+Services (kwok runs no model), with no kubeconfig; the test then plays the kubelet and puts
+the termination-log file into the eval pod's status. By hand, qmo-eval still creates the report
+with the caller's own credentials (the cluster writer, for external pipelines).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +24,130 @@ from kubernetes import client
 from e2e.operator_process import OperatorProcess
 from qmo.evaluator.report import build_report, result
 from qmo.evaluator.report_writer import KubeWriter, Written
-from qmo.manifests.evaluation import EVALUATOR_SERVICE_ACCOUNT, evaluator_identity
-from tests.support.chart import helm_path, template
-from tests.support.kube import GROUP, VERSION, ClusterHandle, unique_name, variants
+from qmo.manifests import names
+from qmo.manifests.quality_report import report_name
+from tests.support.kube import GROUP, VERSION, ClusterHandle, is_ready, unique_name, variants
 from tests.support.openai_server import FakeModel, serving
-from tests.support.scenario import a_model, create
+from tests.support.scenario import a_model, create, eval_job, finish_eval_pod
 from tests.unit.test_eval_lm_eval_tasks import QUESTIONS as FACTS
 from tests.unit.test_eval_lm_eval_tasks import layout
 
-pytestmark = pytest.mark.skipif(helm_path() is None, reason="helm is not built")
-
 KEY = "5e" * 32
 QUESTIONS = {"What is 2 + 2?": "4", "What is 3 + 3?": "6", "Capital of Italy?": "Rome"}
+# Flags of the eval Job's command line that name places inside the pod.
+IN_THE_POD = ("--candidate-url", "--baseline-url", "--benchmarks", "--termination-log")
+
+
+def qmo_eval_command() -> str:
+    return str(Path(sys.executable).parent / "qmo-eval")
+
+
+def as_the_job_runs_it(job: client.V1Job, local: dict[str, str]) -> list[str]:
+    """The eval Job's own command line, with the pod's places (`IN_THE_POD`) replaced."""
+    (container,) = job.spec.template.spec.containers
+    args = list(container.args)
+    for flag in IN_THE_POD:
+        args[args.index(flag) + 1] = local[flag]
+    return [qmo_eval_command(), *container.command[1:], *args]
+
+
+@pytest.mark.usefixtures("engine_store")
+def test_the_eval_jobs_scores_reach_the_gate_through_its_termination_message(
+    cluster: ClusterHandle, namespace: str, tmp_path: Path, operator: OperatorProcess
+) -> None:
+    """An lm-eval task from local files and the speed probe, scored by qmo-eval with no
+    credentials; the operator writes the report from the pod's message and passes fp8."""
+    facts = {
+        "name": "facts", "lmEval": {"task": "qmo_facts", "metric": "exact_match,strip",
+                                    "include": {"path": "tasks/facts"}},
+    }  # fmt: skip
+    speed = {"concurrency": 4, "requests": 8, "maxTokens": 12, "promptTokens": 8}
+    quality = {"gate": "after-rollout", "benchmarks": [facts], "minSpeedup": 1.5, "speed": speed}
+    engine = {"maxBatchSize": 8, "maxSeqLen": 4096}  # TP 1: fits beside the other tests
+    create(cluster, namespace, a_model("llama", precisions=["bf16", "fp8"], engine=engine,
+                                       gpu={"classes": ["h100"]}, quality=quality))  # fmt: skip
+    model = cluster.wait_for_model(
+        namespace,
+        "llama",
+        lambda m: variants(m).get("h100-fp8", {}).get("phase") == "Serving",
+        describe="fp8 to serve",
+    )
+    key = variants(model)["h100-fp8"]["cacheKey"]
+    job = eval_job(cluster, namespace, key)
+    pod = job.spec.template.spec
+    assert pod.automount_service_account_token is False
+    assert pod.service_account_name is None
+
+    benchmarks = layout(tmp_path, facts)  # the task's files, where include.path points
+    config_map = cluster.core().read_namespaced_config_map(
+        names.benchmarks_config_map("llama"), namespace
+    )
+    benchmarks.write_text(config_map.data["benchmarks.json"])  # the list the operator wrote
+    message_file = tmp_path / "termination-log"
+    baseline = FakeModel("bf16", answers=dict(FACTS), token_seconds=0.006)
+    candidate = FakeModel("fp8", answers=dict(FACTS), token_seconds=0.002)
+    # No credentials at all: the eval pod has none either.
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "no-such-kubeconfig")}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    with serving(baseline) as baseline_url, serving(candidate) as candidate_url:
+        local = {
+            "--candidate-url": candidate_url,
+            "--baseline-url": baseline_url,
+            "--benchmarks": str(benchmarks),
+            "--termination-log": str(message_file),
+        }
+        command = [*as_the_job_runs_it(job, local), "--store-root", str(tmp_path / "store")]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "handed to the operator" in done.stderr
+    assert len(message_file.read_bytes()) <= 4096
+
+    finish_eval_pod(cluster, namespace, job.metadata.name, message_file.read_text())
+    judged = cluster.wait_for_model(
+        namespace,
+        "llama",
+        lambda m: variants(m)["h100-fp8"].get("quality", {}).get("verdict") == "Pass",
+        describe="the report to pass fp8",
+    )
+    fp8 = variants(judged)["h100-fp8"]["quality"]
+    assert fp8["report"] == report_name("llama", "h100-fp8", key)
+    assert fp8["speedup"] > 1.5
+    assert "h100-fp8=" in judged["status"]["summary"]["speedup"]
+    report = stored_named(cluster, namespace, fp8["report"])
+    assert report["spec"]["results"][0]["benchmark"] == "facts"
+    assert report["spec"]["results"][0]["candidateScore"] == 1.0
+    assert (report["spec"]["cacheKey"], report["spec"]["baselineVariant"]) == (key, "h100-bf16")
+    assert report["status"]["speedup"] == fp8["speedup"]
+    assert writes_of(report) == {("qmo", "spec")}, "the operator wrote it, nobody else"
+    (owner,) = report["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("QuantizedModel", "llama")
+    cluster.wait_for_model(namespace, "llama", is_ready, describe="llama to be Ready")
+
+
+# --- by hand: qmo-eval's cluster writer, with the caller's credentials ---------------------
 
 
 @pytest.fixture
-def evaluator_kubeconfig(
-    cluster: ClusterHandle, crds: None, namespace: str, tmp_path: Path
-) -> Iterator[Path]:
-    """A kubeconfig that authenticates as the namespace's qmo-evaluator ServiceAccount."""
-    role = template().one("ClusterRole", "qmo-evaluator")
-    role["metadata"] = {"name": unique_name("qmo-evaluator")}
+def pipeline_kubeconfig(cluster: ClusterHandle, crds: None, namespace: str, tmp_path: Path) -> Path:
+    """A kubeconfig for an external pipeline's identity: create, get and list QualityReports
+    in the namespace (no patch), through a token the API server issued."""
+    name = unique_name("pipeline")
     rbac = client.RbacAuthorizationV1Api(cluster.api)
-    rbac.create_cluster_role(role)
-    for obj in evaluator_identity(namespace, role["metadata"]["name"]):
-        cluster.apply_yaml(yaml.safe_dump(obj), namespace)
+    rbac.create_namespaced_role(namespace, {
+        "metadata": {"name": name},
+        "rules": [{"apiGroups": [GROUP], "resources": ["qualityreports"],
+                   "verbs": ["create", "get", "list"]}],
+    })  # fmt: skip
+    cluster.core().create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    })  # fmt: skip
     token = (
         cluster.core()
         .create_namespaced_service_account_token(
-            EVALUATOR_SERVICE_ACCOUNT,
+            name,
             namespace,
             client.AuthenticationV1TokenRequest(
                 spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
@@ -62,30 +158,29 @@ def evaluator_kubeconfig(
     admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
     context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
     cluster_entry = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-    path = tmp_path / "evaluator.kubeconfig"
+    path = tmp_path / "pipeline.kubeconfig"
     path.write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [cluster_entry],
-                "users": [{"name": "evaluator", "user": {"token": token}}],
+                "users": [{"name": "pipeline", "user": {"token": token}}],
                 "contexts": [
                     {
-                        "name": "evaluator",
+                        "name": "pipeline",
                         "context": {
                             "cluster": cluster_entry["name"],
-                            "user": "evaluator",
+                            "user": "pipeline",
                             "namespace": namespace,
                         },
                     }
                 ],
-                "current-context": "evaluator",
+                "current-context": "pipeline",
             }
         )
     )
-    yield path
-    rbac.delete_cluster_role(role["metadata"]["name"])
+    return path
 
 
 def write_layout(root: Path) -> Path:
@@ -107,7 +202,7 @@ def write_layout(root: Path) -> Path:
 
 def qmo_eval(kubeconfig: Path, root: Path, namespace: str, baseline: str, candidate: str) -> Any:
     command = [
-        str(Path(sys.executable).parent / "qmo-eval"), "run",
+        qmo_eval_command(), "run",
         "--model", "llama", "--namespace", namespace,
         "--variant", "h100-fp8", "--cache-key", KEY, "--baseline-variant", "h100-bf16",
         "--candidate-url", candidate, "--baseline-url", baseline,
@@ -126,10 +221,7 @@ def stored_named(cluster: ClusterHandle, namespace: str, name: str) -> dict[str,
 
 
 def stored(cluster: ClusterHandle, namespace: str) -> dict[str, Any]:
-    found: dict[str, Any] = cluster.custom().get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "qualityreports", f"llama-h100-fp8-{KEY[:12]}"
-    )
-    return found
+    return stored_named(cluster, namespace, f"llama-h100-fp8-{KEY[:12]}")
 
 
 def writes_of(report: dict[str, Any]) -> set[tuple[str, str]]:
@@ -145,15 +237,15 @@ def writes_of(report: dict[str, Any]) -> set[tuple[str, str]]:
     }
 
 
-def test_qmo_eval_creates_its_report_as_the_evaluator_and_keeps_it_on_a_rerun(
-    cluster: ClusterHandle, namespace: str, evaluator_kubeconfig: Path, tmp_path: Path
+def test_by_hand_qmo_eval_creates_its_report_and_keeps_it_on_a_rerun(
+    cluster: ClusterHandle, namespace: str, pipeline_kubeconfig: Path, tmp_path: Path
 ) -> None:
     root = write_layout(tmp_path)
     baseline = FakeModel("bf16", answers=dict(QUESTIONS))
     candidate = FakeModel("fp8", answers={**QUESTIONS, "Capital of Italy?": "Milan"})
 
     with serving(baseline) as baseline_url, serving(candidate) as candidate_url:
-        first = qmo_eval(evaluator_kubeconfig, root, namespace, baseline_url, candidate_url)
+        first = qmo_eval(pipeline_kubeconfig, root, namespace, baseline_url, candidate_url)
         assert first.returncode == 0, first.stderr
         assert "created" in first.stderr
         report = stored(cluster, namespace)
@@ -169,12 +261,12 @@ def test_qmo_eval_creates_its_report_as_the_evaluator_and_keeps_it_on_a_rerun(
         assert report["spec"]["modelRef"] == {"name": "llama"}
         assert writes_of(report) == {("qmo-eval", "spec")}  # the operator owns the status
 
-        again = qmo_eval(evaluator_kubeconfig, root, namespace, baseline_url, candidate_url)
+        again = qmo_eval(pipeline_kubeconfig, root, namespace, baseline_url, candidate_url)
         assert again.returncode == 0, again.stderr
         assert "unchanged" in again.stderr
 
         candidate.answers["Capital of Italy?"] = "Rome"  # a rerun scores differently
-        rerun = qmo_eval(evaluator_kubeconfig, root, namespace, baseline_url, candidate_url)
+        rerun = qmo_eval(pipeline_kubeconfig, root, namespace, baseline_url, candidate_url)
         assert rerun.returncode == 0, rerun.stderr
         assert "kept the existing report" in rerun.stderr
         assert stored(cluster, namespace)["spec"] == report["spec"]
@@ -198,62 +290,3 @@ def test_an_identity_that_may_patch_applies_new_scores_over_the_report(
     assert writer.write(report(0.75)) == Written.UPDATED
     assert stored(cluster, namespace)["spec"]["results"][0]["candidateScore"] == 0.75
     assert writes_of(stored(cluster, namespace)) == {("qmo-eval", "spec")}
-
-
-def test_an_lm_eval_task_and_the_speed_probe_feed_the_gate_end_to_end(
-    cluster: ClusterHandle,
-    namespace: str,
-    evaluator_kubeconfig: Path,
-    tmp_path: Path,
-    operator: OperatorProcess,
-    engine_store: str,
-) -> None:
-    """qmo-eval, as the eval Job runs it: an lm-eval task from local files and the speed probe
-    against two test servers, the report created as the evaluator; the operator judges it."""
-    facts = {
-        "name": "facts", "lmEval": {"task": "qmo_facts", "metric": "exact_match,strip",
-                                    "include": {"path": "tasks/facts"}},
-    }  # fmt: skip
-    quality = {"gate": "after-rollout", "benchmarks": [facts], "minSpeedup": 1.5}
-    engine = {"maxBatchSize": 8, "maxSeqLen": 4096}  # TP 1: fits beside the other tests
-    create(cluster, namespace, a_model("llama", precisions=["bf16", "fp8"], engine=engine,
-                                       gpu={"classes": ["h100"]}, quality=quality))  # fmt: skip
-    # Not Ready: this test's evaluator RoleBinding names its own role, which the operator,
-    # finding it, reports (ChildRejected); the variants serve regardless.
-    model = cluster.wait_for_model(
-        namespace,
-        "llama",
-        lambda m: variants(m).get("h100-fp8", {}).get("phase") == "Serving",
-        describe="fp8 to serve",
-    )
-    key = variants(model)["h100-fp8"]["cacheKey"]
-    benchmarks = layout(tmp_path, facts)
-    baseline = FakeModel("bf16", answers=dict(FACTS), token_seconds=0.006)
-    candidate = FakeModel("fp8", answers=dict(FACTS), token_seconds=0.002)
-    command = [
-        str(Path(sys.executable).parent / "qmo-eval"), "run",
-        "--model", "llama", "--namespace", namespace, "--variant", "h100-fp8",
-        "--cache-key", key, "--baseline-variant", "h100-bf16",
-        "--benchmarks", str(benchmarks), "--store-root", str(tmp_path / "store"),
-        "--speed-concurrency", "4", "--speed-requests", "8", "--speed-max-tokens", "12",
-        "--speed-prompt-words", "8",
-    ]  # fmt: skip
-    env = {**os.environ, "KUBECONFIG": str(evaluator_kubeconfig)}
-    with serving(baseline) as baseline_url, serving(candidate) as candidate_url:
-        urls = ["--candidate-url", candidate_url, "--baseline-url", baseline_url]
-        done = subprocess.run(
-            [*command, *urls], env=env, capture_output=True, text=True, timeout=180
-        )
-    assert done.returncode == 0, done.stderr
-    judged = cluster.wait_for_model(
-        namespace,
-        "llama",
-        lambda m: variants(m)["h100-fp8"]["quality"].get("verdict") == "Pass",
-        describe="the report to pass fp8",
-    )
-    fp8 = variants(judged)["h100-fp8"]["quality"]
-    assert fp8["speedup"] > 1.5
-    assert "h100-fp8=" in judged["status"]["summary"]["speedup"]
-    report = stored_named(cluster, namespace, fp8["report"])
-    assert report["spec"]["results"][0]["benchmark"] == "facts"
-    assert report["status"]["speedup"] == fp8["speedup"]

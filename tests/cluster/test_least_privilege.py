@@ -1,7 +1,12 @@
-"""The chart's RBAC is enough: the operator runs with its ServiceAccount's token and works.
+"""The chart's RBAC is enough, and no more: the operator runs with its ServiceAccount's token
+through a whole gated rollout, and the API server's own authorizer says that identity cannot
+hand rights on.
 
-The can-i table in test_install.py proves what the ServiceAccount may not do; this proves
-that what it may do suffices for a whole gated rollout, eval identity included.
+The can-i table in test_install.py lists what the ServiceAccount may and may not do; this
+proves that what it may do suffices (the eval Job's scores reach the gate through its pod's
+termination message, and the operator writes the report), that the eval pod runs with no
+token, and, through SubjectAccessReviews, that the operator can neither bind a role nor create
+a binding or an identity.
 """
 
 from __future__ import annotations
@@ -11,11 +16,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kubernetes import client
 
 from e2e.operator_process import OperatorProcess
+from qmo.api.evalcontract import EvalResult
+from qmo.evaluator.report import result
 from tests.cluster.test_install import Release, install, make_namespace, uninstall
 from tests.support.kube import ClusterHandle, delete_namespace, is_ready, unique_name, wait_for
-from tests.support.scenario import a_model, create
+from tests.support.scenario import a_model, create, eval_job, finish_eval_pod
 
 
 def token_kubeconfig(cluster: ClusterHandle, release: Release, path: Path) -> str:
@@ -52,6 +60,41 @@ def installed(cluster: ClusterHandle, namespace: str, crds: None) -> Iterator[Re
         delete_namespace(cluster.core(), release.namespace)
 
 
+def may(cluster: ClusterHandle, release: Release, namespace: str | None, **attributes: str) -> bool:
+    """The API server's authorizer on whether the operator's ServiceAccount may do it."""
+    user = f"system:serviceaccount:{release.namespace}:{release.operator}"
+    groups = ["system:serviceaccounts", f"system:serviceaccounts:{release.namespace}",
+              "system:authenticated"]  # fmt: skip
+    review = client.AuthorizationV1Api(cluster.api).create_subject_access_review(
+        client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user,
+                groups=groups,
+                resource_attributes=client.V1ResourceAttributes(namespace=namespace, **attributes),
+            )
+        )
+    )
+    return bool(review.status.allowed)
+
+
+RBAC = "rbac.authorization.k8s.io"
+# What would let a stolen operator token outlive its rotation: bind a role to an identity of
+# its choosing, create one, or mint it a token. (verb, group, resource, name)
+HANDS_RIGHTS_ON = [
+    ("bind", RBAC, "clusterroles", "cluster-admin"),
+    ("bind", RBAC, "clusterroles", "{operator}"),
+    ("bind", RBAC, "clusterroles", "{release}-evaluator"),
+    ("bind", RBAC, "roles", "admin"),
+    ("escalate", RBAC, "clusterroles", "{operator}"),
+    ("create", RBAC, "rolebindings", ""),
+    ("patch", RBAC, "rolebindings", "qmo-evaluator"),
+    ("create", RBAC, "clusterrolebindings", ""),
+    ("create", "", "serviceaccounts", ""),
+    ("create", "", "serviceaccounts/token", "default"),
+    ("impersonate", "", "serviceaccounts", "default"),
+]
+
+
 @pytest.mark.usefixtures("engine_store")
 def test_the_operator_runs_a_gated_rollout_with_only_the_charts_permissions(
     cluster: ClusterHandle,
@@ -59,10 +102,8 @@ def test_the_operator_runs_a_gated_rollout_with_only_the_charts_permissions(
     installed: Release,
     operator: OperatorProcess,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     kubeconfig = token_kubeconfig(cluster, installed, tmp_path / "sa.kubeconfig")
-    monkeypatch.setenv("QMO_EVALUATOR_CLUSTER_ROLE", f"{installed.name}-evaluator")
     log = tmp_path / "sa-operator.log"
     least = OperatorProcess(kubeconfig, log, "--namespace", namespace)
     operator.kill()  # one operator per namespace: the session's watches every namespace
@@ -79,36 +120,46 @@ def test_the_operator_runs_a_gated_rollout_with_only_the_charts_permissions(
                     quality=quality),
         )  # fmt: skip
         cluster.wait_for_model(namespace, "least", is_ready, describe="the model to be Ready")
-        # The eval Job runs as the evaluator ServiceAccount the operator bound to the role.
-        job = wait_for(
-            cluster.batch().list_namespaced_job,
-            lambda j: True,
-            namespace=namespace,
-            label_selector="app.kubernetes.io/component=evaluation",
-            describe="the eval Job",
+        job = eval_job(cluster, namespace)
+        # The eval pod runs the model author's code: no ServiceAccount of qmo's, no token.
+        template = job.spec.template.spec
+        assert template.automount_service_account_token is False
+        assert template.service_account_name is None
+        managed = {"label_selector": "app.kubernetes.io/managed-by=qmo"}
+        rbac = client.RbacAuthorizationV1Api(cluster.api)
+        assert cluster.core().list_namespaced_service_account(namespace, **managed).items == []
+        assert rbac.list_namespaced_role_binding(namespace, **managed).items == []
+        # The scores leave through the termination message; the operator writes the report
+        # (create and patch on qualityreports) and judges it (the status subresource).
+        scores = [result("arithmetic", 0.8, 0.8, higher_is_better=True, samples=4)]
+        pod = finish_eval_pod(
+            cluster, namespace, job.metadata.name, EvalResult.of(scores, None).to_message()
         )
-        assert job.spec.template.spec.service_account_name == "qmo-evaluator"
-        binding = cluster.kubectl("get", "rolebinding", "qmo-evaluator", "-n", namespace,
-                                  "-o", "jsonpath={.roleRef.name}").stdout  # fmt: skip
-        assert binding == f"{installed.name}-evaluator"
-        # Judging a report writes the QualityReport's status subresource.
-        key = job.metadata.annotations["qmo.dev/revision"]
-        cluster.custom().create_namespaced_custom_object(
-            "qmo.dev", "v1alpha1", namespace, "qualityreports",
-            {"apiVersion": "qmo.dev/v1alpha1", "kind": "QualityReport",
-             "metadata": {"name": "least-report"},
-             "spec": {"modelRef": {"name": "least"}, "variant": "h100-fp8", "cacheKey": key,
-                      "results": [{"benchmark": "arithmetic", "baselineScore": 0.8,
-                                   "candidateScore": 0.8}]}},
-        )  # fmt: skip
-        wait_for(
+        assert pod.spec.automount_service_account_token is False
+        assert pod.spec.service_account_name == "default"
+        mounts = [m.mount_path for c in pod.spec.containers for m in c.volume_mounts or []]
+        assert "/var/run/secrets/kubernetes.io/serviceaccount" not in mounts
+        assert not [v for v in pod.spec.volumes if v.projected is not None]
+        judged = wait_for(
             cluster.custom().list_namespaced_custom_object,
             lambda r: (r.get("status") or {}).get("verdict") == "Pass",
             group="qmo.dev", version="v1alpha1", namespace=namespace, plural="qualityreports",
-            describe="the report to be judged",
+            describe="the report qmo wrote to be judged",
         )  # fmt: skip
+        assert judged["spec"]["cacheKey"] == job.metadata.annotations["qmo.dev/revision"]
         assert "Forbidden" not in log.read_text()
         assert "forbidden" not in log.read_text()
     finally:
         least.stop()
         operator.start()
+
+    assert may(cluster, installed, namespace, verb="create", group="qmo.dev",
+               resource="qualityreports")  # fmt: skip
+    for verb, group, resource, name in HANDS_RIGHTS_ON:
+        named = name.format(operator=installed.operator, release=installed.name)
+        kind, _, subresource = resource.partition("/")
+        for where in (namespace, None):
+            attributes = {"verb": verb, "group": group, "resource": kind, "name": named}
+            if subresource:
+                attributes["subresource"] = subresource
+            assert not may(cluster, installed, where, **attributes), (attributes, where)

@@ -1,7 +1,8 @@
 """The quality gate end to end: QualityReports promote, roll back and fall back variants.
 
-Reports are written here as an external evaluation system (or qmo-eval) would write them;
-the eval Jobs qmo creates complete instantly under kwok without scoring anything.
+Reports are written here as an external evaluation system (or qmo-eval by hand) would write
+them; the eval Jobs qmo creates run under kwok without scoring anything and never complete
+(tests/cluster/test_eval_report.py ends one with qmo-eval's scores).
 """
 
 from __future__ import annotations

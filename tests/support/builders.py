@@ -20,6 +20,7 @@ from typing import Any
 from qmo.api.buildcontract import BuildResult
 from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelSpec
+from qmo.config import OperatorConfig
 from qmo.gpu import ComputeCapability, GpuClass, GpuInventory, UnknownGpu
 from qmo.manifests.labels import Owner
 from qmo.planner.plan import plan_model
@@ -370,8 +371,10 @@ def variant(plan: Plan, name: str) -> PlannedVariant:
 
 
 def key_of(spec: QuantizedModelSpec, cluster: ClusterBuilder, name: str) -> str:
-    """The cache key the planner gives variant `name` in an empty cluster of those classes."""
-    planned = variant(plan_model(spec, replace(cluster, builds={}).observed()), name)
+    """The cache key the planner gives variant `name` in an empty cluster of those classes
+    (any image allowed: keys, not the allowlist, are asked about)."""
+    any_image = OperatorConfig(allowed_images=("*",))
+    planned = variant(plan_model(spec, replace(cluster, builds={}).observed(), any_image), name)
     assert planned.cache_key is not None, f"{name} has no build: {planned.message}"
     return planned.cache_key
 

@@ -8,10 +8,11 @@ One object plays every part `qmo.controller.reconcile.reconcile` talks to:
   informers' label selectors let in), `routes_available`, `observe_write`, `observe_delete`;
 - the EventSink: `record`.
 Tests move the world on as the kubelet and kube-controller-manager would (`add_node`,
-`start_build`, `finish_build`, `roll_out`), act as people (`create_model`, `update_model`,
-`edit`, `add_report`), inject API failures (`refuse`, `time_out`, `clear`) and assert on the
-live objects (`object`, `objects`), the Events (`events`, `reasons`), the requests by verb and
-kind (`requests`, `count`, `writes`) and `unobserved_writes` (writes the cache was not told of).
+`start_build`, `finish_build`, `finish_eval`, `roll_out`), act as people (`create_model`,
+`update_model`, `edit`, `add_report`), inject API failures (`refuse`, `time_out`, `clear`) and
+assert on the live objects (`object`, `objects`), the Events (`events`, `reasons`), the
+requests by verb and kind (`requests`, `count`, `writes`) and `unobserved_writes` (writes the
+cache was not told of).
 
 Server-side apply is modelled as each field manager's last applied intent, merged in the
 order of the applies (the last one wins a conflict, as `force=true` does; ownerReferences
@@ -27,6 +28,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +46,7 @@ from qmo.controller.view import JOB_NAME_LABEL, StaticReader
 from qmo.gpu import GpuInventory
 from qmo.kube import FIELD_MANAGER, owner_field_manager
 from qmo.manifests.build import BUILD_CONTAINER
+from qmo.manifests.evaluation import EVAL_CONTAINER
 from qmo.manifests.labels import Owner
 from qmo.resources import (
     CLAIMS,
@@ -185,11 +188,15 @@ def _merge(into: Obj, patch: Obj) -> None:
 
 
 def _selector_matches(selector: str | None, labels: dict[str, str]) -> bool:
-    """Equality-based label selectors (`a=b,c=d`), as the informers use them."""
-    for term in (selector or "").split(","):
-        if term:
+    """Label selectors as the informers use them: `a=b` and `c in (d,e)` terms, by commas."""
+    for term in re.findall(r"[^,(]+(?:\([^)]*\))?", selector or ""):
+        key, is_set, values = term.partition(" in ")
+        if is_set:
+            if labels.get(key.strip()) not in values.strip(" ()").split(","):
+                return False
+        elif term.strip():
             key, _, value = term.partition("=")
-            if labels.get(key) != value:
+            if labels.get(key.strip()) != value.strip():
                 return False
     return True
 
@@ -560,8 +567,8 @@ class FakeCluster:
     def build_job(self, namespace: str, cache_key: str) -> Obj | None:
         return self._view().build_job(namespace, cache_key)
 
-    def build_pods(self, namespace: str, job_name: str) -> list[Obj]:
-        return self._view().build_pods(namespace, job_name)
+    def job_pods(self, namespace: str, job_name: str) -> list[Obj]:
+        return self._view().job_pods(namespace, job_name)
 
     def artifact_record(self, namespace: str, cache_key: str) -> Obj | None:
         return self._view().artifact_record(namespace, cache_key)
@@ -815,6 +822,24 @@ class FakeCluster:
         if not succeeded:
             condition.update(reason="BackoffLimitExceeded", message="Job has reached the limit")
         return self._write(job, CONTROLLERS, status={"conditions": [condition]})
+
+    def finish_eval(self, job_name: str, message: str, exit_code: int = 0) -> Obj:
+        """The eval pod's evaluator ends with `message` as its termination message (qmo-eval's
+        scores, or with FallbackToLogsOnError a failed run's log tail), and the Job controller
+        marks the Job Complete (exit code 0) or, its retries spent, Failed. Returns the Job."""
+        job = self._job(job_name)
+        now = self.clock.stamp()
+        terminated = {"exitCode": exit_code, "message": message, "finishedAt": now}
+        self._pod(
+            job,
+            {
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [
+                    {"name": EVAL_CONTAINER, "state": {"terminated": terminated}}
+                ],
+            },
+        )
+        return self.finish_job(job_name, succeeded=exit_code == 0)
 
     def _pod(self, job: Obj, status: Obj) -> Obj:
         template_labels = job.get("spec", {}).get("template", {}).get("metadata", {}).get("labels")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
 
-from tests.support.kube import GROUP, PLURAL, VERSION, ClusterHandle, is_ready
+from tests.support.kube import GROUP, PLURAL, VERSION, ClusterHandle, is_ready, wait_for
 
 SIZE = {"parametersBillions": 8.03, "numLayers": 32, "numKeyValueHeads": 8, "headDim": 128}
 
@@ -69,3 +70,42 @@ def events(cluster: ClusterHandle, namespace: str, name: str) -> list[client.Cor
 def deployment(cluster: ClusterHandle, namespace: str, name: str) -> client.V1Deployment:
     found: client.V1Deployment = cluster.apps().read_namespaced_deployment(name, namespace)
     return found
+
+
+def eval_job(cluster: ClusterHandle, namespace: str, key: str | None = None) -> client.V1Job:
+    """The model's eval Job (for revision `key`, when given), once qmo has created it."""
+    found: client.V1Job = wait_for(
+        cluster.batch().list_namespaced_job,
+        lambda j: key is None or j.metadata.annotations.get("qmo.dev/revision") == key,
+        namespace=namespace,
+        label_selector="app.kubernetes.io/component=evaluation",
+        describe="the eval Job",
+    )
+    return found
+
+
+def finish_eval_pod(cluster: ClusterHandle, namespace: str, job: str, message: str) -> client.V1Pod:
+    """End the eval Job's pod as the kubelet would after qmo-eval wrote `message` to
+    /dev/termination-log and exited 0 (kwok keeps eval pods running until a test ends them);
+    the Job controller then completes the Job. Returns the pod as the Job controller made it."""
+    pod: client.V1Pod = wait_for(
+        cluster.core().list_namespaced_pod,
+        lambda p: p.status.phase == "Running",
+        namespace=namespace,
+        label_selector=f"job-name={job}",
+        describe=f"the pod of eval Job {job} to run",
+    )
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    terminated = {"exitCode": 0, "reason": "Completed", "message": message,
+                  "startedAt": now, "finishedAt": now}  # fmt: skip
+    statuses = [
+        {"name": c.name, "image": c.image, "imageID": "", "ready": False, "restartCount": 0,
+         "state": {"terminated": terminated}}
+        for c in pod.spec.containers
+    ]  # fmt: skip
+    cluster.core().patch_namespaced_pod_status(
+        pod.metadata.name,
+        namespace,
+        {"status": {"phase": "Succeeded", "containerStatuses": statuses}},
+    )
+    return pod

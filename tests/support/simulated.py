@@ -14,7 +14,15 @@ from typing import Any
 
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.config import OperatorConfig
-from qmo.controller.changes import AddOwner, Apply, Change, Delete, Refuse, desired_changes
+from qmo.controller.changes import (
+    AddOwner,
+    Apply,
+    Change,
+    Delete,
+    RecordReport,
+    Refuse,
+    desired_changes,
+)
 from qmo.controller.gather import gather
 from qmo.controller.view import StaticReader
 from qmo.manifests.labels import Owner
@@ -50,7 +58,7 @@ def apply_changes(objects: list[Obj], changes: list[Change], owner: Owner) -> li
     """The object list after `changes`, as a (validation-free) API server would store it."""
     result = copy.deepcopy(objects)
     for change in changes:
-        if isinstance(change, Apply):
+        if isinstance(change, Apply | RecordReport):
             desired = copy.deepcopy(change.obj)
             live = next((o for o in result if _same(o, desired)), None)
             if live is None:
@@ -105,6 +113,8 @@ def kinds(changes: list[Change]) -> list[tuple[str, str]]:
             out.append(("add-owner", change.target["kind"]))
         elif isinstance(change, Refuse):
             out.append(("refuse", change.target["kind"]))
+        elif isinstance(change, RecordReport):
+            out.append(("record-report", change.obj["kind"]))
         else:
             out.append(("delete", change.target["kind"]))
     return out

@@ -219,7 +219,7 @@ def test_the_eval_job_runs_the_evaluator_image_the_spec_names() -> None:
     config = OperatorConfig(
         builder_image="qmo-builder:test",
         evaluator_image="qmo-eval:test",
-        allowed_images=("qmo-builder:test", "qmo-eval:test", "registry.local/*"),
+        allowed_images=("qmo-builder:test", "qmo-eval:test", "registry.local/*", "nvcr.io/*"),
     )
     benchmarks = [{"name": "gsm8k", "dataset": {"path": "benchmarks/gsm8k.jsonl"}}]
     spec = (

@@ -30,7 +30,9 @@ from tests.support.builders import a_class, a_cluster, a_model, an_owner, varian
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 OWNER = an_owner("llama", "models", "uid-1234")
 BUILDER = "ghcr.io/qmo-dev/qmo-builder:0.1.0"
-CONFIG = OperatorConfig(builder_image=BUILDER, allowed_images=(BUILDER, "registry.local/*"))
+CONFIG = OperatorConfig(
+    builder_image=BUILDER, allowed_images=(BUILDER, "registry.local/*", "nvcr.io/nvidia/*")
+)
 SECRET_VALUE = "hf_SuperSecretTokenValue"  # what the Secret holds; qmo must never see it
 
 Obj = dict[str, Any]

@@ -87,8 +87,31 @@ def test_a_build_pod_keeps_the_builders_termination_message_and_scheduling() -> 
         "phase": "Failed",
         "conditions": [{"type": "PodScheduled", "status": "True"}],
         "containerStatuses": [
-            {"name": "builder", "state": {"terminated": {"message": "{}", "finishedAt": "t"}}}
+            {"name": "builder",
+             "state": {"terminated": {"message": "{}", "finishedAt": "t", "exitCode": 3}}}
         ],
+    }  # fmt: skip
+
+
+def test_an_eval_pod_keeps_the_evaluators_scores_and_exit_code() -> None:
+    message = '{"results":[["arithmetic",0.8,0.8,true,4]]}'
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "m", "labels": {"job-name": "qmo-eval-j"}},
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [
+                {"name": "evaluator", "image": "x", "imageID": "sha256:1", "ready": False,
+                 "state": {"terminated": {"message": message, "exitCode": 0, "reason": "Done",
+                                          "finishedAt": "t", "startedAt": "s"}}},
+            ],
+        },
+    }  # fmt: skip
+    (evaluator,) = project(pod)["status"]["containerStatuses"]
+    assert evaluator == {
+        "name": "evaluator",
+        "state": {"terminated": {"message": message, "finishedAt": "t", "exitCode": 0}},
     }
 
 

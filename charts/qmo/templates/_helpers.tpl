@@ -8,10 +8,6 @@
 {{- printf "%s-operator" (include "qmo.fullname" .) -}}
 {{- end -}}
 
-{{- define "qmo.evaluatorClusterRole" -}}
-{{- printf "%s-evaluator" (include "qmo.fullname" .) -}}
-{{- end -}}
-
 {{- define "qmo.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "qmo.operatorName" .) .Values.serviceAccount.name -}}
@@ -70,6 +66,9 @@ app.kubernetes.io/component: operator
   resources: [quantizedmodels, qualityreports]
   verbs: [list, watch]
 - apiGroups: [qmo.dev]
+  resources: [qualityreports]
+  verbs: [create, patch]
+- apiGroups: [qmo.dev]
   resources: [quantizedmodels/status, qualityreports/status]
   verbs: [patch]
 - apiGroups: [batch]
@@ -90,24 +89,6 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-- apiGroups: [""]
-  resources: [serviceaccounts]
-  verbs: [list, watch, create]
-- apiGroups: [""]
-  resources: [serviceaccounts]
-  verbs: [patch]
-  resourceNames: [qmo-evaluator]
-- apiGroups: [rbac.authorization.k8s.io]
-  resources: [rolebindings]
-  verbs: [list, watch, create]
-- apiGroups: [rbac.authorization.k8s.io]
-  resources: [rolebindings]
-  verbs: [patch]
-  resourceNames: [qmo-evaluator]
-- apiGroups: [rbac.authorization.k8s.io]
-  resources: [clusterroles]
-  verbs: [bind]
-  resourceNames: [{{ include "qmo.evaluatorClusterRole" . }}]
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
   verbs: [list, watch, create, patch, delete]

@@ -30,12 +30,10 @@ from qmo.resources import (
     PODS,
     QUALITY_REPORTS,
     QUANTIZED_MODELS,
-    ROLE_BINDINGS,
-    SERVICE_ACCOUNTS,
     SERVICES,
     Resource,
 )
-from qmo.vocabulary import BUILD_PODS_SELECTOR, MANAGED_SELECTOR
+from qmo.vocabulary import JOB_PODS_SELECTOR, MANAGED_SELECTOR
 from qmo.wire import Obj
 
 Key = tuple[str, str]
@@ -48,12 +46,10 @@ WATCHED: tuple[tuple[Resource, str | None], ...] = (
     (QUANTIZED_MODELS, None),
     (QUALITY_REPORTS, None),
     (JOBS, MANAGED_SELECTOR),
-    (PODS, BUILD_PODS_SELECTOR),
+    (PODS, JOB_PODS_SELECTOR),
     (CONFIG_MAPS, MANAGED_SELECTOR),
     (DEPLOYMENTS, MANAGED_SELECTOR),
     (SERVICES, MANAGED_SELECTOR),
-    (SERVICE_ACCOUNTS, MANAGED_SELECTOR),
-    (ROLE_BINDINGS, MANAGED_SELECTOR),
     (CLAIMS, None),
 )
 
@@ -202,7 +198,7 @@ class ClusterCache:
         found = self._by_index(JOBS.kind, namespace, "build", (namespace, cache_key))
         return found[0] if found else None
 
-    def build_pods(self, namespace: str, job_name: str) -> list[Obj]:
+    def job_pods(self, namespace: str, job_name: str) -> list[Obj]:
         return self._by_index(PODS.kind, namespace, "job", (namespace, job_name))
 
     def artifact_record(self, namespace: str, cache_key: str) -> Obj | None:

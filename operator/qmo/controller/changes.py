@@ -16,12 +16,14 @@ from qmo.api.buildcontract import BuildResult
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.config import OperatorConfig
 from qmo.controller.applied import differs, stamped
+from qmo.controller.eval_results import awaited
 from qmo.controller.gather import Gathered
 from qmo.controller.ownership import owned_by
 from qmo.manifests import labels
 from qmo.manifests.build import artifact_record, build_job
-from qmo.manifests.evaluation import benchmarks_config_map, eval_job, evaluator_identity
+from qmo.manifests.evaluation import benchmarks_config_map, eval_job
 from qmo.manifests.labels import Owner
+from qmo.manifests.quality_report import quality_report
 from qmo.manifests.routes import build_http_route
 from qmo.manifests.serving import (
     build_deployment,
@@ -69,7 +71,17 @@ class Refuse:
     refusal: Refusal
 
 
-Change = Apply | AddOwner | Delete | Refuse
+@dataclass(frozen=True)
+class RecordReport:
+    """Create the QualityReport of a completed eval Job, from the scores its pod left in its
+    termination message (the pod holds no rights to write it); never updated."""
+
+    obj: Obj
+    variant: str | None
+    job: str
+
+
+Change = Apply | AddOwner | Delete | Refuse | RecordReport
 
 
 def taken_names(changes: list[Change], kind: str) -> frozenset[str]:
@@ -148,6 +160,7 @@ def desired_changes(
     _route(out, spec, plan, routes_available)
     _delete_stale(out, plan)
     _evaluations(out, spec, plan, config)
+    _record_reports(out, spec, plan)
     return out.changes
 
 
@@ -177,13 +190,11 @@ def _retry_failed(out: _Planner, plan: Plan) -> None:
         job = out.found.builds.job(variant.cache_key)
         if job is not None:
             out.delete(job, variant.name, "a retry was requested (qmo.dev/retry)")
-    for job in out.found.eval_jobs:
-        failed = any(
-            c.get("type") == "Failed" and c.get("status") == "True"
-            for c in (job.get("status") or {}).get("conditions") or []
-        )
-        if failed:
-            name = (job["metadata"].get("labels") or {}).get(labels.VARIANT)
+    for job in out.found.eval_jobs:  # failed, or completed without scores qmo can read
+        meta = job["metadata"]
+        name = (meta.get("labels") or {}).get(labels.VARIANT)
+        key = (meta.get("annotations") or {}).get(labels.REVISION_ANNOTATION)
+        if (name, key) in out.found.observed.failed_evaluations:
             out.delete(job, name, "a retry was requested (qmo.dev/retry)")
 
 
@@ -295,8 +306,6 @@ def _evaluations(
         return
     owner = out.owner
     out.apply_if_changed(benchmarks_config_map(spec, owner), None)
-    for obj in evaluator_identity(owner.namespace, config.evaluator_cluster_role):
-        out.apply_if_changed(obj, None)
     # A variant with a refused object may call another model's Service: it waits.
     refused = {c.variant for c in out.changes if isinstance(c, Refuse)}
     for evaluation in plan.evaluations:
@@ -304,6 +313,18 @@ def _evaluations(
             continue
         job = eval_job(spec, evaluation, owner, image=images.evaluator_image(spec, config))
         out.apply_if_changed(job, evaluation.variant, once=True)
+
+
+def _record_reports(out: _Planner, spec: QuantizedModelSpec, plan: Plan) -> None:
+    """The reports of completed eval Jobs whose revisions still await one, created once."""
+    for found in awaited(spec, plan, out.found.eval_reports):
+        report = quality_report(out.owner, found.spec)
+        live = out.found.names.live(report)
+        refusal = out.found.names.taken(report, live, out.owner)
+        if refusal is not None:
+            out.changes.append(Refuse(report, found.variant, refusal))
+        elif live is None:
+            out.changes.append(RecordReport(report, found.variant, found.job))
 
 
 def mark_refused(plan: Plan, refused: dict[str | None, Refusal]) -> Plan:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from qmo import failpoints, metrics
-from qmo.controller.changes import AddOwner, Apply, Change, Delete, Refuse
+from qmo.controller.changes import AddOwner, Apply, Change, Delete, RecordReport, Refuse
 from qmo.controller.events import EventSink
 from qmo.controller.ports import CacheView, KubeWrites
 from qmo.controller.reporting import ApplyReportStatus, ApplyStatus, PostEvent, Report
@@ -53,7 +53,7 @@ class Executed:
 
 
 def _describe(change: Change) -> str:
-    target = change.obj if isinstance(change, Apply) else change.target
+    target = change.obj if isinstance(change, Apply | RecordReport) else change.target
     return f"{target['kind']} {target['metadata']['name']}"
 
 
@@ -151,7 +151,7 @@ def execute(
 
 def _run(kube: KubeWrites, cache: CacheView | None, owner: Owner, change: Change) -> None:
     # Failpoint names: the kind applied (Job, Deployment...), or AddOwner:Job, Delete:Service.
-    if isinstance(change, Apply):
+    if isinstance(change, Apply | RecordReport):
         point = change.obj["kind"]
     else:
         point = f"{type(change).__name__}:{change.target['kind']}"
@@ -167,6 +167,14 @@ def _write(kube: KubeWrites, cache: CacheView | None, owner: Owner, change: Chan
         if (change.obj["apiVersion"], change.obj["kind"]) == BUILD_KIND and change.owner_manager:
             labels = change.obj["metadata"]["labels"]
             metrics.build_started(labels.get(PRECISION, ""), labels.get(GPU_CLASS, ""))
+        if cache is not None:
+            cache.observe_write(stored)
+    elif isinstance(change, RecordReport):
+        stored = kube.apply(change.obj)
+        log.info(
+            "Created QualityReport %s/%s from the scores eval Job %s left (variant %s)",
+            owner.namespace, change.obj["metadata"]["name"], change.job, change.variant,
+        )  # fmt: skip
         if cache is not None:
             cache.observe_write(stored)
     elif isinstance(change, AddOwner):

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from qmo.api.buildcontract import ARTIFACTS_DIR, BuildResult
 from qmo.api.quantizedmodel import QualitySpec
+from qmo.controller.eval_results import EvalReport, observe_eval_jobs
 from qmo.controller.ownership import NamesInNamespace
 from qmo.controller.view import ClusterReader
 from qmo.manifests import labels
@@ -59,7 +60,7 @@ class BuildsInCluster:
         job = self.job(cache_key)
         seen = None
         if job is not None:
-            pods = self._reader.build_pods(self._namespace, job["metadata"]["name"])
+            pods = self._reader.job_pods(self._namespace, job["metadata"]["name"])
             seen = observe_job(job, pods)
         record = self.record(cache_key)
         recorded = observe_record(record) if record is not None else None
@@ -84,6 +85,8 @@ class Gathered:
     # Every model's objects by name, and whether another model holds one (see `ownership`).
     names: NamesInNamespace
     route: Obj | None = None  # the model's HTTPRoute, where HTTPRoutes are watched
+    # Reports the scores of completed eval Jobs make, for qmo to create (see `eval_results`).
+    eval_reports: tuple[EvalReport, ...] = ()
 
 
 def termination_result(pods: list[Obj]) -> BuildResult | None:
@@ -200,10 +203,10 @@ def gather(
     model: str,
     quality: QualitySpec | None = None,
     last_good: dict[str, str] | None = None,
+    served: dict[str, tuple[str, str]] | None = None,
 ) -> Gathered:
     """Everything the plan for `namespace/model` depends on, from the reader's memory.
 
-    served: dict[str, tuple[str, str]] | None = None,
     `last_good` comes from the model's status; a variant missing there falls back to its
     newest passing report. `served`: the variants the status lists with a last good
     revision (`revisions.served_before`).
@@ -227,28 +230,19 @@ def gather(
         for j in reader.children(JOBS.kind, namespace, model)
         if (j["metadata"].get("labels") or {}).get(labels.COMPONENT) == Component.EVALUATION
     ]
-    failed_evaluations = {}
-    for job in eval_jobs:
-        failed = _job_condition(job, "Failed")
-        meta = job["metadata"]
-        variant = (meta.get("labels") or {}).get(labels.VARIANT)
-        key = (meta.get("annotations") or {}).get(labels.REVISION_ANNOTATION)
-        if failed is not None and variant and key:
-            failed_evaluations[(variant, key)] = (
-                f"eval Job {meta['name']} failed: {failed.get('reason')}: {failed.get('message')}"
-            )
+    evaluated = observe_eval_jobs(reader, namespace, model, eval_jobs)
     route = next(iter(reader.children(HTTP_ROUTES.kind, namespace, model)), None)
     return Gathered(
         Observed(
-            served=served or {},
             reader.inventory(),
             builds,
             observed_deployments,
             reader.claims(namespace),
             reports=decisive_reports(judged),
             last_good=good,
+            served=served or {},
             candidates=candidates,
-            failed_evaluations=failed_evaluations,
+            failed_evaluations=evaluated.failed,
         ),
         builds,
         deployments,
@@ -257,4 +251,5 @@ def gather(
         eval_jobs,
         NamesInNamespace(reader, namespace),
         route,
+        evaluated.reports,
     )

@@ -16,6 +16,7 @@ from typing import Any
 from qmo.gpu import GPU_RESOURCE
 from qmo.manifests import labels
 from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
+from qmo.manifests.evaluation import EVAL_CONTAINER
 from qmo.resources import (
     CLAIMS,
     CONFIG_MAPS,
@@ -26,8 +27,6 @@ from qmo.resources import (
     PODS,
     QUALITY_REPORTS,
     QUANTIZED_MODELS,
-    ROLE_BINDINGS,
-    SERVICE_ACCOUNTS,
     SERVICES,
     Resource,
 )
@@ -132,20 +131,18 @@ def project_job(obj: Obj) -> Obj:
 
 
 def project_pod(obj: Obj) -> Obj:
-    """Build pods: their phase, why they wait, and what the builder said when it ended."""
+    """Build and eval pods: their phase, why they wait, and what the builder or the evaluator
+    said when it ended (its termination message and exit code)."""
     status = obj.get("status") or {}
     scheduled = [c for c in _conditions(obj) if c.get("type") == "PodScheduled"]
     containers = []
     for container in status.get("containerStatuses") or []:
-        if container.get("name") != BUILD_CONTAINER:
+        name = container.get("name")
+        if name not in (BUILD_CONTAINER, EVAL_CONTAINER):
             continue
         terminated = (container.get("state") or {}).get("terminated") or {}
-        kept_terminated = {k: terminated[k] for k in ("message", "finishedAt") if k in terminated}
-        containers.append(
-            {"name": BUILD_CONTAINER, "state": {"terminated": kept_terminated}}
-            if terminated
-            else {"name": BUILD_CONTAINER, "state": {}}
-        )
+        kept = {k: terminated[k] for k in ("message", "finishedAt", "exitCode") if k in terminated}
+        containers.append({"name": name, "state": {"terminated": kept} if terminated else {}})
     return {
         **_base(PODS, obj),
         "status": {
@@ -240,8 +237,6 @@ PROJECTIONS: dict[str, Projection] = {
     NODES.kind: project_node,
     SERVICES.kind: project_metadata_only(SERVICES),
     CLAIMS.kind: project_metadata_only(CLAIMS),
-    SERVICE_ACCOUNTS.kind: project_metadata_only(SERVICE_ACCOUNTS),
-    ROLE_BINDINGS.kind: project_metadata_only(ROLE_BINDINGS),
     HTTP_ROUTES.kind: project_route,
 }
 

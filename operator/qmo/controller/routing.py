@@ -11,20 +11,12 @@ from typing import Any, Protocol
 
 from qmo.api.base import GROUP
 from qmo.controller.view import JOB_NAME_LABEL, namespace_of
-from qmo.resources import (
-    CLAIMS,
-    JOBS,
-    PODS,
-    QUALITY_REPORTS,
-    QUANTIZED_MODELS,
-    ROLE_BINDINGS,
-    SERVICE_ACCOUNTS,
-)
+from qmo.resources import CLAIMS, JOBS, PODS, QUALITY_REPORTS, QUANTIZED_MODELS
 from qmo.wire import Obj
 
 Key = tuple[str, str]
-# Kinds that any model of the namespace may depend on (claims by name, the eval identity).
-NAMESPACE_WIDE = {CLAIMS.kind, SERVICE_ACCOUNTS.kind, ROLE_BINDINGS.kind}
+# Kinds that any model of the namespace may depend on (claims, by name).
+NAMESPACE_WIDE = {CLAIMS.kind}
 
 
 class Lookups(Protocol):

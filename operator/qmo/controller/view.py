@@ -88,7 +88,9 @@ class ClusterReader(Protocol):
 
     def build_job(self, namespace: str, cache_key: str) -> Obj | None: ...
 
-    def build_pods(self, namespace: str, job_name: str) -> list[Obj]: ...
+    def job_pods(self, namespace: str, job_name: str) -> list[Obj]:
+        """The pods of a build or eval Job (the only pods watched)."""
+        ...
 
     def artifact_record(self, namespace: str, cache_key: str) -> Obj | None: ...
 
@@ -134,7 +136,7 @@ class StaticReader:
     def build_job(self, namespace: str, cache_key: str) -> Obj | None:
         return self._first(f"{JOBS.kind}/build", (namespace, cache_key))
 
-    def build_pods(self, namespace: str, job_name: str) -> list[Obj]:
+    def job_pods(self, namespace: str, job_name: str) -> list[Obj]:
         return list(self._index.get((f"{PODS.kind}/job", (namespace, job_name)), []))
 
     def artifact_record(self, namespace: str, cache_key: str) -> Obj | None:

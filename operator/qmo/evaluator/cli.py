@@ -2,16 +2,19 @@
 
 `qmo-eval run` is what the operator's eval Job runs (manifests/evaluation.py): evaluation.py
 scores the candidate's and the BF16 baseline's endpoints into a QualityReport with the raw
-scores, and this module writes it (report_writer.py). It never writes status: the operator
-judges the report.
+scores, and this module hands it on (report_writer.py): with `--termination-log` (the eval
+Job) as the container's termination message, from which the operator creates the report;
+without it (by hand, or an external pipeline) into the cluster with the caller's credentials.
+It never writes status: the operator judges the report.
 
 `qmo-eval import-lm-eval` turns two lm-evaluation-harness results files into the same kind of
 report (lm_eval_report.py), printed as YAML or JSON, or applied.
 
 This module parses the arguments, calls one of those two, writes the report and maps errors to
 exit codes: 0 the report was written (or printed); 2 bad input (arguments, benchmark list,
-datasets, results files); 1 an endpoint or the Kubernetes API failed, or a server cannot give
-what a benchmark needs (prompt logprobs for perplexity). No partial report is ever written: a
+datasets, results files, a report too long for a termination message); 1 an endpoint or the
+Kubernetes API failed, or a server cannot give what a benchmark needs (prompt logprobs for
+perplexity). No partial report is ever written: a
 report that lacks a declared benchmark would only be judged Invalid.
 """
 
@@ -38,7 +41,15 @@ from qmo.evaluator.evaluation import (
 from qmo.evaluator.harness import Api, Settings
 from qmo.evaluator.lm_eval_import import LmEvalError
 from qmo.evaluator.lm_eval_report import report_from_files
-from qmo.evaluator.report_writer import KubeWriter, PrintWriter, ReportWriter, WriteError, Written
+from qmo.evaluator.report_writer import (
+    KubeWriter,
+    PrintWriter,
+    ReportTooLong,
+    ReportWriter,
+    TerminationWriter,
+    WriteError,
+    Written,
+)
 from qmo.evaluator.speed import ProbeSettings
 from qmo.planner.cachekey import short_key
 
@@ -64,6 +75,9 @@ def run(
     except EvaluationFailed as err:
         log.error("Evaluation of %s failed: %s", options.subject, err)
         return ExitCode.FAILED
+    except ReportTooLong as err:
+        log.error("Evaluation of %s finished but cannot be reported: %s", options.subject, err)
+        return ExitCode.BAD_INPUT
     except WriteError as err:
         log.error(
             "Evaluation of %s finished but the report was not written: %s", options.subject, err
@@ -189,8 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument(
         "--store-root", type=Path, default=loading.STORE_ROOT, help="Engine store mount."
     )
-    run_p.add_argument(
+    run_out = run_p.add_mutually_exclusive_group()
+    run_out.add_argument(
         "--dry-run", action="store_true", help="Print the report as YAML instead of creating it."
+    )
+    run_out.add_argument(
+        "--termination-log",
+        type=Path,
+        metavar="PATH",
+        help="Write the scores to PATH, the container's termination message, for the operator "
+        "to create the report from (what eval Jobs do; needs no credentials).",
     )
     run_p.add_argument(
         "--speed-concurrency",
@@ -268,7 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return int(exit_.code or 0)
     if args.command == "run":
-        writer: ReportWriter = PrintWriter() if args.dry_run else KubeWriter()
+        writer: ReportWriter
+        if args.termination_log is not None:
+            writer = TerminationWriter(args.termination_log)
+        else:
+            writer = PrintWriter() if args.dry_run else KubeWriter()
         return run(_run_options(args), writer)
     if args.apply:
         args.namespace = args.namespace or "default"

@@ -1,39 +1,33 @@
-"""The QualityReport qmo-eval produces: its name, its spec from the scores, and its YAML. Pure.
+"""The QualityReport qmo-eval produces: its spec from the scores, and its YAML. Pure.
 
 Called by evaluation.py (`run`) and lm_eval_report.py (`import-lm-eval`); report_writer.py
-puts the result into the cluster. Raw scores only: the operator computes deltas and the
-verdict into status.
+hands the result on (the termination message of an eval Job, the cluster, or stdout). The
+name and labels are the operator's (`qmo.manifests.quality_report`), so a report about a
+revision has one name whoever writes it. Raw scores only: the operator computes deltas and
+the verdict into status.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
 from qmo.api.base import LocalObjectReference
+from qmo.api.evalcontract import SOURCE
 from qmo.api.qualityreport import (
     BenchmarkResult,
     QualityReport,
     QualityReportSpec,
     SpeedReport,
 )
-from qmo.manifests import labels, names
-from qmo.planner.cachekey import short_key
+from qmo.manifests.quality_report import report_labels, report_name
 
-SOURCE = "qmo-eval"
-NAME_KEY_LENGTH = 12
+__all__ = ["SOURCE", "build_report", "report_name", "result", "to_yaml"]
+
 # Decimals kept in reported scores: far below any threshold, and readable in kubectl.
 SCORE_DIGITS = 6
-
-
-def report_name(model: str, variant: str, cache_key: str) -> str:
-    """`<model>-<variant>-<key[:12]>`, cut with a hash past 63 characters. A key that is not
-    hex (an external system's revision id) is made name-safe: lower case, no trailing '-'."""
-    key = re.sub(r"[^a-z0-9-]+", "-", cache_key[:NAME_KEY_LENGTH].lower()).strip("-")
-    return names.bounded(model, variant, key)
 
 
 def result(
@@ -67,7 +61,7 @@ def build_report(
     """The report; raises pydantic's ValidationError when the API would refuse it."""
     metadata: dict[str, Any] = {
         "name": report_name(model, variant, cache_key),
-        "labels": _labels(model, variant, cache_key),
+        "labels": report_labels(model, variant, cache_key),
     }
     if namespace:
         metadata["namespace"] = namespace
@@ -85,19 +79,3 @@ def build_report(
 
 def to_yaml(report: QualityReport) -> str:
     return yaml.safe_dump(report.to_wire(), sort_keys=False)
-
-
-def _labels(model: str, variant: str, cache_key: str) -> dict[str, str]:
-    """Labels to select reports by; values a label cannot hold are left out."""
-    candidates = {
-        "app.kubernetes.io/name": "qmo",
-        labels.COMPONENT: "evaluation",
-        labels.MODEL: model,
-        labels.VARIANT: variant,
-        labels.CACHE_KEY: short_key(cache_key),
-    }
-    return {k: v for k, v in candidates.items() if _label_value(v)}
-
-
-def _label_value(value: str) -> bool:
-    return re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", value) is not None

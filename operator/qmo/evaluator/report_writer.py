@@ -1,12 +1,18 @@
-"""Where a finished QualityReport goes: the cluster, or stdout for --dry-run / -o yaml.
+"""Where a finished QualityReport goes: the eval Job's termination message, the cluster, or
+stdout for --dry-run / -o yaml.
 
-Called by cli.py. The cluster writer is the only code of qmo-eval that talks to the
-Kubernetes API. It creates the report, which is all the eval Jobs' ServiceAccount may do
-(the chart's evaluator ClusterRole grants create, get and list on qualityreports). When the
-report already exists (a retried Job, a second run for the same revision) it is left alone if
-its spec is the same, and otherwise server-side applied with the field manager "qmo-eval" where
-the identity may patch; where it may not, the existing report is kept and the run says so: the
-operator has already judged that revision. Status is never written: the operator owns it.
+Called by cli.py. Eval Jobs use the termination writer: the report's scores go to the
+container's termination-log file (`qmo.api.evalcontract`), the operator reads them from the
+pod's status and creates the QualityReport itself, so the eval pod needs no credentials and
+holds none (its ServiceAccount token is not mounted).
+
+The cluster writer is for running qmo-eval by hand or in an external pipeline, with the
+caller's own credentials; it is the only code of qmo-eval that talks to the Kubernetes API. It
+creates the report. When the report already exists (a rerun for the same revision) it is left
+alone if its spec is the same, and otherwise server-side applied with the field manager
+"qmo-eval" where the identity may patch; where it may not, the existing report is kept and the
+run says so: the operator has already judged that revision. Status is never written: the
+operator owns it.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ import json
 import logging
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from qmo.api.base import GROUP, VERSION
+from qmo.api.evalcontract import EvalResult, MessageError
 from qmo.api.qualityreport import PLURAL, QualityReport
 from qmo.evaluator.report import to_yaml
 
@@ -36,10 +44,15 @@ class Written(StrEnum):
     UNCHANGED = "unchanged"  # existed with the same spec
     KEPT = "kept"  # existed with other scores; this identity may not update it
     PRINTED = "printed"
+    HANDED_OVER = "handed to the operator in the termination message"
 
 
 class WriteError(RuntimeError):
-    """The report could not be written to the cluster."""
+    """The report could not be written."""
+
+
+class ReportTooLong(WriteError):
+    """The report does not fit in a termination message: the same on every rerun."""
 
 
 class ReportWriter(Protocol):
@@ -55,6 +68,26 @@ class PrintWriter:
     def write(self, report: QualityReport) -> Written:
         (self.stream or sys.stdout).write(to_yaml(report))
         return Written.PRINTED
+
+
+class TerminationWriter:
+    """Eval Jobs: the report's scores, as compact JSON, in the container's termination-log
+    file. Who is judged is not written: the operator takes it from its own Job."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, report: QualityReport) -> Written:
+        spec = report.spec
+        try:
+            message = EvalResult.of(spec.results, spec.speed).to_message()
+        except MessageError as err:
+            raise ReportTooLong(str(err)) from err
+        try:
+            self.path.write_text(message, encoding="utf-8")
+        except OSError as err:
+            raise WriteError(f"cannot write the termination message to {self.path}: {err}") from err
+        return Written.HANDED_OVER
 
 
 def connect() -> client.CustomObjectsApi:

@@ -1,8 +1,11 @@
-"""Eval Jobs and what they need: the benchmark list, and an identity that can write reports.
+"""Eval Jobs and what they need: the benchmark list.
 
-The eval Job runs `qmo-eval run` against the candidate's Service and the BF16 baseline's, and
-creates a QualityReport with its own ServiceAccount, bound to the chart's evaluator
-ClusterRole (create/get QualityReports, nothing else).
+The eval Job runs `qmo-eval run` against the candidate's Service and the BF16 baseline's and
+writes the scores as its container's termination message (`qmo.api.evalcontract`); the
+operator creates the QualityReport from it. The pod needs no rights, so it gets none: it runs
+as the namespace's default ServiceAccount with no token mounted. Code it runs on the model
+author's behalf (an lm-eval `!function` in the task files) can reach no API with qmo's or
+anyone's credentials, and can misreport only its own revision's scores.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 from typing import Any
 
 from qmo.api.buildcontract import STORE_MOUNT_PATH
+from qmo.api.evalcontract import TERMINATION_MESSAGE_PATH
 from qmo.api.quantizedmodel import QuantizedModelSpec, SpeedProbeSpec
 from qmo.manifests import labels, names
 from qmo.manifests.labels import Owner
@@ -19,7 +23,11 @@ from qmo.planner.cachekey import short_key
 from qmo.planner.types import Evaluation
 from qmo.vocabulary import Component
 
-EVALUATOR_SERVICE_ACCOUNT = "qmo-evaluator"
+EVAL_CONTAINER = "evaluator"
+# The BF16 variant the Job compares against: the report's baselineVariant.
+BASELINE_ANNOTATION = "qmo.dev/baseline-variant"
+# qmo-eval's exit code for bad input (a dataset, a task, a report too long): the same on a rerun.
+BAD_INPUT_EXIT_CODE = 2
 BENCHMARKS_FILE = "benchmarks.json"
 BENCHMARKS_MOUNT = "/etc/qmo-eval"
 DATASETS_MOUNT = "/benchmarks"
@@ -40,43 +48,6 @@ def benchmarks_config_map(spec: QuantizedModelSpec, owner: Owner) -> dict[str, A
         },
         "data": {BENCHMARKS_FILE: json.dumps(benchmarks, indent=2, sort_keys=True)},
     }
-
-
-def evaluator_identity(namespace: str, cluster_role: str) -> list[dict[str, Any]]:
-    """A ServiceAccount for eval Jobs in `namespace`, bound to the evaluator ClusterRole."""
-    meta_labels = labels.managed(Component.EVALUATION)
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {
-                "name": EVALUATOR_SERVICE_ACCOUNT,
-                "namespace": namespace,
-                "labels": meta_labels,
-            },
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {
-                "name": EVALUATOR_SERVICE_ACCOUNT,
-                "namespace": namespace,
-                "labels": meta_labels,
-            },
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": cluster_role,
-            },
-            "subjects": [
-                {
-                    "kind": "ServiceAccount",
-                    "name": EVALUATOR_SERVICE_ACCOUNT,
-                    "namespace": namespace,
-                }
-            ],
-        },
-    ]
 
 
 def _dataset_volumes(spec: QuantizedModelSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -147,22 +118,40 @@ def eval_job(
             ),
             "namespace": owner.namespace,
             "labels": job_labels,
-            "annotations": {labels.REVISION_ANNOTATION: evaluation.cache_key},
+            "annotations": {
+                labels.REVISION_ANNOTATION: evaluation.cache_key,
+                BASELINE_ANNOTATION: evaluation.baseline,
+            },
             "ownerReferences": [owner.reference()],
         },
         "spec": {
             "backoffLimit": 2,
             "activeDeadlineSeconds": EVAL_DEADLINE_SECONDS,
             "ttlSecondsAfterFinished": 86400,
+            # Bad input fails the same way every time: do not run the evaluation again.
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": EVAL_CONTAINER,
+                            "operator": "In",
+                            "values": [BAD_INPUT_EXIT_CODE],
+                        },
+                    }
+                ]
+            },
             "template": {
                 "metadata": {"labels": job_labels},
                 "spec": {
                     "restartPolicy": "Never",
-                    "serviceAccountName": EVALUATOR_SERVICE_ACCOUNT,
+                    # No identity of qmo's and no token: the scores leave through the
+                    # termination message, and the operator writes the report.
+                    "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
                     "containers": [
                         {
-                            "name": "evaluator",
+                            "name": EVAL_CONTAINER,
                             "image": image,
                             "command": ["qmo-eval", "run"],
                             "args": [
@@ -182,6 +171,8 @@ def eval_job(
                                 evaluation.baseline,
                                 "--benchmarks",
                                 f"{BENCHMARKS_MOUNT}/{BENCHMARKS_FILE}",
+                                "--termination-log",
+                                TERMINATION_MESSAGE_PATH,
                                 *_speed_args(spec),
                             ],
                             "env": [
@@ -194,6 +185,9 @@ def eval_job(
                                 "limits": {"memory": "2Gi"},
                             },
                             "securityContext": container_security_context(),
+                            "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+                            # A failed run leaves its last log lines there instead.
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
                             "volumeMounts": [
                                 {
                                     "name": "benchmarks",

@@ -1,0 +1,159 @@
+"""Whole reconciles of a gated model whose eval Job holds no rights: the pod's termination
+message carries the scores, qmo creates the QualityReport from it and the gate judges it.
+
+The fake cluster (tests/support/fake_kube.py) plays the kubelet: `finish_eval` ends the eval
+pod with the message qmo-eval's termination writer leaves, and the Job controller marks the
+Job. Mirrors tests/cluster/test_eval_report.py, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from qmo.api.evalcontract import EvalResult
+from qmo.evaluator.report import result
+from qmo.manifests.quality_report import report_name
+from qmo.wire import Obj
+from tests.support.fake_kube import APPLY, DELETE
+from tests.support.reconciles import World, a_world, gated
+
+
+@pytest.fixture
+def world() -> World:
+    return a_world()
+
+
+def scores(candidate: float) -> str:
+    """What `qmo-eval run --termination-log` leaves against a baseline of 0.80."""
+    rows = [result("arithmetic", 0.80, candidate, higher_is_better=True, samples=4)]
+    return EvalResult.of(rows, None).to_message()
+
+
+def the_eval_job(world: World) -> Obj:
+    jobs = [
+        j
+        for j in world.cluster.objects("Job")
+        if j["metadata"]["labels"]["app.kubernetes.io/component"] == "evaluation"
+    ]
+    assert len(jobs) == 1, f"one eval Job, not {[j['metadata']['name'] for j in jobs]}"
+    return jobs[0]
+
+
+def test_an_eval_jobs_scores_become_a_report_qmo_writes_and_the_gate_passes(world: World) -> None:
+    world.cluster.create_model(gated("fp8"))
+    world.settle()
+    key = world.variants()["h100-fp8"]["cacheKey"]
+    job = the_eval_job(world)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod
+    assert world.cluster.objects("ServiceAccount") == world.cluster.objects("RoleBinding") == []
+    assert world.condition("QualityGate")["reason"] == "AwaitingReports"
+
+    world.cluster.finish_eval(job["metadata"]["name"], scores(0.80))
+    world.reconcile()
+
+    name = report_name("llama", "h100-fp8", key)
+    assert (APPLY, "QualityReport", name) in world.writes()
+    report = world.cluster.object("QualityReport", name)
+    assert report is not None
+    assert report["spec"] == {
+        "modelRef": {"name": "llama"},
+        "variant": "h100-fp8",
+        "cacheKey": key,
+        "baselineVariant": "h100-bf16",
+        "results": [
+            {
+                "benchmark": "arithmetic",
+                "baselineScore": 0.8,
+                "candidateScore": 0.8,
+                "higherIsBetter": True,
+                "samples": 4,
+            }
+        ],
+        "source": "qmo-eval",
+    }
+    (owner,) = report["metadata"]["ownerReferences"]
+    assert owner["uid"] == world.model()["metadata"]["uid"]
+    assert (report["status"]["verdict"], report["status"]["state"]) == ("Pass", "Current")
+    fp8 = world.variants()["h100-fp8"]
+    assert fp8["lastGoodRevision"] == key
+    assert fp8["quality"]["verdict"] == "Pass"
+    assert fp8["quality"]["report"] == name
+    gate = world.condition("QualityGate")
+    assert (gate["status"], gate["reason"]) == ("True", "AllPassed")
+    assert world.cluster.reasons().count("QualityPassed") == 1
+
+    for _ in range(3):  # the temporary BF16 reference goes; the report stays as it is
+        world.reconcile()
+        assert (APPLY, "QualityReport", name) not in world.writes(), "created once"
+    assert world.cluster.names("QualityReport") == [name]
+    assert world.cluster.requests == []
+
+
+def test_a_regression_the_eval_job_measured_rolls_back_like_any_report(world: World) -> None:
+    world.cluster.create_model(gated("fp8"))
+    world.settle()
+
+    world.cluster.finish_eval(the_eval_job(world)["metadata"]["name"], scores(0.7832))
+    world.reconcile()
+
+    assert world.variants()["h100-fp8"]["quality"]["verdict"] == "Regressed"
+    assert world.condition("QualityGate")["status"] == "False"
+
+
+@pytest.mark.parametrize(
+    ("message", "exit_code", "why"),
+    [
+        ("", 0, "the termination message is empty"),
+        ("Traceback (most recent call last):", 0, "is no eval result"),
+        ('{"results": [["arithmetic", NaN, 0.8, true, 4]]}', 0, "not a finite number"),
+        (
+            "WARNING lm-eval\nbenchmark arithmetic on the candidate: connection refused",
+            1,
+            "the evaluator said: benchmark arithmetic on the candidate: connection refused",
+        ),
+    ],
+    ids=["no message", "not JSON", "a NaN score", "a failed run's log tail"],
+)
+def test_an_eval_job_that_leaves_no_scores_is_an_evaluation_failure_not_a_crash(
+    world: World, message: str, exit_code: int, why: str
+) -> None:
+    world.cluster.create_model(gated("fp8"))
+    world.settle()
+    job = the_eval_job(world)
+
+    world.cluster.finish_eval(job["metadata"]["name"], message, exit_code=exit_code)
+    world.reconcile()
+
+    assert world.cluster.objects("QualityReport") == []
+    gate = world.condition("QualityGate")
+    assert gate["reason"] == "EvaluationFailed"
+    assert why in gate["message"]
+    assert world.cluster.reasons("Warning").count("EvaluationFailed") == 1
+    world.reconcile()
+    assert world.cluster.reasons("Warning").count("EvaluationFailed") == 1, "one Event"
+
+    world.cluster.update_model(annotations={"qmo.dev/retry": "after-fix"})
+    world.reconcile()
+    assert (DELETE, "Job", job["metadata"]["name"]) in world.writes()
+    world.reconcile()
+    assert the_eval_job(world)["metadata"]["uid"] != job["metadata"]["uid"], "it runs again"
+
+
+def test_scores_for_a_revision_no_longer_awaited_make_no_report(world: World) -> None:
+    world.cluster.create_model(gated("fp8"))
+    world.settle()
+    key = world.variants()["h100-fp8"]["cacheKey"]
+    by_hand = world.cluster.add_report(
+        "llama", "h100-fp8", key, [{"benchmark": "arithmetic", "baselineScore": 0.8,
+                                    "candidateScore": 0.8}]
+    )  # fmt: skip
+    world.reconcile()
+    assert world.variants()["h100-fp8"]["quality"]["report"] == by_hand
+
+    world.cluster.finish_eval(the_eval_job(world)["metadata"]["name"], scores(0.5))
+    world.reconcile()
+
+    assert world.cluster.names("QualityReport") == [by_hand]
+    assert world.variants()["h100-fp8"]["quality"]["verdict"] == "Pass"
