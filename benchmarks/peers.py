@@ -21,6 +21,8 @@ from io import BytesIO
 from pathlib import Path
 from typing import IO, Any
 
+from e2e.cluster.local import SERVICE_CIDR
+
 NIM_COMMIT = "f63f74d7ad22eaea7943cc640e545f4ccdbb8077"
 CACHE = Path(os.environ.get("QMO_PEERS_DIR", Path.home() / ".cache" / "qmo" / "peers"))
 # NIM Operator reads its manifest templates from this fixed path.
@@ -64,10 +66,30 @@ def crd_directory(tree: Path) -> Path:
 
 
 @contextmanager
+def contain_service_range(cidr: str = SERVICE_CIDR) -> None:
+    """Make the local control plane's Service range unreachable from this machine.
+
+    Once a NIMService is Ready, the NIM Operator sends HTTP requests to its Service's
+    ClusterIP. Nothing here serves ClusterIPs, so without this route they would leave the
+    machine for a private address range that is not ours: they must fail here, at once.
+    """
+    routes = subprocess.run(["ip", "route", "show", cidr], capture_output=True, text=True)
+    if routes.returncode == 0 and "unreachable" in routes.stdout:
+        return
+    added = subprocess.run(["ip", "route", "add", "unreachable", cidr], capture_output=True)
+    if added.returncode != 0:
+        raise RuntimeError(
+            f"run the NIM phases as root: the Service range {cidr} must be made unreachable "
+            f"first (ip route add unreachable {cidr}), or the NIM Operator's requests to "
+            "ClusterIPs leave this machine"
+        )
+
+
 def running_nim(
     binary: Path, tree: Path, kubeconfig: str, port: int, log: IO[str]
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The NIM Operator against `kubeconfig`, ready when its /readyz answers."""
+    contain_service_range()
     if not MANIFESTS_PATH.exists():
         MANIFESTS_PATH.symlink_to(tree / "manifests")
     process = subprocess.Popen(
