@@ -106,10 +106,9 @@ class Reason(StrEnum):
     ROLLED_BACK = "RolledBack"
     FELL_BACK = "FellBack"
     WITHDRAWN = "Withdrawn"
-    QUALITY_PASSED = "QualityPassed"
+    REGRESSED_WHILE_GOOD = "RegressedWhileGood"  # the last good revision, judged again
     KEPT_UNTIL_REPLACED = "KeptUntilReplaced"  # no longer asked for; serves until replaced
     QUALITY_PASSED = "QualityPassed"
-    REGRESSED_WHILE_GOOD = "RegressedWhileGood"  # the last good revision, judged again
     REFERENCE = "Reference"
     REFERENCE_STARTED = "ReferenceStarted"
     # Conditions' own reasons (planner.status)
@@ -132,10 +131,10 @@ class Reason(StrEnum):
     NON_FINITE_SCORE = "NonFiniteScore"
     NON_POSITIVE_BASELINE = "NonPositiveBaseline"
     NON_FINITE_DELTA = "NonFiniteDelta"
-    SPEEDUP_BELOW_MINIMUM = "SpeedupBelowMinimum"
-    MISSING_SPEED = "MissingSpeed"
     DELTA_OUT_OF_RANGE = "DeltaOutOfRange"
     SPEEDUP_OUT_OF_RANGE = "SpeedupOutOfRange"
+    SPEEDUP_BELOW_MINIMUM = "SpeedupBelowMinimum"
+    MISSING_SPEED = "MissingSpeed"
     # Routing through the Gateway API (planner.routing)
     ROUTE_ACCEPTED = "RouteAccepted"
     ROUTE_PENDING = "RoutePending"
