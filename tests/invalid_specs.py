@@ -105,6 +105,30 @@ INVALID_CASES = [
         local=_rule_message("serving.default must be"),
         server=_rule_message("serving.default must be"),
     ),
+    InvalidCase(
+        "a negative engine store size",
+        {"engine": {"store": {"create": True, "size": "-1Gi"}}},
+        local=_rule_message("store.size must be above zero"),
+        server=_rule_message("store.size must be above zero"),
+    ),
+    InvalidCase(
+        "an engine store of zero bytes",
+        {"engine": {"store": {"create": True, "size": "0"}}},
+        local=_rule_message("store.size must be above zero"),
+        server=_rule_message("store.size must be above zero"),
+    ),
+    InvalidCase(
+        "a negative memory request",
+        {"serving": {"resources": {"requests": {"memory": "-1Gi"}}}},
+        local=_rule_message("request may not be negative"),
+        server=_rule_message("request may not be negative"),
+    ),
+    InvalidCase(
+        "a negative cpu limit of the build",
+        {"engine": {"build": {"resources": {"limits": {"cpu": "-500m"}}}}},
+        local=_rule_message("limit may not be negative"),
+        server=_rule_message("limit may not be negative"),
+    ),
 ]
 
 

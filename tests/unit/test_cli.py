@@ -48,3 +48,30 @@ def test_plan_prints_valid_service_names_for_a_dotted_model_name(
     service = planned["mainService"]["name"]
     assert service.startswith("llama-3-1-8b-")
     assert "." not in service
+
+
+@pytest.mark.parametrize(
+    ("field", "says"),
+    [
+        pytest.param("engine: {store: {size: -1Gi}}", "store.size must be above zero", id="size"),
+        pytest.param(
+            "serving: {resources: {requests: {memory: -1Gi}}}",
+            "request may not be negative",
+            id="request",
+        ),
+        pytest.param(
+            "engine: {build: {resources: {limits: {cpu: -500m}}}}",
+            "limit may not be negative",
+            id="limit",
+        ),
+    ],
+)
+def test_validate_refuses_a_negative_quantity_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, says: str
+) -> None:
+    manifest = tmp_path / "model.yaml"
+    manifest.write_text(INVALID.replace("engine: {store: {size: lots}}", field))
+    assert main(["validate", "-f", str(manifest)]) == 1
+    err = capsys.readouterr().err
+    assert says in err
+    assert "Traceback" not in err

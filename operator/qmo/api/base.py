@@ -209,6 +209,14 @@ RESOURCE_NAMES_MESSAGE = (
 )
 
 
+def non_negative_cel(field: str) -> str:
+    """CEL: every quantity of the map `field` is zero or more (as a pod's must be)."""
+    return (
+        f"!has(self.{field}) || self.{field}.all(k, "
+        f"quantity(self.{field}[k]).compareTo(quantity('0')) >= 0)"
+    )
+
+
 def resource_names_cel(field: str) -> str:
     standard = ", ".join(f"'{n}'" for n in STANDARD_RESOURCES)
     return (
@@ -274,6 +282,18 @@ class ResourceRequirements(ApiModel):
             cel=resource_names_cel("limits"),
             message=RESOURCE_NAMES_MESSAGE,
             check=lambda r: all(is_resource_name(k) for k in r.limits),
+            field_path=".limits",
+        ),
+        Rule(
+            cel=non_negative_cel("requests"),
+            message="a resource request may not be negative (such as -1Gi)",
+            check=lambda r: all(quantity_value(v) >= 0 for v in r.requests.values()),
+            field_path=".requests",
+        ),
+        Rule(
+            cel=non_negative_cel("limits"),
+            message="a resource limit may not be negative (such as -1Gi)",
+            check=lambda r: all(quantity_value(v) >= 0 for v in r.limits.values()),
             field_path=".limits",
         ),
         Rule(

@@ -28,6 +28,7 @@ from qmo.api.base import (
     Toleration,
     cel_string,
     is_qualified_name,
+    quantity_value,
 )
 
 KIND = "QuantizedModel"
@@ -262,6 +263,16 @@ class EngineStoreSpec(ApiModel):
     size: Quantity = Field(default="500Gi", description="Size of a created claim (a quantity).")
     storage_class_name: ObjectName | None = Field(
         default=None, description="StorageClass of a created claim; unset means the default."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.size) || quantity(self.size).compareTo(quantity('0')) > 0",
+            message="engine.store.size must be above zero (such as 500Gi): it is the size of "
+            "the claim qmo creates",
+            check=lambda s: quantity_value(s.size) > 0,
+            field_path=".size",
+        ),
     )
 
 
