@@ -28,10 +28,11 @@ class Decision:
     building: ClassVar[bool] = False
     supported: ClassVar[bool] = True  # the class can run it at all
     build_failed: ClassVar[bool] = False
+    fixed_reason: ClassVar[str] = ""  # the reason, where one class has one
 
     @property
     def reason(self) -> str:
-        raise NotImplementedError
+        return self.fixed_reason
 
     @property
     def message(self) -> str:
@@ -55,6 +56,17 @@ class Decision:
     @property
     def lending_replicas(self) -> int | None:
         return None
+
+
+@dataclass(frozen=True)
+class Serves(Decision):
+    """A decision whose stable Deployment runs revision `key`."""
+
+    key: str
+
+    @property
+    def serve_key(self) -> str | None:
+        return self.key
 
 
 # --- before anything runs ----------------------------------------------------------------
@@ -107,10 +119,7 @@ class Build(Decision):
     phase: ClassVar[Phase] = Phase.BUILDING
     building: ClassVar[bool] = True
     action: ClassVar[Action] = Action.BUILD
-
-    @property
-    def reason(self) -> str:
-        return Reason.BUILD_SCHEDULED
+    fixed_reason: ClassVar[str] = Reason.BUILD_SCHEDULED
 
     @property
     def message(self) -> str:
@@ -173,49 +182,33 @@ class BuildFailed(Decision):
 
 
 @dataclass(frozen=True)
-class RollOut(Decision):
+class RollOut(Serves):
     """The artifact is built: its Deployment rolls out (`ready` of `wanted` replicas)."""
 
-    key: str
     ready: int
     wanted: int
     phase: ClassVar[Phase] = Phase.DEPLOYING
     action: ClassVar[Action] = Action.DEPLOY
-
-    @property
-    def reason(self) -> str:
-        return Reason.ROLLING_OUT
+    fixed_reason: ClassVar[str] = Reason.ROLLING_OUT
 
     @property
     def message(self) -> str:
         return f"{self.ready}/{self.wanted} replica(s) ready"
 
-    @property
-    def serve_key(self) -> str | None:
-        return self.key
-
 
 @dataclass(frozen=True)
-class Serve(Decision):
+class Serve(Serves):
     """The current revision serves with every replica ready."""
 
-    key: str
     wanted: int
     phase: ClassVar[Phase] = Phase.SERVING
     serving: ClassVar[bool] = True
     action: ClassVar[Action] = Action.DEPLOY
-
-    @property
-    def reason(self) -> str:
-        return Reason.SERVING
+    fixed_reason: ClassVar[str] = Reason.SERVING
 
     @property
     def message(self) -> str:
         return f"{self.wanted} replica(s) ready"
-
-    @property
-    def serve_key(self) -> str | None:
-        return self.key
 
 
 # --- the quality gate ----------------------------------------------------------------------
@@ -232,10 +225,7 @@ class RolledBack(Decision):
     regressed: ClassVar[bool] = True
     action: ClassVar[Action] = Action.DEPLOY
     warning: ClassVar[bool] = True
-
-    @property
-    def reason(self) -> str:
-        return Reason.ROLLED_BACK
+    fixed_reason: ClassVar[str] = Reason.ROLLED_BACK
 
     @property
     def message(self) -> str:
@@ -250,20 +240,16 @@ class RolledBack(Decision):
 
 
 @dataclass(frozen=True)
-class KeptUntilReplaced(Decision):
+class KeptUntilReplaced(Serves):
     """A variant the spec no longer asks for (a new revision after a fallback, a precision
     edited away) keeps serving its last good revision until what replaces it on its GPU
     class serves and, if gated, passed. Its objects are left as they are."""
 
-    key: str
     replaced_by: tuple[str, ...]
     phase: ClassVar[Phase] = Phase.SERVING
     serving: ClassVar[bool] = True
     action: ClassVar[Action] = Action.DEPLOY
-
-    @property
-    def reason(self) -> str:
-        return Reason.KEPT_UNTIL_REPLACED
+    fixed_reason: ClassVar[str] = Reason.KEPT_UNTIL_REPLACED
 
     @property
     def message(self) -> str:
@@ -272,27 +258,19 @@ class KeptUntilReplaced(Decision):
             f"revision {short_key(self.key)} keeps serving until {waits} serves and passes its gate"
         )
 
-    @property
-    def serve_key(self) -> str | None:
-        return self.key
-
 
 @dataclass(frozen=True)
-class KeptDespiteReport(Decision):
+class KeptDespiteReport(Serves):
     """A revision that was good (it passed, or served ungated) is judged regressed again,
     after a spec edit (a tighter threshold) or a new report: it keeps serving, as the last
     good revision, until a new revision passes; the gate says so."""
 
-    key: str
     report: ReportObservation
     phase: ClassVar[Phase] = Phase.SERVING
     regressed: ClassVar[bool] = True
     action: ClassVar[Action] = Action.DEPLOY
     warning: ClassVar[bool] = True
-
-    @property
-    def reason(self) -> str:
-        return Reason.REGRESSED_WHILE_GOOD
+    fixed_reason: ClassVar[str] = Reason.REGRESSED_WHILE_GOOD
 
     @property
     def message(self) -> str:
@@ -300,10 +278,6 @@ class KeptDespiteReport(Decision):
             f"revision {short_key(self.key)} {self.report.message}; it was the last good "
             "revision and keeps serving until a new revision passes"
         )
-
-    @property
-    def serve_key(self) -> str | None:
-        return self.key
 
 
 @dataclass(frozen=True)
@@ -316,10 +290,7 @@ class Withdrawn(Decision):
     regressed: ClassVar[bool] = True
     action: ClassVar[Action] = Action.WITHDRAW
     warning: ClassVar[bool] = True
-
-    @property
-    def reason(self) -> str:
-        return Reason.WITHDRAWN
+    fixed_reason: ClassVar[str] = Reason.WITHDRAWN
 
     @property
     def message(self) -> str:
@@ -338,10 +309,7 @@ class HoldAsCandidate(Decision):
     keeps: str | None
     phase: ClassVar[Phase] = Phase.EVALUATING
     action: ClassVar[Action] = Action.DEPLOY
-
-    @property
-    def reason(self) -> str:
-        return Reason.AWAITING_REPORT
+    fixed_reason: ClassVar[str] = Reason.AWAITING_REPORT
 
     @property
     def message(self) -> str:
@@ -374,20 +342,6 @@ VariantDecision = (
     | Withdrawn
     | HoldAsCandidate
 )
-
-
-@dataclass(frozen=True)
-class FellBack:
-    """Why a variant runs a lower precision than it asked for: the rungs above regressed."""
-
-    origin: str  # the first variant whose regression led here
-    because: str  # its revision and what its report said
-    # (variant, cache key) of rungs left behind on the way down the precision ladder.
-    superseded: tuple[tuple[str, str], ...]
-
-    @property
-    def message(self) -> str:
-        return f"{self.because}; on its first rollout there is no good revision, so it falls back"
 
 
 def was_rolling_out(phase_in_status: str | None) -> bool:

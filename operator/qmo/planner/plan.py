@@ -28,12 +28,12 @@ from qmo.planner.decision import (
     AwaitBuild,
     AwaitingStore,
     Build,
-    FellBack,
     Refused,
     VariantDecision,
 )
 from qmo.planner.revisions import takes_traffic
 from qmo.planner.types import (
+    FellBack,
     Observed,
     Plan,
     PlannedVariant,

@@ -12,7 +12,7 @@ from qmo.api.buildcontract import BuildRequest
 from qmo.api.quantizedmodel import Precision
 from qmo.dnsnames import bounded
 from qmo.gpu import GpuClass
-from qmo.planner.decision import FellBack, VariantDecision
+from qmo.planner.decision import VariantDecision
 from qmo.planner.observed import (
     BuildLookup,
     BuildObservation,
@@ -50,6 +50,20 @@ class Evaluation:
     on_candidate_track: bool
     baseline: str
     quality_key: str = ""  # what is evaluated (see evaluations.quality_key)
+
+
+@dataclass(frozen=True)
+class FellBack:
+    """Why a variant runs a lower precision than it asked for: the rungs above regressed."""
+
+    origin: str  # the first variant whose regression led here
+    because: str  # its revision and what its report said
+    # (variant, cache key) of rungs left behind on the way down the precision ladder.
+    superseded: tuple[tuple[str, str], ...]
+
+    @property
+    def message(self) -> str:
+        return f"{self.because}; on its first rollout there is no good revision, so it falls back"
 
 
 @dataclass(frozen=True)
