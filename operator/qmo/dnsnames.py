@@ -11,6 +11,7 @@ import re
 
 MAX_NAME = 63
 _DNS_1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def digest(text: str) -> str:
@@ -20,6 +21,11 @@ def digest(text: str) -> str:
 def is_dns_label(name: str) -> bool:
     """A DNS-1035 label: what a Service name must be (starts with a letter, no dots)."""
     return len(name) <= MAX_NAME and _DNS_1035.fullmatch(name) is not None
+
+
+def is_dns1123_label(name: str) -> bool:
+    """A DNS-1123 label: what a pod's volume name must be (no dots, unlike object names)."""
+    return len(name) <= MAX_NAME and _DNS_1123.fullmatch(name) is not None
 
 
 def bounded(*parts: str) -> str:

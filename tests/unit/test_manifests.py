@@ -507,3 +507,26 @@ def test_the_store_claim_outlives_every_model(
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert claim["spec"]["resources"] == {"requests": {"storage": "2Ti"}}
     assert claim["spec"].get("storageClassName") == storage_class
+
+
+def test_an_eval_job_mounts_a_dataset_config_map_with_dots_under_a_valid_volume_name() -> None:
+    from qmo.manifests.evaluation import eval_job
+    from qmo.planner.types import Evaluation
+
+    benchmarks = [
+        {"name": name, "dataset": {"configMap": {"name": config_map, "key": "data.jsonl"}}}
+        for name, config_map in (("gsm8k", "gsm8k.v2"), ("gsm8k-old", "gsm8k-v2"))
+    ]
+    spec = a_model().with_quality(benchmarks=benchmarks).spec()
+    evaluation = Evaluation("h100-fp8", "ab" * 32, on_candidate_track=False, baseline="h100-bf16")
+
+    pod = eval_job(spec, evaluation, an_owner("llama"), image="qmo-eval:test")["spec"]["template"]
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    (container,) = pod["spec"]["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+
+    assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) for name in volumes)
+    assert len(volumes) == len(pod["spec"]["volumes"]), "every volume name is unique"
+    for config_map in ("gsm8k.v2", "gsm8k-v2"):
+        volume = volumes[mounts[f"/benchmarks/{config_map}"]]
+        assert volume["configMap"]["name"] == config_map

@@ -53,3 +53,25 @@ def test_a_long_product_name_still_makes_variant_names_that_are_label_values(
     name = variant_name(long_class, precision)
     assert LABEL_VALUE.match(name), name
     assert len(name) <= 63, name
+
+
+DNS_1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@pytest.mark.parametrize(
+    "config_map",
+    ["gsm8k.v2", "gsm8k", "3b.data", "a." * 100 + "b", "x" * 253, "a" * 54 + ".b"],
+    ids=["dots", "plain", "leading digit", "253 of dots", "253", "a dot at the cut"],
+)
+def test_a_dataset_volume_is_a_dns_1123_label_whatever_its_config_map_is_called(
+    config_map: str,
+) -> None:
+    assert DNS_1123_LABEL.match(names.dataset_volume(config_map))
+    assert len(names.dataset_volume(config_map)) <= 63
+
+
+def test_dataset_volumes_stay_apart_and_valid_ones_keep_their_names() -> None:
+    assert names.dataset_volume("gsm8k") == "dataset-gsm8k"
+    assert names.dataset_volume("3b-data") == "dataset-3b-data"
+    assert names.dataset_volume("gsm8k.v2") != names.dataset_volume("gsm8k-v2")
+    assert names.dataset_volume("gsm8k.v2") == names.dataset_volume("gsm8k.v2")

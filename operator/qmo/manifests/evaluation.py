@@ -65,7 +65,7 @@ def _dataset_volumes(spec: QuantizedModelSpec) -> tuple[list[dict[str, Any]], li
         if b.lm_eval and b.lm_eval.include and b.lm_eval.include.config_map
     }
     for config_map in sorted(datasets | task_files):
-        volume = names.bounded("dataset", config_map)
+        volume = names.dataset_volume(config_map)
         volumes.append({"name": volume, "configMap": {"name": config_map}})
         mounts.append(
             {"name": volume, "mountPath": f"{DATASETS_MOUNT}/{config_map}", "readOnly": True}

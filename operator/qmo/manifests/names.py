@@ -6,7 +6,7 @@ name when it is a valid Service name, else a valid one made from it (see qmo.dns
 
 from __future__ import annotations
 
-from qmo.dnsnames import bounded, dns_label
+from qmo.dnsnames import bounded, digest, dns_label, is_dns1123_label
 from qmo.planner.cachekey import short_key
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "build_job",
     "candidate_deployment",
     "candidate_service",
+    "dataset_volume",
     "eval_job",
     "main_service",
     "variant_deployment",
@@ -56,6 +57,17 @@ def http_route(model: str) -> str:
 
 def benchmarks_config_map(model: str) -> str:
     return bounded("qmo-eval", dns_label(model))
+
+
+def dataset_volume(config_map: str) -> str:
+    """The eval pod's volume of a ConfigMap: a DNS-1123 label, which a ConfigMap's name (a DNS
+    subdomain such as gsm8k.v2) need not be. A name that is not one gets its dots replaced and
+    a hash of the ConfigMap's name, which keeps gsm8k.v2 and gsm8k-v2 apart; a valid one is
+    kept as it was, so the eval Jobs of existing models keep their spec."""
+    name = bounded("dataset", config_map)
+    if is_dns1123_label(name):
+        return name
+    return bounded("dataset", config_map.replace(".", "-"), digest(config_map))
 
 
 def build_job(variant: str, cache_key: str) -> str:
