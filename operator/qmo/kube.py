@@ -34,10 +34,9 @@ from qmo.api.base import API_VERSION
 from qmo.leader import LeaseConflict, LeaseRecord, StoredLease, record_to_spec, stored_from_object
 from qmo.manifests.labels import Owner
 from qmo.resources import EVENTS, LEASES, NODES, QUANTIZED_MODELS, Resource, resource_for
-from qmo.vocabulary import MANAGED_SELECTOR
+from qmo.vocabulary import FIELD_MANAGER, MANAGED_SELECTOR
 from qmo.wire import Obj
 
-FIELD_MANAGER = "qmo"
 # What qmo applies is built from the same models that generate the CRDs and checked against
 # them and the built-in schemas by the tests, so the API server need not decode it a second
 # time looking for unknown or duplicate fields (its default, Warn, does that on every apply).

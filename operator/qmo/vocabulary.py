@@ -166,6 +166,7 @@ class Refusal:
 # --- labels, annotations and selectors on everything qmo creates -------------------------
 
 MANAGED_BY = "qmo"
+FIELD_MANAGER = "qmo"  # the server-side apply field manager of everything qmo writes
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 NAME_LABEL = "app.kubernetes.io/name"
 VERSION_LABEL = "app.kubernetes.io/version"

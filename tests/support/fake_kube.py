@@ -148,6 +148,8 @@ class _Stored:
     generation: int | None
     intents: dict[str, Obj] = field(default_factory=dict)  # manager -> applied, in apply order
     status: dict[str, Obj] = field(default_factory=dict)  # manager -> status written
+    # manager -> when it last wrote the status (managedFields' time of the status subresource)
+    status_times: dict[str, str] = field(default_factory=dict)
 
     def live(self) -> Obj:
         merged: Obj = {}
@@ -164,6 +166,11 @@ class _Stored:
             meta["namespace"] = self.namespace
         if self.generation is not None:
             meta["generation"] = self.generation
+        if self.status_times:
+            meta["managedFields"] = [
+                {"manager": m, "operation": "Apply", "subresource": "status", "time": t}
+                for m, t in self.status_times.items()
+            ]
         merged["apiVersion"], merged["kind"] = self.api_version, self.kind
         status: Obj = {}
         for written in self.status.values():
@@ -332,6 +339,8 @@ class FakeCluster:
             _merge(previous, intent)
             intent = previous
         intents[manager] = intent  # the last writer goes last: it wins conflicts
+        if status is not None and intent != previous:
+            stored.status_times[manager] = self.clock.stamp()
         after = stored.live()
         if stored.resource_version == 0 or _without_version(after) != _without_version(before):
             if (

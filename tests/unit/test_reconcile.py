@@ -97,10 +97,11 @@ def test_a_finished_build_is_deployed_recorded_and_then_ready(world: World) -> N
     assert set(world.cluster.names("Service")) == {"llama", "llama-h100-fp8"}
     (record,) = world.cluster.objects("ConfigMap")
     assert world.cluster.artifact_record(NS, key) is not None, record
-    # Only progress, while the Deployment it just applied rolls out: the status write waits
-    # for the requeue (or the Deployment's next change).
+    # Only progress, a moment after the previous status write: the write waits for the
+    # requeue (or the Deployment's next change), so a step soon superseded is not written.
     assert world.variants()["h100-fp8"]["phase"] == "Building"
     assert outcome.requeue_after is not None
+    world.clock.advance(outcome.requeue_after)  # the requeue comes when the wait is over
     world.reconcile()
     assert world.variants()["h100-fp8"]["phase"] == "Deploying"
     assert world.condition("Ready")["status"] == "False"

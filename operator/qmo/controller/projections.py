@@ -30,7 +30,7 @@ from qmo.resources import (
     SERVICES,
     Resource,
 )
-from qmo.vocabulary import Component
+from qmo.vocabulary import FIELD_MANAGER, Component
 from qmo.wire import Obj
 
 Projection = Callable[[Obj], Obj]
@@ -41,6 +41,8 @@ NODE_LABEL_PREFIX = "nvidia.com/"
 # Set by the informer on a projection whose spec someone else changed since qmo applied it
 # (its generation moved past the one qmo's apply returned); never on a real object.
 DRIFTED = "qmo.drifted"
+# On a projected QuantizedModel: when qmo last wrote its status (from managedFields).
+STATUS_WRITTEN = "qmo.statusWrittenAt"
 _META_KEYS = (
     DRIFTED,
     "name",
@@ -102,7 +104,20 @@ def _with_spec_and_status(resource: Resource, obj: Obj) -> Obj:
 
 
 def project_model(obj: Obj) -> Obj:
-    return _with_spec_and_status(QUANTIZED_MODELS, obj)
+    projected = _with_spec_and_status(QUANTIZED_MODELS, obj)
+    written = status_written_at(obj)
+    if written:
+        projected["metadata"][STATUS_WRITTEN] = written
+    return projected
+
+
+def status_written_at(obj: Obj) -> str | None:
+    """When qmo's field manager last wrote the object's status, as the API server recorded it
+    in managedFields (so a restarted operator knows it too)."""
+    for entry in (obj.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == FIELD_MANAGER and entry.get("subresource") == "status":
+            return str(entry.get("time") or "") or None
+    return None
 
 
 def project_report(obj: Obj) -> Obj:

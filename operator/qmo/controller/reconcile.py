@@ -28,8 +28,8 @@ from qmo.controller.events import EventSink
 from qmo.controller.execute import Executed, execute, report
 from qmo.controller.gather import Gathered, gather
 from qmo.controller.ports import CacheView, KubeWrites
+from qmo.controller.projections import STATUS_WRITTEN
 from qmo.controller.reporting import (
-    PROGRESS_DELAY,
     ApplyStatus,
     PostEvent,
     Report,
@@ -183,8 +183,8 @@ def _reconcile_model(
             restarted=restarted,
         ),
     )
-    status_write, held_back = status_change(
-        previous, status, children_written=done.written > 0, events=events
+    status_write, wait = status_change(
+        previous, status, written_at=_status_written_at(body), now=clock(), events=events
     )
     reports: list[Report] = [*report_changes(found.reports, plan)]
     reports += [status_write] if status_write else []
@@ -208,8 +208,8 @@ def _reconcile_model(
     requeue = None
     if retry is not None and restarted:
         requeue = 1.0  # what the retry deleted is created anew
-    elif held_back:
-        requeue = PROGRESS_DELAY
+    elif wait is not None:
+        requeue = wait
     return Outcome(plan, tuple(events), done.status_written, done.written, requeue)
 
 
@@ -229,6 +229,16 @@ def _child_names(
         )
         for v in plan.variants
     }
+
+
+def _status_written_at(body: Obj) -> datetime | None:
+    stamp = body["metadata"].get(STATUS_WRITTEN)
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _ready_for_generation(status: QuantizedModelStatus | None, generation: int | None) -> bool:

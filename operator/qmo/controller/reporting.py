@@ -1,17 +1,20 @@
 """What a reconcile reports, as changes `execute` carries out like any other: the reports'
 verdicts, the model's status, and its Events. Pure; unit-tested with the reconcile.
 
-Status is written when it changed, with one exception that halves qmo's status writes on a
+Status is written when it changed, with one exception that saves qmo a status write per
 rollout: a change that is only progress (a build finished, replicas coming up: the Building
-condition, phases, counts and messages) while this reconcile itself wrote children is held
-back, and the reconcile comes again shortly (`PROGRESS_DELAY`) or as soon as those children
-change. A decision (Ready, Degraded, the gate, a rollback, a new generation, a new variant)
-and any reconcile that posts an Event write status at once, so an Event never repeats.
+condition, phases, counts, child names and messages) within `PROGRESS_DELAY` seconds of qmo's
+previous status write waits for the rest of that time (the reconcile is requeued for it), so
+a step that is soon superseded is never written on its own. When qmo last wrote the status
+comes from the object's managedFields, so a restarted operator paces the same. A decision
+(Ready, Degraded, the gate, a rollback, a new generation, a new variant) and any reconcile
+that posts an Event write the status at once, so an Event never repeats.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from qmo.api.qualityreport import ReportState
 from qmo.api.quantizedmodel import QuantizedModelStatus
@@ -91,17 +94,19 @@ def status_change(
     previous: QuantizedModelStatus | None,
     status: QuantizedModelStatus,
     *,
-    children_written: bool,
+    written_at: datetime | None,
+    now: datetime,
     events: list[Event],
-) -> tuple[ApplyStatus | None, bool]:
-    """The status write this reconcile needs, and whether one was held back (reconcile again
-    in `PROGRESS_DELAY` seconds)."""
+) -> tuple[ApplyStatus | None, float | None]:
+    """The status write this reconcile needs, or the seconds to wait for it (progress only,
+    too soon after the previous write: see the module's docstring)."""
     wire = status.to_wire()
     if previous is None:
-        return ApplyStatus(wire), False
+        return ApplyStatus(wire), None
     before = previous.to_wire()
     if before == wire:
-        return None, False
-    if children_written and not events and _decisions_in(before) == _decisions_in(wire):
-        return None, True
-    return ApplyStatus(wire), False
+        return None, None
+    if events or written_at is None or _decisions_in(before) != _decisions_in(wire):
+        return ApplyStatus(wire), None
+    wait = PROGRESS_DELAY - (now - written_at).total_seconds()
+    return (None, wait) if wait > 0 else (ApplyStatus(wire), None)
