@@ -1,4 +1,9 @@
-"""The `qmo` command: run the operator, generate CRDs, validate and plan manifests offline."""
+"""The `qmo` command: run the operator, generate CRDs, validate and plan manifests offline.
+
+What is wrong with a command is one line on stderr, never a traceback: exit code 1 for input
+that is invalid (a manifest or a nodes file qmo cannot use), 2 for usage (arguments argparse
+refuses, or a file named in them that cannot be read, as argparse's own FileType does).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,38 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
 
+from qmo.api.base import one_line
 from qmo.api.crd import write_crds
 from qmo.api.quantizedmodel import QuantizedModel
 from qmo.config import DEFAULT_BUILDER_IMAGE, DEFAULT_EVALUATOR_IMAGE
-from qmo.fleet import Fleet, build_nodes
+from qmo.fleet import FleetError, load_nodes
 from qmo.manifests_io import ManifestError, load_resources
 
 DEFAULT_CRD_DIRS = (Path("crds"), Path("charts/qmo/crds"))
+INVALID_INPUT, USAGE = 1, 2
+Loaded = TypeVar("Loaded")
+
+
+class UsageError(Exception):
+    """A file named on the command line cannot be read: exit code 2."""
+
+
+def _read(load: Callable[[Path], Loaded], file_name: str) -> Loaded:
+    try:
+        return load(Path(file_name))
+    except OSError as err:
+        raise UsageError(f"{file_name}: {err.strerror or err}") from err
+
+
+def _why(err: Exception) -> str:
+    return one_line(err) if isinstance(err, ValidationError) else str(err)
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -33,15 +56,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
     for file_name in args.file:
         try:
-            resources = load_resources(Path(file_name))
+            resources = _read(load_resources, file_name)
         except (ManifestError, ValidationError) as err:
-            print(f"{file_name}: invalid\n{err}", file=sys.stderr)
+            print(f"{file_name}: invalid: {_why(err)}", file=sys.stderr)
             failed += 1
             continue
         for resource in resources:
             name = resource.metadata.get("name", "<unnamed>")
             print(f"{file_name}: {resource.kind}/{name} is valid")
-    return 1 if failed else 0
+    return INVALID_INPUT if failed else 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -81,21 +104,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(config, options)
 
 
-def _load_nodes(path: Path) -> list[dict[str, Any]]:
-    """Nodes from a fleet file (e2e/fleets/*.yaml) or from `kubectl get nodes -o yaml`."""
-    documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
-    if len(documents) == 1 and "nodes" in documents[0]:
-        fleet = build_nodes(Fleet.model_validate(documents[0]))
-        # A fleet describes nodes as they are once up: schedulable and Ready.
-        for node in fleet:
-            node["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
-        return fleet
-    nodes: list[dict[str, Any]] = []
-    for document in documents:
-        nodes += document.get("items", []) if "items" in document else [document]
-    return [n for n in nodes if n.get("kind", "Node") == "Node"]
-
-
 def _observe_cluster(namespace: str, name: str) -> Any:
     """One list of nodes and of the namespace's builds and children; nothing is written."""
     from qmo.controller.gather import gather
@@ -121,21 +129,25 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from qmo.planner.types import Observed
 
     try:
-        resources = load_resources(Path(args.file))
+        resources = _read(load_resources, args.file)
     except (ManifestError, ValidationError) as err:
-        print(f"{args.file}: invalid\n{err}", file=sys.stderr)
-        return 2
+        print(f"{args.file}: invalid: {_why(err)}", file=sys.stderr)
+        return INVALID_INPUT
     models = [r for r in resources if isinstance(r, QuantizedModel)]
     if not models:
         print(f"{args.file}: no QuantizedModel found", file=sys.stderr)
-        return 1
+        return INVALID_INPUT
+    try:
+        nodes = _read(load_nodes, args.nodes) if args.nodes else []
+    except FleetError as err:
+        print(f"{args.nodes}: invalid: {err}", file=sys.stderr)
+        return INVALID_INPUT
     outputs: list[Any] = []
     for model in models:
         if args.cluster:
             namespace = model.metadata.get("namespace") or args.namespace
             observed = _observe_cluster(namespace, model.metadata.get("name", ""))
         else:
-            nodes = _load_nodes(Path(args.nodes)) if args.nodes else []
             observed = Observed(inventory_from_nodes(nodes))
         plan = plan_model(model.spec, observed)
         if args.output == "text":
@@ -242,7 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except UsageError as err:
+        print(f"qmo {args.command}: {err}", file=sys.stderr)
+        return USAGE
     return code
 
 

@@ -3,6 +3,10 @@
 Used by the local control plane (e2e/), the demo, and `qmo plan --nodes FLEET.yaml`. The labels
 are the ones NVIDIA GPU Feature Discovery sets, so the operator cannot tell these nodes from
 real ones. Pure: builds dicts, does no I/O beyond reading the file it is given.
+
+`load_nodes` reads what `qmo plan --nodes` is given, a fleet or `kubectl get nodes -o yaml`,
+and refuses a node that the API server would not return (a label value that is a number), so
+qmo.gpu only ever sees nodes shaped as the cluster gives them.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
+
+from qmo.api.base import one_line
+from qmo.wire import json_type
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 
@@ -44,6 +51,78 @@ class Fleet(BaseModel):
 
 def load_fleet(path: Path) -> Fleet:
     return Fleet.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+class FleetError(ValueError):
+    """A nodes file that holds no nodes qmo can read; the message says why, in one line."""
+
+
+class _NodeMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class _NodeStatus(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    allocatable: dict[str, str | int] = Field(default_factory=dict)
+    conditions: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class NodeShape(BaseModel):
+    """What qmo reads of a Node, typed as the API server returns it (label values are
+    strings: `nvidia.com/gpu.memory: 81559` unquoted in YAML is a number, no label)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    metadata: _NodeMetadata
+    spec: dict[str, Any] = Field(default_factory=dict)
+    status: _NodeStatus = Field(default_factory=_NodeStatus)
+
+
+def load_nodes(path: Path) -> list[dict[str, Any]]:
+    """Nodes from a fleet file (e2e/fleets/*.yaml) or from `kubectl get nodes -o yaml`.
+
+    An unreadable file raises OSError; one that is not YAML, not a fleet, or holds a node
+    shaped unlike the API server's, FleetError."""
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    except yaml.YAMLError as err:
+        raise FleetError(f"not valid YAML: {' '.join(str(err).split())}") from err
+    for number, document in enumerate(documents, 1):
+        if not isinstance(document, dict):
+            raise FleetError(f"document {number} is {json_type(document)}, not a fleet or a Node")
+    if len(documents) == 1 and "nodes" in documents[0]:
+        try:
+            fleet = build_nodes(Fleet.model_validate(documents[0]))
+        except ValidationError as err:
+            raise FleetError(f"not a fleet: {one_line(err)}") from err
+        # A fleet describes nodes as they are once up: schedulable and Ready.
+        for node in fleet:
+            node["status"]["conditions"] = [{"type": "Ready", "status": "True"}]
+        return fleet
+    objects: list[Any] = []
+    for document in documents:
+        items = document.get("items", [document])
+        if not isinstance(items, list):
+            raise FleetError(f"items is {json_type(items)}, not a list of Nodes")
+        objects += items
+    nodes = []
+    for number, node in enumerate(objects, 1):
+        if not isinstance(node, dict):
+            raise FleetError(f"item {number} is {json_type(node)}, not a Node")
+        if node.get("kind", "Node") != "Node":
+            continue
+        try:
+            NodeShape.model_validate(node)
+        except ValidationError as err:
+            metadata = node.get("metadata")
+            name = metadata.get("name") if isinstance(metadata, dict) else None
+            raise FleetError(f"node {name or number}: {one_line(err)}") from err
+        nodes.append(node)
+    return nodes
 
 
 def gpu_labels(group: NodeGroup) -> dict[str, str]:

@@ -9,6 +9,7 @@ import yaml
 
 from qmo.api.qualityreport import QualityReport
 from qmo.api.quantizedmodel import QuantizedModel
+from qmo.wire import json_type
 
 Resource = QuantizedModel | QualityReport
 _KINDS: dict[str, type[QuantizedModel] | type[QualityReport]] = {
@@ -18,7 +19,8 @@ _KINDS: dict[str, type[QuantizedModel] | type[QualityReport]] = {
 
 
 class ManifestError(ValueError):
-    """A file is not YAML, or holds an object that is not a qmo resource."""
+    """A file is not YAML, holds a document that is no object, or holds an object that is not
+    a qmo resource."""
 
 
 def parse_resource(document: dict[str, Any]) -> Resource:
@@ -31,9 +33,17 @@ def parse_resource(document: dict[str, Any]) -> Resource:
 
 
 def load_resources(path: Path) -> list[Resource]:
-    """Every qmo resource in a multi-document YAML file; other kinds (ConfigMaps...) are skipped."""
+    """Every qmo resource in a multi-document YAML file; other kinds (ConfigMaps...) are
+    skipped. An unreadable file raises OSError; anything else wrong, ManifestError or
+    pydantic's ValidationError."""
+    text = path.read_text(encoding="utf-8")
     try:
-        documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+        documents = [d for d in yaml.safe_load_all(text) if d]
     except yaml.YAMLError as err:
-        raise ManifestError(f"{path}: not valid YAML: {err}") from err
+        raise ManifestError(f"not valid YAML: {' '.join(str(err).split())}") from err
+    for number, document in enumerate(documents, 1):
+        if not isinstance(document, dict):
+            raise ManifestError(
+                f"document {number} is {json_type(document)}, not a Kubernetes object"
+            )
     return [parse_resource(d) for d in documents if d.get("kind") in _KINDS]

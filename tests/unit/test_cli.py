@@ -8,6 +8,31 @@ import pytest
 
 from qmo.cli import main
 
+VALID = """
+apiVersion: qmo.dev/v1alpha1
+kind: QuantizedModel
+metadata: {name: llama}
+spec:
+  model: {source: "hf://org/model", revision: v1}
+  precisions: [fp8]
+"""
+NODE_WITH_NUMBERS_FOR_LABELS = """
+apiVersion: v1
+kind: Node
+metadata:
+  name: gpu-0
+  labels:
+    nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3
+    nvidia.com/gpu.memory: 81559
+status:
+  allocatable: {nvidia.com/gpu: "8"}
+  conditions: [{type: Ready, status: "True"}]
+"""
+FLEET_WITH_A_NUMBER_FOR_A_LABEL = """
+nodes:
+- {name: h100, product: NVIDIA-H100-80GB-HBM3, family: hopper, computeCapability: "9.0",
+   memoryMiB: 81559, gpus: 8, labels: {pool: 1}}
+"""
 INVALID = """
 apiVersion: qmo.dev/v1alpha1
 kind: QuantizedModel
@@ -19,16 +44,16 @@ spec:
 """
 
 
-def test_plan_on_an_invalid_spec_says_which_field_and_exits_2(
+def test_plan_on_an_invalid_spec_says_which_field_in_one_line_and_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifest = tmp_path / "model.yaml"
     manifest.write_text(INVALID)
-    assert main(["plan", "-f", str(manifest)]) == 2
+    assert main(["plan", "-f", str(manifest)]) == 1
     err = capsys.readouterr().err
     assert "invalid" in err
-    assert "size" in err
-    assert "Traceback" not in err
+    assert "spec.engine.store.size" in err
+    assert len(err.splitlines()) == 1
 
 
 def test_plan_prints_valid_service_names_for_a_dotted_model_name(
@@ -75,3 +100,80 @@ def test_validate_refuses_a_negative_quantity_and_says_so(
     err = capsys.readouterr().err
     assert says in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("command", "files", "code", "says"),
+    [
+        pytest.param(
+            ["plan", "-f", "{missing}"], {}, 2, "No such file or directory", id="plan-missing"
+        ),
+        pytest.param(
+            ["validate", "-f", "{missing}"],
+            {},
+            2,
+            "No such file or directory",
+            id="validate-missing",
+        ),
+        pytest.param(
+            ["plan", "-f", "{model}", "--nodes", "{missing}"],
+            {"model": VALID},
+            2,
+            "No such file or directory",
+            id="plan-missing-nodes",
+        ),
+        pytest.param(
+            ["plan", "-f", "{model}"],
+            {"model": "- a\n- b\n"},
+            1,
+            "document 1 is a list, not a Kubernetes object",
+            id="plan-a-yaml-list",
+        ),
+        pytest.param(
+            ["validate", "-f", "{model}"],
+            {"model": "just words\n"},
+            1,
+            "document 1 is a string",
+            id="validate-a-yaml-string",
+        ),
+        pytest.param(
+            ["plan", "-f", "{model}", "--nodes", "{nodes}"],
+            {"model": VALID, "nodes": "- a\n"},
+            1,
+            "document 1 is a list, not a fleet or a Node",
+            id="plan-nodes-a-yaml-list",
+        ),
+        pytest.param(
+            ["plan", "-f", "{model}", "--nodes", "{nodes}"],
+            {"model": VALID, "nodes": NODE_WITH_NUMBERS_FOR_LABELS},
+            1,
+            "node gpu-0: metadata.labels.nvidia.com/gpu.memory: Input should be a valid string",
+            id="plan-node-labels-that-are-numbers",
+        ),
+        pytest.param(
+            ["plan", "-f", "{model}", "--nodes", "{nodes}"],
+            {"model": VALID, "nodes": FLEET_WITH_A_NUMBER_FOR_A_LABEL},
+            1,
+            "not a fleet: nodes.0.labels.pool: Input should be a valid string",
+            id="plan-fleet-labels-that-are-numbers",
+        ),
+    ],
+)
+def test_a_file_qmo_cannot_use_is_one_line_and_exit_1_and_one_it_cannot_read_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+    files: dict[str, str],
+    code: int,
+    says: str,
+) -> None:
+    paths = {"missing": str(tmp_path / "missing.yaml")}
+    for name, text in files.items():
+        paths[name] = str(tmp_path / f"{name}.yaml")
+        Path(paths[name]).write_text(text)
+
+    assert main([part.format(**paths) for part in command]) == code
+
+    err = capsys.readouterr().err
+    assert says in err
+    assert len(err.splitlines()) == 1, err

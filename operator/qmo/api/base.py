@@ -17,7 +17,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel, to_snake
 
 GROUP = "qmo.dev"
@@ -103,6 +110,16 @@ class ApiModel(BaseModel):
         refuses; strict JSON mode takes what JSON says and enums by value, like the server.
         """
         return cls.model_validate_json(json.dumps(data, default=str), strict=True)
+
+
+def one_line(err: ValidationError) -> str:
+    """What is wrong, as `field.path: message` per error joined by '; ' (for the CLI's one
+    line; pydantic's own text spans several, with its input values and links)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or 'the object'}: "
+        f"{e['msg'].removeprefix('Value error, ')}"
+        for e in err.errors()
+    )
 
 
 class StatusModel(ApiModel):
