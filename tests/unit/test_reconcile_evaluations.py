@@ -15,7 +15,7 @@ from qmo.evaluator.report import result
 from qmo.manifests.quality_report import report_name
 from qmo.wire import Obj
 from tests.support.fake_kube import APPLY, DELETE
-from tests.support.reconciles import World, a_world, gated
+from tests.support.reconciles import REGRESSED, World, a_world, gated
 
 
 @pytest.fixture
@@ -157,3 +157,49 @@ def test_scores_for_a_revision_no_longer_awaited_make_no_report(world: World) ->
 
     assert world.cluster.names("QualityReport") == [by_hand]
     assert world.variants()["h100-fp8"]["quality"]["verdict"] == "Pass"
+
+
+def eval_job_of(world: World, variant: str) -> str:
+    (name,) = [
+        j["metadata"]["name"]
+        for j in world.cluster.objects("Job")
+        if j["metadata"]["labels"]["app.kubernetes.io/component"] == "evaluation"
+        and j["metadata"]["labels"]["qmo.dev/variant"] == variant
+    ]
+    return name
+
+
+def fallen_back_to_int8(world: World) -> None:
+    """int4-awq regressed on its first rollout; int8 serves in its place, awaiting a report."""
+    world.cluster.create_model(gated("int4-awq", on_regression="fallback"))
+    world.settle()
+    key = world.variants()["h100-int4-awq"]["cacheKey"]
+    world.cluster.add_report("llama", "h100-int4-awq", key, REGRESSED)
+    world.settle()
+    assert world.condition("QualityGate")["reason"] == "Regressed"
+
+
+def test_a_failed_eval_job_is_one_warning_even_while_a_regression_outranks_it(
+    world: World,
+) -> None:
+    fallen_back_to_int8(world)
+    job = eval_job_of(world, "h100-int8")
+
+    world.cluster.finish_eval(job, "", exit_code=0)
+    for _ in range(3):
+        world.reconcile()
+
+    (failed,) = [e for e in world.cluster.events if e.reason == "EvaluationFailed"]
+    assert failed.type == "Warning"
+    assert failed.message.startswith(f"h100-int8: eval Job {job} completed without scores")
+    quality = world.variants()["h100-int8"]["quality"]
+    assert job in quality["evaluationFailed"]
+
+    # Run again, and fail again: the new failure is a new Warning, once.
+    world.cluster.update_model(annotations={"qmo.dev/retry": "again"})
+    world.settle()
+    assert "evaluationFailed" not in world.variants()["h100-int8"]["quality"]
+    world.cluster.finish_eval(eval_job_of(world, "h100-int8"), "", exit_code=0)
+    for _ in range(3):
+        world.reconcile()
+    assert world.cluster.reasons("Warning").count("EvaluationFailed") == 2

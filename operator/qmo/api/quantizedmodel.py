@@ -737,6 +737,11 @@ class VariantQuality(StatusModel):
     speedup: float | None = Field(
         default=None, description="Output tokens/s over BF16's on the same GPU class, measured."
     )
+    evaluation_failed: str | None = Field(
+        default=None,
+        description="Why the eval Job of this revision left no report (qmo.dev/retry runs it "
+        "again); unset while none failed.",
+    )
 
 
 class VariantStatus(StatusModel):

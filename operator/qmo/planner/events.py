@@ -114,11 +114,13 @@ def decisions(
 
 
 def _failed_evaluations(plan: Plan, previous: QuantizedModelStatus | None) -> list[Event]:
-    gate = get_condition(previous.conditions, ConditionType.QUALITY_GATE) if previous else None
+    """One Warning per failed eval Job: the variant's status keeps why it failed (its message
+    names the Job) in quality.evaluationFailed, so a reconcile that finds it there posted it."""
+    told = {v.name: v.quality.evaluation_failed for v in previous.variants} if previous else {}
     return [
         Event(EventType.WARNING, Reason.EVALUATION_FAILED, f"{name}: {message}", name)
         for name, message in plan.failed_evaluations
-        if gate is None or message not in gate.message
+        if told.get(name) != message
     ]
 
 

@@ -46,7 +46,10 @@ class Names:
     build_job: str | None
 
 
-def quality_of(variant: PlannedVariant, gated: bool) -> VariantQuality:
+def quality_of(
+    variant: PlannedVariant, gated: bool, failed_evaluation: str | None = None
+) -> VariantQuality:
+    """`failed_evaluation`: why the eval Job of the variant's revision left no report."""
     if not gated:
         return VariantQuality(verdict=QualityState.NOT_GATED)
     if variant.reference:
@@ -55,13 +58,14 @@ def quality_of(variant: PlannedVariant, gated: bool) -> VariantQuality:
         return VariantQuality(verdict=QualityState.BASELINE)
     report = variant.report
     if report is None:
-        return VariantQuality(verdict=QualityState.PENDING)
+        return VariantQuality(verdict=QualityState.PENDING, evaluation_failed=failed_evaluation)
     return VariantQuality(
         verdict=report.verdict.value,
         worst_benchmark=report.worst_benchmark,
         worst_delta_percent=report.worst_delta_percent,
         report=report.name,
         speedup=report.speedup,
+        evaluation_failed=failed_evaluation,
     )
 
 
@@ -71,6 +75,7 @@ def variant_status(
     previous: VariantStatus | None,
     gated: bool,
     replicas: int = 1,
+    failed_evaluation: str | None = None,
 ) -> VariantStatus:
     seen = variant.observed_build
     build = VariantBuild(
@@ -82,7 +87,7 @@ def variant_status(
     )
     deployment = variant.deployment
     revision = deployment.revision if deployment else None
-    quality = quality_of(variant, gated)
+    quality = quality_of(variant, gated, failed_evaluation)
     last_good = revisions.last_good_after(
         variant, previous, quality.verdict, gated=gated, replicas=replicas
     )
@@ -147,7 +152,13 @@ def build_status(
     no Routed condition)."""
     old = {v.name: v for v in previous.variants} if previous else {}
     gated = spec.quality.gate != GateTiming.OFF
-    variants = [variant_status(v, names[v.name], old.get(v.name), gated) for v in plan.variants]
+    failed = dict(plan.failed_evaluations)
+    variants = [
+        variant_status(
+            v, names[v.name], old.get(v.name), gated, failed_evaluation=failed.get(v.name)
+        )
+        for v in plan.variants
+    ]
     conds = list(previous.conditions) if previous else []
     for type_, status, reason, message in model_conditions(spec, plan):
         conds = conditions.set_condition(
