@@ -139,6 +139,7 @@ class Reason(StrEnum):
     ROUTE_ACCEPTED = "RouteAccepted"
     ROUTE_PENDING = "RoutePending"
     ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
+    NO_READY_BACKEND = "NoReadyBackend"
     GATEWAY_API_MISSING = "GatewayApiMissing"
 
 

@@ -907,6 +907,17 @@ class FakeCluster:
             status["unavailableReplicas"] = replicas - ready
         return self._write(deployment, CONTROLLERS, status=status)
 
+    def accept_route(self, name: str, gateway: str = "inference") -> Obj:
+        """A Gateway controller accepts the HTTPRoute `name` (its status.parents)."""
+        route = self.object(HTTP_ROUTES.kind, name)
+        assert route is not None, f"no HTTPRoute {name}"
+        parent = {
+            "parentRef": {"name": gateway},
+            "controllerName": "example.com/gateway",
+            "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}],
+        }
+        return self._write(route, "gateway-controller", status={"parents": [parent]})
+
     def roll_out_all(self) -> list[str]:
         """Roll out every Deployment whose status lags its spec; returns their names."""
         rolled = []

@@ -9,13 +9,16 @@ from typing import Any
 from qmo.api.base import ConditionStatus
 from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelSpec
-from qmo.controller.changes import Apply, Delete
-from qmo.manifests.routes import build_http_route, published_names
+from qmo.controller.changes import Apply, Delete, desired_changes
+from qmo.controller.gather import gather
+from qmo.controller.view import StaticReader
+from qmo.manifests.routes import build_http_route, published_names, unready_names
 from qmo.planner.decision import Withdrawn
 from qmo.planner.routing import routed_condition
 from qmo.planner.types import ReportObservation
 from tests.support.builders import a_model, an_owner, gpu_node
 from tests.support.simulated import (
+    CONFIG,
     apply_changes,
     complete_jobs,
     ready_deployments,
@@ -99,14 +102,30 @@ def test_nothing_is_routed_before_it_serves() -> None:
     assert "no HTTPRoute" in condition.message
 
 
-def test_the_route_goes_when_nothing_is_routable_any_more() -> None:
+def test_a_route_whose_variants_have_no_ready_replica_stays_as_it_is() -> None:
+    # A Service without ready endpoints makes the gateway answer 503, which clients retry;
+    # without the route they would get 404, and the route would lose its age.
     objects = converge(routed(), CLUSTER)
     for obj in objects:
         if obj["kind"] == "Deployment":
             obj["status"] = {**obj["status"], "readyReplicas": 0}
-    _, changes = reconcile_changes(routed(), objects, OWNER, routes_available=True)
-    deleted = [c.target for c in changes if isinstance(c, Delete)]
-    assert [(o["kind"], o["metadata"]["name"]) for o in deleted] == [("HTTPRoute", "llama")]
+    plan, changes = reconcile_changes(routed(), objects, OWNER, routes_available=True)
+    assert [
+        c for c in changes if "HTTPRoute" in (c.obj if isinstance(c, Apply) else c.target)["kind"]
+    ] == []
+    assert unready_names(routed(), plan, "llama") == ["llama", "llama@bf16", "llama@int8"]
+
+
+def test_the_route_goes_once_every_variant_is_withdrawn() -> None:
+    spec = routed()
+    objects = converge(spec, CLUSTER)
+    plan, _ = reconcile_changes(spec, objects, OWNER, routes_available=True)
+    withdrawn = dataclasses.replace(plan, variants=tuple(_withdrawn(v) for v in plan.variants))
+    assert build_http_route(spec, withdrawn, OWNER) is None
+    found = gather(StaticReader(objects), "models", "llama", spec.quality)
+    changes = desired_changes(spec, withdrawn, found, OWNER, CONFIG, routes_available=True)
+    routes = [c for c in changes if isinstance(c, Delete) and c.target["kind"] == "HTTPRoute"]
+    assert [c.target["metadata"]["name"] for c in routes] == ["llama"]
 
 
 def test_a_converged_route_is_not_written_again() -> None:
@@ -188,3 +207,16 @@ def test_one_refusing_gateway_makes_it_false_with_the_gateways_words() -> None:
     )
     assert (condition.status, condition.reason) == (ConditionStatus.FALSE, "RouteNotAccepted")
     assert "namespace not allowed" in condition.message
+
+
+def test_an_accepted_route_with_nothing_ready_is_false_and_says_503() -> None:
+    condition = routed_condition(True, with_parents(parent("True")), ["llama"], ["llama"])
+    assert (condition.status, condition.reason) == (ConditionStatus.FALSE, "NoReadyBackend")
+    assert "503" in condition.message
+
+
+def test_an_accepted_route_with_one_name_unready_is_true_and_names_it() -> None:
+    names = ["llama", "llama@int8"]
+    condition = routed_condition(True, with_parents(parent("True")), names, ["llama@int8"])
+    assert (condition.status, condition.reason) == (ConditionStatus.TRUE, "RouteAccepted")
+    assert "no ready replica behind llama@int8" in condition.message

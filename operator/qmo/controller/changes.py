@@ -272,15 +272,16 @@ def _delete_variant(out: _Planner, variant: str, tracks: set[str] | None, why: s
 
 def _route(out: _Planner, spec: QuantizedModelSpec, plan: Plan, available: bool) -> None:
     """The HTTPRoute while spec.routing asks for one (and the cluster has the Gateway API);
-    gone once it no longer does. It follows the plan: a fallback or a withdrawn variant
-    changes it in the same reconcile."""
+    gone once it no longer does, or once the model has nothing to serve. It follows the
+    plan: a fallback or a withdrawn variant changes it in the same reconcile; a variant
+    without ready replicas keeps its rule (see manifests.routes)."""
     live = out.found.route
     if spec.routing is not None and available:
         route = build_http_route(spec, plan, out.owner, taken_names(out.changes, SERVICES.kind))
         if route is not None:
             out.apply_if_changed(route, None)
         elif live is not None and owned_by(live, out.owner):
-            out.delete(live, None, "nothing is routable, and a route needs at least one rule")
+            out.delete(live, None, "no variant serves or will serve (withdrawn or refused)")
     elif spec.routing is None and live is not None and owned_by(live, out.owner):
         out.delete(live, None, "spec.routing was removed")
 

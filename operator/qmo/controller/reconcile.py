@@ -38,7 +38,7 @@ from qmo.controller.reporting import (
 )
 from qmo.manifests import names
 from qmo.manifests.labels import Owner
-from qmo.manifests.routes import published_names
+from qmo.manifests.routes import published_names, unready_names
 from qmo.planner import revisions
 from qmo.planner.events import Context, Event, model_events
 from qmo.planner.plan import plan_model
@@ -166,7 +166,9 @@ def _reconcile_model(
         main_service=None if main_service in taken else main_service,
         now=clock(),
         retried=retry,
-        routed=routed_condition(routes_available, found.route, published)
+        routed=routed_condition(
+            routes_available, found.route, published, unready_names(spec, plan, name, taken)
+        )
         if spec.routing is not None
         else None,
     )

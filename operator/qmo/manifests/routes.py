@@ -9,23 +9,31 @@ copies the OpenAI request's `model` into a header; the route matches that header
 - `NAME@PRECISION` goes to that precision's variant Services on every GPU class, equally
   weighted, when `precisionNames` is on.
 
-A variant is routed while its stable Deployment has ready replicas and it is not withdrawn: a
-RolledBack variant stays routed, because its Service already serves the last good revision; a
-Regressed (withdrawn) one, a reference baseline and a variant with nothing ready are left out.
-A precision with nothing routable has no rule, so the gateway answers 404 rather than sending
-requests to a Service without endpoints; a model with nothing routable has no route at all.
+A variant is a member of the route while its Service exists and it should serve: its
+decision names a revision for the stable Deployment (rolling out, serving, rolled back, kept),
+or that Deployment still runs while a new revision builds or a build failed. A Withdrawn
+variant, a reference baseline, a variant that never ran and a before-traffic candidate are
+not. Membership does not follow readiness: while a member has no ready replica (its only pod
+replaced, a Deployment whose status lags its generation) its rule stays, and the gateway
+answers 503 (a Service without ready endpoints), which clients retry, rather than 404; the
+route keeps its age, which decides ties between routes. A precision without members has no
+rule (404); a model without members has no route at all, which happens only before its first
+rollout or once every variant is withdrawn or refused. `unready_names` says which published
+names have no ready replica behind them, for the Routed condition.
 A Service whose name another model holds (`taken`, see qmo.controller.ownership) is that
 model's, so no rule sends requests to it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from qmo.api.quantizedmodel import QuantizedModelSpec, RoutingSpec
 from qmo.manifests import labels, names
 from qmo.manifests.labels import Owner
 from qmo.planner.types import Plan, PlannedVariant
 from qmo.resources import HTTP_ROUTES
-from qmo.vocabulary import Component
+from qmo.vocabulary import Action, Component
 from qmo.wire import Obj
 
 MAX_BACKENDS = 16  # the Gateway API's limit of backendRefs per rule
@@ -35,22 +43,26 @@ def public_name(routing: RoutingSpec, model: str) -> str:
     return routing.model_name or model
 
 
-def routable(variant: PlannedVariant) -> bool:
-    """Whether requests for the variant's precision may go to its Service."""
+def member(variant: PlannedVariant) -> bool:
+    """Whether the variant's Service belongs in the route: it exists and should serve."""
+    if variant.reference or variant.action == Action.WITHDRAW:
+        return False
+    return variant.serve_key is not None or variant.deployment is not None
+
+
+def ready(variant: PlannedVariant) -> bool:
+    """A member with a ready replica: requests for it are answered, not 503."""
     serving = variant.deployment
-    return (
-        not variant.reference
-        and variant.serve_key is not None  # none once withdrawn
-        and serving is not None
-        and serving.ready_replicas > 0
-    )
+    return member(variant) and serving is not None and serving.ready_replicas > 0
 
 
-def routed_precisions(plan: Plan) -> dict[str, list[PlannedVariant]]:
-    """Precision -> its routable variants, in the plan's order."""
+def routed_precisions(
+    plan: Plan, include: Callable[[PlannedVariant], bool] = member
+) -> dict[str, list[PlannedVariant]]:
+    """Precision -> its variants in the route (`include`), in the plan's order."""
     found: dict[str, list[PlannedVariant]] = {}
     for variant in plan.variants:
-        if routable(variant):
+        if include(variant):
             found.setdefault(variant.precision.value, []).append(variant)
     return found
 
@@ -66,13 +78,18 @@ def _rule(header: str, value: str, backends: list[str], port: int) -> Obj:
 
 
 def routing_table(
-    routing: RoutingSpec, plan: Plan, model: str, taken: frozenset[str] = frozenset()
+    routing: RoutingSpec,
+    plan: Plan,
+    model: str,
+    taken: frozenset[str] = frozenset(),
+    include: Callable[[PlannedVariant], bool] = member,
 ) -> list[tuple[str, list[str]]]:
     """(model name clients send, the Services it goes to), one per rule of the route; none
-    goes to a Service in `taken`."""
+    goes to a Service in `taken`. `include`: which variants count (`ready`: only those a
+    request would reach now)."""
     name = public_name(routing, model)
     table = []
-    precisions = routed_precisions(plan)
+    precisions = routed_precisions(plan, include)
     if any(v.name in plan.main_variants for vs in precisions.values() for v in vs):
         table.append((name, [names.main_service(model)]))
     if routing.precision_names:
@@ -88,9 +105,8 @@ def build_http_route(
 ) -> Obj | None:
     """The HTTPRoute for `owner`'s model; `spec.routing` must be set.
 
-    None while nothing is routable: the Gateway API refuses a route without rules, and with
-    no route the gateway answers 404 for the model's names, as it does for a precision
-    without a rule.
+    None while the model has no member (see the module): the Gateway API refuses a route
+    without rules. Members without ready replicas keep their rules (503, not 404).
     """
     routing = spec.routing
     assert routing is not None
@@ -133,3 +149,13 @@ def published_names(
     if spec.routing is None:
         return []
     return [value for value, _ in routing_table(spec.routing, plan, model, taken)]
+
+
+def unready_names(
+    spec: QuantizedModelSpec, plan: Plan, model: str, taken: frozenset[str] = frozenset()
+) -> list[str]:
+    """The published names with no ready replica behind them: the gateway answers 503."""
+    if spec.routing is None:
+        return []
+    answered = {value for value, _ in routing_table(spec.routing, plan, model, taken, ready)}
+    return [name for name in published_names(spec, plan, model, taken) if name not in answered]

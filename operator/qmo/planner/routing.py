@@ -28,9 +28,12 @@ def _gateway(parent: Obj) -> str:
     return f"Gateway {where}{ref.get('name', '?')}{listener}"
 
 
-def routed_condition(available: bool, route: Obj | None, names: list[str]) -> RoutedCondition:
+def routed_condition(
+    available: bool, route: Obj | None, names: list[str], unready: list[str] | None = None
+) -> RoutedCondition:
     """`available`: the API server serves HTTPRoute v1; `route`: the live route, if any;
-    `names`: the model names it publishes."""
+    `names`: the model names it publishes; `unready`: those with no ready replica behind
+    them (the gateway answers 503 for them)."""
     if not available:
         return RoutedCondition(
             ConditionStatus.FALSE,
@@ -43,8 +46,9 @@ def routed_condition(available: bool, route: Obj | None, names: list[str]) -> Ro
         return RoutedCondition(
             ConditionStatus.UNKNOWN,
             Reason.ROUTE_PENDING,
-            "nothing is routable yet (no variant serves, or each was withdrawn), so there is "
-            "no HTTPRoute: a route needs at least one rule; it is written once a variant serves",
+            "no variant has a Service to route to (none has rolled out yet, or each was "
+            "withdrawn or refused), so there is no HTTPRoute: a route needs at least one rule; "
+            "it is written once a variant rolls out",
         )
     published = ", ".join(names)
     parents = ((route or {}).get("status") or {}).get("parents") or []
@@ -71,8 +75,15 @@ def routed_condition(available: bool, route: Obj | None, names: list[str]) -> Ro
             Reason.ROUTE_PENDING,
             f"HTTPRoute written for {published}; waiting for a Gateway controller to accept it",
         )
-    return RoutedCondition(
-        ConditionStatus.TRUE,
-        Reason.ROUTE_ACCEPTED,
-        f"{', '.join(accepted)} accepted the route for {published}",
-    )
+    said = f"{', '.join(accepted)} accepted the route for {published}"
+    unready = [name for name in names if name in (unready or [])]
+    if len(unready) == len(names):
+        return RoutedCondition(
+            ConditionStatus.FALSE,
+            Reason.NO_READY_BACKEND,
+            f"{said}, but no variant behind it has a ready replica: the gateway answers 503 "
+            "(clients retry) until one is ready",
+        )
+    if unready:
+        said += f"; no ready replica behind {', '.join(unready)} yet: the gateway answers 503"
+    return RoutedCondition(ConditionStatus.TRUE, Reason.ROUTE_ACCEPTED, said[:900])

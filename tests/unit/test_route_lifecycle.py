@@ -1,0 +1,65 @@
+"""The HTTPRoute over a model's life, on the fake cluster: it stays while what it routes to
+only lacks ready replicas for a moment (the gateway answers 503, which clients retry, not
+404, and the route keeps its age), and it goes when routing is no longer asked for."""
+
+from __future__ import annotations
+
+from qmo.wire import Obj
+from tests.support.reconciles import World, a_world, ungated
+
+GATEWAY = {"parentRefs": [{"name": "inference"}]}
+
+
+def routed_world(*precisions: str) -> World:
+    world = a_world()
+    world.cluster.gateway_api = True
+    spec = ungated(*precisions)
+    spec["routing"] = GATEWAY
+    world.cluster.create_model(spec)
+    world.settle()
+    return world
+
+
+def the_route(world: World) -> Obj:
+    route = world.cluster.object("HTTPRoute", "llama")
+    assert route is not None, "no HTTPRoute llama"
+    return route
+
+
+def table(route: Obj) -> dict[str, list[str]]:
+    return {
+        rule["matches"][0]["headers"][0]["value"]: [b["name"] for b in rule["backendRefs"]]
+        for rule in route["spec"]["rules"]
+    }
+
+
+def test_the_route_stays_while_its_only_pod_is_replaced_so_clients_get_503_not_404() -> None:
+    world = routed_world("fp8")
+    before = the_route(world)
+    world.cluster.accept_route("llama")
+    world.reconcile()
+    assert world.condition("Routed")["reason"] == "RouteAccepted"
+
+    world.cluster.roll_out("llama-h100-fp8", ready=0)  # the only pod was deleted
+    world.reconcile()
+
+    after = the_route(world)
+    assert ("delete", "HTTPRoute", "llama") not in world.writes()
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["metadata"]["creationTimestamp"] == before["metadata"]["creationTimestamp"]
+    assert table(after) == {"llama": ["llama"], "llama@fp8": ["llama-h100-fp8"]}
+    routed = world.condition("Routed")
+    assert (routed["status"], routed["reason"]) == ("False", "NoReadyBackend")
+    assert "503" in routed["message"]
+
+    world.cluster.roll_out("llama-h100-fp8")  # its replacement is ready
+    world.reconcile()
+    assert ("apply", "HTTPRoute", "llama") not in world.writes()
+    assert the_route(world)["metadata"]["uid"] == before["metadata"]["uid"]
+
+
+def test_a_deployment_whose_status_lags_its_generation_keeps_its_rule() -> None:
+    world = routed_world("fp8", "int8")
+    world.cluster.edit("Deployment", "llama-h100-int8", {"spec": {"minReadySeconds": 5}})
+    world.reconcile()  # status.observedGeneration lags: nothing counts as ready
+    assert table(the_route(world))["llama@int8"] == ["llama-h100-int8"]
