@@ -129,6 +129,48 @@ INVALID_CASES = [
         local=_rule_message("limit may not be negative"),
         server=_rule_message("limit may not be negative"),
     ),
+    InvalidCase(
+        "the Host header as the routing header",
+        {"routing": {"parentRefs": [{"name": "inference"}], "header": "Host"}},
+        local=_rule_message("routing.header must be"),
+        server=_rule_message("routing.header must be"),
+    ),
+    InvalidCase(
+        "X-Forwarded-Host as the routing header",
+        {"routing": {"parentRefs": [{"name": "inference"}], "header": "X-Forwarded-Host"}},
+        local=_rule_message("routing.header must be"),
+        server=_rule_message("routing.header must be"),
+    ),
+    InvalidCase(
+        "x-forwarded-for in lower case as the routing header",
+        {"routing": {"parentRefs": [{"name": "inference"}], "header": "x-forwarded-for"}},
+        local=_rule_message("routing.header must be"),
+        server=_rule_message("routing.header must be"),
+    ),
+    InvalidCase(
+        "an Envoy header as the routing header",
+        {"routing": {"parentRefs": [{"name": "inference"}], "header": "X-Envoy-Original-Path"}},
+        local=_rule_message("routing.header must be"),
+        server=_rule_message("routing.header must be"),
+    ),
+    InvalidCase(
+        "a hop-by-hop header as the routing header",
+        {"routing": {"parentRefs": [{"name": "inference"}], "header": "Connection"}},
+        local=_rule_message("routing.header must be"),
+        server=_rule_message("routing.header must be"),
+    ),
+    InvalidCase(
+        "a bare X- as the routing header",
+        {"routing": {"parentRefs": [{"name": "inference"}], "header": "X-"}},
+        local=_rule_message("routing.header must be"),
+        server=_rule_message("routing.header must be"),
+    ),
+    InvalidCase(
+        "a pseudo-header as the routing header",
+        {"routing": {"parentRefs": [{"name": "inference"}], "header": ":authority"}},
+        local="String should match pattern",
+        server="should match",
+    ),
 ]
 
 

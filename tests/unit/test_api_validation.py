@@ -135,3 +135,13 @@ def test_resource_requirements_are_what_a_pod_would_accept(
     else:
         with pytest.raises(ValidationError):
             ResourceRequirements.from_wire(resources)
+
+
+@pytest.mark.parametrize(
+    "header", ["X-Gateway-Model-Name", "x-model", "X-Inference-Model", "X-Forwardedness"]
+)
+def test_an_x_header_that_routes_nothing_else_may_carry_the_model_name(header: str) -> None:
+    spec = {**valid_spec(), "routing": {"parentRefs": [{"name": "inference"}], "header": header}}
+    routing = QuantizedModelSpec.model_validate(spec).routing
+    assert routing is not None
+    assert routing.header == header

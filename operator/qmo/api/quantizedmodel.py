@@ -331,6 +331,12 @@ PUBLIC_MODEL_NAME = r"^[A-Za-z0-9][-A-Za-z0-9_./:]*$"
 HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"
 NAMESPACE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# The routing header is written into the route with qmo's rights, so it may not be one that
+# gateways and proxies route or trust by: an X- header, other than those that carry the
+# client's address, host or path (X-Forwarded-*, X-Original-*, X-Real-IP, X-Host) or Envoy's
+# own (X-Envoy-*). Host, :authority and hop-by-hop headers are not X- headers.
+ROUTING_HEADER = r"(?i)^x-[a-z0-9]"
+RESERVED_HEADER = r"(?i)^x-(forwarded-|original-|envoy-|real-ip$|host$)"
 
 
 class GatewayReference(ApiModel):
@@ -373,7 +379,24 @@ class RoutingSpec(ApiModel):
     header: Annotated[str, StringConstraints(max_length=256, pattern=HEADER_NAME)] = Field(
         default="X-Gateway-Model-Name",
         description="The request header that carries the model name. Body-based routing (the "
-        "Gateway API Inference Extension) copies the request's `model` into this one.",
+        "Gateway API Inference Extension) copies the request's `model` into this one. An X- "
+        "header, other than X-Forwarded-*, X-Original-*, X-Envoy-*, X-Real-IP and X-Host.",
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=f"!has(self.header) || (self.header.matches({cel_string(ROUTING_HEADER)}) && "
+            f"!self.header.matches({cel_string(RESERVED_HEADER)}))",
+            message="routing.header must be an X- header other than X-Forwarded-*, "
+            "X-Original-*, X-Envoy-*, X-Real-IP and X-Host: the route is written with qmo's "
+            "rights, and a header gateways route or trust by (Host, :authority, "
+            "X-Forwarded-Host, hop-by-hop headers) would let a model name steer other traffic",
+            check=lambda r: (
+                re.match(ROUTING_HEADER, r.header) is not None
+                and re.match(RESERVED_HEADER, r.header) is None
+            ),
+            field_path=".header",
+        ),
     )
 
 
