@@ -203,3 +203,23 @@ def test_a_failed_eval_job_is_one_warning_even_while_a_regression_outranks_it(
     for _ in range(3):
         world.reconcile()
     assert world.cluster.reasons("Warning").count("EvaluationFailed") == 2
+
+
+def test_the_regressed_gate_still_says_what_the_fallback_variant_waits_for(
+    world: World,
+) -> None:
+    fallen_back_to_int8(world)
+
+    gate = world.condition("QualityGate")
+    assert (gate["status"], gate["reason"]) == ("False", "Regressed")
+    assert gate["message"].endswith("fell back to h100-int8; awaiting a passing report: h100-int8")
+
+    job = eval_job_of(world, "h100-int8")
+    world.cluster.finish_eval(job, "", exit_code=0)
+    world.reconcile()
+
+    gate = world.condition("QualityGate")
+    assert (gate["status"], gate["reason"]) == ("False", "Regressed")
+    assert f"h100-int8: eval Job {job} completed without scores" in gate["message"]
+    assert "qmo.dev/retry=<new value>" in gate["message"]
+    assert "awaiting a passing report" not in gate["message"]

@@ -108,25 +108,44 @@ def degraded_condition(f: Facts) -> Condition:
 
 
 def gate_condition(f: Facts) -> Condition:
+    """A regression outranks a failed evaluation, which outranks reports awaited; what ranks
+    below is still told after it (a fallback variant waits for a report of its own)."""
     spec, variants = f.spec, f.served
     if spec.quality.gate == GateTiming.OFF:
         return T, Reason.GATE_DISABLED, "quality.gate is off: variants serve ungated"
     regressed = [v for v in variants if v.decision.regressed or v.fell_back is not None]
+    waiting = "; ".join(_still_waiting(f))
     if regressed:
-        return F, Reason.REGRESSED, "; ".join(_regression_story(v) for v in regressed)
-    failed = f.plan.failed_evaluations
-    if failed:
-        return (
-            U,
-            Reason.EVALUATION_FAILED,
-            "; ".join(f"{name}: {message}" for name, message in failed)
-            + f" (annotate the model with {RETRY_ANNOTATION}=<new value> to run it again)",
-        )
-    gated = [v for v in variants if v.precision != Precision.BF16 and v.action != Action.BLOCKED]
-    waiting = [v.name for v in gated if v.report is None or v.report.verdict != Verdict.PASS]
+        told = "; ".join(_regression_story(v) for v in regressed)
+        return F, Reason.REGRESSED, f"{told}; {waiting}" if waiting else told
+    if f.plan.failed_evaluations:
+        return U, Reason.EVALUATION_FAILED, waiting
     if waiting:
-        return U, Reason.AWAITING_REPORTS, f"awaiting a passing report: {', '.join(waiting)}"
+        return U, Reason.AWAITING_REPORTS, waiting
     return T, Reason.ALL_PASSED, "every quantized variant passed its quality gate"
+
+
+def _still_waiting(f: Facts) -> list[str]:
+    """What the gate still waits for: failed evaluations (and how to run them again), then
+    the other gated variants that have no passing report and did not regress."""
+    failed = dict(f.plan.failed_evaluations)
+    told = []
+    if failed:
+        told.append(
+            "; ".join(f"{name}: {message}" for name, message in failed.items())
+            + f" (annotate the model with {RETRY_ANNOTATION}=<new value> to run it again)"
+        )
+    gated = [v for v in f.served if v.precision != Precision.BF16 and v.action != Action.BLOCKED]
+    waiting = [
+        v.name
+        for v in gated
+        if v.name not in failed
+        and not v.decision.regressed
+        and (v.report is None or v.report.verdict != Verdict.PASS)
+    ]
+    if waiting:
+        told.append(f"awaiting a passing report: {', '.join(waiting)}")
+    return told
 
 
 def _regression_story(variant: PlannedVariant) -> str:
