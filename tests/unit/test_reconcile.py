@@ -12,6 +12,7 @@ import pytest
 
 from qmo.api.buildcontract import BuildResult
 from qmo.controller.reconcile import Retry
+from qmo.controller.reporting import PROGRESS_DELAY
 from qmo.vocabulary import BuildState
 from tests.support.fake_kube import (
     APPLY,
@@ -426,7 +427,7 @@ def test_a_single_variant_model_reaches_serving_with_two_status_writes_and_two_e
         applies += [kind for verb, kind, _ in world.writes() if verb == APPLY]
         step()
         if outcome.requeue_after is not None:
-            assert outcome.requeue_after <= 5  # a held-back status comes back soon
+            assert outcome.requeue_after <= PROGRESS_DELAY  # a held-back status comes back
     assert world.condition("Ready")["status"] == "True"
     assert status_writes == 2
     assert world.cluster.reasons() == ["VariantPlanned", "Serving"]

@@ -24,8 +24,10 @@ from qmo.quality.reports import JudgedReport, report_state, report_status
 from qmo.vocabulary import ConditionType
 from qmo.wire import Obj
 
-# Seconds a progress-only status waits for the rollout it reports on to move further.
-PROGRESS_DELAY = 5.0
+# Seconds after qmo's previous status write that a progress-only change waits: long enough
+# for a fast rollout (or a queue of them) to reach Ready first, short enough that a slow one
+# (a real model loading for minutes) shows Deploying soon.
+PROGRESS_DELAY = 30.0
 
 
 @dataclass(frozen=True)
