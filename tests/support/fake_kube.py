@@ -9,10 +9,10 @@ One object plays every part `qmo.controller.reconcile.reconcile` talks to:
 - the EventSink: `record`.
 Tests move the world on as the kubelet and kube-controller-manager would (`add_node`,
 `start_build`, `finish_build`, `finish_eval`, `roll_out`), act as people (`create_model`,
-`update_model`, `edit`, `add_report`), inject API failures (`refuse`, `time_out`, `clear`) and
-assert on the live objects (`object`, `objects`), the Events (`events`, `reasons`), the
-requests by verb and kind (`requests`, `count`, `writes`) and `unobserved_writes` (writes the
-cache was not told of).
+`update_model`, `edit`, `add_report`), restart the operator (`restart_operator`), inject API
+failures (`refuse`, `time_out`, `clear`) and assert on the live objects (`object`,
+`objects`), the Events (`events`, `reasons`), the requests by verb and kind (`requests`,
+`count`, `writes`) and `unobserved_writes` (writes the cache was not told of).
 
 Server-side apply is modelled as each field manager's last applied intent, merged in the
 order of the applies (the last one wins a conflict, as `force=true` does; ownerReferences
@@ -271,6 +271,9 @@ class FakeCluster:
         self.clock = clock or Clock()
         self.namespace = namespace
         self.gateway_api = False  # whether HTTPRoutes are served (routes_available)
+        # Whether the operator's HTTPRoute informer runs: started by the first
+        # routes_available() that finds the API, as ClusterCache does; gone on a restart.
+        self._routes_watched = False
         self.requests: list[Request] = []
         self.events: list[PostedEvent] = []
         # The operator's writes its cache has not been told of (observe_write/observe_delete).
@@ -543,7 +546,7 @@ class FakeCluster:
         """What the informers hold: the watched kinds, through their label selectors."""
         selectors = {resource.kind: selector for resource, selector in WATCHED}
         selectors[NODES.kind] = None
-        if self.gateway_api:
+        if self.gateway_api and self._routes_watched:
             selectors[HTTP_ROUTES.kind] = selectors[DEPLOYMENTS.kind]
         for key, stored in self._objects.items():
             kind = key[0]
@@ -595,7 +598,16 @@ class FakeCluster:
         return self._view().get(kind, namespace, name)
 
     def routes_available(self) -> bool:
+        if self.gateway_api and not self._routes_watched:
+            self._routes_watched = True  # the informer starts; here it lists at once
+            self._reader = None
         return self.gateway_api
+
+    def restart_operator(self) -> None:
+        """A new operator process: its HTTPRoute informer starts only when a reconcile asks
+        routes_available (every other informer starts with it)."""
+        self._routes_watched = False
+        self._reader = None
 
     def observe_write(self, stored: Obj) -> None:
         meta = stored.get("metadata") or {}

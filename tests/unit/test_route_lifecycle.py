@@ -63,3 +63,15 @@ def test_a_deployment_whose_status_lags_its_generation_keeps_its_rule() -> None:
     world.cluster.edit("Deployment", "llama-h100-int8", {"spec": {"minReadySeconds": 5}})
     world.reconcile()  # status.observedGeneration lags: nothing counts as ready
     assert table(the_route(world))["llama@int8"] == ["llama-h100-int8"]
+
+
+def test_a_route_is_deleted_when_routing_was_removed_while_the_operator_was_down() -> None:
+    world = routed_world("fp8")
+    the_route(world)
+    world.cluster.restart_operator()  # no HTTPRoute informer until a reconcile asks for one
+    spec = world.model()["spec"]
+    del spec["routing"]
+    world.cluster.update_model(spec=spec)
+    world.settle()
+    assert world.cluster.object("HTTPRoute", "llama") is None
+    assert "Routed" not in {c["type"] for c in world.model()["status"]["conditions"]}

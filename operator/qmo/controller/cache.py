@@ -38,7 +38,7 @@ from qmo.wire import Obj
 
 Key = tuple[str, str]
 KeysHandler = Callable[[Iterable[Key]], None]
-ROUTES_RECHECK_SECONDS = 10.0  # one small discovery GET, only while a model wants routing
+ROUTES_RECHECK_SECONDS = 10.0  # one small discovery GET at most, while the API is missing
 
 # What is watched, and with which server-side filter: only what qmo manages, except the
 # kinds users create (models, reports, claims) and Nodes (GPU Feature Discovery labels them).
@@ -108,9 +108,10 @@ class ClusterCache:
 
     def routes_available(self) -> bool:
         """Whether the cluster serves HTTPRoutes; their informers start the first time it
-        does. Asked by reconciles of models with spec.routing; a missing API is looked for
-        again at most every ROUTES_RECHECK_SECONDS (installing the CRDs later needs no
-        restart)."""
+        does. Asked by every reconcile, with spec.routing or without (a route left behind
+        when spec.routing was removed while the operator was down must be seen to be
+        deleted); a missing API is looked for again at most every ROUTES_RECHECK_SECONDS
+        (installing the CRDs later needs no restart)."""
         with self._routes_lock:
             if (HTTP_ROUTES.kind, self._scopes[0]) in self._informers:
                 return True

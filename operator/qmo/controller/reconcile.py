@@ -133,11 +133,14 @@ def _reconcile_model(
     except ValidationError as err:
         return _report_invalid_spec(kube, cache, sink, owner, generation, previous, err, clock)
 
+    # Every model asks, not only those with spec.routing: the route of one whose spec.routing
+    # was removed while the operator was down is seen (and deleted) only once HTTPRoutes are
+    # watched. Rate-limited while the API is missing (ClusterCache.routes_available).
+    routes_available = cache.routes_available()
     remembered = revisions.remembered(previous), revisions.served_before(previous)
     found = gather(cache, namespace, name, spec.quality, *remembered)
     plan = plan_model(spec, found.observed, config)
     retry = _retry_requested(body, previous)
-    routes_available = spec.routing is not None and cache.routes_available()
     changes = desired_changes(
         spec, plan, found, owner, config, retry=retry is not None, routes_available=routes_available
     )
