@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import watch
 
 from e2e.operator_process import OperatorProcess
 from qmo.api.quantizedmodel import QuantizedModelSpec
@@ -26,7 +27,7 @@ from tests.support.kube import (
     variants,
     wait_for,
 )
-from tests.support.scenario import a_model, create, events
+from tests.support.scenario import a_model, create, events, patch_spec
 from tests.unit.test_routes import CLUSTER, converge, route_of
 
 pytestmark = pytest.mark.usefixtures("operator", "engine_store")
@@ -181,6 +182,43 @@ def test_a_gateway_that_refuses_the_route_is_reported(
     assert routed["reason"] == "RouteNotAccepted"
     assert "namespace not allowed by listener http" in routed["message"]
     wait_event(cluster, namespace, "refused", "RouteNotAccepted")
+
+
+def wait_route_gone(cluster: ClusterHandle, namespace: str, name: str, timeout: int = 60) -> None:
+    """Return once the HTTPRoute `name` is deleted (a list, then a watch from it)."""
+    custom = cluster.custom()
+    where = {"group": GROUP, "version": VERSION, "namespace": namespace, "plural": "httproutes",
+             "field_selector": f"metadata.name={name}"}  # fmt: skip
+    listing = custom.list_namespaced_custom_object(**where)
+    if not listing["items"]:
+        return
+    stream = watch.Watch()
+    try:
+        for event in stream.stream(
+            custom.list_namespaced_custom_object,
+            resource_version=listing["metadata"]["resourceVersion"],
+            timeout_seconds=timeout,
+            **where,
+        ):
+            if event["type"] == "DELETED":
+                return
+    finally:
+        stream.stop()
+    raise AssertionError(f"HTTPRoute {namespace}/{name} still there after {timeout}s")
+
+
+def test_a_route_is_deleted_when_routing_was_removed_while_the_operator_was_down(
+    cluster: ClusterHandle, namespace: str, gateway_api: Path, operator: OperatorProcess
+) -> None:
+    create(cluster, namespace, routed_model("left", gpu={"classes": ["h100"]}))
+    cluster.wait_for_model(namespace, "left", is_ready)
+    route(cluster, namespace, "left")
+    operator.kill()
+    patch_spec(cluster, namespace, "left", {"routing": None})  # a merge patch: removed
+    operator.start()  # its HTTPRoute informer starts when a reconcile asks for it
+    wait_route_gone(cluster, namespace, "left")
+    served = cluster.wait_for_model(namespace, "left", lambda m: not condition(m, "Routed"))
+    assert is_ready(served)
 
 
 @pytest.mark.parametrize(
