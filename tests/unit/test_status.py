@@ -507,3 +507,16 @@ def test_a_regression_with_a_good_revision_rolls_back_and_says_so() -> None:
     warnings = [d for d in decisions(plan, before, spec_changed=False) if d.type == "Warning"]
     assert [(d.reason, d.variant) for d in warnings] == [("RolledBack", "h100-fp8")]
     assert "gsm8k dropped 2.1%" in warnings[0].message
+
+
+def test_a_revision_with_some_replicas_not_ready_is_not_yet_the_last_good_one() -> None:
+    spec = a_model().with_precisions("fp8").ungated().with_replicas(2).spec()
+    h100 = a_cluster(a_class("h100"))
+    key = key_of(spec, h100, "h100-fp8")
+    half = plan_model(
+        spec, h100.built(key).deployed("h100-fp8", key, ready=1, replicas=2).observed()
+    )
+    (fp8,) = _status(spec, half).variants
+    assert fp8.last_good_revision is None  # 1 of 2 replicas ready
+    (fp8,) = _status(spec, serving_plan(spec, a_class("h100"))).variants
+    assert fp8.last_good_revision == key

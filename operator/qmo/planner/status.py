@@ -155,7 +155,12 @@ def build_status(
     failed = dict(plan.failed_evaluations)
     variants = [
         variant_status(
-            v, names[v.name], old.get(v.name), gated, failed_evaluation=failed.get(v.name)
+            v,
+            names[v.name],
+            old.get(v.name),
+            gated,
+            replicas=spec.serving.replicas,
+            failed_evaluation=failed.get(v.name),
         )
         for v in plan.variants
     ]
