@@ -73,12 +73,10 @@ class Serves(Decision):
 
 
 @dataclass(frozen=True)
-class Refused(Decision):
-    """The class cannot run it (capability, size, image): nothing is built or served."""
+class Blocked(Decision):
+    """Nothing can run, for the reason a `Refusal` gives."""
 
     refusal: Refusal
-    phase: ClassVar[Phase] = Phase.UNSUPPORTED
-    supported: ClassVar[bool] = False
     action: ClassVar[Action] = Action.BLOCKED
     warning: ClassVar[bool] = True
 
@@ -92,21 +90,18 @@ class Refused(Decision):
 
 
 @dataclass(frozen=True)
-class AwaitingStore(Decision):
+class Refused(Blocked):
+    """The class cannot run it (capability, size, image): nothing is built or served."""
+
+    phase: ClassVar[Phase] = Phase.UNSUPPORTED
+    supported: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class AwaitingStore(Blocked):
     """A build is due but a claim it needs is missing."""
 
-    refusal: Refusal
     phase: ClassVar[Phase] = Phase.PENDING
-    action: ClassVar[Action] = Action.BLOCKED
-    warning: ClassVar[bool] = True
-
-    @property
-    def reason(self) -> str:
-        return self.refusal.reason
-
-    @property
-    def message(self) -> str:
-        return self.refusal.message
 
 
 # --- builds --------------------------------------------------------------------------------
