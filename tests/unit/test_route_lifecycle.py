@@ -51,6 +51,7 @@ def test_the_route_stays_while_its_only_pod_is_replaced_so_clients_get_503_not_4
     routed = world.condition("Routed")
     assert (routed["status"], routed["reason"]) == ("False", "NoReadyBackend")
     assert "503" in routed["message"]
+    assert "NoReadyBackend" not in world.cluster.reasons()  # the variant's phase tells why
 
     world.cluster.roll_out("llama-h100-fp8")  # its replacement is ready
     world.reconcile()

@@ -227,9 +227,11 @@ def describe_choice(variant: PlannedVariant) -> str:
 
 
 def _routing(status: QuantizedModelStatus, previous: QuantizedModelStatus | None) -> list[Event]:
-    """A Warning when routing stops working (or cannot start), once per reason."""
+    """A Warning when routing stops working (or cannot start), once per reason. None for a
+    route without ready replicas behind it: every rollout of a new model passes through that,
+    and the variants' own conditions say why."""
     routed = get_condition(status.conditions, ConditionType.ROUTED)
-    if routed is None or routed.status != "False":
+    if routed is None or routed.status != "False" or routed.reason == Reason.NO_READY_BACKEND:
         return []
     before = get_condition(previous.conditions, ConditionType.ROUTED) if previous else None
     if before is not None and before.reason == routed.reason and before.status == routed.status:
