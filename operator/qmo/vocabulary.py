@@ -140,6 +140,7 @@ class Reason(StrEnum):
     ROUTE_PENDING = "RoutePending"
     ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
     NO_READY_BACKEND = "NoReadyBackend"
+    MODEL_NAME_TAKEN = "ModelNameTaken"
     GATEWAY_API_MISSING = "GatewayApiMissing"
 
 

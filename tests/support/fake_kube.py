@@ -597,6 +597,9 @@ class FakeCluster:
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self._view().get(kind, namespace, name)
 
+    def routes_on(self, gateway: tuple[str, str]) -> list[Obj]:
+        return self._view().routes_on(gateway)
+
     def routes_available(self) -> bool:
         if self.gateway_api and not self._routes_watched:
             self._routes_watched = True  # the informer starts; here it lists at once

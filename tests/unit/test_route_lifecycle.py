@@ -76,3 +76,18 @@ def test_a_route_is_deleted_when_routing_was_removed_while_the_operator_was_down
     world.settle()
     assert world.cluster.object("HTTPRoute", "llama") is None
     assert "Routed" not in {c["type"] for c in world.model()["status"]["conditions"]}
+
+
+def test_a_newer_model_claiming_a_public_name_on_the_same_gateway_is_told_it_is_taken() -> None:
+    world = routed_world("fp8")
+    spec = ungated("fp8")
+    spec["routing"] = {**GATEWAY, "modelName": "llama"}
+    world.cluster.create_model(spec, name="other")
+    other = World(world.cluster, world.clock, "other")
+    other.settle()
+    routed = other.condition("Routed")
+    assert (routed["status"], routed["reason"]) == ("False", "ModelNameTaken")
+    assert "llama by HTTPRoute models/llama" in routed["message"]
+    assert "ModelNameTaken" in world.cluster.reasons("Warning")
+    world.reconcile()  # the older route keeps its names
+    assert world.condition("Routed")["reason"] == "RoutePending"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
+
 from qmo.api.base import ConditionStatus
 from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelSpec
@@ -14,7 +16,7 @@ from qmo.controller.gather import gather
 from qmo.controller.view import StaticReader
 from qmo.manifests.routes import build_http_route, published_names, unready_names
 from qmo.planner.decision import Withdrawn
-from qmo.planner.routing import routed_condition
+from qmo.planner.routing import Claim, claim_of, names_taken, routed_condition
 from qmo.planner.types import ReportObservation
 from tests.support.builders import a_model, an_owner, gpu_node
 from tests.support.simulated import (
@@ -220,3 +222,63 @@ def test_an_accepted_route_with_one_name_unready_is_true_and_names_it() -> None:
     condition = routed_condition(True, with_parents(parent("True")), names, ["llama@int8"])
     assert (condition.status, condition.reason) == (ConditionStatus.TRUE, "RouteAccepted")
     assert "no ready replica behind llama@int8" in condition.message
+
+
+def claim(route: str, created: str, *names: str, **routing: Any) -> Claim:
+    namespace, name = route.split("/")
+    spec = {
+        "parentRefs": routing.get("parents", [{"name": "inference", "namespace": "gateways"}]),
+        "hostnames": routing.get("hostnames", []),
+        "rules": [
+            {"matches": [{"headers": [{"name": routing.get("header", "X-Gateway-Model-Name"),
+                                       "value": value, "type": "Exact"}]}]}
+            for value in names
+        ],
+    }  # fmt: skip
+    meta = {"name": name, "namespace": namespace, "creationTimestamp": created}
+    return claim_of({"metadata": meta, "spec": spec})
+
+
+OLDER = claim("team-a/chat", "2025-01-01T00:00:00Z", "chat", "chat@fp8")
+
+
+@pytest.mark.parametrize(
+    ("newer", "taken"),
+    [
+        pytest.param(claim("team-b/chat", "2025-01-02T00:00:00Z", "chat", "chat@int8"),
+                     [("chat", "team-a/chat")], id="a newer route loses the name it shares"),
+        pytest.param(claim("team-b/chat", "2024-12-31T00:00:00Z", "chat"), [],
+                     id="an older route keeps its names"),
+        pytest.param(claim("team-a/aaa", "2025-01-01T00:00:00Z", "chat"), [],
+                     id="a tie goes to the first by namespace and name"),
+        pytest.param(claim("team-b/chat", "2025-01-02T00:00:00Z", "chat",
+                           header="x-gateway-model-name"),
+                     [("chat", "team-a/chat")], id="header names compare case-insensitively"),
+        pytest.param(claim("team-b/chat", "2025-01-02T00:00:00Z", "chat", header="X-Model"), [],
+                     id="another header is another name"),
+        pytest.param(claim("team-b/chat", "2025-01-02T00:00:00Z", "chat",
+                           parents=[{"name": "inference", "namespace": "other"}]), [],
+                     id="another Gateway"),
+        pytest.param(claim("gateways/chat", "2025-01-02T00:00:00Z", "chat",
+                           parents=[{"name": "inference"}]),
+                     [("chat", "team-a/chat")], id="a parentRef without namespace is the route's"),
+        pytest.param(claim("team-b/chat", "2025-01-02T00:00:00Z", "chat",
+                           hostnames=["b.example.com"]), [("chat", "team-a/chat")],
+                     id="hostnames against none still collide"),
+    ],
+)  # fmt: skip
+def test_which_public_names_an_older_route_on_the_same_gateway_holds(
+    newer: Claim, taken: list[tuple[str, str]]
+) -> None:
+    assert names_taken(newer, [OLDER]) == taken
+
+
+def test_disjoint_hostnames_or_listeners_do_not_collide() -> None:
+    a = claim("a/chat", "2025-01-01T00:00:00Z", "chat", hostnames=["a.example.com"],
+              parents=[{"name": "gw", "namespace": "g", "sectionName": "http"}])  # fmt: skip
+    b = claim("b/chat", "2025-01-02T00:00:00Z", "chat", hostnames=["b.example.com"],
+              parents=[{"name": "gw", "namespace": "g", "sectionName": "http"}])  # fmt: skip
+    c = claim("c/chat", "2025-01-02T00:00:00Z", "chat",
+              parents=[{"name": "gw", "namespace": "g", "sectionName": "https"}])  # fmt: skip
+    assert names_taken(b, [a]) == []
+    assert names_taken(c, [a]) == []

@@ -31,6 +31,9 @@ class Lookups:
     def models_in(self, namespace: str) -> list[tuple[str, str]]:
         return [(namespace, m) for m in self.models]
 
+    def routes_on(self, gateway: tuple[str, str]) -> list[Obj]:
+        return [o for o in self.objects.values() if o["kind"] == "HTTPRoute"]
+
 
 def model(generation: int, status: Obj | None = None, **extra: Any) -> Obj:
     found = obj("QuantizedModel", "llama", generation=generation, **extra)
@@ -100,3 +103,34 @@ def test_objects_owned_by_something_else_wake_nothing() -> None:
         "Service", "s", ownerReferences=[{"apiVersion": "v1", "kind": "Pod", "name": "p"}]
     )
     assert models_to_reconcile(None, foreign, Lookups()) == []
+
+
+def route(model: str, *names: str) -> Obj:
+    found = obj("HTTPRoute", model, ownerReferences=[ref(model)])
+    found["spec"] = {
+        "parentRefs": [{"name": "inference"}],
+        "rules": [
+            {
+                "matches": [
+                    {"headers": [{"name": "X-Gateway-Model-Name", "value": n}]} for n in names
+                ]
+            }
+        ],
+    }
+    return found  # fmt: skip
+
+
+def test_a_route_claiming_other_names_wakes_the_models_of_the_other_routes_on_its_gateway() -> None:
+    lookups = Lookups(route("older", "chat"), route("newer", "chat"))
+    assert models_to_reconcile(route("older", "chat"), route("older", "talk"), lookups) == [
+        (NS, "newer"), (NS, "older"),
+    ]  # fmt: skip
+    assert models_to_reconcile(route("older", "chat"), None, lookups) == [
+        (NS, "newer"), (NS, "older"),
+    ]  # fmt: skip
+
+
+def test_a_route_status_written_by_its_gateway_wakes_only_its_own_model() -> None:
+    lookups = Lookups(route("older", "chat"), route("newer", "chat"))
+    accepted = {**route("older", "chat"), "status": {"parents": []}}
+    assert models_to_reconcile(route("older", "chat"), accepted, lookups) == [(NS, "older")]

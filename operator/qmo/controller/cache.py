@@ -220,6 +220,11 @@ class ClusterCache:
         informer = self._informer(kind, namespace)
         return informer.get(namespace, name) if informer else None
 
+    def routes_on(self, gateway: tuple[str, str]) -> list[Obj]:
+        with self._routes_lock:
+            informers = [i for (k, _), i in self._informers.items() if k == HTTP_ROUTES.kind]
+        return [route for i in informers for route in i.by_index("gateway", gateway)]
+
     # --- the operator's own writes -------------------------------------------------------
 
     def observe_write(self, stored: Obj) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from qmo.api.buildcontract import ARTIFACTS_DIR, BuildResult
 from qmo.api.quantizedmodel import QualitySpec
 from qmo.controller.eval_results import EvalReport, observe_eval_jobs
 from qmo.controller.ownership import NamesInNamespace
-from qmo.controller.view import ClusterReader
+from qmo.controller.view import ClusterReader, by_model_label, namespace_of
 from qmo.manifests import labels
 from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
 from qmo.planner import revisions
@@ -87,6 +88,8 @@ class Gathered:
     route: Obj | None = None  # the model's HTTPRoute, where HTTPRoutes are watched
     # Reports the scores of completed eval Jobs make, for qmo to create (see `eval_results`).
     eval_reports: tuple[EvalReport, ...] = ()
+    # Other models' HTTPRoutes on the Gateways spec.routing names (planner.routing).
+    rival_routes: tuple[Obj, ...] = ()
 
 
 def termination_result(pods: list[Obj]) -> BuildResult | None:
@@ -204,12 +207,14 @@ def gather(
     quality: QualitySpec | None = None,
     last_good: dict[str, str] | None = None,
     served: dict[str, tuple[str, str]] | None = None,
+    gateways: Iterable[tuple[str, str]] = (),
 ) -> Gathered:
     """Everything the plan for `namespace/model` depends on, from the reader's memory.
 
     `last_good` comes from the model's status; a variant missing there falls back to its
     newest passing report. `served`: the variants the status lists with a last good
-    revision (`revisions.served_before`).
+    revision (`revisions.served_before`). `gateways`: those spec.routing names, (namespace,
+    name), whose other routes are gathered.
     """
     builds = BuildsInCluster(reader, namespace)
     deployments = reader.children(DEPLOYMENTS.kind, namespace, model)
@@ -232,6 +237,12 @@ def gather(
     ]
     evaluated = observe_eval_jobs(reader, namespace, model, eval_jobs)
     route = next(iter(reader.children(HTTP_ROUTES.kind, namespace, model)), None)
+    rivals = {
+        (namespace_of(r), r["metadata"]["name"]): r
+        for gateway in gateways
+        for r in reader.routes_on(gateway)
+        if by_model_label(r) != [(namespace, model)]
+    }
     return Gathered(
         Observed(
             reader.inventory(),
@@ -252,4 +263,5 @@ def gather(
         NamesInNamespace(reader, namespace),
         route,
         evaluated.reports,
+        tuple(rivals.values()),
     )

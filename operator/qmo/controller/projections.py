@@ -222,7 +222,8 @@ def project_node(obj: Obj) -> Obj:
 
 
 def project_route(obj: Obj) -> Obj:
-    """HTTPRoutes: what each parent Gateway said of the route (for the Routed condition)."""
+    """HTTPRoutes: what each parent Gateway said of the route, and what it claims (for the
+    Routed condition)."""
     parents = []
     for parent in (obj.get("status") or {}).get("parents") or []:
         ref = parent.get("parentRef") or {}
@@ -235,7 +236,21 @@ def project_route(obj: Obj) -> Obj:
                 ],
             }
         )
-    return {**_base(HTTP_ROUTES, obj), "status": {"parents": parents}}
+    spec = obj.get("spec") or {}
+    # What another model's route is compared with (planner.routing.names_taken): the
+    # Gateways, hostnames and header matches it claims.
+    claims = {
+        "parentRefs": [
+            {k: ref[k] for k in ("name", "namespace", "sectionName") if k in ref}
+            for ref in spec.get("parentRefs") or []
+        ],
+        "hostnames": list(spec.get("hostnames") or []),
+        "rules": [
+            {"matches": [{"headers": m.get("headers") or []} for m in rule.get("matches") or []]}
+            for rule in spec.get("rules") or []
+        ],
+    }
+    return {**_base(HTTP_ROUTES, obj), "spec": claims, "status": {"parents": parents}}
 
 
 def project_metadata_only(resource: Resource) -> Projection:

@@ -38,11 +38,10 @@ from qmo.controller.reporting import (
 )
 from qmo.manifests import names
 from qmo.manifests.labels import Owner
-from qmo.manifests.routes import published_names, unready_names
+from qmo.manifests.routes import gateways, routed
 from qmo.planner import revisions
 from qmo.planner.events import Context, Event, model_events
 from qmo.planner.plan import plan_model
-from qmo.planner.routing import routed_condition
 from qmo.planner.status import Names, build_status, invalid_spec_status
 from qmo.planner.types import Plan
 from qmo.quality.reports import judge_all
@@ -138,7 +137,7 @@ def _reconcile_model(
     # watched. Rate-limited while the API is missing (ClusterCache.routes_available).
     routes_available = cache.routes_available()
     remembered = revisions.remembered(previous), revisions.served_before(previous)
-    found = gather(cache, namespace, name, spec.quality, *remembered)
+    found = gather(cache, namespace, name, spec.quality, *remembered, gateways(spec, namespace))
     plan = plan_model(spec, found.observed, config)
     retry = _retry_requested(body, previous)
     changes = desired_changes(
@@ -152,13 +151,12 @@ def _reconcile_model(
         # Status tells what this reconcile left behind (the Job it created is running, the
         # Deployment it applied rolls out), so the next reconcile, seeing the same, writes
         # nothing: plan again from the cache, which has every write.
-        found = gather(cache, namespace, name, spec.quality, *remembered)
+        found = gather(cache, namespace, name, spec.quality, *remembered, gateways(spec, namespace))
         plan = plan_model(spec, found.observed, config)
     plan = mark_refused(plan, done.refused)
     # Names another model holds are not this model's: status names none of them.
     taken = taken_names(changes, SERVICES.kind)
     main_service = names.main_service(name)
-    published = published_names(spec, plan, name, taken)
     status = build_status(
         spec,
         plan,
@@ -169,11 +167,7 @@ def _reconcile_model(
         main_service=None if main_service in taken else main_service,
         now=clock(),
         retried=retry,
-        routed=routed_condition(
-            routes_available, found.route, published, unready_names(spec, plan, name, taken)
-        )
-        if spec.routing is not None
-        else None,
+        routed=routed(spec, plan, name, routes_available, found.route, found.rival_routes, taken),
     )
     restarted = sum(1 for c in changes if isinstance(c, Delete))
     events = model_events(

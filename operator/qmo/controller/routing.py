@@ -2,7 +2,9 @@
 
 A child event wakes its owners at once (a Job finishing, a Deployment becoming available), so
 progress never waits for the resync. Changes that cannot alter a plan wake nothing: the
-model's own status writes, a report's status (written by qmo).
+model's own status writes, a report's status (written by qmo). A new, changed or deleted
+HTTPRoute claim also wakes the models of the other routes on its Gateways: whether a public
+model name is theirs depends on it (planner.routing.names_taken).
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from qmo.api.base import GROUP
-from qmo.controller.view import JOB_NAME_LABEL, namespace_of
-from qmo.resources import CLAIMS, JOBS, PODS, QUALITY_REPORTS, QUANTIZED_MODELS
+from qmo.controller.view import JOB_NAME_LABEL, gateways_of, namespace_of
+from qmo.resources import CLAIMS, HTTP_ROUTES, JOBS, PODS, QUALITY_REPORTS, QUANTIZED_MODELS
 from qmo.wire import Obj
 
 Key = tuple[str, str]
@@ -23,6 +25,8 @@ class Lookups(Protocol):
     def get(self, kind: str, namespace: str, name: str) -> Obj | None: ...
 
     def models_in(self, namespace: str) -> list[Key]: ...
+
+    def routes_on(self, gateway: tuple[str, str]) -> list[Obj]: ...
 
 
 def owners(obj: Obj) -> list[Key]:
@@ -68,4 +72,7 @@ def models_to_reconcile(old: Obj | None, new: Obj | None, lookups: Lookups) -> l
         job = lookups.get(JOBS.kind, namespace, job_name) if job_name else None
         return owners(job) if job is not None else []
     keys = {*owners(obj), *(owners(old) if old is not None else [])}
+    if kind == HTTP_ROUTES.kind and (old or {}).get("spec") != (new or {}).get("spec"):
+        gateways = {g for o in (old, new) if o is not None for g in gateways_of(o)}
+        keys.update(k for g in gateways for r in lookups.routes_on(g) for k in owners(r))
     return sorted(keys)

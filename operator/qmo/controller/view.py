@@ -79,6 +79,17 @@ def by_namespace(obj: Obj) -> list[Hashable]:
     return [namespace_of(obj)]
 
 
+def gateways_of(route: Obj) -> list[tuple[str, str]]:
+    """The Gateways an HTTPRoute attaches to: (namespace, name); the route's own namespace
+    where a parentRef names none."""
+    refs = (route.get("spec") or {}).get("parentRefs") or []
+    return sorted({(ref.get("namespace") or namespace_of(route), ref["name"]) for ref in refs})
+
+
+def by_gateway(obj: Obj) -> list[Hashable]:
+    return list(gateways_of(obj))
+
+
 class ClusterReader(Protocol):
     """Lookups a reconcile makes; every one answers from memory."""
 
@@ -103,6 +114,11 @@ class ClusterReader(Protocol):
     def claims(self, namespace: str) -> frozenset[str]: ...
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None: ...
+
+    def routes_on(self, gateway: tuple[str, str]) -> list[Obj]:
+        """qmo's HTTPRoutes attached to the Gateway (namespace, name), in every watched
+        namespace."""
+        ...
 
 
 class StaticReader:
@@ -155,6 +171,9 @@ class StaticReader:
     def get(self, kind: str, namespace: str, name: str) -> Obj | None:
         return self._by_name.get((kind, namespace, name))
 
+    def routes_on(self, gateway: tuple[str, str]) -> list[Obj]:
+        return list(self._index.get((f"{HTTP_ROUTES.kind}/gateway", gateway), []))
+
 
 # Which indexes each kind keeps (the cache configures its informers from the same table).
 _INDEXES: dict[str, dict[str, Any]] = {
@@ -163,7 +182,7 @@ _INDEXES: dict[str, dict[str, Any]] = {
     CONFIG_MAPS.kind: {"record": by_record_key, "model": by_model_label},
     DEPLOYMENTS.kind: {"model": by_model_label},
     SERVICES.kind: {"model": by_model_label},
-    HTTP_ROUTES.kind: {"model": by_model_label},
+    HTTP_ROUTES.kind: {"model": by_model_label, "gateway": by_gateway},
     QUALITY_REPORTS.kind: {"model": by_report_model},
     CLAIMS.kind: {"namespace": by_namespace},
     QUANTIZED_MODELS.kind: {"namespace": by_namespace},

@@ -26,11 +26,12 @@ model's, so no rule sends requests to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from qmo.api.quantizedmodel import QuantizedModelSpec, RoutingSpec
 from qmo.manifests import labels, names
 from qmo.manifests.labels import Owner
+from qmo.planner.routing import RoutedCondition, claim_of, names_taken, routed_condition
 from qmo.planner.types import Plan, PlannedVariant
 from qmo.resources import HTTP_ROUTES
 from qmo.vocabulary import Action, Component
@@ -159,3 +160,32 @@ def unready_names(
         return []
     answered = {value for value, _ in routing_table(spec.routing, plan, model, taken, ready)}
     return [name for name in published_names(spec, plan, model, taken) if name not in answered]
+
+
+def gateways(spec: QuantizedModelSpec, namespace: str) -> list[tuple[str, str]]:
+    """The Gateways spec.routing attaches to, as (namespace, name)."""
+    refs = spec.routing.parent_refs if spec.routing is not None else []
+    return [(ref.namespace or namespace, ref.name) for ref in refs]
+
+
+def routed(
+    spec: QuantizedModelSpec,
+    plan: Plan,
+    model: str,
+    available: bool,
+    route: Obj | None,
+    rivals: Iterable[Obj] = (),
+    taken: frozenset[str] = frozenset(),
+) -> RoutedCondition | None:
+    """The Routed condition (None without spec.routing): `route` is the live one, `rivals`
+    other models' routes on its Gateways."""
+    if spec.routing is None:
+        return None
+    held = names_taken(claim_of(route), map(claim_of, rivals)) if route is not None else []
+    return routed_condition(
+        available,
+        route,
+        published_names(spec, plan, model, taken),
+        unready_names(spec, plan, model, taken),
+        held,
+    )
