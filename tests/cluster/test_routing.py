@@ -221,6 +221,30 @@ def test_a_route_is_deleted_when_routing_was_removed_while_the_operator_was_down
     assert is_ready(served)
 
 
+def test_a_second_model_publishing_the_same_name_on_the_gateway_is_told_until_it_is_free(
+    cluster: ClusterHandle, namespace: str, gateway_api: Path
+) -> None:
+    shared = {**GATEWAY, "modelName": "shared"}
+    first = a_model("first", gpu={"classes": ["h100"]})
+    first["spec"]["routing"] = shared
+    create(cluster, namespace, first)
+    cluster.wait_for_model(namespace, "first", is_ready)
+    route(cluster, namespace, "first")
+    second = a_model("second", gpu={"classes": ["h100"]})
+    second["spec"]["routing"] = shared
+    create(cluster, namespace, second)
+    told = cluster.wait_for_model(
+        namespace, "second", lambda m: condition(m, "Routed").get("reason") == "ModelNameTaken"
+    )
+    assert f"shared by HTTPRoute {namespace}/first" in condition(told, "Routed")["message"]
+    wait_event(cluster, namespace, "second", "ModelNameTaken")
+    # The first model takes another name: its route changes, and that wakes the second.
+    patch_spec(cluster, namespace, "first", {"routing": {"modelName": "elsewhere"}})
+    cluster.wait_for_model(
+        namespace, "second", lambda m: condition(m, "Routed").get("reason") == "RoutePending"
+    )
+
+
 @pytest.mark.parametrize(
     "routing",
     [
