@@ -65,7 +65,6 @@ def crd_directory(tree: Path) -> Path:
     return tree / "config" / "crd" / "bases"
 
 
-@contextmanager
 def contain_service_range(cidr: str = SERVICE_CIDR) -> None:
     """Make the local control plane's Service range unreachable from this machine.
 
@@ -85,6 +84,7 @@ def contain_service_range(cidr: str = SERVICE_CIDR) -> None:
         )
 
 
+@contextmanager
 def running_nim(
     binary: Path, tree: Path, kubeconfig: str, port: int, log: IO[str]
 ) -> Iterator[subprocess.Popen[bytes]]:
