@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from e2e.operator_process import OperatorProcess
-from tests.cluster.test_quality_gate import gated, key_of, report, v2_after_a_good_v1
+from tests.support.gate_scenario import gated, key_of, report, v2_after_a_good_v1
 from tests.support.kube import ClusterHandle, condition, is_ready, variants, wait_for
 from tests.support.scenario import a_model, build_jobs, create, deployment, events
 

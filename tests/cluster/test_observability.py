@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from e2e.operator_process import OperatorProcess
-from tests.cluster.test_quality_gate import report, v2_after_a_good_v1, wait_event
+from tests.support.gate_scenario import report, v2_after_a_good_v1, wait_event
 from tests.support.kube import ClusterHandle, variants
 from tests.support.promtool import promtool_path
 from tests.support.scenario import a_model, create, patch_spec, wait_ready

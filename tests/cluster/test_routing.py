@@ -18,7 +18,7 @@ from kubernetes import watch
 
 from e2e.operator_process import OperatorProcess
 from qmo.api.quantizedmodel import QuantizedModelSpec
-from tests.cluster.test_quality_gate import gated, key_of, report, wait_event
+from tests.support.gate_scenario import gated, key_of, report, wait_event
 from tests.support.kube import (
     ClusterHandle,
     apply_gateway_api_crds,

@@ -25,7 +25,7 @@ import pytest
 
 from e2e.cluster.binaries import ensure_binaries
 from e2e.operator_process import OperatorProcess
-from tests.cluster.test_quality_gate import gated, key_of, report, roll_out_v2
+from tests.support.gate_scenario import gated, key_of, report, roll_out_v2
 from tests.support.gateway import (
     PodStandIns,
     Traefik,
