@@ -13,10 +13,12 @@ import os
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from pathlib import Path
 from typing import IO, Any
@@ -65,23 +67,50 @@ def crd_directory(tree: Path) -> Path:
     return tree / "config" / "crd" / "bases"
 
 
-def contain_service_range(cidr: str = SERVICE_CIDR) -> None:
-    """Make the local control plane's Service range unreachable from this machine.
+def contain_service_range(cidr: str = SERVICE_CIDR, port: int = 8000) -> None:
+    """Answer the local control plane's Service range on this machine, never beyond it.
 
-    Once a NIMService is Ready, the NIM Operator sends HTTP requests to its Service's
-    ClusterIP. Nothing here serves ClusterIPs, so without this route they would leave the
-    machine for a private address range that is not ours: they must fail here, at once.
+    Once a NIMService's Deployment is ready, the NIM Operator calls its Service's ClusterIP
+    (`/v1/models`, then `/v1/metadata`) and counts the NIMService Ready only once that call
+    is answered. Nothing here serves ClusterIPs, so without this those requests would leave
+    the machine for a private range that is not ours. The range is routed to loopback and a
+    listener on `port` answers 404 to everything, which the NIM Operator takes as "no model
+    name" (the answer it got from the stub NIM images it expects anyway).
     """
-    routes = subprocess.run(["ip", "route", "show", cidr], capture_output=True, text=True)
-    if routes.returncode == 0 and "unreachable" in routes.stdout:
-        return
-    added = subprocess.run(["ip", "route", "add", "unreachable", cidr], capture_output=True)
-    if added.returncode != 0:
-        raise RuntimeError(
-            f"run the NIM phases as root: the Service range {cidr} must be made unreachable "
-            f"first (ip route add unreachable {cidr}), or the NIM Operator's requests to "
-            "ClusterIPs leave this machine"
+    routes = subprocess.run(
+        ["ip", "route", "show", "table", "local", cidr], capture_output=True, text=True
+    )
+    if cidr.split("/")[0] not in routes.stdout:
+        subprocess.run(["ip", "route", "del", cidr], capture_output=True)  # an older guard
+        added = subprocess.run(
+            ["ip", "route", "add", "local", cidr, "dev", "lo"], capture_output=True, text=True
         )
+        if added.returncode != 0:
+            raise RuntimeError(
+                f"run the NIM phases as root: the Service range {cidr} must be routed to this "
+                f"machine first (ip route add local {cidr} dev lo), or the NIM Operator's "
+                f"requests to ClusterIPs leave it: {added.stderr.strip()}"
+            )
+    _answer_404(port)
+
+
+_ANSWERING: set[int] = set()
+
+
+def _answer_404(port: int) -> None:
+    if port in _ANSWERING:
+        return
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _ANSWERING.add(port)
 
 
 @contextmanager
