@@ -131,8 +131,10 @@ class LocalCluster:
         # Node status (allocatable GPUs) is kept only when it comes with the create call.
         self.kubectl("create", "-f", "-", input=yaml.safe_dump_all(nodes, sort_keys=False))
         names = [n["metadata"]["name"] for n in nodes]
+        # Generous: kwok marks a node Ready within seconds, but not while another local
+        # cluster (a test session, a benchmark) loads the same two cores.
         for name in names:
-            self.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s")
+            self.kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=180s")
         return names
 
     def restart(self, component: str) -> None:
@@ -220,7 +222,7 @@ class LocalCluster:
             "--wait", "120s",
         )  # fmt: skip
         # Pods need the default ServiceAccount, which kube-controller-manager creates.
-        self.kubectl("wait", "--for=create", "serviceaccount/default", "--timeout=60s")
+        self.kubectl("wait", "--for=create", "serviceaccount/default", "--timeout=180s")
 
     def _kwokctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self._run("kwokctl", *args, check=check)
