@@ -121,9 +121,19 @@ def test_a_regression_rolls_back_to_the_last_good_revision_and_the_rest_keeps_se
     assert "arithmetic +2.10%" in rolled_back["message"]
     serving = deployment(cluster, namespace, "rolls-h100-fp8")
     assert serving.metadata.annotations["qmo.dev/revision"] == v1_key
-    other = deployment(cluster, namespace, "rolls-l40s-fp8")
+    # The rest keeps serving v2: its rollout ends with one ready replica (a surge pod of the
+    # old revision may still be scaling down when the rollback is seen).
+    other = wait_for(
+        cluster.apps().list_namespaced_deployment,
+        lambda d: (
+            d.metadata.name == "rolls-l40s-fp8"
+            and d.status.replicas == 1
+            and d.status.ready_replicas == 1
+        ),
+        namespace=namespace,
+        describe="l40s-fp8 to end its rollout with one ready replica",
+    )
     assert other.metadata.annotations["qmo.dev/revision"] == v2_l40s
-    assert other.status.ready_replicas == 1
     wait_event(cluster, namespace, "rolls", "RolledBack")
     assert [e.reason for e in events(cluster, namespace, "rolls")].count("RolledBack") == 1
     assert (

@@ -51,6 +51,15 @@ class Executed:
     # The namespace is being deleted: the model goes with it, there is nothing to report.
     namespace_terminating: bool = False
 
+    def absorb(self, later: Executed) -> None:
+        """Add what a later round of the same reconcile did."""
+        self.written += later.written
+        self.status_written |= later.status_written
+        for variant, refusal in later.refused.items():
+            self.refused.setdefault(variant, refusal)
+        self.transient += later.transient
+        self.namespace_terminating |= later.namespace_terminating
+
 
 def _describe(change: Change) -> str:
     target = change.obj if isinstance(change, Apply | RecordReport) else change.target

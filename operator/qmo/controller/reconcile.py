@@ -50,6 +50,8 @@ from qmo.vocabulary import RETRY_ANNOTATION, ConditionType, EventType, Reason
 from qmo.wire import Obj
 
 log = logging.getLogger("qmo.reconcile")
+# Plans after a reconcile's first writes: the last only describes, the others may write more.
+FOLLOW_UP_ROUNDS = 3
 Clock = Callable[[], datetime]
 
 
@@ -147,12 +149,27 @@ def _reconcile_model(
     if done.namespace_terminating:
         log.info("Namespace %s is being deleted; QuantizedModel %s goes with it", namespace, name)
         return Outcome(plan, (), False, done.written)
-    if done.written:
-        # Status tells what this reconcile left behind (the Job it created is running, the
-        # Deployment it applied rolls out), so the next reconcile, seeing the same, writes
-        # nothing: plan again from the cache, which has every write.
+    # Status tells what this reconcile left behind (the Job it created is running, the
+    # Deployment it applied rolls out), so the next reconcile, seeing the same, writes nothing:
+    # plan again from the cache, which has every write. The cache also follows the cluster
+    # meanwhile (a build that finished since): what that plan asks for is written too, so the
+    # status never says more than the writes did.
+    for round_ in range(FOLLOW_UP_ROUNDS):
+        if not done.written or done.transient or done.namespace_terminating:
+            break
         found = gather(cache, namespace, name, spec.quality, *remembered, gateways(spec, namespace))
         plan = plan_model(spec, found.observed, config)
+        more = desired_changes(spec, plan, found, owner, config, routes_available=routes_available)
+        more = [c for c in more if c.variant not in done.refused]
+        if not more or round_ == FOLLOW_UP_ROUNDS - 1:
+            break
+        later = execute(kube, cache, owner, more)
+        done.absorb(later)
+        changes += more
+        if not later.written:
+            break
+    if done.namespace_terminating:
+        return Outcome(plan, (), False, done.written)
     plan = mark_refused(plan, done.refused)
     # Names another model holds are not this model's: status names none of them.
     taken = taken_names(changes, SERVICES.kind)
