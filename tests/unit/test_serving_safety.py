@@ -149,3 +149,32 @@ def test_a_new_revision_that_regresses_again_falls_back_without_an_outage() -> N
     assert world.revision("llama-h100-int8") == int8_v2
     assert ("Deployment", "llama-h100-int8") not in deleted
     assert ("Service", "llama-h100-int8") not in deleted
+
+
+def test_a_build_that_finishes_during_a_reconcile_is_acted_on_before_the_status_says_so() -> None:
+    # The cache follows the cluster while a reconcile writes: a plan made after the writes may
+    # ask for more (here fp8's candidate, its build done meanwhile); the status must not say
+    # Evaluating before that candidate exists.
+    world = a_world()
+    spec = gated("fp8", "bf16")
+    spec["quality"]["gate"] = "before-traffic"
+    world.cluster.create_model(spec)
+    world.reconcile()  # both build Jobs
+    jobs = {j["metadata"]["labels"]["qmo.dev/precision"]: j for j in world.cluster.objects("Job")}
+    world.cluster.finish_build(jobs["bf16"]["metadata"]["name"])
+    apply = world.cluster.apply
+
+    def apply_then_finish_fp8(obj: Obj, *args: object) -> Obj:
+        stored = apply(obj, *args)  # type: ignore[arg-type]
+        if obj["kind"] == "Deployment":  # the world moves on while the reconcile writes
+            world.cluster.finish_build(jobs["fp8"]["metadata"]["name"])
+        return stored
+
+    world.cluster.apply = apply_then_finish_fp8  # type: ignore[method-assign]
+    world.reconcile()
+    candidates = [
+        d for d in world.cluster.objects("Deployment")
+        if d["metadata"]["labels"].get("qmo.dev/track") == "candidate"
+    ]  # fmt: skip
+    assert world.variants()["h100-fp8"]["phase"] == "Evaluating"
+    assert candidates, "the status says Evaluating, but no candidate Deployment exists"
