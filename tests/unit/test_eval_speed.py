@@ -29,8 +29,9 @@ def test_a_level_is_summarized_from_its_timings() -> None:
 
 def test_a_faster_server_measures_faster() -> None:
     settings = ProbeSettings(concurrency=4, requests=8, max_tokens=10, prompt_words=8)
-    fast = FakeModel("fp8", first_token_seconds=0.01, token_seconds=0.002)
-    slow = FakeModel("bf16", first_token_seconds=0.03, token_seconds=0.008)
+    # Delays long beside a loaded machine's overhead per token (see the lm-eval speed test).
+    fast = FakeModel("fp8", first_token_seconds=0.01, token_seconds=0.005)
+    slow = FakeModel("bf16", first_token_seconds=0.05, token_seconds=0.025)
     with serving(fast) as fast_url, serving(slow) as slow_url:
         quick = probe(fast_url, "fp8", settings)
         sluggish = probe(slow_url, "bf16", settings)
