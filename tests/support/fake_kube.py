@@ -771,6 +771,17 @@ class FakeCluster:
         )
         return job
 
+    def leave_build_unschedulable(self, job_name_or_key: str) -> Obj:
+        """The scheduler finds no room (GPUs) for the build's pod: it stays Pending."""
+        job = self._job(job_name_or_key)
+        unschedulable = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.",
+        }
+        return self._pod(job, {"phase": "Pending", "conditions": [unschedulable]})
+
     def finish_build(
         self,
         job_name_or_key: str,

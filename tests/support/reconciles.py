@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qmo.api.quantizedmodel import QuantizedModelSpec, QuantizedModelStatus
 from qmo.config import OperatorConfig
+from qmo.controller.changes import Change, desired_changes
+from qmo.controller.gather import gather
 from qmo.controller.reconcile import Outcome, reconcile
+from qmo.manifests.labels import Owner
+from qmo.manifests.routes import gateways
+from qmo.planner import revisions
+from qmo.planner.plan import plan_model
+from qmo.planner.types import Plan
 from qmo.wire import Obj
 from tests.support.builders import a_model
 from tests.support.fake_kube import Clock, FakeCluster, score
@@ -76,6 +84,22 @@ class World:
         finally:
             # What qmo wrote, its cache knows at once: or the next reconcile acts on old news.
             assert self.cluster.unobserved_writes() == []
+
+    def changes(self, *, retry: bool = False) -> tuple[Plan, list[Change]]:
+        """What a reconcile would write now (its first round), without writing it."""
+        body = self.model()
+        spec = QuantizedModelSpec.from_wire(body["spec"])
+        raw = body.get("status")
+        previous = QuantizedModelStatus.model_validate(raw) if raw else None
+        owner = Owner(name=self.name, namespace=NS, uid=body["metadata"]["uid"])
+        remembered = revisions.remembered(previous), revisions.served_before(previous)
+        found = gather(self.cluster, NS, self.name, spec.quality, *remembered, gateways(spec, NS))
+        plan = plan_model(spec, found.observed, CONFIG)
+        routes = self.cluster.routes_available()
+        changes = desired_changes(
+            spec, plan, found, owner, CONFIG, retry=retry, routes_available=routes
+        )
+        return plan, changes
 
     def settle(self, rounds: int = 10) -> Obj:
         """Reconcile, finish every build and roll out every Deployment, until a reconcile

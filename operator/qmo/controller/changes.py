@@ -127,8 +127,8 @@ def desired_changes(
     owner: Owner,
     config: OperatorConfig,
     *,
-    retry: bool = False,
-    routes_available: bool = False,
+    retry: bool,
+    routes_available: bool,
 ) -> list[Change]:
     """Every write that brings the cluster to `plan`, and nothing that is already so.
 

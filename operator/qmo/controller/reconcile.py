@@ -159,7 +159,10 @@ def _reconcile_model(
             break
         found = gather(cache, namespace, name, spec.quality, *remembered, gateways(spec, namespace))
         plan = plan_model(spec, found.observed, config)
-        more = desired_changes(spec, plan, found, owner, config, routes_available=routes_available)
+        # The retry deleted what failed in the first round; a later round must not again.
+        more = desired_changes(
+            spec, plan, found, owner, config, retry=False, routes_available=routes_available
+        )
         more = [c for c in more if c.variant not in done.refused]
         if not more or round_ == FOLLOW_UP_ROUNDS - 1:
             break
