@@ -23,6 +23,8 @@ audit that the fake cluster can show (docs/reliability.md lists which invariant 
 
 from __future__ import annotations
 
+import os
+
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -374,8 +376,11 @@ class ServingModel(RuleBasedStateMachine):
         assert len(self.world.cluster.events) == events, self.world.cluster.events[events:]
 
 
+# Mutation testing runs these once per mutant: QMO_STATE_MACHINE_SCALE=0.25 runs a quarter of
+# the examples (docs/reliability.md).
+SCALE = float(os.environ.get("QMO_STATE_MACHINE_SCALE", "1"))
 ServingModel.TestCase.settings = settings(
-    max_examples=60,
+    max_examples=max(1, int(60 * SCALE)),
     stateful_step_count=10,
     deadline=None,
     derandomize=True,
@@ -413,7 +418,7 @@ def focused(
     body.update(create=create, VERDICTS=verdicts or sorted(VERDICTS))
     machine = type(name, (ServingModel,), body)
     machine.TestCase.settings = settings(
-        ServingModel.TestCase.settings, max_examples=40, stateful_step_count=8
+        ServingModel.TestCase.settings, max_examples=max(1, int(40 * SCALE)), stateful_step_count=8
     )
     return machine
 
