@@ -24,7 +24,6 @@ audit that the fake cluster can show (docs/reliability.md lists which invariant 
 from __future__ import annotations
 
 import os
-
 from typing import Any
 
 from hypothesis import HealthCheck, settings
