@@ -678,6 +678,10 @@ class FakeCluster:
                 removed.append(f"{key[0]}/{key[2]}")
         return removed
 
+    def put(self, obj: Obj, manager: str = USER) -> Obj:
+        """Someone else creates (or replaces) an object: kubectl, another controller."""
+        return self._write(copy.deepcopy(obj), manager)
+
     def edit(self, kind: str, name: str, patch: Obj, manager: str = USER) -> Obj:
         """Someone else changes an object (kubectl edit, another controller): `patch` merges
         into what `manager` set before."""

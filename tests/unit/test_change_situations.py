@@ -23,7 +23,16 @@ from qmo.manifests.quality_report import report_name
 from qmo.vocabulary import COMPONENT, MODEL, PRECISION, TRACK, VARIANT, Reason
 from qmo.wire import Obj
 from tests.support.builders import a_model
-from tests.support.reconciles import PASSING, REGRESSED, SIZE, World, a_world, gated, ungated
+from tests.support.reconciles import (
+    CONFIG,
+    PASSING,
+    REGRESSED,
+    SIZE,
+    World,
+    a_world,
+    gated,
+    ungated,
+)
 
 RETRY = "a retry was requested (qmo.dev/retry)"
 
@@ -415,3 +424,112 @@ def test_a_report_name_another_model_holds_is_refused_for_that_variant(world: Wo
         "QualityReport", name, "h100-fp8",
     )  # fmt: skip
     assert refused.refusal.reason == Reason.NAME_TAKEN
+
+
+# --- situations the gate's mutants showed untested ------------------------------------------
+
+
+def test_gate_off_keeps_a_variant_serving_whatever_a_report_says(world: World) -> None:
+    world.cluster.create_model(ungated("fp8"))
+    world.settle()
+    key = world.variants()["h100-fp8"]["cacheKey"]
+    world.cluster.add_report("llama", "h100-fp8", key, REGRESSED)
+
+    plan, changes = world.changes()
+
+    [fp8] = plan.variants
+    assert (fp8.decision.phase.value, fp8.decision.reason) == ("Serving", "Serving")
+    assert [c for c in changes if isinstance(c, Delete)] == []
+    world.settle()
+    assert world.revision("llama-h100-fp8") == key
+    assert "RolledBack" not in world.cluster.reasons()
+    assert "Withdrawn" not in world.cluster.reasons()
+
+
+def test_a_requested_bf16_under_before_traffic_serves_without_a_candidate(world: World) -> None:
+    spec = gated("bf16", "fp8")
+    spec["quality"]["gate"] = "before-traffic"
+    world.cluster.create_model(spec)
+    world.settle()
+
+    bf16 = world.variants()["h100-bf16"]
+    assert (bf16["phase"], bf16["quality"]["verdict"]) == ("Serving", "Baseline")
+    deployment = world.cluster.object("Deployment", "llama-h100-bf16")
+    assert deployment is not None
+    assert deployment["metadata"]["labels"][TRACK] == "stable"  # BF16 is judged by nothing
+    assert world.cluster.object("Deployment", "llama-h100-bf16-candidate") is None
+    assert world.cluster.object("Deployment", "llama-h100-fp8-candidate") is not None
+
+
+def test_a_retry_reaches_a_failed_build_listed_after_others(world: World) -> None:
+    world.cluster.create_model(ungated("fp8", "int8"))
+    world.reconcile()
+    world.cluster.finish_build(build_of(world, "h100-fp8"))
+    world.cluster.finish_build(build_of(world, "h100-int8"), succeeded=False)
+    world.reconcile()
+    failed = build_of(world, "h100-int8")
+    # A variant added since has no build yet: the retry passes it by.
+    world.cluster.update_model(spec=ungated("fp8", "int8", "int4-awq"))
+
+    _, changes = world.changes(retry=True)
+
+    assert deletions(changes, "Job") == [(failed, "h100-int8", RETRY)]
+
+
+def test_the_build_job_runs_the_operators_builder_image(world: World) -> None:
+    world.cluster.create_model(ungated("fp8"))
+    _, changes = world.changes()
+    [job] = of_kind(changes, Apply, "Job")
+    assert isinstance(job, Apply)
+    containers = job.obj["spec"]["template"]["spec"]["containers"]
+    assert [c["image"] for c in containers] == [CONFIG.builder_image]
+
+
+def held_by_another_model(world: World, kind: str, name: str) -> None:
+    """An object named as one of llama's, labelled for the model `other` (which exists)."""
+    world.cluster.create_model(ungated("bf16"), name="other")
+    api = {"Deployment": "apps/v1", "Service": "v1", "Job": "batch/v1"}[kind]
+    labels = {MODEL: "other", "app.kubernetes.io/managed-by": "qmo"}  # as qmo labels its own
+    meta = {"name": name, "namespace": "models", "labels": labels}
+    world.cluster.put({"apiVersion": api, "kind": kind, "metadata": meta})
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "gate"),
+    [
+        ("Deployment", "llama-h100-fp8", "after-rollout"),
+        ("Service", "llama-h100-fp8-candidate", "before-traffic"),
+    ],
+)
+def test_a_name_another_model_holds_is_refused_for_its_variant(
+    world: World, kind: str, name: str, gate: str
+) -> None:
+    spec = gated("fp8")
+    spec["quality"]["gate"] = gate
+    held_by_another_model(world, kind, name)
+    world.cluster.create_model(spec)
+    world.reconcile()
+    world.finish_builds()
+
+    _, changes = world.changes()
+
+    refused = [(c.target["kind"], c.target["metadata"]["name"], c.variant)
+               for c in changes if isinstance(c, Refuse)]  # fmt: skip
+    assert refused == [(kind, name, "h100-fp8")]
+
+
+def test_an_eval_job_name_another_model_holds_is_refused_for_its_variant() -> None:
+    first = a_world()
+    first.cluster.create_model(gated("fp8"))
+    first.settle()
+    [job] = jobs(first, "evaluation")
+
+    world = a_world()
+    held_by_another_model(world, "Job", job["metadata"]["name"])
+    world.cluster.create_model(gated("fp8"))
+    with contextlib.suppress(Retry):
+        world.settle()
+
+    _, changes = world.changes()
+    refused = [(c.target["kind"], c.variant) for c in changes if isinstance(c, Refuse)]
+    assert refused == [("Job", "h100-fp8")]
