@@ -446,6 +446,19 @@ def test_gate_off_keeps_a_variant_serving_whatever_a_report_says(world: World) -
     assert "Withdrawn" not in world.cluster.reasons()
 
 
+def test_a_report_about_the_bf16_baseline_judges_nothing(world: World) -> None:
+    world.cluster.create_model(gated("fp8"))
+    world.settle()
+    key = world.variants()["h100-bf16"]["cacheKey"]
+    world.cluster.add_report("llama", "h100-bf16", key, REGRESSED)
+
+    plan, changes = world.changes()
+
+    bf16 = next(v for v in plan.variants if v.name == "h100-bf16")
+    assert (bf16.decision.phase.value, bf16.decision.reason) == ("Serving", "Serving")
+    assert [c for c in changes if isinstance(c, Delete)] == []
+
+
 def test_a_requested_bf16_under_before_traffic_serves_without_a_candidate(world: World) -> None:
     spec = gated("bf16", "fp8")
     spec["quality"]["gate"] = "before-traffic"
@@ -499,6 +512,7 @@ def held_by_another_model(world: World, kind: str, name: str) -> None:
     [
         ("Deployment", "llama-h100-fp8", "after-rollout"),
         ("Service", "llama-h100-fp8-candidate", "before-traffic"),
+        ("Deployment", "llama-h100-fp8-candidate", "before-traffic"),
     ],
 )
 def test_a_name_another_model_holds_is_refused_for_its_variant(

@@ -134,7 +134,6 @@ GOOD = "g" * 64
 @pytest.mark.parametrize(
     ("quality", "cluster", "expected"),
     [
-        ({"gate": "off"}, a_cluster(H100).built(KEY), gate.Keep),
         (
             {"onRegression": "ignore"},
             a_cluster(H100).built(KEY).reported("h100-fp8", KEY, Verdict.REGRESSED),
@@ -175,7 +174,6 @@ GOOD = "g" * 64
         ),
     ],
     ids=[
-        "not_gated: with the gate off nothing is judged",
         "regression_ignored: onRegression ignore keeps a regressed revision",
         "roll_back_to_last_good: a regression with a good revision built rolls back to it",
         "fall_back_down_the_ladder: a first rollout that regresses falls back a rung",
@@ -194,6 +192,24 @@ def test_gate_rules(quality: dict[str, Any], cluster: Any, expected: type) -> No
         assert decision.revision == GOOD
     if isinstance(decision, gate.FallBack):
         assert decision.precision == Precision.BF16, "fp8 falls back to bf16 on an H100"
+
+
+@pytest.mark.parametrize(
+    ("timing", "precision", "judged"),
+    [
+        ("off", Precision.FP8, False),
+        ("after-rollout", Precision.BF16, False),  # the baseline
+        ("before-traffic", Precision.BF16, False),
+        ("after-rollout", Precision.FP8, True),
+        ("before-traffic", Precision.INT4_AWQ, True),
+    ],
+)
+def test_the_gate_judges_quantized_variants_only_and_nothing_when_off(
+    timing: str, precision: Precision, judged: bool
+) -> None:
+    spec = a_model().with_precisions(precision.value).with_quality(gate=timing).spec()
+    planned = plan_variant(spec, H100, precision, a_cluster(H100).observed(), reference=True)
+    assert gate.gated(spec, planned.target) is judged
 
 
 def test_status_remembers_the_last_good_revision_over_the_newest_passing_report() -> None:

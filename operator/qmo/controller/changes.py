@@ -265,7 +265,7 @@ def _delete_variant(out: _Planner, variant: str, tracks: set[str] | None, why: s
     """Delete a variant's Deployments and Services on `tracks` (None: every track)."""
     for obj in [*out.found.deployments, *out.found.services]:
         obj_labels = obj["metadata"].get("labels") or {}
-        track = obj_labels.get(labels.TRACK, labels.STABLE)
+        track = obj_labels.get(labels.TRACK)
         if obj_labels.get(labels.VARIANT) == variant and (tracks is None or track in tracks):
             out.delete(obj, variant, why)
 

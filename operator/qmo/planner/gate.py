@@ -58,11 +58,9 @@ class Case:
 Rule = Callable[[Case], GateDecision | None]
 
 
-def not_gated(case: Case) -> GateDecision | None:
-    """The gate is off, the variant is the BF16 baseline, or it cannot run at all."""
-    variant = case.variant
-    ungated = not gated(case.spec, variant.target)
-    if ungated or variant.cache_key is None or not variant.decision.supported:
+def cannot_run(case: Case) -> GateDecision | None:
+    """A variant that cannot run (waiting for its engine store) keeps what it has."""
+    if not case.variant.decision.supported:
         return Keep()
     return None
 
@@ -126,7 +124,7 @@ def hold_as_candidate(case: Case) -> GateDecision | None:
 
 
 RULES: tuple[Rule, ...] = (
-    not_gated,
+    cannot_run,
     regression_ignored,
     keep_what_was_good,
     roll_back_to_last_good,
@@ -137,10 +135,12 @@ RULES: tuple[Rule, ...] = (
 
 
 def decide(spec: QuantizedModelSpec, variant: PlannedVariant, observed: Observed) -> GateDecision:
-    """The first rule's decision; a variant no rule stops is kept, with its report."""
+    """The first rule's decision; a variant no rule stops is kept, with its report. Asked only
+    of variants the gate judges (`gated`) that have a revision to judge."""
     key = variant.cache_key
-    report = observed.reports.get((variant.name, key)) if key is not None else None
-    good_now = key is not None and observed.last_good.get(variant.name) == key
+    assert key is not None
+    report = observed.reports.get((variant.name, key))
+    good_now = observed.last_good.get(variant.name) == key
     case = Case(spec, variant, report, revisions.rollback_target(variant, observed), good_now)
     for rule in RULES:
         decision = rule(case)
