@@ -78,6 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         resync_seconds=args.resync_seconds,
         workers=args.workers,
         allowed_images=tuple(args.allowed_image or ()),
+        prometheus_address=args.prometheus_address,
     )
     election = None
     if args.leader_elect:
@@ -181,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="an image a model may name as engine.image, engine.builderImage or "
         "quality.evaluatorImage (repeatable; a trailing * allows a prefix; default: only "
         "--builder-image, --evaluator-image and the default engine.image)",
+    )
+    run.add_argument(
+        "--prometheus-address",
+        help="the Prometheus (http(s)://host:port) that KEDA queries for autoscaled variants' "
+        "load (default: none; a model may name its own)",
     )
     run.add_argument(
         "--resync-seconds",

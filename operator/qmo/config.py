@@ -29,6 +29,8 @@ class OperatorConfig:
     # images and the `defaults` the caller names (the API's TensorRT-LLM release). An entry
     # ending in '*' is a prefix.
     allowed_images: tuple[str, ...] = field(default_factory=tuple)
+    # The Prometheus KEDA's ScaledObjects query for serving load (a model may name its own).
+    prometheus_address: str | None = None
 
     def image_allowed(self, image: str, defaults: tuple[str, ...] = ()) -> bool:
         allowed = self.allowed_images or (self.builder_image, self.evaluator_image, *defaults)

@@ -52,6 +52,10 @@ NODES = Resource("v1", "Node", "nodes", namespaced=False)
 LEASES = Resource("coordination.k8s.io/v1", "Lease", "leases")
 # Only where the Gateway API's CRDs are installed (qmo looks, see ClusterCache.routes_available).
 HTTP_ROUTES = Resource("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes")
+HORIZONTAL_POD_AUTOSCALERS = Resource(
+    "autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"
+)
+SCALED_OBJECTS = Resource("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
 
 ALL = (
     QUANTIZED_MODELS,
@@ -66,6 +70,8 @@ ALL = (
     NODES,
     LEASES,
     HTTP_ROUTES,
+    HORIZONTAL_POD_AUTOSCALERS,
+    SCALED_OBJECTS,
 )
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
 

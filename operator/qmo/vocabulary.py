@@ -142,6 +142,9 @@ class Reason(StrEnum):
     NO_READY_BACKEND = "NoReadyBackend"
     MODEL_NAME_TAKEN = "ModelNameTaken"
     GATEWAY_API_MISSING = "GatewayApiMissing"
+    # Autoscaling (planner.scaling)
+    AUTOSCALING_UNAVAILABLE = "AutoscalingUnavailable"
+    CAPACITY_EXHAUSTED = "CapacityExhausted"
 
 
 class QualityState(StrEnum):
@@ -183,6 +186,12 @@ REVISION_ANNOTATION = "qmo.dev/revision"  # the full cache key a Deployment or J
 HASH_ANNOTATION = "qmo.dev/applied-hash"  # the hash of the desired state qmo applied
 # On a QuantizedModel: a new value retries its failed builds and evaluations now.
 RETRY_ANNOTATION = "qmo.dev/retry"
+# On an autoscaled Deployment: its scaler owns spec.replicas (qmo applies none).
+REPLICAS_ANNOTATION = "qmo.dev/replicas"
+AUTOSCALED = "autoscaled"
+# The field manager that holds spec.replicas while it passes from qmo to a scaler, so that
+# qmo's next apply (which no longer names the field) does not reset it.
+HANDOVER_FIELD_MANAGER = "qmo-replicas-handover"
 
 
 class Component(StrEnum):
@@ -195,6 +204,7 @@ class Component(StrEnum):
     EVALUATION = "evaluation"
     ENGINE_STORE = "engine-store"
     ROUTE = "route"
+    AUTOSCALER = "autoscaler"
 
 
 class Track(StrEnum):

@@ -386,7 +386,10 @@ def serving_plan(spec: QuantizedModelSpec, *classes: GpuClass) -> Plan:
     for v in first.variants:
         if v.cache_key is not None:
             cluster.built(v.cache_key).deployed(
-                v.name, v.cache_key, ready=spec.serving.replicas, replicas=spec.serving.replicas
+                v.name,
+                v.cache_key,
+                ready=spec.serving.wanted_replicas,
+                replicas=spec.serving.wanted_replicas,
             )
     return plan_model(spec, cluster.observed())
 

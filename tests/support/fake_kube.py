@@ -57,6 +57,7 @@ from qmo.resources import (
     PODS,
     QUALITY_REPORTS,
     QUANTIZED_MODELS,
+    SCALED_OBJECTS,
     resource_for,
 )
 from qmo.vocabulary import REVISION_ANNOTATION, BuildState
@@ -271,6 +272,8 @@ class FakeCluster:
         self.clock = clock or Clock()
         self.namespace = namespace
         self.gateway_api = False  # whether HTTPRoutes are served (routes_available)
+        self.keda = False  # whether KEDA's ScaledObjects are served (keda_installed)
+        self._scaled_objects_watched = False
         # Whether the operator's HTTPRoute informer runs: started by the first
         # routes_available() that finds the API, as ClusterCache does; gone on a restart.
         self._routes_watched = False
@@ -445,7 +448,8 @@ class FakeCluster:
         for resource, _ in WATCHED:
             if resource.kind == kind:
                 return resource.api_version
-        return HTTP_ROUTES.api_version if kind == HTTP_ROUTES.kind else "v1"
+        optional = {r.kind: r.api_version for r in (HTTP_ROUTES, SCALED_OBJECTS)}
+        return optional.get(kind, "v1")
 
     # --- the Kube port -------------------------------------------------------------------
 
@@ -526,6 +530,8 @@ class FakeCluster:
         )
 
     def serves(self, resource: Any) -> bool:
+        if resource.kind == SCALED_OBJECTS.kind:
+            return self.keda
         return resource.kind != HTTP_ROUTES.kind or self.gateway_api
 
     # --- the EventSink -------------------------------------------------------------------
@@ -548,6 +554,8 @@ class FakeCluster:
         selectors[NODES.kind] = None
         if self.gateway_api and self._routes_watched:
             selectors[HTTP_ROUTES.kind] = selectors[DEPLOYMENTS.kind]
+        if self.keda and self._scaled_objects_watched:
+            selectors[SCALED_OBJECTS.kind] = selectors[DEPLOYMENTS.kind]
         for key, stored in self._objects.items():
             kind = key[0]
             if kind not in selectors:
@@ -606,10 +614,20 @@ class FakeCluster:
             self._reader = None
         return self.gateway_api
 
+    def keda_installed(self) -> bool:
+        if self.keda and not self._scaled_objects_watched:
+            self._scaled_objects_watched = True
+            self._reader = None
+        return self.keda
+
+    def gpus_held(self, gpu_class: str) -> int:
+        return self._view().gpus_held(gpu_class)
+
     def restart_operator(self) -> None:
         """A new operator process: its HTTPRoute informer starts only when a reconcile asks
         routes_available (every other informer starts with it)."""
         self._routes_watched = False
+        self._scaled_objects_watched = False
         self._reader = None
 
     def observe_write(self, stored: Obj) -> None:

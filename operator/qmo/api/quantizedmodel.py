@@ -400,10 +400,128 @@ class RoutingSpec(ApiModel):
     )
 
 
+class ScalingMetric(StrEnum):
+    """The load signal of autoscaling, per replica (what trtllm-serve exports: see
+    docs/autoscaling.md for the metric each reads)."""
+
+    REQUESTS_WAITING = "requestsWaiting"
+    REQUESTS_RUNNING = "requestsRunning"
+    KV_CACHE_UTILIZATION = "kvCacheUtilization"
+
+
+# Per replica: a few requests queued means the running batch is full; the KV cache near full
+# means new requests wait for memory.
+DEFAULT_TARGET = {
+    ScalingMetric.REQUESTS_WAITING: 4.0,
+    ScalingMetric.REQUESTS_RUNNING: 16.0,
+    ScalingMetric.KV_CACHE_UTILIZATION: 0.8,
+}
+
+
+class ScalingEngine(StrEnum):
+    """What applies the scaling: KEDA's ScaledObject, or a HorizontalPodAutoscaler on a Pods
+    metric a metrics adapter serves. auto: KEDA where its CRDs are installed."""
+
+    AUTO = "auto"
+    KEDA = "keda"
+    HPA = "hpa"
+
+
+class AutoscalingSpec(ApiModel):
+    """Each variant's replicas follow its load, within what its GPU class can hold."""
+
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Fewest replicas per variant. 0 (scale to zero) is refused: nothing holds "
+        "requests while the first pod loads the model.",
+    )
+    max_replicas: int = Field(
+        ge=1,
+        le=1000,
+        description="Most replicas per variant; qmo lowers it to what the GPU class can hold.",
+    )
+    metric: ScalingMetric = Field(
+        default=ScalingMetric.REQUESTS_WAITING, description="The load signal, per replica."
+    )
+    target: float | None = Field(
+        default=None,
+        gt=0,
+        le=100000,
+        description="The signal's target average per replica: requests (default 4 waiting, or "
+        "16 running), or for kvCacheUtilization a fraction up to 1 (default 0.8).",
+    )
+    scale_up_stabilization_seconds: int = Field(
+        default=0, ge=0, le=3600, description="Window over which scale-up takes the lowest ask."
+    )
+    scale_down_stabilization_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="Window over which scale-down takes the highest ask (a model takes minutes "
+        "to load: scale down slowly).",
+    )
+    engine: ScalingEngine = Field(
+        default=ScalingEngine.AUTO,
+        description="keda, hpa, or auto: KEDA where its CRDs are installed, else an HPA.",
+    )
+    prometheus_address: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^https?://[^\s]+$",
+        description="The Prometheus KEDA queries (http(s)://host:port); the operator's "
+        "default when unset.",
+    )
+
+    @property
+    def per_replica_target(self) -> float:
+        """The target, or the metric's default."""
+        if self.target is not None:
+            return self.target
+        return DEFAULT_TARGET[self.metric]
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.minReplicas != 0",
+            message="autoscaling.minReplicas 0 (scale to zero) is not supported: nothing would "
+            "hold requests while the first pod loads the model (minutes); use 1 or more",
+            check=lambda a: a.min_replicas != 0,
+            field_path=".minReplicas",
+        ),
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            message="autoscaling.minReplicas may not exceed maxReplicas",
+            check=lambda a: a.min_replicas <= a.max_replicas,
+            field_path=".minReplicas",
+        ),
+        Rule(
+            cel="!has(self.target) || self.metric != 'kvCacheUtilization' || self.target <= 1.0",
+            message="autoscaling.target for kvCacheUtilization is a fraction of the KV cache "
+            "(at most 1, such as 0.8)",
+            check=lambda a: (
+                a.target is None
+                or a.metric != ScalingMetric.KV_CACHE_UTILIZATION
+                or a.target <= 1.0
+            ),
+            field_path=".target",
+        ),
+    )
+
+
 class ServingSpec(ApiModel):
     """How each variant is served (trtllm-serve, OpenAI-compatible)."""
 
-    replicas: int = Field(default=1, ge=0, le=1000, description="Replicas per variant.")
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Fixed replicas per variant (1 when neither this nor autoscaling is set).",
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None,
+        description="Replicas that follow the load instead of a fixed count (KEDA or an HPA).",
+    )
     default: Precision = Field(
         default=Precision.AUTO,
         description=(
@@ -430,7 +548,22 @@ class ServingSpec(ApiModel):
         description="Time a pod may take to load the model before it is restarted.",
     )
 
+    @property
+    def wanted_replicas(self) -> int:
+        """The replicas a variant needs ready to count as fully serving: the fixed count, or
+        autoscaling's minimum (the scaler adds more under load)."""
+        if self.autoscaling is not None:
+            return self.autoscaling.min_replicas
+        return 1 if self.replicas is None else self.replicas
+
     rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!(has(self.replicas) && has(self.autoscaling))",
+            message="serving.replicas and serving.autoscaling exclude each other: with "
+            "autoscaling the scaler sets replicas between minReplicas and maxReplicas; remove "
+            "serving.replicas",
+            check=lambda s: s.replicas is None or s.autoscaling is None,
+        ),
         Rule(
             cel="!has(self.nodeSelector) || "
             f"self.nodeSelector.all(k, k.matches({cel_string(QUALIFIED_NAME)}))",
@@ -746,6 +879,24 @@ class VariantBuild(StatusModel):
     artifact_path: str | None = Field(default=None, description="Artifact on the engine store.")
 
 
+class VariantAutoscaling(StatusModel):
+    """An autoscaled variant's range, as its scaler was given it."""
+
+    engine: str = Field(description="What scales it: keda (a ScaledObject) or hpa.")
+    min_replicas: int = Field(description="The scaler's minimum.")
+    max_replicas: int = Field(
+        description="The scaler's maximum: the spec's, or less where the GPU class holds less."
+    )
+    requested_max_replicas: int = Field(description="serving.autoscaling.maxReplicas.")
+    replicas: int = Field(default=0, description="Replicas the Deployment runs now.")
+    at_bound: bool = Field(
+        default=False,
+        description="It runs as many replicas as its GPU class can hold, fewer than the spec "
+        "allows (CapacityExhausted).",
+    )
+    message: str = Field(default="", description="Its range and why.")
+
+
 class VariantQuality(StatusModel):
     """The quality verdict of a variant's current revision."""
 
@@ -798,6 +949,9 @@ class VariantStatus(StatusModel):
         default=None, description="Last cache key that passed the quality gate."
     )
     quality: VariantQuality = Field(default_factory=VariantQuality, description="Quality verdict.")
+    autoscaling: VariantAutoscaling | None = Field(
+        default=None, description="Its autoscaling range (serving.autoscaling)."
+    )
 
 
 class GpuClassStatus(StatusModel):

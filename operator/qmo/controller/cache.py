@@ -17,19 +17,21 @@ from collections.abc import Callable, Hashable, Iterable
 from qmo import metrics
 from qmo.controller import routing, telemetry
 from qmo.controller.informer import Informer
-from qmo.controller.view import indexes_of
+from qmo.controller.view import gpus_held, indexes_of
 from qmo.gpu import GpuInventory, inventory_from_nodes
 from qmo.kube import Kube
 from qmo.resources import (
     CLAIMS,
     CONFIG_MAPS,
     DEPLOYMENTS,
+    HORIZONTAL_POD_AUTOSCALERS,
     HTTP_ROUTES,
     JOBS,
     NODES,
     PODS,
     QUALITY_REPORTS,
     QUANTIZED_MODELS,
+    SCALED_OBJECTS,
     SERVICES,
     Resource,
 )
@@ -50,6 +52,7 @@ WATCHED: tuple[tuple[Resource, str | None], ...] = (
     (CONFIG_MAPS, MANAGED_SELECTOR),
     (DEPLOYMENTS, MANAGED_SELECTOR),
     (SERVICES, MANAGED_SELECTOR),
+    (HORIZONTAL_POD_AUTOSCALERS, MANAGED_SELECTOR),
     (CLAIMS, None),
 )
 
@@ -78,7 +81,7 @@ class ClusterCache:
         self._nodes = Informer(kube, NODES, on_change=self._node_changed)
         # HTTPRoutes exist only where the Gateway API is installed: watched once it is seen.
         self._routes_lock = threading.Lock()
-        self._routes_checked_at: float | None = None
+        self._checked_at: dict[str, float] = {}  # optional kinds found missing, by kind
         self._inventory: GpuInventory | None = None
         self._inventory_lock = threading.Lock()
 
@@ -112,28 +115,51 @@ class ClusterCache:
         when spec.routing was removed while the operator was down must be seen to be
         deleted); a missing API is looked for again at most every ROUTES_RECHECK_SECONDS
         (installing the CRDs later needs no restart)."""
+        return self._served(HTTP_ROUTES)
+
+    def keda_installed(self) -> bool:
+        """Whether KEDA's ScaledObject CRD is installed (asked by autoscaled models only);
+        watched from then on, rechecked like HTTPRoutes while missing."""
+        return self._served(SCALED_OBJECTS)
+
+    def _served(self, resource: Resource) -> bool:
+        """Whether the cluster serves an optional kind; its informers start when it does."""
         with self._routes_lock:
-            if (HTTP_ROUTES.kind, self._scopes[0]) in self._informers:
+            if (resource.kind, self._scopes[0]) in self._informers:
                 return True
             now = time.monotonic()
-            checked = self._routes_checked_at
+            checked = self._checked_at.get(resource.kind)
             if checked is not None and now - checked < ROUTES_RECHECK_SECONDS:
                 return False
-            self._routes_checked_at = now
-            if not self.kube.serves(HTTP_ROUTES):
+            self._checked_at[resource.kind] = now
+            if not self.kube.serves(resource):
                 return False
             for scope in self._scopes:
                 informer = Informer(
                     self.kube,
-                    HTTP_ROUTES,
+                    resource,
                     namespace=scope,
                     label_selector=MANAGED_SELECTOR,
-                    indexers=indexes_of(HTTP_ROUTES.kind),
+                    indexers=indexes_of(resource.kind),
                     on_change=self._changed,
                 )
-                self._informers[(HTTP_ROUTES.kind, scope)] = informer
+                self._informers[(resource.kind, scope)] = informer
                 informer.start()
             return True
+
+    def gpus_held(self, gpu_class: str) -> int:
+        with self._routes_lock:
+            informers = list(self._informers.items())
+        found = {
+            kind: [
+                obj
+                for (k, _), i in informers
+                if k == kind
+                for obj in i.by_index("gpu-class", gpu_class)
+            ]
+            for kind in (DEPLOYMENTS.kind, JOBS.kind)
+        }
+        return gpus_held(found[DEPLOYMENTS.kind], found[JOBS.kind])
 
     # --- routing changes to models -------------------------------------------------------
 

@@ -13,13 +13,14 @@ import dataclasses
 from dataclasses import dataclass
 
 from qmo.api.buildcontract import BuildResult
-from qmo.api.quantizedmodel import QuantizedModelSpec
+from qmo.api.quantizedmodel import QuantizedModelSpec, ScalingEngine
 from qmo.config import OperatorConfig
 from qmo.controller.applied import differs, stamped
 from qmo.controller.eval_results import awaited
 from qmo.controller.gather import Gathered
 from qmo.controller.ownership import owned_by
 from qmo.manifests import labels
+from qmo.manifests.autoscaling import horizontal_pod_autoscaler, scaled_object
 from qmo.manifests.build import artifact_record, build_job
 from qmo.manifests.evaluation import benchmarks_config_map, eval_job
 from qmo.manifests.labels import Owner
@@ -34,7 +35,7 @@ from qmo.manifests.serving import (
 from qmo.planner import images
 from qmo.planner.types import Action, BuildState, Plan, PlannedVariant
 from qmo.resources import SERVICES
-from qmo.vocabulary import Reason, Refusal
+from qmo.vocabulary import AUTOSCALED, REPLICAS_ANNOTATION, Reason, Refusal
 from qmo.wire import Obj
 
 
@@ -81,7 +82,18 @@ class RecordReport:
     job: str
 
 
-Change = Apply | AddOwner | Delete | Refuse | RecordReport
+@dataclass(frozen=True)
+class HandOverReplicas:
+    """Before a Deployment is first applied without a replica count (autoscaling turned on),
+    a field manager of its own takes `replicas` at its live value: the apply that drops the
+    field then leaves it, and the scaler takes it over with its first change."""
+
+    target: Obj
+    variant: str | None
+    replicas: int
+
+
+Change = Apply | AddOwner | Delete | Refuse | RecordReport | HandOverReplicas
 
 
 def taken_names(changes: list[Change], kind: str) -> frozenset[str]:
@@ -157,6 +169,7 @@ def desired_changes(
         elif variant.action == Action.WITHDRAW:
             _delete_variant(out, variant.name, tracks=None, why="withdrawn after a regression")
     out.apply_if_changed(build_main_service(spec, plan.main_precision, owner), None)
+    _scalers(out, spec, plan)
     _route(out, spec, plan, routes_available)
     _delete_stale(out, plan)
     _evaluations(out, spec, plan, config)
@@ -172,8 +185,8 @@ def _serve_while_building(out: _Planner, spec: QuantizedModelSpec, variant: Plan
         return
     if variant.lending_replicas is not None:
         replicas = variant.lending_replicas
-    elif variant.decision.build_failed and serving.replicas < spec.serving.replicas:
-        replicas = spec.serving.replicas
+    elif variant.decision.build_failed and serving.replicas < spec.serving.wanted_replicas:
+        replicas = spec.serving.wanted_replicas
     else:
         return
     out.apply_if_changed(
@@ -244,6 +257,7 @@ def _serve(out: _Planner, spec: QuantizedModelSpec, variant: PlannedVariant) -> 
     owner = out.owner
     track = labels.REFERENCE if variant.reference else labels.STABLE
     if variant.serve_key is not None:
+        _hand_over_replicas(out, spec, variant)
         out.apply_if_changed(
             build_deployment(spec, variant, owner, key=variant.serve_key, track=track),
             variant.name,
@@ -261,6 +275,26 @@ def _serve(out: _Planner, spec: QuantizedModelSpec, variant: PlannedVariant) -> 
         _delete_variant(out, variant.name, tracks={labels.CANDIDATE}, why="no candidate to run")
 
 
+def _hand_over_replicas(out: _Planner, spec: QuantizedModelSpec, variant: PlannedVariant) -> None:
+    """An autoscaled variant's live Deployment that qmo applied with a count: hand it over."""
+    if spec.serving.autoscaling is None or variant.reference:
+        return
+    live = next(
+        (
+            d
+            for d in out.found.deployments
+            if (d["metadata"].get("labels") or {}).get(labels.VARIANT) == variant.name
+            and (d["metadata"].get("labels") or {}).get(labels.TRACK) == labels.STABLE
+        ),
+        None,
+    )
+    annotations = (live or {}).get("metadata", {}).get("annotations") or {}
+    if live is None or annotations.get(REPLICAS_ANNOTATION) == AUTOSCALED:
+        return
+    replicas = int((live.get("spec") or {}).get("replicas", 1))
+    out.changes.append(HandOverReplicas(live, variant.name, replicas))
+
+
 def _delete_variant(out: _Planner, variant: str, tracks: set[str] | None, why: str) -> None:
     """Delete a variant's Deployments and Services on `tracks` (None: every track)."""
     for obj in [*out.found.deployments, *out.found.services]:
@@ -268,6 +302,33 @@ def _delete_variant(out: _Planner, variant: str, tracks: set[str] | None, why: s
         track = obj_labels.get(labels.TRACK)
         if obj_labels.get(labels.VARIANT) == variant and (tracks is None or track in tracks):
             out.delete(obj, variant, why)
+
+
+def _scalers(out: _Planner, spec: QuantizedModelSpec, plan: Plan) -> None:
+    """The ScaledObject or HPA of each autoscaled variant that serves, at its bounded range;
+    any other of the model's (autoscaling off, another engine, a variant gone) is deleted."""
+    wanted: set[tuple[str, str]] = set()
+    for variant in plan.variants:
+        scaling = variant.scaling
+        if scaling is None:
+            continue
+        if scaling.engine == ScalingEngine.KEDA:
+            assert scaling.prometheus is not None
+            scaler = scaled_object(
+                spec, variant, out.owner, max_replicas=scaling.max_replicas,
+                prometheus=scaling.prometheus,
+            )  # fmt: skip
+        else:
+            scaler = horizontal_pod_autoscaler(
+                spec, variant, out.owner, max_replicas=scaling.max_replicas
+            )
+        wanted.add((scaler["kind"], scaler["metadata"]["name"]))
+        out.apply_if_changed(scaler, variant.name)
+    for live in out.found.scalers:
+        key = (live["kind"], live["metadata"]["name"])
+        if key not in wanted and owned_by(live, out.owner):
+            variant_name = (live["metadata"].get("labels") or {}).get(labels.VARIANT)
+            out.delete(live, variant_name, "the variant is not autoscaled by it any more")
 
 
 def _route(out: _Planner, spec: QuantizedModelSpec, plan: Plan, available: bool) -> None:

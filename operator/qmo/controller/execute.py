@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from qmo import failpoints, metrics
-from qmo.controller.changes import AddOwner, Apply, Change, Delete, RecordReport, Refuse
+from qmo.controller.changes import (
+    AddOwner,
+    Apply,
+    Change,
+    Delete,
+    HandOverReplicas,
+    RecordReport,
+    Refuse,
+)
 from qmo.controller.events import EventSink
 from qmo.controller.ports import CacheView, KubeWrites
 from qmo.controller.reporting import ApplyReportStatus, ApplyStatus, PostEvent, Report
@@ -33,7 +41,7 @@ from qmo.kube import (
 )
 from qmo.manifests.labels import Owner
 from qmo.planner.events import ROLLBACK_REASONS
-from qmo.vocabulary import GPU_CLASS, PRECISION, Reason, Refusal
+from qmo.vocabulary import GPU_CLASS, HANDOVER_FIELD_MANAGER, PRECISION, Reason, Refusal
 
 log = logging.getLogger("qmo.execute")
 BUILD_KIND = ("batch/v1", "Job")
@@ -184,6 +192,21 @@ def _write(kube: KubeWrites, cache: CacheView | None, owner: Owner, change: Chan
             "Created QualityReport %s/%s from the scores eval Job %s left (variant %s)",
             owner.namespace, change.obj["metadata"]["name"], change.job, change.variant,
         )  # fmt: skip
+        if cache is not None:
+            cache.observe_write(stored)
+    elif isinstance(change, HandOverReplicas):
+        meta = change.target["metadata"]
+        handed = {
+            "apiVersion": change.target["apiVersion"],
+            "kind": change.target["kind"],
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "spec": {"replicas": change.replicas},
+        }
+        log.info(
+            "Handing spec.replicas (%d) of Deployment %s/%s over to its scaler",
+            change.replicas, meta["namespace"], meta["name"],
+        )  # fmt: skip
+        stored = kube.apply(handed, HANDOVER_FIELD_MANAGER)
         if cache is not None:
             cache.observe_write(stored)
     elif isinstance(change, AddOwner):

@@ -26,8 +26,10 @@ from qmo.planner.types import BuildObservation, BuildState, DeploymentObservatio
 from qmo.quality.reports import JudgedReport, decisive_reports, judge_all, passing_revisions
 from qmo.resources import (
     DEPLOYMENTS,
+    HORIZONTAL_POD_AUTOSCALERS,
     HTTP_ROUTES,
     JOBS,
+    SCALED_OBJECTS,
     SERVICES,
 )
 from qmo.vocabulary import Component, Reason
@@ -90,6 +92,8 @@ class Gathered:
     eval_reports: tuple[EvalReport, ...] = ()
     # Other models' HTTPRoutes on the Gateways spec.routing names (planner.routing).
     rival_routes: tuple[Obj, ...] = ()
+    # The model's HorizontalPodAutoscalers and ScaledObjects.
+    scalers: tuple[Obj, ...] = ()
 
 
 def termination_result(pods: list[Obj]) -> BuildResult | None:
@@ -208,13 +212,19 @@ def gather(
     last_good: dict[str, str] | None = None,
     served: dict[str, tuple[str, str]] | None = None,
     gateways: Iterable[tuple[str, str]] = (),
+    *,
+    autoscaled: bool = False,
+    keda_installed: bool = False,
+    prometheus: str | None = None,
 ) -> Gathered:
     """Everything the plan for `namespace/model` depends on, from the reader's memory.
 
     `last_good` comes from the model's status; a variant missing there falls back to its
     newest passing report. `served`: the variants the status lists with a last good
     revision (`revisions.served_before`). `gateways`: those spec.routing names, (namespace,
-    name), whose other routes are gathered.
+    name), whose other routes are gathered. `autoscaled`: the model's variants are, so the
+    GPUs every class has left and the model's scalers are looked up (`keda_installed`: the
+    cluster serves ScaledObjects; `prometheus`: the address KEDA would query).
     """
     builds = BuildsInCluster(reader, namespace)
     deployments = reader.children(DEPLOYMENTS.kind, namespace, model)
@@ -243,9 +253,16 @@ def gather(
         for r in reader.routes_on(gateway)
         if by_model_label(r) != [(namespace, model)]
     }
+    inventory = reader.inventory()
+    gpus_held: dict[str, int] = {}
+    scalers: list[Obj] = []
+    if autoscaled:
+        gpus_held = {c.name: reader.gpus_held(c.name) for c in inventory.classes}
+    for kind in (HORIZONTAL_POD_AUTOSCALERS.kind, SCALED_OBJECTS.kind):
+        scalers += reader.children(kind, namespace, model)
     return Gathered(
         Observed(
-            reader.inventory(),
+            inventory,
             builds,
             observed_deployments,
             reader.claims(namespace),
@@ -254,6 +271,9 @@ def gather(
             served=served or {},
             candidates=candidates,
             failed_evaluations=evaluated.failed,
+            gpus_held=gpus_held,
+            keda_installed=keda_installed,
+            prometheus=prometheus,
         ),
         builds,
         deployments,
@@ -264,4 +284,5 @@ def gather(
         route,
         evaluated.reports,
         tuple(rivals.values()),
+        tuple(scalers),
     )

@@ -32,6 +32,10 @@ class CacheView(ClusterReader, Protocol):
         """Whether HTTPRoutes are served and watched."""
         ...
 
+    def keda_installed(self) -> bool:
+        """Whether KEDA's ScaledObjects are served and watched."""
+        ...
+
     def observe_write(self, stored: Obj) -> None:
         """Learn a write at once, before its watch event arrives."""
         ...

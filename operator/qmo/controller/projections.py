@@ -21,12 +21,14 @@ from qmo.resources import (
     CLAIMS,
     CONFIG_MAPS,
     DEPLOYMENTS,
+    HORIZONTAL_POD_AUTOSCALERS,
     HTTP_ROUTES,
     JOBS,
     NODES,
     PODS,
     QUALITY_REPORTS,
     QUANTIZED_MODELS,
+    SCALED_OBJECTS,
     SERVICES,
     Resource,
 )
@@ -142,7 +144,8 @@ def project_job(obj: Obj) -> Obj:
         kept["active"] = status["active"]
     if status.get("startTime"):
         kept["startTime"] = status["startTime"]
-    return {**_base(JOBS, obj), "status": kept}
+    gpus = _gpu_limits(obj)
+    return {**_base(JOBS, obj), **({"spec": {"template": gpus}} if gpus else {}), "status": kept}
 
 
 def project_pod(obj: Obj) -> Obj:
@@ -168,11 +171,27 @@ def project_pod(obj: Obj) -> Obj:
     }
 
 
+def _gpu_limits(obj: Obj) -> Obj:
+    """Of a pod template, only each container's nvidia.com/gpu limit (what the GPUs a class
+    has left are counted from: view.gpus_held)."""
+    template = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = []
+    for container in template.get("containers") or []:
+        gpus = ((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE)
+        if gpus is not None:
+            containers.append({"resources": {"limits": {GPU_RESOURCE: gpus}}})
+    return {"spec": {"containers": containers}} if containers else {}
+
+
 def project_deployment(obj: Obj) -> Obj:
     status = obj.get("status") or {}
+    gpus = _gpu_limits(obj)
     return {
         **_base(DEPLOYMENTS, obj),
-        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+        "spec": {
+            "replicas": (obj.get("spec") or {}).get("replicas", 1),
+            **({"template": gpus} if gpus else {}),
+        },
         "status": {
             k: status[k]
             for k in ("observedGeneration", "readyReplicas", "updatedReplicas")
@@ -268,6 +287,8 @@ PROJECTIONS: dict[str, Projection] = {
     SERVICES.kind: project_metadata_only(SERVICES),
     CLAIMS.kind: project_metadata_only(CLAIMS),
     HTTP_ROUTES.kind: project_route,
+    HORIZONTAL_POD_AUTOSCALERS.kind: project_metadata_only(HORIZONTAL_POD_AUTOSCALERS),
+    SCALED_OBJECTS.kind: project_metadata_only(SCALED_OBJECTS),
 }
 
 

@@ -139,8 +139,21 @@ def _reconcile_model(
     # watched. Rate-limited while the API is missing (ClusterCache.routes_available).
     routes_available = cache.routes_available()
     remembered = revisions.remembered(previous), revisions.served_before(previous)
-    found = gather(cache, namespace, name, spec.quality, *remembered, gateways(spec, namespace))
-    plan = plan_model(spec, found.observed, config)
+    scaling = spec.serving.autoscaling
+    # Asked by every model, like routes: a ScaledObject left behind when autoscaling was removed
+    # while the operator was down is seen (and deleted) only once ScaledObjects are watched.
+    keda = cache.keda_installed()
+    prometheus = (scaling.prometheus_address if scaling else None) or config.prometheus_address
+
+    def look() -> tuple[Gathered, Plan]:
+        """What the cache shows now, and the plan for it."""
+        seen = gather(
+            cache, namespace, name, spec.quality, *remembered, gateways(spec, namespace),
+            autoscaled=scaling is not None, keda_installed=keda, prometheus=prometheus,
+        )  # fmt: skip
+        return seen, plan_model(spec, seen.observed, config)
+
+    found, plan = look()
     retry = _retry_requested(body, previous)
     changes = desired_changes(
         spec, plan, found, owner, config, retry=retry is not None, routes_available=routes_available
@@ -157,8 +170,7 @@ def _reconcile_model(
     for round_ in range(FOLLOW_UP_ROUNDS):
         if not done.written or done.transient or done.namespace_terminating:
             break
-        found = gather(cache, namespace, name, spec.quality, *remembered, gateways(spec, namespace))
-        plan = plan_model(spec, found.observed, config)
+        found, plan = look()
         # The retry deleted what failed in the first round; a later round must not again.
         more = desired_changes(
             spec, plan, found, owner, config, retry=False, routes_available=routes_available
@@ -196,7 +208,7 @@ def _reconcile_model(
         status,
         Context(
             spec_changed=previous is None or previous.observed_generation != generation,
-            replicas=spec.serving.replicas,
+            replicas=spec.serving.wanted_replicas,
             model_refusal=done.refused.get(None),
             retry=retry,
             restarted=restarted,

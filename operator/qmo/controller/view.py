@@ -12,18 +12,20 @@ from collections.abc import Hashable, Iterable
 from typing import Any, Protocol
 
 from qmo.controller.projections import project, record_cache_key
-from qmo.gpu import GpuInventory, inventory_from_nodes
+from qmo.gpu import GPU_RESOURCE, GpuInventory, inventory_from_nodes
 from qmo.manifests import labels
 from qmo.resources import (
     CLAIMS,
     CONFIG_MAPS,
     DEPLOYMENTS,
+    HORIZONTAL_POD_AUTOSCALERS,
     HTTP_ROUTES,
     JOBS,
     NODES,
     PODS,
     QUALITY_REPORTS,
     QUANTIZED_MODELS,
+    SCALED_OBJECTS,
     SERVICES,
 )
 from qmo.vocabulary import Component
@@ -47,6 +49,43 @@ def _labels(obj: Obj) -> dict[str, str]:
 def by_model_label(obj: Obj) -> list[Hashable]:
     model = _labels(obj).get(labels.MODEL)
     return [(namespace_of(obj), model)] if model else []
+
+
+def by_gpu_class(obj: Obj) -> list[Hashable]:
+    """Serving Deployments and build Jobs by the GPU class they hold GPUs of (every
+    namespace: GPUs are the cluster's)."""
+    gpu_class = _labels(obj).get(labels.GPU_CLASS)
+    return [gpu_class] if gpu_class else []
+
+
+def gpus_per_pod(obj: Obj) -> int:
+    """GPUs one pod of a Deployment or Job asks for (its containers' nvidia.com/gpu limits)."""
+    containers = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+        "containers"
+    ) or []
+    total = 0
+    for container in containers:
+        value = ((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE, 0)
+        try:
+            total += int(value)
+        except (TypeError, ValueError):
+            continue
+    return total
+
+
+def gpus_held(deployments: Iterable[Obj], jobs: Iterable[Obj]) -> int:
+    """GPUs that Deployments (all their replicas) and unfinished Jobs hold."""
+    held = sum(
+        gpus_per_pod(d) * int((d.get("spec") or {}).get("replicas", 1) or 0) for d in deployments
+    )
+    for job in jobs:
+        conditions = (job.get("status") or {}).get("conditions") or []
+        if not any(
+            c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+            for c in conditions
+        ):
+            held += gpus_per_pod(job)
+    return held
 
 
 def by_build_key(obj: Obj) -> list[Hashable]:
@@ -115,6 +154,11 @@ class ClusterReader(Protocol):
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None: ...
 
+    def gpus_held(self, gpu_class: str) -> int:
+        """GPUs of `gpu_class` that qmo's serving Deployments and unfinished build Jobs hold,
+        in every watched namespace."""
+        ...
+
     def routes_on(self, gateway: tuple[str, str]) -> list[Obj]:
         """qmo's HTTPRoutes attached to the Gateway (namespace, name), in every watched
         namespace."""
@@ -174,13 +218,21 @@ class StaticReader:
     def routes_on(self, gateway: tuple[str, str]) -> list[Obj]:
         return list(self._index.get((f"{HTTP_ROUTES.kind}/gateway", gateway), []))
 
+    def gpus_held(self, gpu_class: str) -> int:
+        return gpus_held(
+            self._index.get((f"{DEPLOYMENTS.kind}/gpu-class", gpu_class), []),
+            self._index.get((f"{JOBS.kind}/gpu-class", gpu_class), []),
+        )
+
 
 # Which indexes each kind keeps (the cache configures its informers from the same table).
 _INDEXES: dict[str, dict[str, Any]] = {
-    JOBS.kind: {"build": by_build_key, "model": by_model_label},
+    JOBS.kind: {"build": by_build_key, "model": by_model_label, "gpu-class": by_gpu_class},
     PODS.kind: {"job": by_job_name},
     CONFIG_MAPS.kind: {"record": by_record_key, "model": by_model_label},
-    DEPLOYMENTS.kind: {"model": by_model_label},
+    DEPLOYMENTS.kind: {"model": by_model_label, "gpu-class": by_gpu_class},
+    HORIZONTAL_POD_AUTOSCALERS.kind: {"model": by_model_label},
+    SCALED_OBJECTS.kind: {"model": by_model_label},
     SERVICES.kind: {"model": by_model_label},
     HTTP_ROUTES.kind: {"model": by_model_label, "gateway": by_gateway},
     QUALITY_REPORTS.kind: {"model": by_report_model},

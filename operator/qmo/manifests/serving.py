@@ -19,7 +19,7 @@ from qmo.manifests.pod import (
 )
 from qmo.planner.rollout import can_surge
 from qmo.planner.types import PlannedVariant
-from qmo.vocabulary import Component
+from qmo.vocabulary import AUTOSCALED, REPLICAS_ANNOTATION, Component
 
 SERVER_CONTAINER = "server"
 HEALTH_PATH = "/health"
@@ -70,6 +70,28 @@ def serve_args(spec: QuantizedModelSpec, variant: PlannedVariant, key: str) -> l
     if spec.engine.backend == EngineBackend.TENSORRT:
         args += ["--backend", "tensorrt", "--tokenizer", checkpoint]
     return args
+
+
+# trtllm-serve exports Prometheus metrics (/prometheus/metrics) only with return_perf_metrics,
+# and iteration stats (queue and KV cache) only with enable_iter_perf_stats; both are LLM API
+# options, read from a YAML file.
+METRICS_OPTIONS = "return_perf_metrics: true\nenable_iter_perf_stats: true\n"
+OPTIONS_FILE = "/tmp/qmo-llm-api-options.yaml"
+
+
+def serve_command(
+    spec: QuantizedModelSpec, variant: PlannedVariant, key: str, *, metrics: bool
+) -> dict[str, Any]:
+    """The server container's command and args; with `metrics` (an autoscaled variant) the
+    options that make trtllm-serve export its load are written first."""
+    args = serve_args(spec, variant, key)
+    if not metrics:
+        return {"command": ["trtllm-serve"], "args": args}
+    script = f"printf '{METRICS_OPTIONS}' > {OPTIONS_FILE} && exec trtllm-serve \"$@\""
+    return {
+        "command": ["/bin/sh", "-c", script, "trtllm-serve"],
+        "args": [*args, "--extra_llm_api_options", OPTIONS_FILE],
+    }
 
 
 def _probes(spec: QuantizedModelSpec) -> dict[str, Any]:
@@ -126,8 +148,11 @@ def build_deployment(
     store, store_mount = store_volume(spec, read_only=True)
     scratch, scratch_mounts = scratch_volumes("8Gi")
     pod_labels = variant_labels(owner.name, variant, track)
+    # An autoscaled Deployment carries no count: the scaler owns spec.replicas, and an apply
+    # that named it would reset what the scaler set.
+    autoscaled = spec.serving.autoscaling is not None and track == labels.STABLE
     if replicas is None:
-        replicas = spec.serving.replicas if track == labels.STABLE else 1
+        replicas = spec.serving.wanted_replicas if track == labels.STABLE else 1
     strategy = rollout_strategy(variant, replicas)
     name = (
         names.variant_deployment(owner.name, variant.name)
@@ -141,11 +166,14 @@ def build_deployment(
             "name": name,
             "namespace": owner.namespace,
             "labels": pod_labels,
-            "annotations": {labels.REVISION_ANNOTATION: key},
+            "annotations": {
+                labels.REVISION_ANNOTATION: key,
+                **({REPLICAS_ANNOTATION: AUTOSCALED} if autoscaled else {}),
+            },
             "ownerReferences": [owner.reference()],
         },
         "spec": {
-            "replicas": replicas,
+            **({} if autoscaled else {"replicas": replicas}),
             "selector": {"matchLabels": labels.variant_selector(owner.name, variant.name, track)},
             "strategy": strategy.strategy,
             "template": {
@@ -162,8 +190,7 @@ def build_deployment(
                         {
                             "name": SERVER_CONTAINER,
                             "image": spec.engine.image,
-                            "command": ["trtllm-serve"],
-                            "args": serve_args(spec, variant, key),
+                            **serve_command(spec, variant, key, metrics=autoscaled),
                             "env": [{"name": "HOME", "value": "/tmp"}],
                             "ports": [
                                 {

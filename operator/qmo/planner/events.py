@@ -54,7 +54,7 @@ class Context:
     model's own objects, the Routed condition it computed, a retry it acted on."""
 
     spec_changed: bool
-    replicas: int = 1  # spec.serving.replicas
+    replicas: int = 1  # spec.serving.wanted_replicas
     model_refusal: Refusal | None = None
     retry: str | None = None
     restarted: int = 0  # failed Jobs the retry deleted
@@ -73,6 +73,7 @@ def model_events(
     events += [e for e in _model_refusal(context.model_refusal, previous) if e not in events]
     if status is not None:
         events += _routing(status, previous)
+        events += _capacity(status, previous)
     if context.retry is not None:
         events.append(
             Event(
@@ -237,6 +238,26 @@ def _routing(status: QuantizedModelStatus, previous: QuantizedModelStatus | None
     if before is not None and before.reason == routed.reason and before.status == routed.status:
         return []
     return [Event(EventType.WARNING, routed.reason, routed.message)]
+
+
+def _capacity(status: QuantizedModelStatus, previous: QuantizedModelStatus | None) -> list[Event]:
+    """A Warning when an autoscaled variant reaches the bound of its GPU class (once, until it
+    leaves it): more load would need GPUs the class does not have."""
+    was = {
+        v.name: v.autoscaling.at_bound
+        for v in (previous.variants if previous else [])
+        if v.autoscaling is not None
+    }
+    return [
+        Event(
+            EventType.WARNING,
+            Reason.CAPACITY_EXHAUSTED,
+            f"{v.name}: {v.autoscaling.message}",
+            v.name,
+        )
+        for v in status.variants
+        if v.autoscaling is not None and v.autoscaling.at_bound and not was.get(v.name)
+    ]
 
 
 def _model_refusal(refusal: Refusal | None, previous: QuantizedModelStatus | None) -> list[Event]:

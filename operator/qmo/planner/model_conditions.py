@@ -47,7 +47,7 @@ class Facts:
 
     @property
     def not_serving(self) -> list[PlannedVariant]:
-        replicas = self.spec.serving.replicas
+        replicas = self.spec.serving.wanted_replicas
         return [
             v for v in self.runnable if not variant_serves(v, replicas) or v.rejected is not None
         ]

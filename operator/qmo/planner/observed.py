@@ -73,6 +73,11 @@ class Observed:
     failed_evaluations: dict[tuple[str, str], str] = field(default_factory=dict)
     # Variants the model's status lists with a last good revision: (GPU class, precision).
     served: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # GPUs every qmo Deployment and build Job holds, by GPU class (looked up only for
+    # autoscaled models), and whether KEDA's ScaledObject CRD is installed.
+    gpus_held: dict[str, int] = field(default_factory=dict)
+    keda_installed: bool = False
+    prometheus: str | None = None  # what KEDA queries: the model's, else the operator's
 
     def of(self, name: str, cache_key: str | None) -> Seen:
         """What `name` at `cache_key` has in the cluster."""

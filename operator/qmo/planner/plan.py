@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qmo.api.quantizedmodel import Precision, QuantizedModelSpec
+from qmo.api.quantizedmodel import Precision, QuantizedModelSpec, ScalingEngine
 from qmo.config import OperatorConfig
 from qmo.gpu import GpuClass, GpuInventory
 from qmo.planner import evaluations, gate, images, retention, rollout, sizing
@@ -32,6 +32,7 @@ from qmo.planner.decision import (
     VariantDecision,
 )
 from qmo.planner.revisions import takes_traffic
+from qmo.planner.scaling import scaling_engine, scaling_range
 from qmo.planner.types import (
     FellBack,
     Observed,
@@ -182,7 +183,7 @@ def _rollout_decision(
         lending=lending,
         lending_message=f"no free GPU on {target.gpu_class.name} for build Job "
         f"{decided.job or ''}: the serving Deployment runs {lending} of "
-        f"{spec.serving.replicas} replica(s) until it is built",
+        f"{spec.serving.wanted_replicas} replica(s) until it is built",
     )
 
 
@@ -285,6 +286,25 @@ def _notes(spec: QuantizedModelSpec, inventory: GpuInventory) -> list[Refusal]:
     return notes
 
 
+def _with_scaling(
+    spec: QuantizedModelSpec, variant: PlannedVariant, observed: Observed, engine: ScalingEngine
+) -> PlannedVariant:
+    """An autoscaled variant that serves gets its replica range, bounded by its class."""
+    if variant.reference or variant.serve_key is None:
+        return variant
+    deployment = variant.deployment
+    scaling = scaling_range(
+        spec,
+        engine,
+        gpus_per_replica=variant.tensor_parallel or 1,
+        total_gpus=variant.gpu_class.total_gpus,
+        gpus_held=observed.gpus_held.get(variant.gpu_class.name, 0),
+        running=deployment.replicas if deployment is not None else 0,
+        prometheus=observed.prometheus,
+    )
+    return dataclasses.replace(variant, scaling=scaling)
+
+
 def plan_model(
     spec: QuantizedModelSpec, observed: Observed, config: OperatorConfig = DEFAULT_CONFIG
 ) -> Plan:
@@ -307,6 +327,12 @@ def plan_model(
             spec, gpu, Precision.BF16, observed, reference=True, config=config
         ),
     )
+    if spec.serving.autoscaling is not None:
+        engine = scaling_engine(spec, observed.keda_installed, observed.prometheus)
+        if isinstance(engine, Refusal):
+            notes.append(engine)
+        else:
+            variants = [_with_scaling(spec, v, observed, engine) for v in variants]
     main_precision, members = _main_precision(spec, [v for v in variants if not v.reference])
     planned_evaluations = evaluations.evaluations(spec, variants, observed)
     evaluator_refusal = images.evaluator_allowed(spec, config)

@@ -25,7 +25,7 @@ def settled(spec: QuantizedModelSpec, variant: PlannedVariant) -> bool:
     """It serves its current revision with every replica ready, and passed if gated."""
     if variant.cache_key is None or variant.serve_key != variant.cache_key:
         return False
-    if not variant_serves(variant, spec.serving.replicas):
+    if not variant_serves(variant, spec.serving.wanted_replicas):
         return False
     report = variant.report
     return not gate.gated(spec, variant.target) or (

@@ -58,7 +58,7 @@ def build_failed(s: Situation) -> RolloutState | None:
 
 
 def serving(s: Situation) -> RolloutState | None:
-    wanted = s.spec.serving.replicas
+    wanted = s.spec.serving.wanted_replicas
     deployment = s.deployment
     if (
         deployment is None
@@ -72,7 +72,7 @@ def serving(s: Situation) -> RolloutState | None:
 
 def rolling_out(s: Situation) -> RolloutState:
     ready = s.deployment.ready_replicas if s.deployment else 0
-    wanted = s.spec.serving.replicas
+    wanted = s.spec.serving.wanted_replicas
     return RollOut(s.request.cache_key, ready, wanted)
 
 
@@ -108,8 +108,10 @@ def lending_replicas(
     """
     if build is None or build.reason != Reason.UNSCHEDULABLE or deployment is None:
         return None
+    if spec.serving.autoscaling is not None:
+        return None  # the scaler owns the count; its bound leaves builds their GPUs
     lend = -(-build_gpus // tp)  # replicas whose GPUs cover the build
-    keep = spec.serving.replicas - lend
+    keep = spec.serving.wanted_replicas - lend
     return keep if keep >= 1 else None
 
 

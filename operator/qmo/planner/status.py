@@ -19,6 +19,7 @@ from qmo.api.quantizedmodel import (
     QuantizedModelSpec,
     QuantizedModelStatus,
     StatusSummary,
+    VariantAutoscaling,
     VariantBuild,
     VariantQuality,
     VariantStatus,
@@ -116,6 +117,27 @@ def variant_status(
         revision=revision,
         last_good_revision=last_good,
         quality=quality,
+        autoscaling=_autoscaling(variant),
+    )
+
+
+def _autoscaling(variant: PlannedVariant) -> VariantAutoscaling | None:
+    scaling = variant.scaling
+    if scaling is None:
+        return None
+    running = variant.deployment.replicas if variant.deployment else 0
+    at_bound = scaling.bounded and running >= scaling.max_replicas
+    message = scaling.why
+    if at_bound:
+        message += f"; at its bound ({Reason.CAPACITY_EXHAUSTED})"
+    return VariantAutoscaling(
+        engine=scaling.engine.value,
+        min_replicas=scaling.min_replicas,
+        max_replicas=scaling.max_replicas,
+        requested_max_replicas=scaling.requested_max,
+        replicas=running,
+        at_bound=at_bound,
+        message=message,
     )
 
 
@@ -159,7 +181,7 @@ def build_status(
             names[v.name],
             old.get(v.name),
             gated,
-            replicas=spec.serving.replicas,
+            replicas=spec.serving.wanted_replicas,
             failed_evaluation=failed.get(v.name),
         )
         for v in plan.variants

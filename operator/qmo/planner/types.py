@@ -21,6 +21,7 @@ from qmo.planner.observed import (
     ReportObservation,
     Seen,
 )
+from qmo.planner.scaling import ScalingRange
 from qmo.vocabulary import Action, BuildState, Phase, Refusal
 
 __all__ = [
@@ -98,6 +99,7 @@ class PlannedVariant:
     seen: Seen = field(default_factory=Seen)
     fell_back: FellBack | None = None
     rejected: Refusal | None = None
+    scaling: ScalingRange | None = None  # autoscaled: the range its scaler is given
 
     # --- the target ---
     @property
