@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.gate_scenario import wait_event
 from tests.support.kube import ClusterHandle, condition, is_ready, variants
 from tests.support.scenario import a_model, create, events, patch_spec, wait_ready
 
@@ -62,6 +63,7 @@ def test_a_model_named_like_another_models_variant_service_is_refused_and_takes_
     assert "Service llama-h100-fp8 belongs to QuantizedModel llama" in degraded["message"]
     assert refused["status"].get("service") is None
     assert variants(refused)["h100-bf16"]["service"] == "llama-h100-fp8-h100-bf16"
+    wait_event(cluster, namespace, "llama-h100-fp8", "NameTaken")  # it follows the status
     warnings = [e for e in events(cluster, namespace, "llama-h100-fp8") if e.reason == "NameTaken"]
     assert [(e.type, e.count or 1) for e in warnings] == [("Warning", 1)]
     assert not [e for e in events(cluster, namespace, "llama") if e.type == "Warning"]

@@ -263,6 +263,7 @@ def test_a_failed_eval_job_shows_in_the_gate_and_a_retry_runs_it_again(
     assert gate["status"] == "Unknown"
     assert "BackoffLimitExceeded" in gate["message"]
     assert "qmo.dev/retry" in gate["message"], "it says how to run it again"
+    wait_event(cluster, namespace, name, "EvaluationFailed")  # it follows the status
     warnings = [e for e in events(cluster, namespace, name) if e.reason == "EvaluationFailed"]
     assert len(warnings) == 1
     jobs = (

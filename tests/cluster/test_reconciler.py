@@ -10,6 +10,7 @@ import yaml
 
 from e2e.operator_process import OperatorProcess
 from qmo.fleet import NodeGroup, build_node
+from tests.support.gate_scenario import wait_event
 from tests.support.kube import (
     GROUP,
     PLURAL,
@@ -208,7 +209,7 @@ def test_a_second_model_with_the_same_build_inputs_shares_the_build(
     owners = {ref.name for ref in jobs[0].metadata.owner_references}
     assert owners == {"first", "second"}
     assert variants(second)["h100-fp8"]["build"]["state"] == "Reused"
-    assert any(e.reason == "BuildReused" for e in events(cluster, namespace, "second"))
+    wait_event(cluster, namespace, "second", "BuildReused")  # it follows the status
 
 
 def test_changing_replicas_creates_no_build(cluster: ClusterHandle, namespace: str) -> None:
@@ -338,7 +339,7 @@ def test_a_class_with_every_gpu_taken_still_rolls_out_new_pods_and_new_revisions
     wait_ready(cluster, namespace, "packed")
     strategy = deployment(cluster, namespace, "packed-l4-fp8").spec.strategy
     assert strategy.rolling_update.max_surge == 0
-    assert any(e.reason == "RollingWithoutSurge" for e in events(cluster, namespace, "packed"))
+    wait_event(cluster, namespace, "packed", "RollingWithoutSurge")  # it follows the status
 
     # A new pod template (here: new CPU requests) needs a rollout while every GPU is taken.
     before = deployment(cluster, namespace, "packed-l4-fp8").metadata.generation
@@ -523,5 +524,7 @@ def test_a_failed_build_is_started_again_when_a_retry_is_requested(
         namespace, "again", lambda m: m["status"].get("retried") == "1", describe="the retry"
     )
     assert model["status"]["retried"] == "1"
+    # The Event follows the status write: wait for it rather than race it.
+    wait_event(cluster, namespace, "again", "RetryRequested")
     retried = [e for e in events(cluster, namespace, "again") if e.reason == "RetryRequested"]
     assert len(retried) == 1
