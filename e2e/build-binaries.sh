@@ -115,6 +115,17 @@ fetch_gateway_api_crds() {
   chmod -R u+w "$dir.tmp" && rm -rf "$dir" && mv "$dir.tmp" "$dir"
 }
 
+fetch_keda_crds() {
+  # KEDA's ScaledObject CRD, as its Go module ships it (no build): the autoscaling tests check
+  # that the ScaledObjects qmo writes are accepted by it.
+  local dir=$bin/keda-v$KEDA_VERSION src
+  log "fetching the KEDA v$KEDA_VERSION CRDs"
+  src=$(go mod download -json "github.com/kedacore/keda/v2@v$KEDA_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$dir.tmp"
+  cp "$src/config/crd/bases/keda.sh_scaledobjects.yaml" "$dir.tmp/"
+  chmod -R u+w "$dir.tmp" && rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
 start=$(date +%s)
 if [ $regen -eq 1 ]; then check_proxy; regen_kubernetes; regen_etcd; fi
 
@@ -128,6 +139,7 @@ is_built helm "v$HELM_VERSION" version --short || { todo=1; build_helm; }
 is_built promtool "version $PROMETHEUS_VERSION " --version || { todo=1; build_promtool; }
 [ -s "$bin/gateway-api-v$GATEWAY_API_VERSION/gateway.networking.k8s.io_httproutes.yaml" ] \
   || { todo=1; fetch_gateway_api_crds; }
+[ -s "$bin/keda-v$KEDA_VERSION/keda.sh_scaledobjects.yaml" ] || { todo=1; fetch_keda_crds; }
 
 if [ $todo -eq 0 ]; then log "all binaries present in $bin"; else log "built into $bin in $(( $(date +%s) - start ))s"; fi
 echo "$bin"

@@ -47,10 +47,17 @@ class Binaries:
         return self.directory / f"gateway-api-v{pinned_versions()['GATEWAY_API_VERSION']}"
 
     @property
+    def keda_crds(self) -> Path:
+        """KEDA's ScaledObject CRD (fetched by build-binaries.sh)."""
+        return self.directory / f"keda-v{pinned_versions()['KEDA_VERSION']}"
+
+    @property
     def missing(self) -> list[str]:
         absent = [n for n in NAMES if not os.access(self.directory / n, os.X_OK)]
         if not (self.gateway_api_crds / "gateway.networking.k8s.io_httproutes.yaml").is_file():
             absent.append(self.gateway_api_crds.name)
+        if not (self.keda_crds / "keda.sh_scaledobjects.yaml").is_file():
+            absent.append(self.keda_crds.name)
         return absent
 
 

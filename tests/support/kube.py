@@ -39,6 +39,9 @@ class ClusterHandle:
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
 
+    def autoscaling(self) -> client.AutoscalingV2Api:
+        return client.AutoscalingV2Api(self.api)
+
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
@@ -140,6 +143,16 @@ def apply_gateway_api_crds(cluster: ClusterHandle) -> Path:
     cluster.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s",
         "crd/httproutes.gateway.networking.k8s.io", "crd/gateways.gateway.networking.k8s.io",
+    )  # fmt: skip
+    return crds
+
+
+def apply_keda_crds(cluster: ClusterHandle) -> Path:
+    """KEDA's ScaledObject CRD (pinned, from its Go module), applied, and Established."""
+    crds = ensure_binaries().keda_crds
+    cluster.kubectl("apply", "--server-side", "-f", str(crds))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/scaledobjects.keda.sh"
     )  # fmt: skip
     return crds
 

@@ -1,0 +1,134 @@
+"""Autoscaling on the real control plane: the HorizontalPodAutoscaler qmo writes is accepted by
+the API server and targets the variant's Deployment; turning autoscaling on keeps the running
+replica count (server-side apply would otherwise reset a field qmo stops naming); qmo's later
+applies leave the count the scaler set; KEDA's own CRD accepts the ScaledObject qmo writes.
+
+Not here yet: the HPA controller scaling from a served metric (it needs a metrics API in the
+test cluster; docs/autoscaling.md says what is covered where).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.kube import ClusterHandle, apply_keda_crds, variants, wait_for
+from tests.support.scenario import a_model, create, deployment, patch_spec, wait_ready
+
+pytestmark = pytest.mark.usefixtures("operator", "engine_store")
+
+FP8_ON_H100 = {"precisions": ["fp8"], "gpu": {"classes": ["h100"]}}
+PROMETHEUS = "http://prometheus.monitoring.svc:9090"
+
+
+def hpa(cluster: ClusterHandle, namespace: str, name: str) -> Any:
+    return wait_for(
+        cluster.autoscaling().list_namespaced_horizontal_pod_autoscaler,
+        lambda h: h.metadata.name == name,
+        namespace=namespace,
+        timeout=120,
+        describe=f"the HorizontalPodAutoscaler {name}",
+    )
+
+
+def managers_of_replicas(cluster: ClusterHandle, namespace: str, name: str) -> set[str]:
+    """The field managers that own the Deployment's spec.replicas."""
+    owners = set()
+    for entry in deployment(cluster, namespace, name).metadata.managed_fields or []:
+        spec = (entry.fields_v1 or {}).get("f:spec") or {}
+        if "f:replicas" in spec:
+            owners.add(entry.manager)
+    return owners
+
+
+def settled(cluster: ClusterHandle, namespace: str, name: str) -> dict[str, Any]:
+    """The model once it has reconciled its latest spec and is Ready."""
+    return cluster.wait_for_model(
+        namespace,
+        name,
+        lambda m: (
+            m.get("status", {}).get("observedGeneration") == m["metadata"]["generation"]
+            and any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in m.get("status", {}).get("conditions", [])
+            )
+        ),
+        timeout=180,
+        describe=f"{name} to reconcile its spec",
+    )
+
+
+def test_autoscaling_turned_on_keeps_the_running_count_and_leaves_it_to_the_scaler(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    create(cluster, namespace, a_model("scaled", **FP8_ON_H100, serving={"replicas": 2}))
+    wait_ready(cluster, namespace, "scaled")
+    assert deployment(cluster, namespace, "scaled-h100-fp8").spec.replicas == 2
+    assert "qmo" in managers_of_replicas(cluster, namespace, "scaled-h100-fp8")
+
+    patch_spec(
+        cluster, namespace, "scaled",
+        {"serving": {"replicas": None, "autoscaling": {"minReplicas": 1, "maxReplicas": 4}}},
+    )  # fmt: skip
+    found = hpa(cluster, namespace, "scaled-h100-fp8")
+    assert found.spec.scale_target_ref.name == "scaled-h100-fp8"
+    assert found.spec.metrics[0].pods.metric.name == "trtllm_num_requests_waiting"
+    settled(cluster, namespace, "scaled")
+
+    live = deployment(cluster, namespace, "scaled-h100-fp8")
+    assert live.spec.replicas == 2, "the apply that no longer names replicas reset them"
+    assert live.metadata.annotations["qmo.dev/replicas"] == "autoscaled"
+    owners = managers_of_replicas(cluster, namespace, "scaled-h100-fp8")
+    assert "qmo" not in owners
+    assert "qmo-replicas-handover" in owners
+
+    # The scaler sets 3 (as the HPA controller does, through the scale subresource); then a
+    # spec edit makes qmo apply the Deployment again (a new startup timeout changes its probes).
+    cluster.kubectl("scale", "deployment/scaled-h100-fp8", "--replicas=3", "-n", namespace)
+    patch_spec(cluster, namespace, "scaled", {"serving": {"startupTimeoutSeconds": 900}})
+    model = settled(cluster, namespace, "scaled")
+    live = deployment(cluster, namespace, "scaled-h100-fp8")
+    probe = live.spec.template.spec.containers[0].startup_probe
+    assert probe.failure_threshold * probe.period_seconds >= 900  # qmo applied it again
+    assert live.spec.replicas == 3, "qmo's apply fought the scaler"
+    scaling = variants(model)["h100-fp8"]["autoscaling"]
+    assert (scaling["engine"], scaling["minReplicas"]) == ("hpa", 1)
+    assert 1 <= scaling["maxReplicas"] <= 4
+
+    # Off again: the HPA goes and qmo owns a fixed count once more.
+    patch_spec(cluster, namespace, "scaled", {"serving": {"autoscaling": None, "replicas": 2}})
+    settled(cluster, namespace, "scaled")
+    wait_for(
+        cluster.apps().list_namespaced_deployment,
+        lambda d: d.metadata.name == "scaled-h100-fp8" and d.spec.replicas == 2,
+        namespace=namespace,
+        timeout=120,
+        describe="the fixed count applied again",
+    )
+    remaining = cluster.autoscaling().list_namespaced_horizontal_pod_autoscaler(namespace).items
+    assert [h.metadata.name for h in remaining] == []
+
+
+def test_keda_accepts_the_scaled_object_qmo_writes(cluster: ClusterHandle, namespace: str) -> None:
+    apply_keda_crds(cluster)
+    scaling = {"maxReplicas": 3, "engine": "keda", "prometheusAddress": PROMETHEUS}
+    create(cluster, namespace, a_model("keda", **FP8_ON_H100, serving={"autoscaling": scaling}))
+
+    scaled = wait_for(
+        cluster.custom().list_namespaced_custom_object,
+        lambda s: s["metadata"]["name"] == "keda-h100-fp8",
+        group="keda.sh",
+        version="v1alpha1",
+        plural="scaledobjects",
+        namespace=namespace,
+        timeout=180,
+        describe="the ScaledObject, accepted by KEDA's CRD",
+    )
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "keda-h100-fp8"
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["serverAddress"] == PROMETHEUS
+    model = settled(cluster, namespace, "keda")
+    assert variants(model)["h100-fp8"]["autoscaling"]["engine"] == "keda"
+    # Created without a count: the API server's default, for the scaler to move.
+    assert deployment(cluster, namespace, "keda-h100-fp8").spec.replicas == 1
