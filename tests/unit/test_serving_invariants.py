@@ -214,6 +214,33 @@ class ServingModel(RuleBasedStateMachine):
             self.route_uid = None
         self._edit(spec)
 
+    @rule(maximum=st.sampled_from([None, 2, 20]))
+    def autoscale(self, maximum: int | None) -> None:
+        """Autoscaling on (up to `maximum` replicas, 20 being more than the class holds) or off
+        (a fixed count again)."""
+        spec = self._spec()
+        serving = spec.setdefault("serving", {})
+        serving.pop("replicas", None)
+        serving.pop("autoscaling", None)
+        if maximum is None:
+            serving["replicas"] = 1
+        else:
+            serving["autoscaling"] = {"maxReplicas": maximum}
+        self._edit(spec)
+
+    @rule(data=st.data())
+    def scaler_scales(self, data: Any) -> None:
+        """The HPA controller moves an autoscaled Deployment within its HPA's range."""
+        scalers = self.world.cluster.objects("HorizontalPodAutoscaler")
+        if not scalers:
+            return
+        hpa = data.draw(st.sampled_from(sorted(scalers, key=lambda h: h["metadata"]["name"])))
+        low, high = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
+        replicas = data.draw(st.integers(low, high))
+        target = hpa["spec"]["scaleTargetRef"]["name"]
+        self.world.cluster.edit("Deployment", target, {"spec": {"replicas": replicas}}, "hpa")
+        self.settle()
+
     @rule(data=st.data())
     def report(self, data: Any) -> None:
         verdict = data.draw(st.sampled_from(self.VERDICTS))
@@ -399,9 +426,9 @@ test_serving_invariants = ServingModel.TestCase
 
 RULES = [
     "new_revision", "set_precisions", "set_threshold", "ask_for_speed", "set_gate_timing",
-    "route", "report", "builds_fail", "evaluations_fail", "pods_lost", "pods_back",
-    "node_joins", "node_with_absurd_labels_joins", "node_leaves", "operator_restarts",
-    "second_model",
+    "route", "autoscale", "scaler_scales", "report", "builds_fail", "evaluations_fail",
+    "pods_lost", "pods_back", "node_joins", "node_with_absurd_labels_joins", "node_leaves",
+    "operator_restarts", "second_model",
 ]  # fmt: skip
 
 
@@ -458,6 +485,10 @@ OverflowingSpeed = focused(
     "OverflowingSpeed", {"report", "ask_for_speed"},
     ["fp8"], "rollback", "after-rollout", ["pass", "overflowing-speed"],
 )  # fmt: skip
+Autoscaled = focused(
+    "Autoscaled", {"autoscale", "scaler_scales", "new_revision", "report", "set_threshold"},
+    ["fp8"], "rollback", "after-rollout", ["pass", "regress"],
+)  # fmt: skip
 FailedEvaluations = focused(
     "FailedEvaluations", {"evaluations_fail", "report"},
     ["fp8", "int8"], "rollback", "after-rollout", ["regress"],
@@ -472,3 +503,4 @@ test_two_models_whose_names_meet = TwoModels.TestCase
 test_a_node_label_no_gpu_has = AbsurdNodeLabels.TestCase
 test_a_speed_up_that_overflows = OverflowingSpeed.TestCase
 test_failed_evaluations = FailedEvaluations.TestCase
+test_autoscaled_through_revisions_and_reports = Autoscaled.TestCase
