@@ -16,7 +16,8 @@ from qmo.planner.scaling import scaling_engine, scaling_range
 from qmo.vocabulary import Reason, Refusal
 from qmo.wire import Obj
 from tests.support.builders import a_model
-from tests.support.reconciles import SIZE, World, a_world
+from tests.support.fake_kube import score, speed_sample
+from tests.support.reconciles import BENCHMARKS, PASSING, SIZE, World, a_world
 
 PROMETHEUS = "http://prometheus.monitoring:9090"
 
@@ -297,3 +298,102 @@ def test_each_metric_has_a_default_target(metric: str, average: str) -> None:
     assert hpa is not None
     [source] = hpa["spec"]["metrics"]
     assert source["pods"]["target"]["averageValue"] == average
+
+
+# --- the default route's weights across GPU classes ----------------------------------------
+
+
+def two_classes(world: World, *, gated: bool = False) -> None:
+    """int8 on H100 and on A100, autoscaled, routed (`gated`: judged after rollout)."""
+    world.cluster.add_node("a100", name="a100-0")
+    world.cluster.gateway_api = True
+    model = (
+        a_model()
+        .sized_like(SIZE)
+        .with_precisions("int8")
+        .on_classes("h100", "a100-80gb")
+        .with_serving(autoscaling={"maxReplicas": 4})
+    )
+    if gated:
+        model = model.with_quality(gate="after-rollout", benchmarks=BENCHMARKS)
+    else:
+        model = model.ungated()
+    spec = model.wire()
+    spec["routing"] = {"parentRefs": [{"name": "inference"}]}
+    world.cluster.create_model(spec)
+    world.settle()
+
+
+def default_rule(world: World) -> dict[str, int]:
+    route = world.cluster.object("HTTPRoute", "llama")
+    assert route is not None
+    [rule] = [
+        r for r in route["spec"]["rules"] if r["matches"][0]["headers"][0]["value"] == "llama"
+    ]
+    return {b["name"]: b["weight"] for b in rule["backendRefs"]}
+
+
+def test_the_default_route_weighs_each_class_by_its_capacity_and_spills_as_one_grows() -> None:
+    world = a_world()
+    two_classes(world)
+
+    # One replica each: the estimate follows the classes' memory bandwidth (3,350 and 2,039 GB/s).
+    assert default_rule(world) == {"llama-h100-int8": 1000, "llama-a100-80gb-int8": 609}
+    scaling = world.variants()["a100-80gb-int8"]["autoscaling"]
+    assert (scaling["routeWeight"], scaling["capacity"]) == (609, "estimated")
+
+    # H100's scaler adds two replicas: its share grows, A100's falls.
+    world.cluster.edit("Deployment", "llama-h100-int8", {"spec": {"replicas": 3}}, "hpa")
+    world.settle()
+    assert default_rule(world) == {"llama-h100-int8": 1000, "llama-a100-80gb-int8": 203}
+
+
+def test_measured_speed_replaces_the_estimate_once_every_class_has_one() -> None:
+    world = a_world()
+    two_classes(world, gated=True)  # the speed probe runs with the gate's evaluations
+    variants = world.variants()
+    for name, tokens in (("h100-int8", 2000.0), ("a100-80gb-int8", 1500.0)):
+        speed = {"candidate": [speed_sample(tokens / 2, 4), speed_sample(tokens, 8)]}
+        world.cluster.add_report("llama", name, variants[name]["cacheKey"], PASSING, speed=speed)
+    world.settle()
+
+    assert default_rule(world) == {"llama-h100-int8": 1000, "llama-a100-80gb-int8": 750}
+    scaling = world.variants()["h100-int8"]["autoscaling"]
+    assert (scaling["tokensPerSecond"], scaling["capacity"]) == (2000.0, "measured")
+
+
+def test_one_class_keeps_the_main_service_and_precision_names_are_not_weighted() -> None:
+    world = a_world()
+    world.cluster.gateway_api = True
+    spec = autoscaled()
+    spec["routing"] = {"parentRefs": [{"name": "inference"}], "precisionNames": True}
+    world.cluster.create_model(spec)
+    world.settle()
+    route = world.cluster.object("HTTPRoute", "llama")
+    assert route is not None
+    backends = {
+        r["matches"][0]["headers"][0]["value"]: [(b["name"], b["weight"]) for b in r["backendRefs"]]
+        for r in route["spec"]["rules"]
+    }
+    assert backends == {"llama": [("llama", 1)], "llama@fp8": [("llama-h100-fp8", 1)]}
+    assert world.variants()["h100-fp8"]["autoscaling"].get("routeWeight") is None
+
+
+def test_a_variant_judged_regressed_gets_no_share_while_another_class_serves() -> None:
+    world = a_world()
+    two_classes(world, gated=True)
+    variants = world.variants()
+    near_the_line = [score("arithmetic", 0.80, 0.79)]  # -1.25%: passes at 1.5%, not at 1.0%
+    world.cluster.add_report("llama", "h100-int8", variants["h100-int8"]["cacheKey"], PASSING)
+    key = variants["a100-80gb-int8"]["cacheKey"]
+    world.cluster.add_report("llama", "a100-80gb-int8", key, near_the_line)
+    world.settle()
+    assert default_rule(world) == {"llama-h100-int8": 1000, "llama-a100-80gb-int8": 609}
+
+    spec = world.model()["spec"]
+    spec["quality"]["maxRegressionPercent"] = 1.0
+    world.cluster.update_model(spec=spec)
+    world.settle()
+
+    assert world.variants()["a100-80gb-int8"]["reason"] == "RegressedWhileGood"  # still serves
+    assert default_rule(world) == {"llama-h100-int8": 1000, "llama-a100-80gb-int8": 0}

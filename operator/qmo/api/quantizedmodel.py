@@ -895,6 +895,19 @@ class VariantAutoscaling(StatusModel):
         "allows (CapacityExhausted).",
     )
     message: str = Field(default="", description="Its range and why.")
+    route_weight: int | None = Field(
+        default=None,
+        description="Its share of the default route, where the default precision serves on "
+        "several GPU classes: ready replicas times tokens/s per replica.",
+    )
+    tokens_per_second: float | None = Field(
+        default=None,
+        description="Tokens/s per replica behind the weight: measured by its QualityReport, or "
+        "an estimate in relative units (see capacity).",
+    )
+    capacity: str | None = Field(
+        default=None, description="measured (a QualityReport's speed) or estimated."
+    )
 
 
 class VariantQuality(StatusModel):

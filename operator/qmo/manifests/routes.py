@@ -5,7 +5,9 @@ Body-based routing (the Gateway API Inference Extension, or any gateway that doe
 copies the OpenAI request's `model` into a header; the route matches that header:
 
 - `NAME` goes to the model's main Service (the default precision, as serving.default or
-  auto chose it);
+  auto chose it); for an autoscaled model whose default precision serves on several GPU
+  classes, to each of those variants' Services instead, weighted by capacity
+  (planner.capacity), so that a class at its bound spills to the others;
 - `NAME@PRECISION` goes to that precision's variant Services on every GPU class, equally
   weighted, when `precisionNames` is on.
 
@@ -68,13 +70,32 @@ def routed_precisions(
     return found
 
 
-def _rule(header: str, value: str, backends: list[str], port: int) -> Obj:
+def _rule(
+    header: str, value: str, backends: list[str], port: int, weights: dict[str, int] | None = None
+) -> Obj:
     return {
         "matches": [{"headers": [{"type": "Exact", "name": header, "value": value}]}],
         "backendRefs": [
-            {"group": "", "kind": "Service", "name": name, "port": port, "weight": 1}
+            {
+                "group": "",
+                "kind": "Service",
+                "name": name,
+                "port": port,
+                "weight": (weights or {}).get(name, 1),
+            }
             for name in backends[:MAX_BACKENDS]
         ],
+    }
+
+
+def weighted_default(plan: Plan, model: str) -> dict[str, int]:
+    """The default rule's backends by capacity, {variant Service: weight}, where an
+    autoscaled model's default precision serves on several GPU classes (planner.capacity);
+    empty: the main Service."""
+    return {
+        names.variant_service(model, v.name): v.scaling.route_weight
+        for v in plan.variants
+        if member(v) and v.scaling is not None and v.scaling.route_weight is not None
     }
 
 
@@ -91,7 +112,10 @@ def routing_table(
     name = public_name(routing, model)
     table = []
     precisions = routed_precisions(plan, include)
-    if any(v.name in plan.main_variants for vs in precisions.values() for v in vs):
+    weighted = weighted_default(plan, model)
+    if weighted:
+        table.append((name, list(weighted)))
+    elif any(v.name in plan.main_variants for vs in precisions.values() for v in vs):
         table.append((name, [names.main_service(model)]))
     if routing.precision_names:
         for precision, variants in precisions.items():
@@ -111,8 +135,16 @@ def build_http_route(
     """
     routing = spec.routing
     assert routing is not None
+    default = public_name(routing, owner.name)
+    weights = weighted_default(plan, owner.name)
     rules = [
-        _rule(routing.header, value, services, spec.serving.port)
+        _rule(
+            routing.header,
+            value,
+            services,
+            spec.serving.port,
+            weights if value == default else None,
+        )
         for value, services in routing_table(routing, plan, owner.name, taken)
     ]
     if not rules:

@@ -49,6 +49,7 @@ class ReportObservation:
     worst_benchmark: str | None = None
     worst_delta_percent: float | None = None
     speedup: float | None = None
+    tokens_per_second: float | None = None  # measured, per replica, at its highest concurrency
 
 
 class BuildLookup(Protocol):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from qmo.api.quantizedmodel import Precision, QuantizedModelSpec, ScalingEngine
 from qmo.config import OperatorConfig
 from qmo.gpu import GpuClass, GpuInventory
-from qmo.planner import evaluations, gate, images, retention, rollout, sizing
+from qmo.planner import capacity, evaluations, gate, images, retention, rollout, sizing
 from qmo.planner.cachekey import short_key
 from qmo.planner.capabilities import (
     auto_precision,
@@ -305,6 +305,30 @@ def _with_scaling(
     return dataclasses.replace(variant, scaling=scaling)
 
 
+def _weighted(variants: list[PlannedVariant], members: tuple[str, ...]) -> list[PlannedVariant]:
+    """Autoscaled variants behind the default route on several GPU classes get their share of
+    it, by capacity (planner.capacity)."""
+    behind = [v for v in variants if v.name in members and v.scaling is not None]
+    if len({v.gpu_class.name for v in behind}) < 2:
+        return variants
+    weights = capacity.route_weights(behind)
+    capacities = capacity.per_replica(behind)
+    weighted = {
+        v.name: dataclasses.replace(
+            v,
+            scaling=dataclasses.replace(
+                v.scaling,
+                route_weight=weights[v.name],
+                tokens_per_second=round(capacities[v.name].tokens_per_second, 1),
+                measured=capacities[v.name].measured,
+            ),
+        )
+        for v in behind
+        if v.scaling is not None
+    }
+    return [weighted.get(v.name, v) for v in variants]
+
+
 def plan_model(
     spec: QuantizedModelSpec, observed: Observed, config: OperatorConfig = DEFAULT_CONFIG
 ) -> Plan:
@@ -334,6 +358,7 @@ def plan_model(
         else:
             variants = [_with_scaling(spec, v, observed, engine) for v in variants]
     main_precision, members = _main_precision(spec, [v for v in variants if not v.reference])
+    variants = _weighted(variants, members)
     planned_evaluations = evaluations.evaluations(spec, variants, observed)
     evaluator_refusal = images.evaluator_allowed(spec, config)
     if planned_evaluations and evaluator_refusal is not None:

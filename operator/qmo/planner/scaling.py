@@ -30,6 +30,11 @@ class ScalingRange:
     free_gpus: int
     gpus_per_replica: int
     prometheus: str | None = None  # what KEDA queries
+    # Where the default route is weighted across classes (planner.capacity): this variant's
+    # weight, its tokens/s per replica, and whether a report measured it.
+    route_weight: int | None = None
+    tokens_per_second: float | None = None
+    measured: bool = False
 
     @property
     def bounded(self) -> bool:

@@ -138,6 +138,13 @@ def _autoscaling(variant: PlannedVariant) -> VariantAutoscaling | None:
         replicas=running,
         at_bound=at_bound,
         message=message,
+        route_weight=scaling.route_weight,
+        tokens_per_second=scaling.tokens_per_second,
+        capacity=(
+            None
+            if scaling.route_weight is None
+            else ("measured" if scaling.measured else "estimated")
+        ),
     )
 
 

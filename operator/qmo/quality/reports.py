@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -38,7 +39,19 @@ class JudgedReport:
             worst_benchmark=self.judgement.worst_benchmark,
             worst_delta_percent=self.judgement.worst_delta_percent,
             speedup=self.judgement.speedup,
+            tokens_per_second=self.tokens_per_second,
         )
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """The candidate's output tokens/s at the highest concurrency measured (a finite,
+        plausible number, or None)."""
+        speed = self.report.spec.speed
+        if speed is None or not speed.candidate:
+            return None
+        busiest = max(speed.candidate, key=lambda s: s.concurrency)
+        value = busiest.output_tokens_per_second
+        return value if math.isfinite(value) and 0 < value < 1e9 else None
 
 
 def judge_all(objects: Iterable[Obj], quality: QualitySpec) -> list[JudgedReport]:
