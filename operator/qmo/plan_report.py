@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from qmo.api.quantizedmodel import QuantizedModel
+from qmo.api.quantizedmodel import QuantizedModel, QuantizedModelSpec, ScalingEngine
 from qmo.gpu import GpuInventory
 from qmo.manifests import names
 from qmo.planner.cachekey import short_key
 from qmo.planner.events import describe_choice
+from qmo.planner.scaling import scaling_range
 from qmo.planner.types import Plan, PlannedVariant
 
 
@@ -33,6 +34,30 @@ def _table(rows: list[list[str]]) -> list[str]:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
+
+
+def autoscaling_range(spec: QuantizedModelSpec, variant: PlannedVariant) -> str:
+    """The range a variant's scaler gets: as planned from the cluster when it serves, else from
+    its GPU class alone (before it serves, with nothing else on the class)."""
+    if variant.scaling is not None:
+        weight = variant.scaling.route_weight
+        share = "" if weight is None else f", default-route weight {weight}"
+        return f"{variant.scaling.engine.value}, {variant.scaling.why}{share}"
+    alone = scaling_range(
+        spec,
+        ScalingEngine.HPA,
+        gpus_per_replica=variant.tensor_parallel or 1,
+        total_gpus=variant.gpu_class.total_gpus,
+        gpus_held=0,
+        running=0,
+    )
+    scaling = spec.serving.autoscaling
+    assert scaling is not None
+    return (
+        f"{alone.why} on {variant.gpu_class.total_gpus} GPU(s) of {variant.gpu_class.name} "
+        f"(before it serves; GPUs other variants hold lower it), on {scaling.metric.value} "
+        f"at {scaling.per_replica_target:g} per replica, by {scaling.engine.value}"
+    )
 
 
 def render_plan(model: QuantizedModel, inventory: GpuInventory, plan: Plan) -> str:
@@ -64,6 +89,11 @@ def render_plan(model: QuantizedModel, inventory: GpuInventory, plan: Plan) -> s
             lines.append(f"    -> {variant.action.value}: {variant.reason}: {variant.message}")
     else:
         lines.append("  none")
+    if spec.serving.autoscaling is not None:
+        lines += ["", "Autoscaling:"]
+        lines += [
+            f"  {v.name}: {autoscaling_range(spec, v)}" for v in plan.variants if not v.reference
+        ]
     main = (
         "every variant (precisions: auto)"
         if plan.main_precision is None
@@ -101,6 +131,11 @@ def plan_as_data(model: QuantizedModel, plan: Plan) -> dict[str, Any]:
                 "reason": v.reason,
                 "message": v.message,
                 "why": describe_choice(v),
+                **(
+                    {"autoscaling": autoscaling_range(model.spec, v)}
+                    if model.spec.serving.autoscaling is not None and not v.reference
+                    else {}
+                ),
             }
             for v in plan.variants
         ],

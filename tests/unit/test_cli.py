@@ -177,3 +177,16 @@ def test_a_file_qmo_cannot_use_is_one_line_and_exit_1_and_one_it_cannot_read_exi
     err = capsys.readouterr().err
     assert says in err
     assert len(err.splitlines()) == 1, err
+
+
+def test_plan_shows_each_variants_autoscaling_range_and_what_bounds_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repo = Path(__file__).parents[2]
+    example = str(repo / "examples" / "autoscaled.yaml")
+    fleet = str(repo / "e2e" / "fleets" / "mixed.yaml")
+    assert main(["plan", "-f", example, "--nodes", fleet]) == 0
+    out = capsys.readouterr().out
+    section = out[out.index("Autoscaling:") :].splitlines()[1:3]
+    assert [line.split(":")[0].strip() for line in section] == ["h100-int8", "a100-80gb-int8"]
+    assert all("1-6 replicas" in line and "requestsWaiting at 4" in line for line in section)
