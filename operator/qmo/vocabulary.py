@@ -216,5 +216,7 @@ class Track(StrEnum):
 
 
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-# The pods qmo reads: those of its build and eval Jobs (their termination messages).
-JOB_PODS_SELECTOR = f"{MANAGED_SELECTOR},{COMPONENT} in ({Component.BUILD},{Component.EVALUATION})"
+# The pods qmo reads: those of its build and eval Jobs (their termination messages), and its
+# serving pods (why they wait).
+_READ_PODS = (Component.BUILD, Component.SERVER, Component.EVALUATION)
+PODS_SELECTOR = f"{MANAGED_SELECTOR},{COMPONENT} in ({','.join(_READ_PODS)})"

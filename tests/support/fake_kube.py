@@ -623,6 +623,9 @@ class FakeCluster:
     def gpus_held(self, gpu_class: str) -> int:
         return self._view().gpus_held(gpu_class)
 
+    def serving_pods(self, namespace: str, model: str, variant: str, track: str) -> list[Obj]:
+        return self._view().serving_pods(namespace, model, variant, track)
+
     def restart_operator(self) -> None:
         """A new operator process: its HTTPRoute informer starts only when a reconcile asks
         routes_available (every other informer starts with it)."""
@@ -965,6 +968,28 @@ class FakeCluster:
             "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted"}],
         }
         return self._write(route, "gateway-controller", status={"parents": [parent]})
+
+    def pod_waits_for_room(self, deployment: str, message: str) -> Obj:
+        """A pod of the Deployment the scheduler cannot place: Pending, Unschedulable."""
+        found = self.object(DEPLOYMENTS.kind, deployment)
+        assert found is not None, f"no Deployment {deployment}"
+        template = found["spec"]["template"]
+        pod = {
+            "apiVersion": PODS.api_version,
+            "kind": PODS.kind,
+            "metadata": {
+                "name": f"{deployment}-5d8f7c9b4-abcde",
+                "namespace": found["metadata"]["namespace"],
+                "labels": dict(template["metadata"].get("labels") or {}),
+            },
+            "spec": copy.deepcopy(template.get("spec") or {}),
+        }
+        self._write(pod, CONTROLLERS)
+        unschedulable = {
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": message,
+        }  # fmt: skip
+        return self._write(pod, KUBELET, status={"phase": "Pending", "conditions": [unschedulable]})
 
     def roll_out_all(self) -> list[str]:
         """Roll out every Deployment whose status lags its spec; returns their names."""

@@ -1,6 +1,7 @@
 """Autoscaling (serving.autoscaling): the API's rules, each variant's range bounded by what its
 GPU class can hold, the scalers qmo writes (KEDA's ScaledObject or an HPA), and whole
-reconciles on the fake cluster in which qmo never fights the scaler over spec.replicas."""
+reconciles on the fake cluster in which qmo never fights the scaler over spec.replicas; and the
+scheduler's reason in the status of a variant whose pods cannot be placed."""
 
 from __future__ import annotations
 
@@ -397,3 +398,23 @@ def test_a_variant_judged_regressed_gets_no_share_while_another_class_serves() -
 
     assert world.variants()["a100-80gb-int8"]["reason"] == "RegressedWhileGood"  # still serves
     assert default_rule(world) == {"llama-h100-int8": 1000, "llama-a100-80gb-int8": 0}
+
+
+def test_a_variant_whose_pods_cannot_be_placed_says_what_the_scheduler_says() -> None:
+    world = a_world()
+    spec = autoscaled()
+    spec["serving"] = {"replicas": 2}
+    world.cluster.create_model(spec)
+    world.reconcile()
+    world.finish_builds()
+    world.reconcile()  # the Deployment is applied; one replica comes up, the other cannot
+    world.cluster.roll_out("llama-h100-fp8", ready=1)
+    full = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+    world.cluster.pod_waits_for_room("llama-h100-fp8", full)
+    world.clock.advance(60)  # past the pacing of progress-only status writes
+
+    world.reconcile()
+
+    fp8 = world.variants()["h100-fp8"]
+    assert (fp8["phase"], fp8["reason"]) == ("Deploying", "RollingOut")
+    assert fp8["message"] == f"1/2 replica(s) ready; pods wait for room: {full}"

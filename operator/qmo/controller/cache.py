@@ -35,7 +35,7 @@ from qmo.resources import (
     SERVICES,
     Resource,
 )
-from qmo.vocabulary import JOB_PODS_SELECTOR, MANAGED_SELECTOR
+from qmo.vocabulary import MANAGED_SELECTOR, PODS_SELECTOR
 from qmo.wire import Obj
 
 Key = tuple[str, str]
@@ -48,7 +48,7 @@ WATCHED: tuple[tuple[Resource, str | None], ...] = (
     (QUANTIZED_MODELS, None),
     (QUALITY_REPORTS, None),
     (JOBS, MANAGED_SELECTOR),
-    (PODS, JOB_PODS_SELECTOR),
+    (PODS, PODS_SELECTOR),
     (CONFIG_MAPS, MANAGED_SELECTOR),
     (DEPLOYMENTS, MANAGED_SELECTOR),
     (SERVICES, MANAGED_SELECTOR),
@@ -146,6 +146,9 @@ class ClusterCache:
                 self._informers[(resource.kind, scope)] = informer
                 informer.start()
             return True
+
+    def serving_pods(self, namespace: str, model: str, variant: str, track: str) -> list[Obj]:
+        return self._by_index(PODS.kind, namespace, "serving", (namespace, model, variant, track))
 
     def gpus_held(self, gpu_class: str) -> int:
         with self._routes_lock:

@@ -158,6 +158,21 @@ def observe_job(job: Obj, pods: list[Obj]) -> BuildObservation:
     return BuildObservation(key, state, job=name)
 
 
+def waiting_for_room(pods: list[Obj]) -> str | None:
+    """The scheduler's message for a serving pod that cannot be placed (Pending,
+    Unschedulable: no node with a free GPU of its class, or its taints and selectors)."""
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Pending":
+            continue
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                return str(condition.get("message") or "unschedulable")[:500]
+    return None
+
+
 def unschedulable_message(pods: list[Obj]) -> str | None:
     """The scheduler's message when every pod of a Job is waiting for room (GPUs)."""
     messages = []
@@ -236,6 +251,11 @@ def gather(
         if seen_deployment is not None:
             variant_labels = deployment["metadata"]["labels"]
             track = variant_labels.get(labels.TRACK, labels.STABLE)
+            if seen_deployment.ready_replicas < seen_deployment.replicas:
+                pods = reader.serving_pods(namespace, model, variant_labels[labels.VARIANT], track)
+                seen_deployment = dataclasses.replace(
+                    seen_deployment, unschedulable=waiting_for_room(pods)
+                )
             target = candidates if track == labels.CANDIDATE else observed_deployments
             target[variant_labels[labels.VARIANT]] = seen_deployment
     judged = judge_all(reader.reports(namespace, model), quality or QualitySpec())

@@ -13,7 +13,9 @@ from typing import Any, Protocol
 
 from qmo.api.base import GROUP
 from qmo.controller.view import JOB_NAME_LABEL, gateways_of, namespace_of
+from qmo.manifests import labels
 from qmo.resources import CLAIMS, HTTP_ROUTES, JOBS, PODS, QUALITY_REPORTS, QUANTIZED_MODELS
+from qmo.vocabulary import Component
 from qmo.wire import Obj
 
 Key = tuple[str, str]
@@ -68,6 +70,9 @@ def models_to_reconcile(old: Obj | None, new: Obj | None, lookups: Lookups) -> l
     if kind in NAMESPACE_WIDE:
         return lookups.models_in(namespace)
     if kind == PODS.kind:
+        pod_labels = obj["metadata"].get("labels") or {}
+        if pod_labels.get(labels.COMPONENT) == Component.SERVER and pod_labels.get(labels.MODEL):
+            return [(namespace, pod_labels[labels.MODEL])]  # why it waits shows in the status
         job_name = (obj["metadata"].get("labels") or {}).get(JOB_NAME_LABEL)
         job = lookups.get(JOBS.kind, namespace, job_name) if job_name else None
         return owners(job) if job is not None else []

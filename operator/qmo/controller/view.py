@@ -88,6 +88,15 @@ def gpus_held(deployments: Iterable[Obj], jobs: Iterable[Obj]) -> int:
     return held
 
 
+def by_serving_deployment(obj: Obj) -> list[Hashable]:
+    """Serving pods by (namespace, model, variant, track): the Deployment they belong to."""
+    found = _labels(obj)
+    if found.get(labels.COMPONENT) != Component.SERVER or labels.VARIANT not in found:
+        return []
+    track = found.get(labels.TRACK, labels.STABLE)
+    return [(namespace_of(obj), found.get(labels.MODEL), found[labels.VARIANT], track)]
+
+
 def by_build_key(obj: Obj) -> list[Hashable]:
     """Build Jobs by the full cache key they build."""
     if _labels(obj).get(labels.COMPONENT) != Component.BUILD:
@@ -154,6 +163,10 @@ class ClusterReader(Protocol):
 
     def get(self, kind: str, namespace: str, name: str) -> Obj | None: ...
 
+    def serving_pods(self, namespace: str, model: str, variant: str, track: str) -> list[Obj]:
+        """The pods of a variant's Deployment on one track."""
+        ...
+
     def gpus_held(self, gpu_class: str) -> int:
         """GPUs of `gpu_class` that qmo's serving Deployments and unfinished build Jobs hold,
         in every watched namespace."""
@@ -218,6 +231,11 @@ class StaticReader:
     def routes_on(self, gateway: tuple[str, str]) -> list[Obj]:
         return list(self._index.get((f"{HTTP_ROUTES.kind}/gateway", gateway), []))
 
+    def serving_pods(self, namespace: str, model: str, variant: str, track: str) -> list[Obj]:
+        return list(
+            self._index.get((f"{PODS.kind}/serving", (namespace, model, variant, track)), [])
+        )
+
     def gpus_held(self, gpu_class: str) -> int:
         return gpus_held(
             self._index.get((f"{DEPLOYMENTS.kind}/gpu-class", gpu_class), []),
@@ -228,7 +246,7 @@ class StaticReader:
 # Which indexes each kind keeps (the cache configures its informers from the same table).
 _INDEXES: dict[str, dict[str, Any]] = {
     JOBS.kind: {"build": by_build_key, "model": by_model_label, "gpu-class": by_gpu_class},
-    PODS.kind: {"job": by_job_name},
+    PODS.kind: {"job": by_job_name, "serving": by_serving_deployment},
     CONFIG_MAPS.kind: {"record": by_record_key, "model": by_model_label},
     DEPLOYMENTS.kind: {"model": by_model_label, "gpu-class": by_gpu_class},
     HORIZONTAL_POD_AUTOSCALERS.kind: {"model": by_model_label},

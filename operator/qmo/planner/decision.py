@@ -182,13 +182,17 @@ class RollOut(Serves):
 
     ready: int
     wanted: int
+    unschedulable: str | None = None  # the scheduler's message while its pods cannot run
     phase: ClassVar[Phase] = Phase.DEPLOYING
     action: ClassVar[Action] = Action.DEPLOY
     fixed_reason: ClassVar[str] = Reason.ROLLING_OUT
 
     @property
     def message(self) -> str:
-        return f"{self.ready}/{self.wanted} replica(s) ready"
+        ready = f"{self.ready}/{self.wanted} replica(s) ready"
+        if self.unschedulable is None:
+            return ready
+        return f"{ready}; pods wait for room: {self.unschedulable}"
 
 
 @dataclass(frozen=True)

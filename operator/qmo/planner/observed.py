@@ -35,6 +35,8 @@ class DeploymentObservation:
     ready_replicas: int
     updated_replicas: int
     revision: str | None  # the cache key its pod template serves
+    # The scheduler's message while a pod of it waits for room (Pending, Unschedulable).
+    unschedulable: str | None = None
 
 
 @dataclass(frozen=True)
