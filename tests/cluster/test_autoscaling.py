@@ -132,3 +132,23 @@ def test_keda_accepts_the_scaled_object_qmo_writes(cluster: ClusterHandle, names
     assert variants(model)["h100-fp8"]["autoscaling"]["engine"] == "keda"
     # Created without a count: the API server's default, for the scaler to move.
     assert deployment(cluster, namespace, "keda-h100-fp8").spec.replicas == 1
+
+
+def test_a_variant_whose_pods_cannot_be_placed_says_what_the_scheduler_says(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    # The fleet's one L40S node has 4 GPUs: the fifth and sixth replica cannot be placed.
+    spec = {"precisions": ["fp8"], "gpu": {"classes": ["l40s"]}, "serving": {"replicas": 6}}
+    create(cluster, namespace, a_model("crowded", **spec))
+    waiting = cluster.wait_for_model(
+        namespace,
+        "crowded",
+        lambda m: "pods wait for room" in variants(m).get("l40s-fp8", {}).get("message", ""),
+        timeout=180,
+        describe="the variant to carry the scheduler's reason",
+    )
+    message = variants(waiting)["l40s-fp8"]["message"]
+    assert "Insufficient nvidia.com/gpu" in message, message
+    # Give the class back to the tests that follow.
+    patch_spec(cluster, namespace, "crowded", {"serving": {"replicas": 1}})
+    settled(cluster, namespace, "crowded")
