@@ -208,6 +208,8 @@ def test_qmo_never_fights_the_scaler_over_replicas() -> None:
     world.cluster.roll_out("llama-h100-fp8")
 
     world.settle()
+    world.clock.advance(60)  # the count in status is progress: written at most every 30 s
+    world.settle()
 
     assert serving(world)["spec"]["replicas"] == 3
     assert world.variants()["h100-fp8"]["autoscaling"]["replicas"] == 3
@@ -418,3 +420,11 @@ def test_a_variant_whose_pods_cannot_be_placed_says_what_the_scheduler_says() ->
     fp8 = world.variants()["h100-fp8"]
     assert (fp8["phase"], fp8["reason"]) == ("Deploying", "RollingOut")
     assert fp8["message"] == f"1/2 replica(s) ready; pods wait for room: {full}"
+
+
+def test_kubectl_get_wide_shows_replicas_and_the_autoscaled_range() -> None:
+    world = a_world()
+    world.cluster.create_model(autoscaled(minReplicas=1, maxReplicas=6))
+    world.settle()
+    summary = world.model()["status"]["summary"]
+    assert summary["replicas"] == "h100-fp8=1(1-6)"

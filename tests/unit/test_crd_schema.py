@@ -91,7 +91,7 @@ def test_quantized_model_crd_has_printer_columns_short_name_category_and_status(
     assert spec["names"]["categories"] == ["qmo"]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Precisions", "Ready", "Quality", "Serving", "Speedup", "Age"]
+    assert columns == ["Precisions", "Ready", "Quality", "Serving", "Speedup", "Replicas", "Age"]
 
 
 def test_defaults_reach_the_schema_so_the_api_server_fills_them_in() -> None:

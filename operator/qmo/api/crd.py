@@ -89,6 +89,13 @@ QUANTIZED_MODEL = CrdSpec(
             "description": "Measured output tokens/s over BF16's, per variant.",
             "priority": 1,
         },
+        {
+            "name": "Replicas",
+            "type": "string",
+            "jsonPath": ".status.summary.replicas",
+            "description": "Ready replicas per variant; autoscaled ones with their range.",
+            "priority": 1,
+        },
         _age_column(),
     ),
     root_model=quantizedmodel.QuantizedModel,

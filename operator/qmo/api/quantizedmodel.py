@@ -992,6 +992,11 @@ class StatusSummary(StatusModel):
     speedup: str = Field(
         default="", description="Measured speed-up over BF16 per variant, e.g. h100-fp8=1.42x."
     )
+    replicas: str = Field(
+        default="",
+        description="Ready replicas per variant, autoscaled ones with their range, e.g. "
+        "h100-fp8=3(1-6).",
+    )
 
 
 class QuantizedModelStatus(StatusModel):

@@ -86,10 +86,26 @@ def _decisions_in(status: Obj) -> Obj:
         if c.get("type") != ConditionType.BUILDING
     ]
     variants = [
-        {k: v for k, v in variant.items() if k not in _PROGRESS_FIELDS}
+        {
+            **{k: v for k, v in variant.items() if k not in _PROGRESS_FIELDS},
+            # Replicas the scaler moves, and the route's weights that follow them.
+            **(
+                {"autoscaling": _without(variant["autoscaling"], _SCALER_PROGRESS)}
+                if variant.get("autoscaling")
+                else {}
+            ),
+        }
         for variant in status.get("variants") or []
     ]
-    return {**status, "conditions": conditions, "variants": variants}
+    summary = _without(status.get("summary") or {}, {"replicas"})
+    return {**status, "conditions": conditions, "variants": variants, "summary": summary}
+
+
+_SCALER_PROGRESS = {"replicas", "routeWeight", "tokensPerSecond", "message"}
+
+
+def _without(fields: Obj, progress: set[str]) -> Obj:
+    return {k: v for k, v in fields.items() if k not in progress}
 
 
 def status_change(

@@ -121,6 +121,13 @@ def variant_status(
     )
 
 
+def _replicas(variant: VariantStatus) -> str:
+    """h100-fp8=2, or for an autoscaled variant h100-fp8=3(1-6)."""
+    scaling = variant.autoscaling
+    span = f"({scaling.min_replicas}-{scaling.max_replicas})" if scaling else ""
+    return f"{variant.name}={variant.ready_replicas}{span}"
+
+
 def _autoscaling(variant: PlannedVariant) -> VariantAutoscaling | None:
     scaling = variant.scaling
     if scaling is None:
@@ -238,6 +245,7 @@ def build_status(
                 for v in variants
                 if v.quality.speedup is not None
             ),
+            replicas=",".join(_replicas(v) for v in variants if v.deployment),
         ),
         retried=retried if retried is not None else (previous.retried if previous else None),
     )
