@@ -134,3 +134,30 @@ def test_a_route_status_written_by_its_gateway_wakes_only_its_own_model() -> Non
     lookups = Lookups(route("older", "chat"), route("newer", "chat"))
     accepted = {**route("older", "chat"), "status": {"parents": []}}
     assert models_to_reconcile(route("older", "chat"), accepted, lookups) == [(NS, "older")]
+
+
+def serving_pod(phase: str, unschedulable: str | None = None) -> Obj:
+    pod = obj(
+        "Pod",
+        "llama-h100-fp8-5d8f7c9b4-abcde",
+        labels={"app.kubernetes.io/component": "server", "qmo.dev/model": "llama"},
+    )
+    conditions = []
+    if unschedulable is not None:
+        conditions.append(
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": unschedulable}
+        )  # fmt: skip
+    pod["status"] = {"phase": phase, "conditions": conditions}
+    return pod
+
+
+def test_a_serving_pod_wakes_its_model_only_when_whether_it_waits_for_room_changes() -> None:
+    full = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+    waiting = serving_pod("Pending", full)
+    assert models_to_reconcile(None, waiting, Lookups()) == [(NS, "llama")]
+    assert models_to_reconcile(waiting, serving_pod("Pending"), Lookups()) == [(NS, "llama")]
+    # A pod that is placed, starts, runs or goes: its Deployment's status tells.
+    assert models_to_reconcile(None, serving_pod("Pending"), Lookups()) == []
+    assert models_to_reconcile(serving_pod("Pending"), serving_pod("Running"), Lookups()) == []
+    assert models_to_reconcile(serving_pod("Running"), None, Lookups()) == []

@@ -18,7 +18,7 @@ from qmo.api.buildcontract import ARTIFACTS_DIR, BuildResult
 from qmo.api.quantizedmodel import QualitySpec
 from qmo.controller.eval_results import EvalReport, observe_eval_jobs
 from qmo.controller.ownership import NamesInNamespace
-from qmo.controller.view import ClusterReader, by_model_label, namespace_of
+from qmo.controller.view import ClusterReader, by_model_label, namespace_of, waits_for_room
 from qmo.manifests import labels
 from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
 from qmo.planner import revisions
@@ -161,16 +161,7 @@ def observe_job(job: Obj, pods: list[Obj]) -> BuildObservation:
 def waiting_for_room(pods: list[Obj]) -> str | None:
     """The scheduler's message for a serving pod that cannot be placed (Pending,
     Unschedulable: no node with a free GPU of its class, or its taints and selectors)."""
-    for pod in pods:
-        if (pod.get("status") or {}).get("phase") != "Pending":
-            continue
-        for condition in (pod.get("status") or {}).get("conditions") or []:
-            if (
-                condition.get("type") == "PodScheduled"
-                and condition.get("reason") == "Unschedulable"
-            ):
-                return str(condition.get("message") or "unschedulable")[:500]
-    return None
+    return next((w[:500] for w in map(waits_for_room, pods) if w is not None), None)
 
 
 def unschedulable_message(pods: list[Obj]) -> str | None:

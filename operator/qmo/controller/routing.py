@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from qmo.api.base import GROUP
-from qmo.controller.view import JOB_NAME_LABEL, gateways_of, namespace_of
+from qmo.controller.view import JOB_NAME_LABEL, gateways_of, namespace_of, waits_for_room
 from qmo.manifests import labels
 from qmo.resources import CLAIMS, HTTP_ROUTES, JOBS, PODS, QUALITY_REPORTS, QUANTIZED_MODELS
 from qmo.vocabulary import Component
@@ -71,8 +71,13 @@ def models_to_reconcile(old: Obj | None, new: Obj | None, lookups: Lookups) -> l
         return lookups.models_in(namespace)
     if kind == PODS.kind:
         pod_labels = obj["metadata"].get("labels") or {}
-        if pod_labels.get(labels.COMPONENT) == Component.SERVER and pod_labels.get(labels.MODEL):
-            return [(namespace, pod_labels[labels.MODEL])]  # why it waits shows in the status
+        if pod_labels.get(labels.COMPONENT) == Component.SERVER:
+            # Only whether it waits for room shows in the status: a pod that starts, runs or
+            # goes reconciles nothing (its Deployment's status does that).
+            model = pod_labels.get(labels.MODEL)
+            if model and waits_for_room(old) != waits_for_room(new):
+                return [(namespace, model)]
+            return []
         job_name = (obj["metadata"].get("labels") or {}).get(JOB_NAME_LABEL)
         job = lookups.get(JOBS.kind, namespace, job_name) if job_name else None
         return owners(job) if job is not None else []

@@ -51,6 +51,16 @@ def by_model_label(obj: Obj) -> list[Hashable]:
     return [(namespace_of(obj), model)] if model else []
 
 
+def waits_for_room(pod: Obj | None) -> str | None:
+    """The scheduler's message while a pod is Pending and Unschedulable, else None."""
+    if pod is None or (pod.get("status") or {}).get("phase") != "Pending":
+        return None
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            return str(condition.get("message") or "unschedulable")
+    return None
+
+
 def by_gpu_class(obj: Obj) -> list[Hashable]:
     """Serving Deployments and build Jobs by the GPU class they hold GPUs of (every
     namespace: GPUs are the cluster's)."""
