@@ -45,7 +45,12 @@ KWOKCTL_CONFIG = {
     "componentsPatches": [
         {
             "name": "kube-apiserver",
-            "extraArgs": [{"key": "service-cluster-ip-range", "value": SERVICE_CIDR}],
+            "extraArgs": [
+                {"key": "service-cluster-ip-range", "value": SERVICE_CIDR},
+                # An APIService's backend is dialled at its Endpoints' address (there is no
+                # kube-proxy to reach a ClusterIP): the custom metrics stand-in of the HPA test.
+                {"key": "enable-aggregator-routing", "value": "true"},
+            ],
         }
     ],
 }

@@ -3,17 +3,23 @@ the API server and targets the variant's Deployment; turning autoscaling on keep
 replica count (server-side apply would otherwise reset a field qmo stops naming); qmo's later
 applies leave the count the scaler set; KEDA's own CRD accepts the ScaledObject qmo writes.
 
-Not here yet: the HPA controller scaling from a served metric (it needs a metrics API in the
-test cluster; docs/autoscaling.md says what is covered where).
+The HPA controller in kube-controller-manager scales a variant from a metric served through
+the aggregation layer by a stand-in adapter (tests/support/metrics_standin.py), and qmo leaves
+the count it set.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from tests.support.kube import ClusterHandle, apply_keda_crds, variants, wait_for
+from tests.support.metrics_standin import GROUP, VERSION, MetricsStandIn, host_address, serving
 from tests.support.scenario import a_model, create, deployment, patch_spec, wait_ready
 
 pytestmark = pytest.mark.usefixtures("operator", "engine_store")
@@ -152,3 +158,103 @@ def test_a_variant_whose_pods_cannot_be_placed_says_what_the_scheduler_says(
     # Give the class back to the tests that follow.
     patch_spec(cluster, namespace, "crowded", {"serving": {"replicas": 1}})
     settled(cluster, namespace, "crowded")
+
+
+def test_the_hpa_controller_scales_a_variant_from_its_metric_and_qmo_leaves_the_count(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    address = host_address()
+    if cluster.local is None or address is None:
+        pytest.skip("needs the local control plane and a non-loopback address to serve on")
+    pki = Path(cluster.local.workdir) / "clusters" / cluster.local.name / "pki"
+    standin = MetricsStandIn(cluster.core(), "trtllm_num_requests_waiting")
+    with (
+        serving(standin, address, pki / "admin.crt", pki / "admin.key") as port,
+        registered(cluster, namespace, address, port),
+    ):
+        scaling = {"minReplicas": 1, "maxReplicas": 4, "target": 4}
+        create(cluster, namespace, a_model("busy", **FP8_ON_H100, serving={"autoscaling": scaling}))
+        settled(cluster, namespace, "busy")
+        hpa(cluster, namespace, "busy-h100-fp8")
+        # 10 requests wait at the one replica, 4 a replica is the target: the HPA wants 3 (and
+        # at 3, 3.3 each, it holds).
+        standin.total = 10.0
+        wait_for(
+            cluster.apps().list_namespaced_deployment,
+            lambda d: d.metadata.name == "busy-h100-fp8" and (d.spec.replicas or 0) >= 3,
+            namespace=namespace,
+            timeout=180,
+            describe="the HPA controller to scale the variant out",
+        )
+        assert standin.requests > 0
+        model = cluster.wait_for_model(
+            namespace,
+            "busy",
+            lambda m: (
+                (variants(m)["h100-fp8"].get("autoscaling") or {}).get("replicas") == 3
+                and variants(m)["h100-fp8"]["readyReplicas"] == 3
+            ),
+            timeout=180,
+            describe="the status to show the scaler's count, all of it ready",
+        )
+        assert variants(model)["h100-fp8"]["autoscaling"]["engine"] == "hpa"
+        assert deployment(cluster, namespace, "busy-h100-fp8").spec.replicas == 3
+        assert "qmo" not in managers_of_replicas(cluster, namespace, "busy-h100-fp8")
+
+
+@contextmanager
+def registered(cluster: ClusterHandle, namespace: str, address: str, port: int) -> Iterator[None]:
+    """The stand-in behind an APIService (a Service without selector, its Endpoints this
+    machine's address), Available; removed afterwards, so discovery stays whole."""
+    name = f"v1beta2.{GROUP}"
+    core = cluster.core()
+    service_port = client.V1ServicePort(name="https", port=443, target_port=port)
+    core.create_namespaced_service(
+        namespace,
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="metrics-standin"),
+            spec=client.V1ServiceSpec(ports=[service_port]),
+        ),
+    )
+    core.create_namespaced_endpoints(
+        namespace,
+        client.V1Endpoints(
+            metadata=client.V1ObjectMeta(name="metrics-standin"),
+            subsets=[
+                client.V1EndpointSubset(
+                    addresses=[client.V1EndpointAddress(ip=address)],
+                    ports=[client.CoreV1EndpointPort(name="https", port=port)],
+                )
+            ],
+        ),
+    )
+    registration = client.ApiregistrationV1Api(cluster.api)
+    body = {
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": {"name": name},
+        "spec": {
+            "group": GROUP,
+            "version": VERSION,
+            "service": {"namespace": namespace, "name": "metrics-standin", "port": 443},
+            "insecureSkipTLSVerify": True,
+            "groupPriorityMinimum": 100,
+            "versionPriority": 100,
+        },
+    }
+    registration.create_api_service(body)
+    try:
+        wait_for(
+            registration.list_api_service,
+            lambda s: (
+                s.metadata.name == name
+                and any(
+                    c.type == "Available" and c.status == "True" for c in s.status.conditions or []
+                )
+            ),
+            timeout=120,
+            describe="the stand-in's APIService to be Available",
+        )
+        yield
+    finally:
+        registration.delete_api_service(name)
