@@ -134,8 +134,17 @@ def test_keda_accepts_the_scaled_object_qmo_writes(cluster: ClusterHandle, names
     assert scaled["spec"]["scaleTargetRef"]["name"] == "keda-h100-fp8"
     [trigger] = scaled["spec"]["triggers"]
     assert trigger["metadata"]["serverAddress"] == PROMETHEUS
-    model = settled(cluster, namespace, "keda")
-    assert variants(model)["h100-fp8"]["autoscaling"]["engine"] == "keda"
+    # The status follows the writes of the reconcile that made it (and KEDA's CRD is found at
+    # most 10 s after it was installed): wait for it, do not race it.
+    cluster.wait_for_model(
+        namespace,
+        "keda",
+        lambda m: (
+            (variants(m).get("h100-fp8", {}).get("autoscaling") or {}).get("engine") == "keda"
+        ),
+        timeout=120,
+        describe="the status to name KEDA as the variant's scaler",
+    )
     # Created without a count: the API server's default, for the scaler to move.
     assert deployment(cluster, namespace, "keda-h100-fp8").spec.replicas == 1
 

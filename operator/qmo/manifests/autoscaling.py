@@ -14,7 +14,7 @@ from qmo.api.quantizedmodel import AutoscalingSpec, QuantizedModelSpec, ScalingM
 from qmo.manifests import labels, names
 from qmo.manifests.labels import Owner
 from qmo.planner.types import PlannedVariant
-from qmo.resources import DEPLOYMENTS, HORIZONTAL_POD_AUTOSCALERS, SCALED_OBJECTS
+from qmo.resources import DEPLOYMENTS, HORIZONTAL_POD_AUTOSCALERS, SCALED_OBJECTS, Resource
 from qmo.vocabulary import Component
 
 # What trtllm-serve exports on /prometheus/metrics (TensorRT-LLM 1.3 and later, with
@@ -61,6 +61,21 @@ def pod_query(metric: ScalingMetric, namespace: str, deployment: str) -> str:
     return f'sum({METRIC[metric]}{{namespace="{namespace}",pod=~"{pods}"}})'
 
 
+def _scaler(
+    resource: Resource, owner: Owner, variant: PlannedVariant, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """A scaler of `resource`'s kind on the variant's stable Deployment, with `spec` beside
+    its target."""
+    deployment = names.variant_deployment(owner.name, variant.name)
+    target = {"apiVersion": DEPLOYMENTS.api_version, "kind": DEPLOYMENTS.kind, "name": deployment}
+    return {
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": _metadata(owner, variant, deployment),
+        "spec": {"scaleTargetRef": target, **spec},
+    }
+
+
 def scaled_object(
     spec: QuantizedModelSpec,
     variant: PlannedVariant,
@@ -69,36 +84,30 @@ def scaled_object(
     max_replicas: int,
     prometheus: str,
 ) -> dict[str, Any]:
-    """A KEDA ScaledObject on the variant's stable Deployment."""
+    """A KEDA ScaledObject on the variant's stable Deployment (Prometheus trigger)."""
     scaling = spec.serving.autoscaling
     assert scaling is not None
     deployment = names.variant_deployment(owner.name, variant.name)
-    return {
-        "apiVersion": SCALED_OBJECTS.api_version,
-        "kind": SCALED_OBJECTS.kind,
-        "metadata": _metadata(owner, variant, deployment),
-        "spec": {
-            "scaleTargetRef": {
-                "apiVersion": DEPLOYMENTS.api_version,
-                "kind": DEPLOYMENTS.kind,
-                "name": deployment,
-            },
+    trigger = {
+        "type": "prometheus",
+        "metricType": "AverageValue",
+        "metadata": {
+            "serverAddress": prometheus,
+            "query": pod_query(scaling.metric, owner.namespace, deployment),
+            "threshold": f"{scaling.per_replica_target:g}",  # KEDA reads a decimal
+        },
+    }
+    return _scaler(
+        SCALED_OBJECTS,
+        owner,
+        variant,
+        {
             "minReplicaCount": min(scaling.min_replicas, max_replicas),
             "maxReplicaCount": max_replicas,
             "advanced": {"horizontalPodAutoscalerConfig": {"behavior": _behavior(scaling)}},
-            "triggers": [
-                {
-                    "type": "prometheus",
-                    "metricType": "AverageValue",
-                    "metadata": {
-                        "serverAddress": prometheus,
-                        "query": pod_query(scaling.metric, owner.namespace, deployment),
-                        "threshold": f"{scaling.per_replica_target:g}",  # KEDA reads a decimal
-                    },
-                }
-            ],
+            "triggers": [trigger],
         },
-    }
+    )
 
 
 def horizontal_pod_autoscaler(
@@ -107,31 +116,24 @@ def horizontal_pod_autoscaler(
     """An autoscaling/v2 HPA on the variant's stable Deployment, on a Pods metric."""
     scaling = spec.serving.autoscaling
     assert scaling is not None
-    deployment = names.variant_deployment(owner.name, variant.name)
-    return {
-        "apiVersion": HORIZONTAL_POD_AUTOSCALERS.api_version,
-        "kind": HORIZONTAL_POD_AUTOSCALERS.kind,
-        "metadata": _metadata(owner, variant, deployment),
-        "spec": {
-            "scaleTargetRef": {
-                "apiVersion": DEPLOYMENTS.api_version,
-                "kind": DEPLOYMENTS.kind,
-                "name": deployment,
+    metric = {
+        "type": "Pods",
+        "pods": {
+            "metric": {"name": METRIC[scaling.metric]},
+            "target": {
+                "type": "AverageValue",
+                "averageValue": quantity(scaling.per_replica_target),
             },
-            "minReplicas": min(scaling.min_replicas, max_replicas),
-            "maxReplicas": max_replicas,
-            "metrics": [
-                {
-                    "type": "Pods",
-                    "pods": {
-                        "metric": {"name": METRIC[scaling.metric]},
-                        "target": {
-                            "type": "AverageValue",
-                            "averageValue": quantity(scaling.per_replica_target),
-                        },
-                    },
-                }
-            ],
-            "behavior": _behavior(scaling),
         },
     }
+    return _scaler(
+        HORIZONTAL_POD_AUTOSCALERS,
+        owner,
+        variant,
+        {
+            "minReplicas": min(scaling.min_replicas, max_replicas),
+            "maxReplicas": max_replicas,
+            "metrics": [metric],
+            "behavior": _behavior(scaling),
+        },
+    )
