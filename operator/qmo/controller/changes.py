@@ -34,8 +34,8 @@ from qmo.manifests.serving import (
 )
 from qmo.planner import images
 from qmo.planner.types import Action, BuildState, Plan, PlannedVariant
-from qmo.resources import SERVICES
-from qmo.vocabulary import AUTOSCALED, REPLICAS_ANNOTATION, Reason, Refusal
+from qmo.resources import DEPLOYMENTS, SERVICES
+from qmo.vocabulary import Reason, Refusal
 from qmo.wire import Obj
 
 
@@ -277,22 +277,15 @@ def _serve(out: _Planner, spec: QuantizedModelSpec, variant: PlannedVariant) -> 
 
 def _hand_over_replicas(out: _Planner, spec: QuantizedModelSpec, variant: PlannedVariant) -> None:
     """An autoscaled variant's live Deployment that qmo applied with a count: hand it over."""
-    if spec.serving.autoscaling is None or variant.reference:
+    live = variant.deployment
+    if spec.serving.autoscaling is None or variant.reference or live is None or live.autoscaled:
         return
-    live = next(
-        (
-            d
-            for d in out.found.deployments
-            if (d["metadata"].get("labels") or {}).get(labels.VARIANT) == variant.name
-            and (d["metadata"].get("labels") or {}).get(labels.TRACK) == labels.STABLE
-        ),
-        None,
-    )
-    annotations = (live or {}).get("metadata", {}).get("annotations") or {}
-    if live is None or annotations.get(REPLICAS_ANNOTATION) == AUTOSCALED:
-        return
-    replicas = int((live.get("spec") or {}).get("replicas", 1))
-    out.changes.append(HandOverReplicas(live, variant.name, replicas))
+    target = {
+        "apiVersion": DEPLOYMENTS.api_version,
+        "kind": DEPLOYMENTS.kind,
+        "metadata": {"name": live.name, "namespace": out.owner.namespace},
+    }
+    out.changes.append(HandOverReplicas(target, variant.name, live.replicas))
 
 
 def _delete_variant(out: _Planner, variant: str, tracks: set[str] | None, why: str) -> None:

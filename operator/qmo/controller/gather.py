@@ -32,7 +32,7 @@ from qmo.resources import (
     SCALED_OBJECTS,
     SERVICES,
 )
-from qmo.vocabulary import Component, Reason
+from qmo.vocabulary import AUTOSCALED, REPLICAS_ANNOTATION, Component, Reason
 from qmo.wire import Obj
 
 
@@ -166,17 +166,10 @@ def waiting_for_room(pods: list[Obj]) -> str | None:
 
 def unschedulable_message(pods: list[Obj]) -> str | None:
     """The scheduler's message when every pod of a Job is waiting for room (GPUs)."""
-    messages = []
-    for pod in pods:
-        if (pod.get("status") or {}).get("phase") != "Pending":
-            return None
-        for condition in (pod.get("status") or {}).get("conditions") or []:
-            if (
-                condition.get("type") == "PodScheduled"
-                and condition.get("reason") == "Unschedulable"  # the scheduler's word
-            ):
-                messages.append(str(condition.get("message") or "unschedulable"))
-    return messages[0] if messages and len(messages) == len(pods) else None
+    messages = [waits_for_room(pod) for pod in pods]
+    if not messages or None in messages:
+        return None
+    return messages[0]
 
 
 def observe_record(record: Obj) -> BuildObservation | None:
@@ -207,6 +200,7 @@ def observe_deployment(deployment: Obj) -> DeploymentObservation | None:
         ready_replicas=status.get("readyReplicas") or 0 if current else 0,
         updated_replicas=status.get("updatedReplicas") or 0 if current else 0,
         revision=(meta.get("annotations") or {}).get(labels.REVISION_ANNOTATION),
+        autoscaled=(meta.get("annotations") or {}).get(REPLICAS_ANNOTATION) == AUTOSCALED,
     )
 
 

@@ -87,7 +87,7 @@ def _decisions_in(status: Obj) -> Obj:
     ]
     variants = [
         {
-            **{k: v for k, v in variant.items() if k not in _PROGRESS_FIELDS},
+            **_without(variant, _PROGRESS_FIELDS),
             # Replicas the scaler moves, and the route's weights that follow them.
             **(
                 {"autoscaling": _without(variant["autoscaling"], _SCALER_PROGRESS)}

@@ -60,9 +60,11 @@ def per_replica(variants: list[PlannedVariant]) -> dict[str, Capacity]:
     return {v.name: estimated(v) for v in variants}
 
 
-def route_weights(variants: list[PlannedVariant]) -> dict[str, int]:
-    """Backend weights of the default rule, by variant name (0: no traffic)."""
-    capacities = per_replica(variants)
+def route_weights(
+    variants: list[PlannedVariant], capacities: dict[str, Capacity]
+) -> dict[str, int]:
+    """Backend weights of the default rule, by variant name (0: no traffic), from each
+    variant's capacity per replica (`per_replica`)."""
     good = [v for v in variants if not v.decision.regressed] or variants
     raw = {
         v.name: (v.deployment.ready_replicas if v.deployment else 0)

@@ -37,6 +37,7 @@ class DeploymentObservation:
     revision: str | None  # the cache key its pod template serves
     # The scheduler's message while a pod of it waits for room (Pending, Unschedulable).
     unschedulable: str | None = None
+    autoscaled: bool = False  # applied without a count: its scaler owns spec.replicas
 
 
 @dataclass(frozen=True)

@@ -311,8 +311,8 @@ def _weighted(variants: list[PlannedVariant], members: tuple[str, ...]) -> list[
     behind = [v for v in variants if v.name in members and v.scaling is not None]
     if len({v.gpu_class.name for v in behind}) < 2:
         return variants
-    weights = capacity.route_weights(behind)
     capacities = capacity.per_replica(behind)
+    weights = capacity.route_weights(behind, capacities)
     weighted = {
         v.name: dataclasses.replace(
             v,

@@ -29,6 +29,7 @@ class ScalingRange:
     requested_max: int
     free_gpus: int
     gpus_per_replica: int
+    running: int  # replicas its Deployment runs now
     prometheus: str | None = None  # what KEDA queries
     # Where the default route is weighted across classes (planner.capacity): this variant's
     # weight, its tokens/s per replica, and whether a report measured it.
@@ -40,6 +41,11 @@ class ScalingRange:
     def bounded(self) -> bool:
         """The class, not the spec, sets the maximum."""
         return self.max_replicas < self.requested_max
+
+    @property
+    def at_bound(self) -> bool:
+        """It runs all the class can hold, and the spec would allow more (CapacityExhausted)."""
+        return self.bounded and self.running >= self.max_replicas
 
     @property
     def why(self) -> str:
@@ -102,5 +108,6 @@ def scaling_range(
         requested_max=scaling.max_replicas,
         free_gpus=free,
         gpus_per_replica=per_replica,
+        running=running,
         prometheus=prometheus if engine == ScalingEngine.KEDA else None,
     )

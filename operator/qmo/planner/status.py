@@ -132,18 +132,16 @@ def _autoscaling(variant: PlannedVariant) -> VariantAutoscaling | None:
     scaling = variant.scaling
     if scaling is None:
         return None
-    running = variant.deployment.replicas if variant.deployment else 0
-    at_bound = scaling.bounded and running >= scaling.max_replicas
     message = scaling.why
-    if at_bound:
+    if scaling.at_bound:
         message += f"; at its bound ({Reason.CAPACITY_EXHAUSTED})"
     return VariantAutoscaling(
         engine=scaling.engine.value,
         min_replicas=scaling.min_replicas,
         max_replicas=scaling.max_replicas,
         requested_max_replicas=scaling.requested_max,
-        replicas=running,
-        at_bound=at_bound,
+        replicas=scaling.running,
+        at_bound=scaling.at_bound,
         message=message,
         route_weight=scaling.route_weight,
         tokens_per_second=scaling.tokens_per_second,
