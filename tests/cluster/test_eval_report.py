@@ -107,6 +107,7 @@ def test_the_eval_jobs_scores_reach_the_gate_through_its_termination_message(
         namespace,
         "llama",
         lambda m: variants(m)["h100-fp8"].get("quality", {}).get("verdict") == "Pass",
+        timeout=180,  # the Job controller and a reconcile on a loaded CI machine (60 s ran out)
         describe="the report to pass fp8",
     )
     fp8 = variants(judged)["h100-fp8"]["quality"]
