@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv binaries crds manifests check lint format test test-unit demo gateway-e2e cluster-up cluster-down gpu-bench gpu-quality clean
+.PHONY: help setup venv binaries crds manifests check lint format test test-unit demo gateway-e2e autoscaling-e2e cluster-up cluster-down gpu-bench gpu-quality clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,10 @@ check: lint test ## the one gate CI runs
 gateway-e2e: venv binaries ## opt-in, as root: requests through a real gateway (Traefik, built here)
 	e2e/build-traefik.sh
 	QMO_GATEWAY_E2E=1 $(BIN)/pytest tests/cluster/test_through_a_gateway.py $(PYTEST_ARGS)
+
+autoscaling-e2e: venv binaries ## opt-in, as root: load, KEDA and Prometheus (built here) scale a model
+	e2e/build-autoscaling-peers.sh
+	QMO_AUTOSCALING_E2E=1 $(BIN)/pytest -s tests/cluster/test_autoscaling_under_load.py $(PYTEST_ARGS)
 
 cluster-up: venv binaries ## start the local control plane with the mixed GPU fleet
 	$(PY) -m e2e.cluster up

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,9 @@ def pod_network_on_loopback() -> Iterator[None]:
     added = subprocess.run(
         ["ip", "addr", "add", POD_NETWORK, "dev", "lo"], capture_output=True, text=True
     )
-    if added.returncode != 0 and "File exists" not in added.stderr:
+    if added.returncode != 0 and not any(
+        known in added.stderr for known in ("File exists", "already assigned")
+    ):
         raise PermissionError(f"cannot bind {POD_NETWORK} on lo: {added.stderr.strip()}")
     try:
         yield
@@ -192,16 +195,33 @@ def _handler(identity: dict[str, str]) -> type[BaseHTTPRequestHandler]:
     return StandIn
 
 
+Handler = Callable[[dict[str, str]], type[BaseHTTPRequestHandler]]
+
+
+@dataclass(frozen=True)
+class ServingPod:
+    """A pod a stand-in answers for: where, and the labels Services select it by."""
+
+    ip: str
+    labels: dict[str, str]
+    server: ThreadingHTTPServer
+
+
 class PodStandIns:
     """An OpenAI-compatible server on the IP and port of every Running serving pod in
     `namespace`, answering with that pod's name, variant and revision; started and stopped as a
-    watch of the pods says, so a deleted pod's IP stops answering."""
+    watch of the pods says, so a deleted pod's IP stops answering. `handler` makes each pod's
+    request handler from its identity (the chat answer above, or an engine stand-in)."""
 
-    def __init__(self, api: client.ApiClient, namespace: str, port: int) -> None:
+    def __init__(
+        self, api: client.ApiClient, namespace: str, port: int, handler: Handler = _handler
+    ) -> None:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.port = port
-        self._servers: dict[str, tuple[str, ThreadingHTTPServer]] = {}  # pod -> (ip, server)
+        self.handler = handler
+        self._servers: dict[str, ServingPod] = {}
+        self._lock = threading.Lock()
         self._watch = watch.Watch()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="pod-stand-ins", daemon=True)
@@ -235,12 +255,17 @@ class PodStandIns:
             except (client.ApiException, ProtocolError):
                 continue  # a broken or expired watch: list again (or end, once stopped)
 
+    def serving(self) -> dict[str, ServingPod]:
+        """The pods answered for now, by name."""
+        with self._lock:
+            return dict(self._servers)
+
     def _sync(self, pod: client.V1Pod, *, deleted: bool) -> None:
         name = pod.metadata.name
         ip = pod.status.pod_ip if pod.status else None
         serving = not deleted and pod.status.phase == "Running" and ip is not None
         current = self._servers.get(name)
-        if current is not None and (not serving or current[0] != ip):
+        if current is not None and (not serving or current.ip != ip):
             self._close(name)
         if serving and name not in self._servers:
             identity = {
@@ -249,13 +274,16 @@ class PodStandIns:
                 "revision": (pod.metadata.annotations or {}).get("qmo.dev/revision", ""),
             }
             try:
-                server = ThreadingHTTPServer((ip, self.port), _handler(identity))
+                server = ThreadingHTTPServer((ip, self.port), self.handler(identity))
             except OSError:  # the IP's previous pod not yet seen deleted: its next event retries
                 return
+            server.daemon_threads = True
             threading.Thread(target=server.serve_forever, daemon=True).start()
-            self._servers[name] = (ip, server)
+            with self._lock:
+                self._servers[name] = ServingPod(ip, dict(pod.metadata.labels or {}), server)
 
     def _close(self, pod: str) -> None:
-        _, server = self._servers.pop(pod)
+        with self._lock:
+            server = self._servers.pop(pod).server
         server.shutdown()
         server.server_close()

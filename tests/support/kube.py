@@ -112,13 +112,14 @@ def is_ready(model: dict[str, Any]) -> bool:
     )
 
 
-def open_test_cluster(name: str) -> Iterator[ClusterHandle]:
-    """Start the local control plane with the mixed fleet, or use QMO_TEST_KUBECONFIG."""
+def open_test_cluster(name: str, fleet: str = "mixed.yaml") -> Iterator[ClusterHandle]:
+    """Start the local control plane with a fleet of e2e/fleets (the mixed one unless told),
+    or use QMO_TEST_KUBECONFIG."""
     given = os.environ.get("QMO_TEST_KUBECONFIG")
     if given:
         yield ClusterHandle(given, None, config.new_client_from_config(config_file=given))
         return
-    local = LocalCluster.start(name, FLEETS_DIR / "mixed.yaml")
+    local = LocalCluster.start(name, FLEETS_DIR / fleet)
     try:
         api = config.new_client_from_config(config_file=local.kubeconfig)
         yield ClusterHandle(local.kubeconfig, local, api)
