@@ -151,6 +151,30 @@ QUALITY_THRESHOLD = Gauge(
     ["namespace", "model"],
 )
 
+AUTOSCALING_MAX_REPLICAS = Gauge(
+    "qmo_variant_autoscaling_max_replicas",
+    "The maximum qmo gives an autoscaled variant's scaler: the spec's, or less where its GPU "
+    "class holds less.",
+    ["namespace", "model", "variant"],
+)
+AUTOSCALING_REPLICAS = Gauge(
+    "qmo_variant_autoscaling_replicas",
+    "Replicas an autoscaled variant's Deployment runs, as qmo last saw them.",
+    ["namespace", "model", "variant"],
+)
+CAPACITY_EXHAUSTED = Gauge(
+    "qmo_variant_capacity_exhausted",
+    "1 while an autoscaled variant runs all its GPU class can hold and the spec would allow "
+    "more (CapacityExhausted), else 0.",
+    ["namespace", "model", "variant"],
+)
+ROUTE_WEIGHT = Gauge(
+    "qmo_variant_route_weight",
+    "The weight of the variant's Service in the model's default route, where it is weighted "
+    "by capacity across GPU classes.",
+    ["namespace", "model", "variant"],
+)
+
 # --- the API client and the process -------------------------------------------------------
 
 API_REQUESTS = Counter(
@@ -283,6 +307,31 @@ def observe_quality(
         for labels, ratio in wanted.items():
             QUALITY_REGRESSION.labels(*labels).set(ratio)
             _track(QUALITY_REGRESSION, labels)
+
+
+# A variant's autoscaling figures: (max replicas, replicas, at bound, route weight or None).
+Scaling = tuple[int, int, bool, int | None]
+
+
+def observe_autoscaling(namespace: str, model: str, scaling: dict[str, Scaling]) -> None:
+    """The autoscaled variants' bounds, replicas, CapacityExhausted and route weights; a
+    variant no longer autoscaled (or weighted) loses its series."""
+    gauges = (AUTOSCALING_MAX_REPLICAS, AUTOSCALING_REPLICAS, CAPACITY_EXHAUSTED, ROUTE_WEIGHT)
+    with _lock:
+        wanted: dict[tuple[Gauge, tuple[str, ...]], float] = {}
+        for variant, (most, running, at_bound, weight) in scaling.items():
+            series: tuple[str, ...] = (namespace, model, variant)
+            wanted[(AUTOSCALING_MAX_REPLICAS, series)] = most
+            wanted[(AUTOSCALING_REPLICAS, series)] = running
+            wanted[(CAPACITY_EXHAUSTED, series)] = 1 if at_bound else 0
+            if weight is not None:
+                wanted[(ROUTE_WEIGHT, series)] = weight
+        for metric, tracked in list(_MODEL_SERIES.get((namespace, model), ())):
+            if metric in gauges and (metric, tracked) not in wanted:
+                _drop(metric, tracked)
+        for (gauge, series), value in wanted.items():
+            gauge.labels(*series).set(value)
+            _track(gauge, series)
 
 
 def count_verdict(namespace: str, model: str, variant: str, verdict: str) -> None:

@@ -282,3 +282,19 @@ def test_unknown_gpu_nodes_are_counted_by_product_and_a_product_that_left_is_dro
 
     assert sample("NVIDIA-Mystery-9000") == 3
     assert sample("<no product label>") is None
+
+
+def test_autoscaled_variants_export_their_bound_and_lose_the_series_when_no_longer_scaled() -> None:
+    labels = {"namespace": "ns-scale", "model": "chat", "variant": "h100-fp8"}
+    metrics.observe_autoscaling("ns-scale", "chat", {"h100-fp8": (2, 2, True, 821)})
+    assert REGISTRY.get_sample_value("qmo_variant_autoscaling_max_replicas", labels) == 2
+    assert REGISTRY.get_sample_value("qmo_variant_autoscaling_replicas", labels) == 2
+    assert REGISTRY.get_sample_value("qmo_variant_capacity_exhausted", labels) == 1
+    assert REGISTRY.get_sample_value("qmo_variant_route_weight", labels) == 821
+
+    metrics.observe_autoscaling("ns-scale", "chat", {"h100-fp8": (4, 1, False, None)})
+    assert REGISTRY.get_sample_value("qmo_variant_capacity_exhausted", labels) == 0
+    assert REGISTRY.get_sample_value("qmo_variant_route_weight", labels) is None
+
+    metrics.observe_autoscaling("ns-scale", "chat", {})
+    assert REGISTRY.get_sample_value("qmo_variant_autoscaling_max_replicas", labels) is None

@@ -305,6 +305,7 @@ def _observe(
         spec.quality.max_regression_percent,
         telemetry.regressions(status, found.reports),
     )
+    metrics.observe_autoscaling(namespace, name, telemetry.autoscaling(status))
 
 
 def _retry_requested(body: Obj, previous: QuantizedModelStatus | None) -> str | None:

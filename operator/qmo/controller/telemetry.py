@@ -9,6 +9,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 
+from qmo import metrics
 from qmo.api.quantizedmodel import QuantizedModelStatus
 from qmo.kube import TRANSIENT_ERRORS, ApiException
 from qmo.quality.reports import JudgedReport
@@ -100,6 +101,16 @@ def variant_info(status: QuantizedModelStatus) -> list[tuple[str, ...]]:
         )
         for v in status.variants
     ]
+
+
+def autoscaling(status: QuantizedModelStatus) -> dict[str, metrics.Scaling]:
+    """Per autoscaled variant: its scaler's maximum, replicas, whether it is at its bound, and
+    its default-route weight (None where the route is not weighted)."""
+    return {
+        v.name: (a.max_replicas, a.replicas, a.at_bound, a.route_weight)
+        for v in status.variants
+        if (a := v.autoscaling) is not None
+    }
 
 
 def regressions(
