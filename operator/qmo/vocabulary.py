@@ -127,6 +127,7 @@ class Reason(StrEnum):
     NO_REGRESSION = "NoRegression"
     # A QualityReport's verdict (quality.verdict)
     WITHIN_THRESHOLD = "WithinThreshold"
+    INCONCLUSIVE = "Inconclusive"
     MISSING_BENCHMARKS = "MissingBenchmarks"
     NON_FINITE_SCORE = "NonFiniteScore"
     NON_POSITIVE_BASELINE = "NonPositiveBaseline"

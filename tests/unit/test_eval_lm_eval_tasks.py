@@ -103,8 +103,17 @@ def test_an_lm_eval_task_from_local_files_scores_both_endpoints(tmp_path: Path) 
     assert sent["model"] == "llama-fp8"  # the served name, from /v1/models
     assert sent["temperature"] == 0
     assert report.spec.speed is None
+    # lm-eval's per-sample log pairs the 4 documents: 25% worse on facts, but 4 items cannot
+    # tell 25% from 1.5% with 80% confidence (the interval is about -7% to +57%).
+    assert row.paired is not None
+    assert (row.paired.items, row.paired.method.value) == (4, "paired-normal")
+    assert row.paired.standard_error_percent == pytest.approx(25.0)
     verdict = judge(report.spec, QualitySpec())
-    assert verdict.verdict == "Regressed"  # 25% worse on facts
+    assert verdict.verdict == "Inconclusive"
+    assert verdict.more_samples == ()  # the task's 4 documents are all it has
+    assert verdict.acts_as == "Regressed"
+    unpaired = report.spec.model_copy(update={"results": [row.model_copy(update={"paired": None})]})
+    assert judge(unpaired, QualitySpec()).verdict == "Regressed"  # on the point estimate
 
 
 def test_speed_is_measured_when_asked_and_judged_against_a_minimum(tmp_path: Path) -> None:

@@ -189,6 +189,12 @@ def test_dry_run_prints_the_report_with_both_scores_of_every_benchmark(
     assert report["metadata"]["namespace"] == "team-a"
     assert report["metadata"]["labels"]["qmo.dev/variant"] == "h100-fp8"
     assert "status" not in report
+    paired = {r["benchmark"]: r.pop("paired") for r in report["spec"]["results"]}
+    assert {name: (p["items"], p["method"]) for name, p in paired.items()} == {
+        "arithmetic": (4, "paired-normal"),
+        "trivia-mc": (4, "paired-normal"),
+        "wikitext-ppl": (2, "paired-bootstrap"),
+    }
     assert report["spec"] == {
         "modelRef": {"name": "llama"},
         "variant": "h100-fp8",

@@ -220,12 +220,12 @@ def test_status_remembers_the_last_good_revision_over_the_newest_passing_report(
 
 
 @pytest.mark.parametrize(
-    ("quality", "gated", "ready", "expected"),
+    ("good_quality", "gated", "ready", "expected"),
     [
-        (Verdict.PASS.value, True, 1, KEY),
-        ("Pending", True, 1, "before"),
-        ("Pending", False, 1, KEY),
-        (Verdict.PASS.value, True, 0, "before"),
+        (True, True, 1, KEY),
+        (False, True, 1, "before"),
+        (False, False, 1, KEY),
+        (True, True, 0, "before"),
     ],
     ids=[
         "a serving revision that passed becomes the last good one",
@@ -234,7 +234,7 @@ def test_status_remembers_the_last_good_revision_over_the_newest_passing_report(
         "a revision not ready on every replica does not",
     ],
 )
-def test_last_good_after(quality: str, gated: bool, ready: int, expected: str) -> None:
+def test_last_good_after(good_quality: bool, gated: bool, ready: int, expected: str) -> None:
     from qmo.api.quantizedmodel import VariantStatus
 
     spec = a_model().with_precisions("fp8").spec()
@@ -246,5 +246,5 @@ def test_last_good_after(quality: str, gated: bool, ready: int, expected: str) -
          "reason": "Serving", "message": "", "build": {"state": "Succeeded"},
          "lastGoodRevision": "before", "quality": {"verdict": "Pending"}}
     )  # fmt: skip
-    found = revisions.last_good_after(planned, previous, quality, gated=gated, replicas=1)
+    found = revisions.last_good_after(planned, previous, good_quality, gated=gated, replicas=1)
     assert found == expected

@@ -24,11 +24,18 @@ import json
 import math
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qmo.api.base import LocalObjectReference
 from qmo.api.buildcontract import TERMINATION_MESSAGE_LIMIT, TERMINATION_MESSAGE_PATH
-from qmo.api.qualityreport import BenchmarkResult, QualityReportSpec, SpeedReport, SpeedSample
+from qmo.api.qualityreport import (
+    BenchmarkResult,
+    PairedResult,
+    PairingMethod,
+    QualityReportSpec,
+    SpeedReport,
+    SpeedSample,
+)
 
 __all__ = [
     "SOURCE",
@@ -41,6 +48,9 @@ __all__ = [
 
 SOURCE = "qmo-eval"  # spec.source of the reports the operator writes from eval Jobs
 
+# [standardErrorPercent, method, exhausted, outcomesKept]: a row's paired statistics (the
+# items are the row's samples; the outcomes file's path is the Job's, which the operator knows).
+PairedRow = tuple[Annotated[float, Field(ge=0, le=1e6)], PairingMethod, bool, bool]
 # [benchmark, baselineScore, candidateScore, higherIsBetter, samples]
 ResultRow = tuple[
     Annotated[str, Field(min_length=1, max_length=63)], float, float, bool, int | None
@@ -67,16 +77,28 @@ class EvalResult(_Contract):
     """The termination message of an eval container: raw scores, no identity."""
 
     results: list[ResultRow] = Field(min_length=1, max_length=64)
+    # One per result, in the same order: its paired statistics, or null where it has none.
+    paired: list[PairedRow | None] | None = None
     speed: EvalSpeed | None = None
+
+    @model_validator(mode="after")
+    def _one_paired_row_per_result(self) -> EvalResult:
+        if self.paired is not None and len(self.paired) != len(self.results):
+            raise ValueError(
+                f"{len(self.paired)} paired rows for {len(self.results)} results: one each"
+            )
+        return self
 
     @classmethod
     def of(cls, results: list[BenchmarkResult], speed: SpeedReport | None) -> EvalResult:
         """The rows of a report's results and speed."""
+        paired = [_paired_row(r) for r in results]
         return cls(
             results=[
                 (r.benchmark, r.baseline_score, r.candidate_score, r.higher_is_better, r.samples)
                 for r in results
             ],
+            paired=paired if any(p is not None for p in paired) else None,
             speed=EvalSpeed(
                 candidate=[_speed_row(s) for s in speed.candidate],
                 baseline=[_speed_row(s) for s in speed.baseline],
@@ -100,10 +122,17 @@ class EvalResult(_Contract):
         return text
 
     def report_spec(
-        self, *, model: str, variant: str, cache_key: str, baseline_variant: str | None
+        self,
+        *,
+        model: str,
+        variant: str,
+        cache_key: str,
+        baseline_variant: str | None,
+        outcomes_dir: str | None = None,
     ) -> QualityReportSpec:
         """The QualityReport spec these scores make for the given revision; MessageError when
-        the API would refuse it (a benchmark twice, a name too long)."""
+        the API would refuse it (a benchmark twice, a name too long). `outcomes_dir`: where
+        the Job kept per-item outcomes on the store (the report names each file)."""
         speed = None
         if self.speed is not None:
             speed = SpeedReport(
@@ -117,20 +146,48 @@ class EvalResult(_Contract):
                 cache_key=cache_key,
                 baseline_variant=baseline_variant,
                 results=[
-                    BenchmarkResult(
-                        benchmark=name,
-                        baseline_score=baseline,
-                        candidate_score=candidate,
-                        higher_is_better=higher,
-                        samples=samples,
+                    _benchmark_result(row, paired, outcomes_dir)
+                    for row, paired in zip(
+                        self.results, self.paired or [None] * len(self.results), strict=True
                     )
-                    for name, baseline, candidate, higher, samples in self.results
                 ],
                 source=SOURCE,
                 speed=speed,
             )
         except (ValidationError, ValueError) as err:
             raise MessageError(f"the scores do not make a valid report: {_summary(err)}") from err
+
+
+def _paired_row(result: BenchmarkResult) -> PairedRow | None:
+    found = result.paired
+    if found is None:
+        return None
+    kept = found.outcomes is not None
+    return (found.standard_error_percent, found.method, found.exhausted, kept)
+
+
+def _benchmark_result(
+    row: ResultRow, paired: PairedRow | None, outcomes_dir: str | None
+) -> BenchmarkResult:
+    name, baseline, candidate, higher, samples = row
+    found = None
+    if paired is not None:
+        error, method, exhausted, kept = paired
+        found = PairedResult(
+            items=samples or 0,
+            standard_error_percent=error,
+            method=method,
+            exhausted=exhausted,
+            outcomes=f"{outcomes_dir}/{name}.jsonl" if kept and outcomes_dir else None,
+        )
+    return BenchmarkResult(
+        benchmark=name,
+        baseline_score=baseline,
+        candidate_score=candidate,
+        higher_is_better=higher,
+        samples=samples,
+        paired=found,
+    )
 
 
 def parse_message(text: str) -> EvalResult:

@@ -21,7 +21,17 @@ SHORT_NAMES = ("qr",)
 class Verdict(StrEnum):
     PASS = "Pass"
     REGRESSED = "Regressed"
+    # The interval straddles the threshold: neither within it nor over it with the model's
+    # confidence. quality.inconclusive says what the gate does with it.
+    INCONCLUSIVE = "Inconclusive"
     INVALID = "Invalid"
+
+
+class PairingMethod(StrEnum):
+    """How a paired result's standard error was computed (qmo.quality.paired)."""
+
+    PAIRED_NORMAL = "paired-normal"  # mean metrics: closed form from the paired differences
+    PAIRED_BOOTSTRAP = "paired-bootstrap"  # perplexity: resampled documents, both endpoints
 
 
 class ReportState(StrEnum):
@@ -30,6 +40,27 @@ class ReportState(StrEnum):
     CURRENT = "Current"  # judges the revision the variant serves or is about to serve
     STALE = "Stale"  # judges a revision the variant no longer has
     ORPHANED = "Orphaned"  # names a model or variant that does not exist
+
+
+class PairedResult(ApiModel):
+    """The standard error of a benchmark's regression, from the per-item outcomes of the
+    candidate and the baseline on the same items (the outcomes themselves stay in the engine
+    store, at `outcomes`)."""
+
+    items: int = Field(ge=2, le=10000000, description="Items scored by both endpoints.")
+    standard_error_percent: float = Field(
+        ge=0, le=1e6, description="Standard error of the regression, in percent."
+    )
+    method: PairingMethod = Field(description="paired-normal or paired-bootstrap.")
+    exhausted: bool = Field(
+        default=False,
+        description="The dataset has no items beyond those scored: more samples cannot be asked.",
+    )
+    outcomes: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Where the per-item outcomes are, relative to the engine store.",
+    )
 
 
 class BenchmarkResult(ApiModel):
@@ -42,6 +73,11 @@ class BenchmarkResult(ApiModel):
         default=True, description="False for perplexity, latency and other lower-wins metrics."
     )
     samples: int | None = Field(default=None, ge=0, description="Items scored.")
+    paired: PairedResult | None = Field(
+        default=None,
+        description="The regression's uncertainty from per-item outcomes of both endpoints on "
+        "the same items; without it the result is judged on its point estimate.",
+    )
 
 
 class SpeedSample(ApiModel):
@@ -113,14 +149,34 @@ class BenchmarkDelta(StatusModel):
     benchmark: str = Field(description="Benchmark name.")
     delta_percent: float | None = Field(default=None, description="Regression in percent.")
     threshold_percent: float | None = Field(default=None, description="Threshold applied.")
-    regressed: bool = Field(default=False, description="Delta above the threshold.")
+    regressed: bool = Field(default=False, description="Over the threshold.")
+    inconclusive: bool = Field(default=False, description="The interval straddles the threshold.")
+    method: str | None = Field(
+        default=None,
+        description="paired-normal or paired-bootstrap (an interval), or point-estimate (the "
+        "report had no per-item outcomes: judged without an interval).",
+    )
+    interval_low_percent: float | None = Field(
+        default=None, description="Lower end of the regression's interval."
+    )
+    interval_high_percent: float | None = Field(
+        default=None, description="Upper end of the regression's interval."
+    )
+    confidence: float | None = Field(default=None, description="The interval's confidence.")
+    items: int | None = Field(default=None, description="Paired items it rests on.")
+    samples_to_resolve: int | None = Field(
+        default=None,
+        description="About how many items would put the interval on one side of the threshold.",
+    )
 
 
 class QualityReportStatus(StatusModel):
     """The operator's judgement of the report."""
 
     observed_generation: int | None = Field(default=None, description="Generation judged.")
-    verdict: Verdict | None = Field(default=None, description="Pass, Regressed or Invalid.")
+    verdict: Verdict | None = Field(
+        default=None, description="Pass, Regressed, Inconclusive or Invalid."
+    )
     state: ReportState | None = Field(default=None, description="Current, Stale or Orphaned.")
     reason: str | None = Field(default=None, description="CamelCase reason of the verdict.")
     message: str | None = Field(default=None, description="The verdict in a sentence.")

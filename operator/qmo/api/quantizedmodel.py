@@ -88,6 +88,12 @@ class OnRegression(StrEnum):
     IGNORE = "ignore"
 
 
+class InconclusiveAction(StrEnum):
+    MORE_SAMPLES = "more-samples"  # evaluate again on more items, up to maxSamples
+    PASS = "pass"
+    REGRESS = "regress"
+
+
 class BenchmarkMetric(StrEnum):
     EXACT_MATCH = "exact-match"
     MULTIPLE_CHOICE = "multiple-choice"
@@ -711,6 +717,23 @@ class SpeedProbeSpec(ApiModel):
     )
 
 
+class InconclusiveSpec(ApiModel):
+    """What the gate does with a report whose interval straddles the threshold."""
+
+    action: InconclusiveAction = Field(
+        default=InconclusiveAction.MORE_SAMPLES,
+        description="more-samples: evaluate the revision again on more items (twice as many, "
+        "or as many as would likely resolve it), up to maxSamples per benchmark; past that, or "
+        "when the dataset has no more, it counts as regressed. pass or regress: count it so.",
+    )
+    max_samples: int = Field(
+        default=4000,
+        ge=2,
+        le=1000000,
+        description="The most items a re-evaluation asks of one benchmark.",
+    )
+
+
 class QualitySpec(ApiModel):
     """The quality gate: every quantized variant is judged against the baseline precision."""
 
@@ -733,6 +756,17 @@ class QualitySpec(ApiModel):
         ge=0,
         le=100,
         description="A variant scoring worse than baseline by more than this percent regressed.",
+    )
+    confidence: float = Field(
+        default=0.8,
+        ge=0.5,
+        le=0.999,
+        description="Confidence of the regression's interval (two-sided). Regressed when all "
+        "of it lies over the threshold, Pass when none of it does, Inconclusive otherwise.",
+    )
+    inconclusive: InconclusiveSpec = Field(
+        default_factory=InconclusiveSpec,
+        description="What an Inconclusive report does.",
     )
     on_regression: OnRegression = Field(
         default=OnRegression.ROLLBACK,
@@ -914,7 +948,13 @@ class VariantQuality(StatusModel):
     """The quality verdict of a variant's current revision."""
 
     verdict: str = Field(
-        default="Pending", description="Pending, Pass, Regressed, Invalid or NotGated."
+        default="Pending",
+        description="Pending, Pass, Regressed, Inconclusive, Invalid or NotGated.",
+    )
+    counted_as: str | None = Field(
+        default=None,
+        description="What an Inconclusive verdict counts as (quality.inconclusive): Pass or "
+        "Regressed; unset while a re-evaluation on more samples is awaited.",
     )
     worst_benchmark: str | None = Field(default=None, description="Benchmark with the worst delta.")
     worst_delta_percent: float | None = Field(

@@ -373,7 +373,7 @@ def _evaluations(
 def _record_reports(out: _Planner, spec: QuantizedModelSpec, plan: Plan) -> None:
     """The reports of completed eval Jobs whose revisions still await one, created once."""
     for found in awaited(spec, plan, out.found.eval_reports):
-        report = quality_report(out.owner, found.spec)
+        report = quality_report(out.owner, found.spec, found.attempt)
         live = out.found.names.live(report)
         refusal = out.found.names.taken(report, live, out.owner)
         if refusal is not None:

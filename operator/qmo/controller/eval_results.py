@@ -20,9 +20,14 @@ from qmo.api.qualityreport import QualityReportSpec
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.controller.view import ClusterReader
 from qmo.manifests import labels
-from qmo.manifests.evaluation import BASELINE_ANNOTATION, EVAL_CONTAINER
-from qmo.planner.evaluations import awaits_report
-from qmo.planner.types import Plan
+from qmo.manifests.evaluation import (
+    ATTEMPT_ANNOTATION,
+    BASELINE_ANNOTATION,
+    EVAL_CONTAINER,
+    OUTCOMES_ANNOTATION,
+)
+from qmo.planner.evaluations import awaits_report, samples_asked
+from qmo.planner.types import Plan, attempt_of
 from qmo.wire import Obj
 
 # What of a failed evaluator's last words (its log tail) goes into a condition and an Event.
@@ -37,6 +42,7 @@ class EvalReport:
     variant: str
     cache_key: str
     spec: QualityReportSpec
+    attempt: str = ""  # '' for the first evaluation, else the re-evaluation's (Evaluation.attempt)
 
 
 @dataclass(frozen=True)
@@ -91,18 +97,25 @@ def observe_eval_job(job: Obj, pods: list[Obj], model: str) -> EvalReport | str 
             variant=meta["labels"][labels.VARIANT],
             cache_key=meta["annotations"][labels.REVISION_ANNOTATION],
             baseline_variant=meta["annotations"].get(BASELINE_ANNOTATION),
+            outcomes_dir=meta["annotations"].get(OUTCOMES_ANNOTATION),
         )
     except MessageError as err:
         return f"eval Job {name} completed without scores qmo can read: {err}"
-    return EvalReport(name, spec.variant, spec.cache_key, spec)
+    attempt = str((meta.get("annotations") or {}).get(ATTEMPT_ANNOTATION) or "")
+    return EvalReport(name, spec.variant, spec.cache_key, spec, attempt)
 
 
 def awaited(
     spec: QuantizedModelSpec, plan: Plan, reports: tuple[EvalReport, ...]
 ) -> list[EvalReport]:
-    """The reports whose revision the plan still awaits one for (none judged yet)."""
-    awaiting = {(v.name, v.cache_key) for v in plan.variants if awaits_report(spec, v)}
-    return [r for r in reports if (r.variant, r.cache_key) in awaiting]
+    """The reports whose revision the plan still awaits one for, from the Job of the attempt
+    it awaits (a finished first evaluation does not answer the ask for more samples)."""
+    awaiting = {
+        (v.name, v.cache_key, attempt_of(samples_asked(v)))
+        for v in plan.variants
+        if awaits_report(spec, v)
+    }
+    return [r for r in reports if (r.variant, r.cache_key, r.attempt) in awaiting]
 
 
 def _condition(job: Obj, type_: str) -> Obj | None:

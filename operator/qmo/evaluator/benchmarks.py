@@ -65,6 +65,7 @@ class Benchmark:
     spec: BenchmarkSpec
     source: str
     items: tuple[Item, ...]
+    exhausted: bool = True  # the dataset has no items beyond these
 
     @property
     def name(self) -> str:
@@ -171,9 +172,10 @@ def load_benchmark(
     """The benchmark's items in file order, the first `spec.samples` of them when set."""
     path = dataset_path(spec, datasets_root=datasets_root, store_root=store_root)
     items = parse_items(spec.metric, _read_text(path), str(path))
+    exhausted = spec.samples is None or len(items) <= spec.samples
     if spec.samples is not None:
         items = items[: spec.samples]
-    return Benchmark(spec, str(path), tuple(items))
+    return Benchmark(spec, str(path), tuple(items), exhausted)
 
 
 def _text(obj: dict[str, Any], key: str) -> str:

@@ -144,6 +144,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _samples(text: str) -> tuple[str, int]:
+    name, sep, count = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not BENCHMARK=N")
+    return name, _positive_int(count)
+
+
 def _identity(parser: argparse.ArgumentParser, *, namespace_required: bool) -> None:
     parser.add_argument("--model", required=True, help="QuantizedModel name.")
     parser.add_argument(
@@ -215,6 +222,20 @@ def build_parser() -> argparse.ArgumentParser:
         "to create the report from (what eval Jobs do; needs no credentials).",
     )
     run_p.add_argument(
+        "--samples",
+        action="append",
+        default=[],
+        type=_samples,
+        metavar="BENCHMARK=N",
+        help="Score N items of BENCHMARK, over its spec's samples (repeatable): a "
+        "re-evaluation of an Inconclusive report.",
+    )
+    run_p.add_argument(
+        "--outcomes-dir",
+        type=Path,
+        help="Keep each benchmark's per-item outcomes of both endpoints here (JSON Lines).",
+    )
+    run_p.add_argument(
         "--speed-concurrency",
         type=_positive_int,
         help="Also measure serving speed, at concurrency 1 and at this one.",
@@ -270,6 +291,8 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         seed=args.seed,
         datasets_root=args.datasets_root,
         store_root=args.store_root,
+        samples=dict(args.samples),
+        outcomes_dir=args.outcomes_dir,
         speed=ProbeSettings(
             concurrency=args.speed_concurrency,
             requests=args.speed_requests,

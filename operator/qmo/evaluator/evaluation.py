@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from qmo.api.qualityreport import BenchmarkResult, QualityReport, SpeedReport
 from qmo.api.quantizedmodel import BenchmarkSpec
 from qmo.evaluator import benchmarks as loading
-from qmo.evaluator import lm_eval_tasks
+from qmo.evaluator import lm_eval_tasks, pairing
 from qmo.evaluator.benchmarks import Benchmark, InputError
 from qmo.evaluator.harness import Settings, score_benchmark
 from qmo.evaluator.openai_client import EndpointError, OpenAIClient
@@ -54,6 +54,10 @@ class RunOptions:
     datasets_root: Path = loading.DATASETS_ROOT
     store_root: Path = loading.STORE_ROOT
     speed: ProbeSettings | None = None  # measure serving speed too
+    # Items per benchmark, over the spec's `samples` (a re-evaluation of an Inconclusive one).
+    samples: dict[str, int] = field(default_factory=dict)
+    # Where the per-item outcomes go (the engine store, beside the report); None: not kept.
+    outcomes_dir: Path | None = None
 
     @property
     def subject(self) -> str:
@@ -91,7 +95,12 @@ def evaluate(options: RunOptions, make_client: ClientFactory = default_client) -
     # Names the API would refuse are found now, not after an hour of requests.
     _report(options, [result("check", 1.0, 1.0, higher_is_better=True, samples=None)])
     try:
-        specs = loading.load_specs(options.benchmarks)
+        specs = [
+            s.model_copy(update={"samples": options.samples[s.name]})
+            if s.name in options.samples
+            else s
+            for s in loading.load_specs(options.benchmarks)
+        ]
         # JSONL benchmarks are read (and checked) before any request; lm-eval tasks load their
         # own data when they run.
         loaded = {
@@ -125,7 +134,7 @@ def evaluate(options: RunOptions, make_client: ClientFactory = default_client) -
             if spec.lm_eval is not None:
                 results.append(_compare_task(spec, endpoints, options))
             else:
-                results.append(_compare(loaded[spec.name], endpoints, options.settings))
+                results.append(_compare(loaded[spec.name], endpoints, options))
         except BenchmarkFailure as err:
             failures.append(str(err))
     speed = None
@@ -158,7 +167,8 @@ def _compare_task(
             raise BadInput(str(err)) from err
         except lm_eval_tasks.TaskFailure as err:
             raise BenchmarkFailure(f"benchmark {spec.name} on the {role}: {err}") from err
-    return _result(spec, scores)
+    scored = scores["candidate"].samples
+    return _result(spec, scores, options, exhausted=spec.samples is None or scored < spec.samples)
 
 
 def _measure_speed(endpoints: dict[str, OpenAIClient], settings: ProbeSettings) -> SpeedReport:
@@ -210,12 +220,12 @@ def _endpoint(options: RunOptions, url: str, make_client: ClientFactory) -> Open
 
 
 def _compare(
-    benchmark: Benchmark, endpoints: dict[str, OpenAIClient], settings: Settings
+    benchmark: Benchmark, endpoints: dict[str, OpenAIClient], options: RunOptions
 ) -> BenchmarkResult:
     scores: dict[str, Score] = {}
     for role, endpoint in endpoints.items():
         try:
-            scores[role] = score_benchmark(benchmark, endpoint, settings)
+            scores[role] = score_benchmark(benchmark, endpoint, options.settings)
         except (EndpointError, ScoringError) as err:
             raise BenchmarkFailure(f"benchmark {benchmark.name} on the {role}: {err}") from err
         log.info(
@@ -226,15 +236,45 @@ def _compare(
             scores[role].value,
             scores[role].samples,
         )
-    return _result(benchmark.spec, scores)
+    return _result(benchmark.spec, scores, options, exhausted=benchmark.exhausted)
 
 
-def _result(spec: BenchmarkSpec, scores: dict[str, Score]) -> BenchmarkResult:
-    """The report's row: both endpoints' scores, and how many items the candidate's rests on."""
-    return result(
+def _result(
+    spec: BenchmarkSpec, scores: dict[str, Score], options: RunOptions, *, exhausted: bool
+) -> BenchmarkResult:
+    """The report's row: both endpoints' scores, how many items the candidate's rests on, and
+    the paired statistics of their per-item outcomes (kept on the store when it is given)."""
+    baseline, candidate = scores["baseline"], scores["candidate"]
+    outcomes = _keep_outcomes(spec, baseline, candidate, options)
+    row = result(
         spec.name,
-        scores["baseline"].value,
-        scores["candidate"].value,
+        baseline.value,
+        candidate.value,
         higher_is_better=spec.higher_is_better,
-        samples=scores["candidate"].samples,
+        samples=candidate.samples,
     )
+    found = pairing.paired_result(spec, baseline, candidate, exhausted=exhausted, outcomes=outcomes)
+    if found is not None:
+        log.info(
+            "Paired %s over %d items: standard error of the regression %.3f%% (%s).",
+            spec.name, found.items, found.standard_error_percent, found.method.value,
+        )  # fmt: skip
+    return row.model_copy(update={"paired": found})
+
+
+def _keep_outcomes(
+    spec: BenchmarkSpec, baseline: Score, candidate: Score, options: RunOptions
+) -> str | None:
+    """The outcomes file's path on the store (relative to its root), or None when none is
+    kept: no directory given, nothing to pair, or the write failed (the report goes on)."""
+    if options.outcomes_dir is None or not baseline.outcomes:
+        return None
+    try:
+        path = pairing.write_outcomes(options.outcomes_dir, spec, baseline, candidate)
+    except OSError as err:
+        log.warning("Benchmark %s: per-item outcomes not kept: %s.", spec.name, err)
+        return None
+    try:
+        return str(path.relative_to(options.store_root))
+    except ValueError:
+        return str(path)

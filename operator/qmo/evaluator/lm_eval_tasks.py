@@ -123,7 +123,7 @@ def score_task(
             limit=spec.samples,
             task_manager=manager,
             apply_chat_template=task.api == LmEvalApi.CHAT,
-            log_samples=False,
+            log_samples=True,  # each document's outcome, for the paired statistics
             random_seed=0,
             numpy_random_seed=0,
             torch_random_seed=0,
@@ -137,4 +137,28 @@ def score_task(
         raise TaskFailure(f"lm-eval task {task.task} returned nothing")
     value, samples = metric_value(results, task.task, task.metric)
     log.info("lm-eval %s on %s: %s = %.6g", task.task, endpoint.url, task.metric, value)
-    return Score(value=value, samples=samples if samples is not None else 0)
+    return Score(
+        value=value,
+        samples=samples if samples is not None else 0,
+        outcomes=per_document(results, task.task, task.metric),
+    )
+
+
+def per_document(results: dict[str, Any], task: str, metric: str) -> tuple[float, ...]:
+    """Each document's value of `metric` ("metric,filter") in document order, from lm-eval's
+    logged samples; empty when a document has none that is a number (a metric such as
+    word_perplexity logs a pair per document, and is not paired)."""
+    name, _, filter_key = metric.partition(",")
+    filter_key = filter_key or "none"
+    logged = [
+        s for s in (results.get("samples") or {}).get(task) or [] if s.get("filter") == filter_key
+    ]
+    values = []
+    for sample in sorted(logged, key=lambda s: s.get("doc_id", 0)):
+        value = sample.get(name)
+        if isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return ()
+        values.append(float(value))
+    return tuple(values)

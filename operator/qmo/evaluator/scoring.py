@@ -44,10 +44,14 @@ class ScoringError(ValueError):
 
 @dataclass(frozen=True)
 class Score:
-    """A benchmark's score on one endpoint, and how many items it rests on."""
+    """A benchmark's score on one endpoint, how many items it rests on, and each item's
+    outcome in item order (1/0 for right/wrong; a text's negative log-likelihood for
+    perplexity, with its scored tokens in `weights`), for the paired statistics."""
 
     value: float
     samples: int
+    outcomes: tuple[float, ...] = ()
+    weights: tuple[float, ...] = ()
 
 
 def normalise(text: str) -> str:
@@ -126,7 +130,9 @@ def pick_choice(
 def accuracy(correct: Sequence[bool]) -> Score:
     if not correct:
         raise ScoringError("no items were scored")
-    return Score(sum(correct) / len(correct), len(correct))
+    return Score(
+        sum(correct) / len(correct), len(correct), tuple(1.0 if c else 0.0 for c in correct)
+    )
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,12 @@ def perplexity(parts: Iterable[LogLikelihood]) -> Score:
             f"the mean negative log-likelihood is {mean_nll:.0f} nats per token: the "
             "perplexity is too large to represent (the model or the endpoint is broken)"
         )
-    return Score(math.exp(mean_nll), len(items))
+    return Score(
+        math.exp(mean_nll),
+        len(items),
+        tuple(p.nll for p in items),
+        tuple(float(p.tokens) for p in items),
+    )
 
 
 def _decimal(text: str) -> Decimal | None:

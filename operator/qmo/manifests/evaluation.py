@@ -24,6 +24,13 @@ from qmo.planner.types import Evaluation
 from qmo.vocabulary import Component
 
 EVAL_CONTAINER = "evaluator"
+# Which attempt at judging the revision the Job is ('' first, then per ask for more samples).
+ATTEMPT_ANNOTATION = "qmo.dev/evaluation-attempt"
+# Per-item outcomes: <store>/evaluations/<namespace>/<model>/<variant>/<key>/<attempt>.
+OUTCOMES_DIRECTORY = "evaluations"
+OUTCOMES_MOUNT_PATH = "/outcomes"
+# Where on the store the Job keeps them, for the report to name.
+OUTCOMES_ANNOTATION = "qmo.dev/outcomes"
 # The BF16 variant the Job compares against: the report's baselineVariant.
 BASELINE_ANNOTATION = "qmo.dev/baseline-variant"
 # qmo-eval's exit code for bad input (a dataset, a task, a report too long): the same on a rerun.
@@ -87,6 +94,20 @@ def _speed_args(spec: QuantizedModelSpec) -> list[str]:
     ]  # fmt: skip
 
 
+def outcomes_path(owner: Owner, evaluation: Evaluation) -> str:
+    """Where on the engine store an evaluation keeps its per-item outcomes."""
+    return "/".join(
+        [
+            OUTCOMES_DIRECTORY,
+            owner.namespace,
+            owner.name,
+            evaluation.variant,
+            short_key(evaluation.cache_key),
+            evaluation.attempt or "first",
+        ]
+    )
+
+
 def eval_job(
     spec: QuantizedModelSpec,
     evaluation: Evaluation,
@@ -101,7 +122,9 @@ def eval_job(
     )
     baseline_service = names.variant_service(owner.name, evaluation.baseline)
     port = spec.serving.port
-    store, store_mount = store_volume(spec, read_only=True)
+    # The claim is mounted writable only at the evaluation's own directory (below); the rest
+    # of the store, engines included, is read-only.
+    store, store_mount = store_volume(spec, read_only=False)
     dataset_volumes, dataset_mounts = _dataset_volumes(spec)
     config_map = names.benchmarks_config_map(owner.name)
     job_labels = {
@@ -114,13 +137,19 @@ def eval_job(
         "kind": "Job",
         "metadata": {
             "name": names.eval_job(
-                owner.name, evaluation.variant, evaluation.cache_key, evaluation.quality_key
+                owner.name,
+                evaluation.variant,
+                evaluation.cache_key,
+                evaluation.quality_key,
+                evaluation.attempt,
             ),
             "namespace": owner.namespace,
             "labels": job_labels,
             "annotations": {
                 labels.REVISION_ANNOTATION: evaluation.cache_key,
                 BASELINE_ANNOTATION: evaluation.baseline,
+                ATTEMPT_ANNOTATION: evaluation.attempt,
+                OUTCOMES_ANNOTATION: outcomes_path(owner, evaluation),
             },
             "ownerReferences": [owner.reference()],
         },
@@ -173,6 +202,9 @@ def eval_job(
                                 f"{BENCHMARKS_MOUNT}/{BENCHMARKS_FILE}",
                                 "--termination-log",
                                 TERMINATION_MESSAGE_PATH,
+                                "--outcomes-dir",
+                                OUTCOMES_MOUNT_PATH,
+                                *(f"--samples={b}={n}" for b, n in evaluation.samples),
                                 *_speed_args(spec),
                             ],
                             "env": [
@@ -195,7 +227,14 @@ def eval_job(
                                     "readOnly": True,
                                 },
                                 {"name": "tmp", "mountPath": "/tmp"},
-                                {**store_mount, "mountPath": STORE_MOUNT_PATH},
+                                {**store_mount, "mountPath": STORE_MOUNT_PATH, "readOnly": True},
+                                # Only this evaluation's own directory of the store is
+                                # writable: the per-item outcomes, beside the report.
+                                {
+                                    "name": store["name"],
+                                    "mountPath": OUTCOMES_MOUNT_PATH,
+                                    "subPath": outcomes_path(owner, evaluation),
+                                },
                                 *dataset_mounts,
                             ],
                         }

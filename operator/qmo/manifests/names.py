@@ -40,10 +40,15 @@ def candidate_service(model: str, variant: str) -> str:
     return bounded(dns_label(model), variant, "candidate")
 
 
-def eval_job(model: str, variant: str, cache_key: str, quality_key: str = "") -> str:
-    """One eval Job per revision and evaluation spec: editing what is evaluated (benchmarks,
-    speed) names a new Job, so a finished Job of the old spec never blocks the rerun."""
-    return bounded("qmo-eval", dns_label(model), variant, short_key(cache_key), quality_key)
+def eval_job(
+    model: str, variant: str, cache_key: str, quality_key: str = "", attempt: str = ""
+) -> str:
+    """One eval Job per revision, evaluation spec and attempt: editing what is evaluated
+    (benchmarks, speed) or asking for more samples names a new Job, so a finished Job of the
+    old ask never blocks the next."""
+    return bounded(
+        "qmo-eval", dns_label(model), variant, short_key(cache_key), quality_key, attempt
+    )
 
 
 def main_service(model: str) -> str:

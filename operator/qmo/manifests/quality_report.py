@@ -20,11 +20,12 @@ from qmo.wire import Obj
 NAME_KEY_LENGTH = 12
 
 
-def report_name(model: str, variant: str, cache_key: str) -> str:
-    """`<model>-<variant>-<key[:12]>`, cut with a hash past 63 characters. A key that is not
-    hex (an external system's revision id) is made name-safe: lower case, no trailing '-'."""
+def report_name(model: str, variant: str, cache_key: str, attempt: str = "") -> str:
+    """`<model>-<variant>-<key[:12]>[-<attempt>]`, cut with a hash past 63 characters. A key
+    that is not hex (an external system's revision id) is made name-safe: lower case, no
+    trailing '-'. A re-evaluation on more samples (`attempt`) makes a report of its own."""
     key = re.sub(r"[^a-z0-9-]+", "-", cache_key[:NAME_KEY_LENGTH].lower()).strip("-")
-    return names.bounded(model, variant, key)
+    return names.bounded(model, variant, key, attempt)
 
 
 def report_labels(model: str, variant: str, cache_key: str) -> dict[str, str]:
@@ -39,7 +40,7 @@ def report_labels(model: str, variant: str, cache_key: str) -> dict[str, str]:
     return {k: v for k, v in candidates.items() if _label_value(v)}
 
 
-def quality_report(owner: Owner, spec: QualityReportSpec) -> Obj:
+def quality_report(owner: Owner, spec: QualityReportSpec, attempt: str = "") -> Obj:
     """The report the operator creates from an eval Job's scores, owned by the model (it goes
     with the model). `spec` names the Job's own revision, never one the pod chose."""
     model, variant, key = spec.model_ref.name, spec.variant, spec.cache_key
@@ -47,7 +48,7 @@ def quality_report(owner: Owner, spec: QualityReportSpec) -> Obj:
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": {
-            "name": report_name(model, variant, key),
+            "name": report_name(model, variant, key, attempt),
             "namespace": owner.namespace,
             "labels": report_labels(model, variant, key),
             "ownerReferences": [owner.reference()],

@@ -16,7 +16,14 @@ from qmo.vocabulary import Action
 PlanReference = Callable[[GpuClass], PlannedVariant]
 # What a verdict is judged from, not what an evaluation measures: editing these re-judges the
 # reports there are; editing anything else in spec.quality evaluates again.
-JUDGEMENT_ONLY = {"maxRegressionPercent", "onRegression", "gate", "minSpeedup"}
+JUDGEMENT_ONLY = {
+    "maxRegressionPercent",
+    "onRegression",
+    "gate",
+    "minSpeedup",
+    "confidence",
+    "inconclusive",
+}
 
 
 def quality_key(spec: QuantizedModelSpec) -> str:
@@ -35,11 +42,22 @@ def awaits_report(spec: QuantizedModelSpec, variant: PlannedVariant) -> bool:
         and not variant.reference
         and variant.precision != Precision.BF16
         and variant.action == Action.DEPLOY
-        # No report yet, or one that cannot be judged (the spec asks for a benchmark or a
-        # speed it lacks): evaluate again.
-        and (variant.report is None or variant.report.verdict == Verdict.INVALID)
+        # No report yet, one that cannot be judged (the spec asks for a benchmark or a speed
+        # it lacks), or an Inconclusive one that asks for more samples: evaluate again.
+        and (
+            variant.report is None
+            or variant.report.verdict == Verdict.INVALID
+            or variant.report.awaits_more_samples
+        )
         and not variant.decision.regressed
     )
+
+
+def samples_asked(variant: PlannedVariant) -> tuple[tuple[str, int], ...]:
+    """What the variant's awaited evaluation scores over the spec: the items an Inconclusive
+    report asks for, or nothing (a first evaluation)."""
+    report = variant.report
+    return report.more_samples if report is not None and report.awaits_more_samples else ()
 
 
 def references(
@@ -99,6 +117,7 @@ def evaluations(
                     variant.candidate,
                     baseline.name,
                     quality_key(spec),
+                    samples_asked(variant),
                 )
             )
     return tuple(found)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import QuantizedModelStatus, VariantStatus
 from qmo.conditions import get_condition
 from qmo.planner.cachekey import short_key
@@ -192,7 +191,7 @@ def _variant_events(variant: PlannedVariant, before: VariantStatus | None) -> li
     report = variant.report
     if (
         report is not None
-        and report.verdict == Verdict.PASS
+        and report.passed
         and (before is None or before.quality.report != report.name)
     ):
         events.append(

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import GateTiming, OnRegression, Precision, QuantizedModelSpec
 from qmo.planner import revisions
 from qmo.planner.capabilities import fallback_precision
@@ -52,7 +51,7 @@ class Case:
 
     @property
     def regressed(self) -> bool:
-        return self.report is not None and self.report.verdict == Verdict.REGRESSED
+        return self.report is not None and self.report.regressed
 
 
 Rule = Callable[[Case], GateDecision | None]
@@ -111,7 +110,7 @@ def withdraw(case: Case) -> GateDecision | None:
 
 def hold_as_candidate(case: Case) -> GateDecision | None:
     """before-traffic: a revision serves only once a report about it passed."""
-    passed = case.report is not None and case.report.verdict == Verdict.PASS
+    passed = case.report is not None and case.report.passed
     if (
         case.spec.quality.gate == GateTiming.BEFORE_TRAFFIC
         and not passed

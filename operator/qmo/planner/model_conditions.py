@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from qmo.api.base import ConditionStatus
-from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import GateTiming, Precision, QuantizedModelSpec
 from qmo.planner.revisions import variant_serves
 from qmo.planner.types import Plan, PlannedVariant
@@ -141,7 +140,7 @@ def _still_waiting(f: Facts) -> list[str]:
         for v in gated
         if v.name not in failed
         and not v.decision.regressed
-        and (v.report is None or v.report.verdict != Verdict.PASS)
+        and (v.report is None or not v.report.passed)
     ]
     if waiting:
         told.append(f"awaiting a passing report: {', '.join(waiting)}")

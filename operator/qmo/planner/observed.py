@@ -53,6 +53,30 @@ class ReportObservation:
     worst_delta_percent: float | None = None
     speedup: float | None = None
     tokens_per_second: float | None = None  # measured, per replica, at its highest concurrency
+    # An Inconclusive report's action (quality.verdict.Judgement.acts_as): Pass, Regressed, or
+    # None while the re-evaluation on `more_samples` ((benchmark, items) each) is awaited.
+    inconclusive_acts_as: Verdict | None = None
+    more_samples: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def acts_as(self) -> Verdict | None:
+        if self.verdict == Verdict.INCONCLUSIVE:
+            return self.inconclusive_acts_as
+        return self.verdict
+
+    @property
+    def passed(self) -> bool:
+        """The revision counts as passed: a Pass, or an Inconclusive counted as one."""
+        return self.acts_as == Verdict.PASS
+
+    @property
+    def regressed(self) -> bool:
+        """The revision counts as regressed: a Regressed, or an Inconclusive counted as one."""
+        return self.acts_as == Verdict.REGRESSED
+
+    @property
+    def awaits_more_samples(self) -> bool:
+        return self.verdict == Verdict.INCONCLUSIVE and self.acts_as is None
 
 
 class BuildLookup(Protocol):

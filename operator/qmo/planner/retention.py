@@ -10,7 +10,6 @@ revision plans int4 again, and int8 serves until int4 passes, or falls back to i
 
 from __future__ import annotations
 
-from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import Precision, QuantizedModelSpec
 from qmo.gpu import GpuClass
 from qmo.planner import gate
@@ -28,9 +27,7 @@ def settled(spec: QuantizedModelSpec, variant: PlannedVariant) -> bool:
     if not variant_serves(variant, spec.serving.wanted_replicas):
         return False
     report = variant.report
-    return not gate.gated(spec, variant.target) or (
-        report is not None and report.verdict == Verdict.PASS
-    )
+    return not gate.gated(spec, variant.target) or (report is not None and report.passed)
 
 
 def kept_until_replaced(

@@ -77,15 +77,16 @@ def variant_serves(variant: PlannedVariant, replicas: int) -> bool:
 def last_good_after(
     variant: PlannedVariant,
     previous: VariantStatus | None,
-    quality: str,
+    good_quality: bool,
     *,
     gated: bool,
     replicas: int,
 ) -> str | None:
     """The last good revision once this reconcile is done: the current revision if it now
-    serves and is good, else what was remembered."""
+    serves and its quality is good (GOOD_QUALITY, or an Inconclusive counted as passed), else
+    what was remembered."""
     last_good = previous.last_good_revision if previous else None
     at_current = variant.serve_key == variant.cache_key and variant_serves(variant, replicas)
-    if at_current and (not gated or quality in GOOD_QUALITY):
+    if at_current and (not gated or good_quality):
         return variant.deployment.revision if variant.deployment else None
     return last_good

@@ -62,6 +62,9 @@ def quality_of(
         return VariantQuality(verdict=QualityState.PENDING, evaluation_failed=failed_evaluation)
     return VariantQuality(
         verdict=report.verdict.value,
+        counted_as=report.inconclusive_acts_as.value
+        if report.verdict == Verdict.INCONCLUSIVE and report.inconclusive_acts_as
+        else None,
         worst_benchmark=report.worst_benchmark,
         worst_delta_percent=report.worst_delta_percent,
         report=report.name,
@@ -89,9 +92,8 @@ def variant_status(
     deployment = variant.deployment
     revision = deployment.revision if deployment else None
     quality = quality_of(variant, gated, failed_evaluation)
-    last_good = revisions.last_good_after(
-        variant, previous, quality.verdict, gated=gated, replicas=replicas
-    )
+    good = quality.verdict in revisions.GOOD_QUALITY or quality.counted_as == Verdict.PASS
+    last_good = revisions.last_good_after(variant, previous, good, gated=gated, replicas=replicas)
     deployed = variant.action == Action.DEPLOY and variant.serve_key is not None
     return VariantStatus(
         name=variant.name,
@@ -253,7 +255,7 @@ def _quality_summary(spec: QuantizedModelSpec, variants: list[VariantStatus]) ->
     if spec.quality.gate == GateTiming.OFF:
         return QualityState.NOT_GATED
     verdicts = {v.quality.verdict for v in variants}
-    for worst in (Verdict.REGRESSED, Verdict.INVALID, QualityState.PENDING):
+    for worst in (Verdict.REGRESSED, Verdict.INVALID, Verdict.INCONCLUSIVE, QualityState.PENDING):
         if worst in verdicts:
             return worst
     return Verdict.PASS if Verdict.PASS in verdicts else QualityState.BASELINE

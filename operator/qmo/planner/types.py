@@ -6,6 +6,7 @@ Pure data, no decisions: every planner module and the controller depend on these
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from qmo.api.buildcontract import BuildRequest
@@ -51,6 +52,23 @@ class Evaluation:
     on_candidate_track: bool
     baseline: str
     quality_key: str = ""  # what is evaluated (see evaluations.quality_key)
+    # A re-evaluation of an Inconclusive report: (benchmark, items) to score, over the spec.
+    samples: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def attempt(self) -> str:
+        """'' for the first evaluation of a revision; a name for each re-evaluation."""
+        return attempt_of(self.samples)
+
+
+def attempt_of(samples: tuple[tuple[str, int], ...]) -> str:
+    """A re-evaluation's name part: 'n', the most items it asks of one benchmark, and 4 hex
+    digits of the whole ask (n2000-1f3a)."""
+    if not samples:
+        return ""
+    most = max(items for _, items in samples)
+    asked = ";".join(sorted(f"{b}={n}" for b, n in samples))
+    return f"n{most}-{hashlib.sha256(asked.encode()).hexdigest()[:4]}"
 
 
 @dataclass(frozen=True)

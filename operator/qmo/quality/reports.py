@@ -40,6 +40,8 @@ class JudgedReport:
             worst_delta_percent=self.judgement.worst_delta_percent,
             speedup=self.judgement.speedup,
             tokens_per_second=self.tokens_per_second,
+            inconclusive_acts_as=self.judgement.inconclusive_acts_as,
+            more_samples=self.judgement.more_samples,
         )
 
     @property
@@ -97,7 +99,7 @@ def passing_revisions(judged: list[JudgedReport]) -> dict[str, str]:
     newest: dict[str, str] = {}
     for report in judged:
         observation = decisive.get(report.key)
-        if observation is not None and observation.verdict == Verdict.PASS:
+        if observation is not None and observation.passed:
             newest[report.report.spec.variant] = report.report.spec.cache_key
     return newest
 

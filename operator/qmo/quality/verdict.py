@@ -4,8 +4,18 @@ into the QualityReport's status.
 
 delta = (baseline - candidate) / baseline x 100 for higher-is-better benchmarks, and
 (candidate - baseline) / baseline x 100 for lower-is-better ones (perplexity, latency), so a
-positive delta is always a loss. A delta above the threshold is a regression; exactly at the
-threshold passes.
+positive delta is always a loss.
+
+A result with paired statistics (`paired`: the standard error from per-item outcomes) is judged
+on its interval at the model's confidence (qmo.quality.paired): over the threshold when all of
+the interval is, within it when none of it is, inconclusive otherwise. A result without them
+(an external pipeline's) is judged on its point estimate, as before intervals: a delta above
+the threshold is a regression, exactly at the threshold passes; status names its method
+`point-estimate`.
+
+An Inconclusive report *acts as* what `quality.inconclusive` says: Pass, Regressed, or nothing
+yet while more samples are asked for (`Judgement.acts_as`, `more_samples`); the gate reads the
+action, never the spec's setting.
 
 `judge` is a list of named rules, as the planner's gate is: first the reasons a report cannot
 be judged (each an Invalid judgement with its reason), then a quality regression, then a
@@ -26,11 +36,13 @@ from functools import cached_property
 from qmo.api.qualityreport import (
     BenchmarkDelta,
     BenchmarkResult,
+    PairedResult,
     QualityReportSpec,
     SpeedReport,
     Verdict,
 )
-from qmo.api.quantizedmodel import BenchmarkSpec, QualitySpec
+from qmo.api.quantizedmodel import BenchmarkSpec, InconclusiveAction, QualitySpec
+from qmo.quality import paired
 from qmo.vocabulary import Reason
 
 # Scores arrive as decimals (0.985); without a tolerance 1.5000000000000002 would regress.
@@ -39,6 +51,7 @@ TOLERANCE = 1e-9
 MAX_DELTA_PERCENT = 1e6
 # No precision makes serving a thousand times faster: one of the two measurements is wrong.
 MAX_SPEEDUP = 1000.0
+POINT_ESTIMATE = "point-estimate"
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,18 @@ class Judgement:
     worst_benchmark: str | None = None
     worst_delta_percent: float | None = None
     speedup: float | None = None
+    # An Inconclusive verdict's action: Pass or Regressed, or None while `more_samples` asks
+    # for a re-evaluation ((benchmark, items) each). Other verdicts act as themselves.
+    inconclusive_acts_as: Verdict | None = None
+    more_samples: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def acts_as(self) -> Verdict | None:
+        """What the gate does with the report: Pass, Regressed, Invalid, or None (awaits the
+        re-evaluation on more samples)."""
+        if self.verdict == Verdict.INCONCLUSIVE:
+            return self.inconclusive_acts_as
+        return self.verdict
 
 
 def regression_percent(baseline: float, candidate: float, higher_is_better: bool) -> float:
@@ -84,6 +109,7 @@ class Scores:
     candidate: float
     higher_is_better: bool
     threshold: float
+    paired: PairedResult | None = None
 
     @classmethod
     def of(
@@ -103,12 +129,46 @@ class Scores:
             result.candidate_score,
             higher_is_better,
             threshold,
+            result.paired,
         )
 
     @property
     def delta(self) -> float:
         """Only for finite scores over a positive baseline (the result rules check both)."""
         return regression_percent(self.baseline, self.candidate, self.higher_is_better)
+
+    def assessed(self, confidence: float) -> BenchmarkDelta:
+        """The delta against the threshold: on its interval where the result is paired, on
+        the point estimate where not."""
+        delta, line = self.delta, self.threshold + TOLERANCE
+        if self.paired is None:
+            return BenchmarkDelta(
+                benchmark=self.benchmark,
+                delta_percent=round(delta, 4),
+                threshold_percent=self.threshold,
+                regressed=delta > line,
+                method=POINT_ESTIMATE,
+            )
+        error = self.paired.standard_error_percent
+        low, high = paired.interval(delta, error, confidence)
+        over, straddles = low > line, low <= line < high
+        return BenchmarkDelta(
+            benchmark=self.benchmark,
+            delta_percent=round(delta, 4),
+            threshold_percent=self.threshold,
+            regressed=over,
+            inconclusive=straddles,
+            method=self.paired.method.value,
+            interval_low_percent=round(low, 4),
+            interval_high_percent=round(high, 4),
+            confidence=confidence,
+            items=self.paired.items,
+            samples_to_resolve=paired.samples_to_resolve(
+                self.paired.items, delta, error, self.threshold, confidence
+            )
+            if straddles
+            else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -128,15 +188,15 @@ class Case:
     @cached_property
     def deltas(self) -> tuple[BenchmarkDelta, ...]:
         """Only once every result can be judged."""
-        return tuple(
-            BenchmarkDelta(
-                benchmark=s.benchmark,
-                delta_percent=round(s.delta, 4),
-                threshold_percent=s.threshold,
-                regressed=s.delta > s.threshold + TOLERANCE,
-            )
-            for s in self.results
-        )
+        return tuple(s.assessed(self.quality.confidence) for s in self.results)
+
+    @property
+    def without_interval(self) -> str:
+        """A note naming the results judged on their point estimate alone."""
+        bare = [d.benchmark for d in self.deltas if d.method == POINT_ESTIMATE]
+        if not bare:
+            return ""
+        return f"; judged without an interval (no per-item outcomes): {', '.join(bare)}"
 
     @cached_property
     def measured_speedup(self) -> float | None:
@@ -162,16 +222,25 @@ class Case:
             note += f" (minimum {minimum}x)"
         return note
 
-    def judged(self, verdict: Verdict, reason: str, message: str) -> Judgement:
+    def judged(
+        self,
+        verdict: Verdict,
+        reason: str,
+        message: str,
+        acts_as: Verdict | None = None,
+        more_samples: tuple[tuple[str, int], ...] = (),
+    ) -> Judgement:
         worst = self.worst
         return Judgement(
             verdict,
             reason,
-            message,
+            message + self.without_interval,
             self.deltas,
             worst.benchmark,
             worst.delta_percent,
             self.measured_speedup,
+            acts_as,
+            more_samples,
         )
 
 
@@ -287,7 +356,7 @@ def regressed(case: Case) -> Judgement | None:
     lost = [d for d in case.deltas if d.regressed]
     if not lost:
         return None
-    names = ", ".join(f"{d.benchmark} {d.delta_percent:+.2f}%" for d in lost)
+    names = ", ".join(f"{d.benchmark} {d.delta_percent:+.2f}%{_interval(d)}" for d in lost)
     return case.judged(
         Verdict.REGRESSED,
         Reason.REGRESSED,
@@ -307,6 +376,68 @@ def too_slow(case: Case) -> Judgement | None:
     return None
 
 
+def _interval(delta: BenchmarkDelta) -> str:
+    if delta.interval_low_percent is None or delta.interval_high_percent is None:
+        return ""
+    return (
+        f" [{delta.interval_low_percent:+.2f}%, {delta.interval_high_percent:+.2f}%"
+        f" at {delta.confidence:.0%}]"
+    )
+
+
+def more_samples(case: Case) -> tuple[tuple[str, int], ...]:
+    """Per inconclusive benchmark whose dataset has more, the items to ask next: twice those
+    scored, or as many as would likely resolve it, at most inconclusive.maxSamples; empty when
+    no benchmark can grow."""
+    cap = case.quality.inconclusive.max_samples
+    asked = []
+    for scores, delta in zip(case.results, case.deltas, strict=True):
+        if not delta.inconclusive or scores.paired is None or scores.paired.exhausted:
+            continue
+        items = scores.paired.items
+        wanted = min(cap, max(2 * items, delta.samples_to_resolve or 0))
+        if wanted > items:
+            asked.append((scores.benchmark, wanted))
+    return tuple(asked)
+
+
+def inconclusive(case: Case) -> Judgement | None:
+    """An interval straddles its threshold (and nothing regressed): the spec's action."""
+    unsure = [d for d in case.deltas if d.inconclusive]
+    if not unsure:
+        return None
+    names = ", ".join(
+        f"{d.benchmark} {d.delta_percent:+.2f}%{_interval(d)}"
+        + (f", about {d.samples_to_resolve} items would resolve it" if d.samples_to_resolve else "")
+        for d in unsure
+    )
+    told = f"inconclusive on {names}; {case.summary}{case.speed_note}"
+    action = case.quality.inconclusive.action
+    if action == InconclusiveAction.PASS:
+        return case.judged(
+            Verdict.INCONCLUSIVE, Reason.INCONCLUSIVE, f"{told}; counted as passed", Verdict.PASS
+        )
+    asked = more_samples(case) if action == InconclusiveAction.MORE_SAMPLES else ()
+    if asked:
+        more = ", ".join(f"{benchmark} on {items} items" for benchmark, items in asked)
+        return case.judged(
+            Verdict.INCONCLUSIVE,
+            Reason.INCONCLUSIVE,
+            f"{told}; evaluating again: {more}",
+            None,
+            asked,
+        )
+    why = (
+        "counted as regressed"
+        if action == InconclusiveAction.REGRESS
+        else f"no more samples to ask (maxSamples {case.quality.inconclusive.max_samples}, or "
+        "the dataset has no more): counted as regressed"
+    )
+    return case.judged(
+        Verdict.INCONCLUSIVE, Reason.INCONCLUSIVE, f"{told}; {why}", Verdict.REGRESSED
+    )
+
+
 RULES: tuple[Rule, ...] = (
     missing_benchmarks,
     a_result_cannot_be_judged,
@@ -314,6 +445,7 @@ RULES: tuple[Rule, ...] = (
     missing_speed,
     regressed,
     too_slow,
+    inconclusive,
 )
 
 
