@@ -14,6 +14,7 @@ import pytest
 from qmo.api.quantizedmodel import QualitySpec
 from qmo.evaluator.cli import ExitCode, run
 from qmo.evaluator.evaluation import RunOptions
+from qmo.evaluator import lm_eval_tasks
 from qmo.evaluator.lm_eval_tasks import metric_value
 from qmo.evaluator.speed import ProbeSettings
 from qmo.quality.verdict import judge
@@ -174,3 +175,22 @@ def test_the_metric_is_read_as_lm_eval_names_it() -> None:
     results = {"results": {"gsm8k": {"exact_match,strict-match": 0.5, "alias": "gsm8k"}},
                "n-samples": {"gsm8k": {"original": 1319, "effective": 100}}}  # fmt: skip
     assert metric_value(results, "gsm8k", "exact_match,strict-match") == (0.5, 100)
+
+
+def test_per_document_outcomes_come_from_lm_evals_sample_log_in_document_order() -> None:
+    samples = [
+        {"doc_id": 1, "filter": "none", "acc": 0.0, "word_perplexity": [-6.0, 3]},
+        {"doc_id": 0, "filter": "none", "acc": 1.0, "word_perplexity": [-4.0, 2]},
+        {"doc_id": 0, "filter": "strict", "acc": 0.0, "word_perplexity": [-9.0, 9]},
+    ]
+    results = {"samples": {"t": samples}}
+    assert lm_eval_tasks.per_document(results, "t", "acc,none") == ((1.0, 0.0), ())
+    # A perplexity's (log-likelihood, words) becomes (negative log-likelihood, words).
+    assert lm_eval_tasks.per_document(results, "t", "word_perplexity,none") == (
+        (4.0, 6.0),
+        (2.0, 3.0),
+    )
+    assert lm_eval_tasks.per_document(results, "t", "acc,strict") == ((0.0,), ())
+    odd = {"samples": {"t": [{"doc_id": 0, "filter": "none", "bits_per_byte": [-1.0, 4]}]}}
+    assert lm_eval_tasks.per_document(odd, "t", "bits_per_byte,none") == ((), ())
+    assert lm_eval_tasks.per_document({}, "t", "acc,none") == ((), ())

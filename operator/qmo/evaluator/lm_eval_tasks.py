@@ -137,28 +137,50 @@ def score_task(
         raise TaskFailure(f"lm-eval task {task.task} returned nothing")
     value, samples = metric_value(results, task.task, task.metric)
     log.info("lm-eval %s on %s: %s = %.6g", task.task, endpoint.url, task.metric, value)
+    outcomes, weights = per_document(results, task.task, task.metric)
     return Score(
         value=value,
         samples=samples if samples is not None else 0,
-        outcomes=per_document(results, task.task, task.metric),
+        outcomes=outcomes,
+        weights=weights,
     )
 
 
-def per_document(results: dict[str, Any], task: str, metric: str) -> tuple[float, ...]:
-    """Each document's value of `metric` ("metric,filter") in document order, from lm-eval's
-    logged samples; empty when a document has none that is a number (a metric such as
-    word_perplexity logs a pair per document, and is not paired)."""
+def per_document(
+    results: dict[str, Any], task: str, metric: str
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Each document's outcome for `metric` ("metric,filter") in document order, from
+    lm-eval's logged samples, and its weight: a mean metric logs a number per document
+    (no weights); a perplexity (word_, byte_, token_perplexity) logs (log-likelihood, words),
+    which becomes (negative log-likelihood, words) for the paired bootstrap. Empty where a
+    document logs something else (bits_per_byte aggregates differently): not paired."""
     name, _, filter_key = metric.partition(",")
     filter_key = filter_key or "none"
     logged = [
         s for s in (results.get("samples") or {}).get(task) or [] if s.get("filter") == filter_key
     ]
-    values = []
+    outcomes: list[float] = []
+    weights: list[float] = []
     for sample in sorted(logged, key=lambda s: s.get("doc_id", 0)):
         value = sample.get(name)
         if isinstance(value, bool):
             value = float(value)
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            return ()
-        values.append(float(value))
-    return tuple(values)
+        if isinstance(value, int | float) and math.isfinite(value):
+            outcomes.append(float(value))
+        elif name.endswith("perplexity") and _pair(value):
+            outcomes.append(-float(value[0]))
+            weights.append(float(value[1]))
+        else:
+            return (), ()
+    if weights and len(weights) != len(outcomes):
+        return (), ()
+    return tuple(outcomes), tuple(weights)
+
+
+def _pair(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in value)
+        and value[1] > 0
+    )
