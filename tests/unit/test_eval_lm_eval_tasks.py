@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from qmo.api.quantizedmodel import QualitySpec
+from qmo.evaluator import lm_eval_tasks
 from qmo.evaluator.cli import ExitCode, run
 from qmo.evaluator.evaluation import RunOptions
-from qmo.evaluator import lm_eval_tasks
 from qmo.evaluator.lm_eval_tasks import metric_value
 from qmo.evaluator.speed import ProbeSettings
 from qmo.quality.verdict import judge
