@@ -166,6 +166,25 @@ INVALID_CASES = [
         server=_rule_message("routing.header must be"),
     ),
     InvalidCase(
+        "a judged benchmark without a judge",
+        {"quality": {"benchmarks": [{"name": "mt-bench", "metric": "judged"}]}},
+        local=_rule_message("judged benchmark needs a judge"),
+        server=_rule_message("judged benchmark needs a judge"),
+    ),
+    InvalidCase(
+        "a judge on a benchmark that is not judged",
+        {"quality": {"benchmarks": [{"name": "gsm8k", "judge": {"url": "http://judge"}}]}},
+        local=_rule_message("judged benchmark needs a judge"),
+        server=_rule_message("judged benchmark needs a judge"),
+    ),
+    InvalidCase(
+        "a confidence of 1",
+        {"quality": {"confidence": 1}},
+        local="less than or equal to 0.999",
+        # kube-apiserver 1.36 prints this fractional maximum as 0 in its message.
+        server="spec.quality.confidence in body should be less than or equal to",
+    ),
+    InvalidCase(
         "a pseudo-header as the routing header",
         {"routing": {"parentRefs": [{"name": "inference"}], "header": ":authority"}},
         local="String should match pattern",

@@ -38,15 +38,27 @@ from qmo.api.qualityreport import (
 )
 
 __all__ = [
+    "ALLOW_CODE_EXECUTION_FLAG",
     "SOURCE",
     "TERMINATION_MESSAGE_LIMIT",
     "TERMINATION_MESSAGE_PATH",
     "EvalResult",
     "MessageError",
+    "judge_key_env",
     "parse_message",
 ]
 
 SOURCE = "qmo-eval"  # spec.source of the reports the operator writes from eval Jobs
+# Tells qmo-eval it runs where model-written code may run (the eval pod): code-execution
+# benchmarks, and lm-eval tasks marked unsafe, run only with it.
+ALLOW_CODE_EXECUTION_FLAG = "--allow-code-execution"
+
+
+def judge_key_env(benchmark: str) -> str:
+    """The environment variable that carries a judged benchmark's judge API key into the eval
+    pod (from the Secret the spec names): QMO_EVAL_JUDGE_KEY_<BENCHMARK>."""
+    return "QMO_EVAL_JUDGE_KEY_" + "".join(c if c.isalnum() else "_" for c in benchmark.upper())
+
 
 # [standardErrorPercent, method, exhausted, outcomesKept]: a row's paired statistics (the
 # items are the row's samples; the outcomes file's path is the Job's, which the operator knows).

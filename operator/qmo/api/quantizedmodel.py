@@ -98,6 +98,10 @@ class BenchmarkMetric(StrEnum):
     EXACT_MATCH = "exact-match"
     MULTIPLE_CHOICE = "multiple-choice"
     PERPLEXITY = "perplexity"
+    # HumanEval(+) items: the completion is run against the item's tests in the eval pod.
+    CODE_EXECUTION = "code-execution"
+    # MT-Bench items: two chat turns, each rated 1-10 by a judge endpoint.
+    JUDGED = "judged"
 
 
 # RE2 and Python `re` read this the same way, so the CEL rule and pydantic agree. No
@@ -600,6 +604,24 @@ class DatasetSource(ApiModel):
     )
 
 
+class JudgeSpec(ApiModel):
+    """The OpenAI-compatible endpoint that rates answers (MT-Bench's single-answer grading)."""
+
+    url: str = Field(
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="Base URL without /v1, e.g. http://judge.llm.svc:8000 or an external one.",
+    )
+    model: str | None = Field(
+        default=None, max_length=256, description="Model name; default: the first it lists."
+    )
+    api_key_secret_ref: SecretKeyReference | None = Field(
+        default=None,
+        description="A Secret key holding the judge's API key; it reaches the eval pod as an "
+        "environment variable, never an argument, log line or status.",
+    )
+
+
 class LmEvalApi(StrEnum):
     COMPLETIONS = "completions"  # lm-eval's local-completions model
     CHAT = "chat"  # local-chat-completions
@@ -693,12 +715,26 @@ class BenchmarkSpec(ApiModel):
         description="Run this lm-evaluation-harness task instead of a qmo-eval dataset; "
         "samples becomes its limit.",
     )
+    judge: JudgeSpec | None = Field(
+        default=None, description="The judge endpoint of a `judged` (MT-Bench) benchmark."
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=8192,
+        description="Tokens per answer for code-execution and judged benchmarks (default 512).",
+    )
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
             cel="!(has(self.dataset) && has(self.lmEval))",
             message="a benchmark takes a dataset or an lmEval task, not both",
             check=lambda b: b.dataset is None or b.lm_eval is None,
+        ),
+        Rule(
+            cel="has(self.judge) == (has(self.metric) && self.metric == 'judged')",
+            message="a judged benchmark needs a judge, and only a judged benchmark takes one",
+            check=lambda b: (b.judge is not None) == (b.metric == BenchmarkMetric.JUDGED),
         ),
     )
 

@@ -55,7 +55,27 @@ class TextItem:
     text: str
 
 
-Item = ExactMatchItem | ChoiceItem | TextItem
+@dataclass(frozen=True)
+class CodeItem:
+    """A HumanEval(+) problem: the function's signature and docstring, and the tests that
+    call `check(<entry_point>)` (HumanEval+'s extended test suite, where the item has it)."""
+
+    prompt: str
+    test: str
+    entry_point: str
+
+
+@dataclass(frozen=True)
+class JudgedItem:
+    """An MT-Bench question: its turns (two), its category, and reference answers for the
+    categories MT-Bench judges against one (math, reasoning, coding)."""
+
+    turns: tuple[str, ...]
+    category: str = ""
+    reference: tuple[str, ...] = ()
+
+
+Item = ExactMatchItem | ChoiceItem | TextItem | CodeItem | JudgedItem
 
 
 @dataclass(frozen=True)
@@ -131,7 +151,14 @@ def parse_item(metric: BenchmarkMetric, obj: Any) -> Item:
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
     if metric == BenchmarkMetric.PERPLEXITY:
         return TextItem(_text(obj, "text"))
+    if metric == BenchmarkMetric.JUDGED:
+        return _judged_item(obj)
     prompt = _text(obj, "prompt")
+    if metric == BenchmarkMetric.CODE_EXECUTION:
+        entry = _text(obj, "entry_point")
+        if not entry.isidentifier():
+            raise ValueError('"entry_point" must be a Python identifier')
+        return CodeItem(prompt, _text(obj, "test"), entry)
     if "answer" not in obj:
         raise ValueError('missing "answer"')
     if metric == BenchmarkMetric.EXACT_MATCH:
@@ -176,6 +203,19 @@ def load_benchmark(
     if spec.samples is not None:
         items = items[: spec.samples]
     return Benchmark(spec, str(path), tuple(items), exhausted)
+
+
+def _judged_item(obj: dict[str, Any]) -> JudgedItem:
+    turns = obj.get("turns")
+    if not isinstance(turns, list) or not 1 <= len(turns) <= 2:
+        raise ValueError('"turns" must be a list of one or two questions')
+    if not all(isinstance(t, str) and t.strip() for t in turns):
+        raise ValueError("every turn must be a non-empty string")
+    reference = obj.get("reference") or []
+    if not isinstance(reference, list) or not all(isinstance(r, str) for r in reference):
+        raise ValueError('"reference" must be a list of answers, one per turn')
+    category = obj.get("category") or ""
+    return JudgedItem(tuple(turns), str(category), tuple(reference))
 
 
 def _text(obj: dict[str, Any], key: str) -> str:

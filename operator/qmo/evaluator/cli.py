@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from qmo.api.evalcontract import ALLOW_CODE_EXECUTION_FLAG
 from qmo.api.qualityreport import QualityReport
 from qmo.evaluator import benchmarks as loading
 from qmo.evaluator.benchmarks import InputError
@@ -222,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         "to create the report from (what eval Jobs do; needs no credentials).",
     )
     run_p.add_argument(
+        ALLOW_CODE_EXECUTION_FLAG,
+        action="store_true",
+        help="Run model-written code (code-execution benchmarks, lm-eval tasks marked unsafe): "
+        "only where that is safe, as in an eval Job's pod.",
+    )
+    run_p.add_argument(
         "--samples",
         action="append",
         default=[],
@@ -286,6 +293,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
             max_tokens=args.max_tokens,
             concurrency=args.concurrency,
             choice_logprobs=max(0, args.choice_logprobs),
+            allow_code_execution=args.allow_code_execution,
         ),
         timeout=args.timeout,
         seed=args.seed,

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from qmo.api.evalcontract import ALLOW_CODE_EXECUTION_FLAG, judge_key_env
 from qmo.api.qualityreport import BenchmarkResult, QualityReport, SpeedReport
-from qmo.api.quantizedmodel import BenchmarkSpec
+from qmo.api.quantizedmodel import BenchmarkMetric, BenchmarkSpec
 from qmo.evaluator import benchmarks as loading
 from qmo.evaluator import lm_eval_tasks, pairing
 from qmo.evaluator.benchmarks import Benchmark, InputError
@@ -58,6 +59,10 @@ class RunOptions:
     samples: dict[str, int] = field(default_factory=dict)
     # Where the per-item outcomes go (the engine store, beside the report); None: not kept.
     outcomes_dir: Path | None = None
+
+    @property
+    def allow_code_execution(self) -> bool:
+        return self.settings.allow_code_execution
 
     @property
     def subject(self) -> str:
@@ -112,6 +117,14 @@ def evaluate(options: RunOptions, make_client: ClientFactory = default_client) -
         }
     except InputError as err:
         raise BadInput(str(err)) from err
+    running_code = [s.name for s in specs if s.metric == BenchmarkMetric.CODE_EXECUTION]
+    if running_code and not options.allow_code_execution:
+        raise BadInput(
+            f"benchmark {', '.join(running_code)} runs model-written code: qmo-eval runs it only "
+            f"with {ALLOW_CODE_EXECUTION_FLAG}, which eval Jobs pass (their pod holds no "
+            "credentials and reaches only the two endpoints)"
+        )
+    judges = {s.name: _judge(s, options, make_client) for s in specs if s.judge is not None}
     endpoints = {
         "baseline": _endpoint(options, options.baseline_url, make_client),
         "candidate": _endpoint(options, options.candidate_url, make_client),
@@ -134,7 +147,9 @@ def evaluate(options: RunOptions, make_client: ClientFactory = default_client) -
             if spec.lm_eval is not None:
                 results.append(_compare_task(spec, endpoints, options))
             else:
-                results.append(_compare(loaded[spec.name], endpoints, options))
+                results.append(
+                    _compare(loaded[spec.name], endpoints, options, judges.get(spec.name))
+                )
         except BenchmarkFailure as err:
             failures.append(str(err))
     speed = None
@@ -161,7 +176,11 @@ def _compare_task(
         )
         try:
             scores[role] = lm_eval_tasks.score_task(
-                spec, endpoint, datasets_root=options.datasets_root, store_root=options.store_root
+                spec,
+                endpoint,
+                datasets_root=options.datasets_root,
+                store_root=options.store_root,
+                allow_code_execution=options.allow_code_execution,
             )
         except InputError as err:
             raise BadInput(str(err)) from err
@@ -219,13 +238,39 @@ def _endpoint(options: RunOptions, url: str, make_client: ClientFactory) -> Open
     return client
 
 
+def _judge(spec: BenchmarkSpec, options: RunOptions, make_client: ClientFactory) -> OpenAIClient:
+    """The judge endpoint of a judged benchmark: its API key from the environment variable the
+    eval Job fills from the spec's Secret (never an argument), its model as the spec names it
+    or as it lists first."""
+    judge = spec.judge
+    assert judge is not None
+    client = make_client(judge.url, options.timeout, options.seed)
+    client.api_key = os.environ.get(judge_key_env(spec.name))
+    if judge.model:
+        client.model = judge.model
+        return client
+    try:
+        served = client.models()
+    except EndpointError as err:
+        raise EvaluationFailed(
+            f"benchmark {spec.name}: cannot list the judge's models: {err}"
+        ) from err
+    if not served:
+        raise EvaluationFailed(f"benchmark {spec.name}: the judge lists no model")
+    client.model = served[0]
+    return client
+
+
 def _compare(
-    benchmark: Benchmark, endpoints: dict[str, OpenAIClient], options: RunOptions
+    benchmark: Benchmark,
+    endpoints: dict[str, OpenAIClient],
+    options: RunOptions,
+    judge_with: OpenAIClient | None = None,
 ) -> BenchmarkResult:
     scores: dict[str, Score] = {}
     for role, endpoint in endpoints.items():
         try:
-            scores[role] = score_benchmark(benchmark, endpoint, options.settings)
+            scores[role] = score_benchmark(benchmark, endpoint, options.settings, judge_with)
         except (EndpointError, ScoringError) as err:
             raise BenchmarkFailure(f"benchmark {benchmark.name} on the {role}: {err}") from err
         log.info(

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from qmo.api.quantizedmodel import BenchmarkMetric
-from qmo.evaluator import scoring
-from qmo.evaluator.benchmarks import Benchmark, ChoiceItem, ExactMatchItem, Item, TextItem
+from qmo.evaluator import code_execution, judge, scoring
+from qmo.evaluator.benchmarks import (
+    Benchmark,
+    ChoiceItem,
+    CodeItem,
+    ExactMatchItem,
+    Item,
+    JudgedItem,
+    TextItem,
+)
 from qmo.evaluator.openai_client import Completion
 from qmo.evaluator.scoring import LogLikelihood, Score, ScoringError
 
@@ -24,6 +32,8 @@ from qmo.evaluator.scoring import LogLikelihood, Score, ScoringError
 CHOICE_MAX_TOKENS = 4
 # Perplexity scores the prompt only; 1 is the fewest tokens every server accepts.
 PERPLEXITY_MAX_TOKENS = 1
+# A function body or a chat answer, unless the benchmark says otherwise (maxTokens).
+ANSWER_MAX_TOKENS = 512
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -44,6 +54,14 @@ class Endpoint(Protocol):
         self, prompt: str, *, max_tokens: int, top_logprobs: int | None = None
     ) -> Completion: ...
 
+    def converse(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        top_logprobs: int | None = None,
+    ) -> Completion: ...
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -53,11 +71,47 @@ class Settings:
     # Top logprobs asked for on multiple-choice prompts; 0 reads the letter from the text.
     # trtllm-serve's TensorRT backend returns more than 1 only with gather_generation_logits.
     choice_logprobs: int = 0
+    # Run model-written code (code-execution benchmarks): only where qmo-eval was told it may.
+    allow_code_execution: bool = False
+    code_limits: code_execution.Limits = field(default_factory=code_execution.Limits)
 
 
-def score_benchmark(benchmark: Benchmark, endpoint: Endpoint, settings: Settings) -> Score:
-    """The benchmark's score on the endpoint. Raises EndpointError or ScoringError."""
+def score_benchmark(
+    benchmark: Benchmark, endpoint: Endpoint, settings: Settings, judge_with: Endpoint | None = None
+) -> Score:
+    """The benchmark's score on the endpoint (`judge_with` rates a judged benchmark's
+    answers). Raises EndpointError or ScoringError."""
     items = benchmark.items
+    tokens = benchmark.spec.max_tokens or ANSWER_MAX_TOKENS
+    if benchmark.metric == BenchmarkMetric.CODE_EXECUTION:
+        if not settings.allow_code_execution:
+            raise ScoringError("it runs model-written code: only with --allow-code-execution")
+        problems = [_of(CodeItem, item) for item in items]
+        completions = _map(
+            lambda p: endpoint.complete(p.prompt, max_tokens=tokens).text,
+            problems,
+            settings.concurrency,
+        )
+        passed = _map(
+            lambda pc: code_execution.passes(pc[0], pc[1], settings.code_limits),
+            list(zip(problems, completions, strict=True)),
+            settings.concurrency,
+        )
+        return scoring.accuracy(passed)
+    if benchmark.metric == BenchmarkMetric.JUDGED:
+        if judge_with is None:
+            raise ScoringError("a judged benchmark needs a judge endpoint")
+        conversations = [_of(JudgedItem, item) for item in items]
+        rated = _map(
+            lambda q: _judged(endpoint, judge_with, q, tokens), conversations, settings.concurrency
+        )
+        outcomes = tuple(outcome for outcome, _ in rated)
+        return Score(
+            sum(outcomes) / len(outcomes),
+            len(outcomes),
+            outcomes,
+            details=tuple(detail for _, detail in rated),
+        )
     if benchmark.metric == BenchmarkMetric.PERPLEXITY:
         texts = [_of(TextItem, item) for item in items]
         parts = _map(lambda t: _log_likelihood(endpoint, t), texts, settings.concurrency)
@@ -75,6 +129,33 @@ def score_benchmark(benchmark: Benchmark, endpoint: Endpoint, settings: Settings
     return scoring.accuracy(
         [scoring.exact_match(a, e.answer) for a, e in zip(answers, exact, strict=True)]
     )
+
+
+def _judged(
+    endpoint: Endpoint, judge_with: Endpoint, item: JudgedItem, tokens: int
+) -> tuple[float, dict[str, object]]:
+    """The item's conversation with the endpoint, each turn rated by the judge: the mean
+    rating, and the answers, verdicts and ratings to keep."""
+    messages: list[dict[str, str]] = []
+    answers: list[str] = []
+    for question in item.turns:
+        messages.append({"role": "user", "content": question})
+        answer = endpoint.converse(messages, max_tokens=tokens).text
+        messages.append({"role": "assistant", "content": answer})
+        answers.append(answer)
+    verdicts, ratings = [], []
+    for turn in range(len(item.turns)):
+        asked = judge.request(item, answers, turn)
+        verdict = judge_with.converse(asked.messages(), max_tokens=judge.JUDGE_MAX_TOKENS).text
+        found = judge.rating(verdict)
+        if found is None:
+            raise ScoringError(
+                f"the judge's verdict has no [[rating]] of 1 to 10: {verdict[:200]!r}"
+            )
+        verdicts.append(verdict)
+        ratings.append(found)
+    detail = {"answers": answers, "verdicts": verdicts, "ratings": ratings}
+    return sum(ratings) / len(ratings), detail
 
 
 def _ask(

@@ -94,8 +94,10 @@ def score_task(
     *,
     datasets_root: Path = DATASETS_ROOT,
     store_root: Path = STORE_ROOT,
+    allow_code_execution: bool = False,
 ) -> Score:
-    """Run the benchmark's lm-eval task against the endpoint."""
+    """Run the benchmark's lm-eval task against the endpoint. Tasks lm-eval marks unsafe (they
+    run model-written code, as humaneval_plus does) run only with `allow_code_execution`."""
     task = spec.lm_eval
     assert task is not None
     try:
@@ -124,6 +126,7 @@ def score_task(
             task_manager=manager,
             apply_chat_template=task.api == LmEvalApi.CHAT,
             log_samples=True,  # each document's outcome, for the paired statistics
+            confirm_run_unsafe_code=allow_code_execution,
             random_seed=0,
             numpy_random_seed=0,
             torch_random_seed=0,

@@ -100,9 +100,21 @@ class OpenAIClient:
         )
 
     def chat(self, prompt: str, *, max_tokens: int, top_logprobs: int | None = None) -> Completion:
+        return self.converse(
+            [{"role": "user", "content": prompt}], max_tokens=max_tokens, top_logprobs=top_logprobs
+        )
+
+    def converse(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        top_logprobs: int | None = None,
+    ) -> Completion:
+        """A chat completion of a whole conversation (system, user and assistant turns)."""
         payload: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
+            "messages": messages,
             "max_tokens": max_tokens,
             "temperature": 0,
         }

@@ -75,6 +75,9 @@ def write_outcomes(directory: Path, spec: BenchmarkSpec, baseline: Score, candid
         if baseline.weights and candidate.weights:
             line["baselineTokens"] = baseline.weights[index]
             line["candidateTokens"] = candidate.weights[index]
+        if baseline.details and candidate.details:  # a judge's raw verdicts, both endpoints
+            line["baselineDetail"] = baseline.details[index]
+            line["candidateDetail"] = candidate.details[index]
         lines.append(json.dumps(line))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -52,6 +52,8 @@ class Score:
     samples: int
     outcomes: tuple[float, ...] = ()
     weights: tuple[float, ...] = ()
+    # Per item, what is worth keeping beside its outcome (a judge's raw verdicts).
+    details: tuple[dict[str, object], ...] = ()
 
 
 def normalise(text: str) -> str:

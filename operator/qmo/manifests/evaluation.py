@@ -14,7 +14,11 @@ import json
 from typing import Any
 
 from qmo.api.buildcontract import STORE_MOUNT_PATH
-from qmo.api.evalcontract import TERMINATION_MESSAGE_PATH
+from qmo.api.evalcontract import (
+    ALLOW_CODE_EXECUTION_FLAG,
+    TERMINATION_MESSAGE_PATH,
+    judge_key_env,
+)
 from qmo.api.quantizedmodel import QuantizedModelSpec, SpeedProbeSpec
 from qmo.manifests import labels, names
 from qmo.manifests.labels import Owner
@@ -92,6 +96,24 @@ def _speed_args(spec: QuantizedModelSpec) -> list[str]:
         "--speed-max-tokens", str(probe.max_tokens),
         "--speed-prompt-words", str(probe.prompt_tokens),
     ]  # fmt: skip
+
+
+def _judge_keys(spec: QuantizedModelSpec) -> list[dict[str, Any]]:
+    """Each judged benchmark's judge API key, from the Secret the spec names, as the variable
+    qmo-eval reads it from: by reference, never in an argument."""
+    return [
+        {
+            "name": judge_key_env(b.name),
+            "valueFrom": {
+                "secretKeyRef": {
+                    "name": b.judge.api_key_secret_ref.name,
+                    "key": b.judge.api_key_secret_ref.key,
+                }
+            },
+        }
+        for b in spec.quality.benchmarks
+        if b.judge is not None and b.judge.api_key_secret_ref is not None
+    ]
 
 
 def outcomes_path(owner: Owner, evaluation: Evaluation) -> str:
@@ -204,6 +226,9 @@ def eval_job(
                                 TERMINATION_MESSAGE_PATH,
                                 "--outcomes-dir",
                                 OUTCOMES_MOUNT_PATH,
+                                # The pod is where model-written code may run (HumanEval+):
+                                # no credentials, a read-only root, limits per item.
+                                ALLOW_CODE_EXECUTION_FLAG,
                                 *(f"--samples={b}={n}" for b, n in evaluation.samples),
                                 *_speed_args(spec),
                             ],
@@ -211,6 +236,7 @@ def eval_job(
                                 {"name": "HOME", "value": "/tmp"},
                                 # lm-eval's task data and caches: the writable /tmp.
                                 {"name": "HF_HOME", "value": "/tmp/huggingface"},
+                                *_judge_keys(spec),
                             ],
                             "resources": {
                                 "requests": {"cpu": "500m", "memory": "512Mi"},
