@@ -56,6 +56,7 @@ HORIZONTAL_POD_AUTOSCALERS = Resource(
     "autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"
 )
 SCALED_OBJECTS = Resource("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
+NETWORK_POLICIES = Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
 
 ALL = (
     QUANTIZED_MODELS,
@@ -72,6 +73,7 @@ ALL = (
     HTTP_ROUTES,
     HORIZONTAL_POD_AUTOSCALERS,
     SCALED_OBJECTS,
+    NETWORK_POLICIES,
 )
 _BY_KIND = {(r.api_version, r.kind): r for r in ALL}
 

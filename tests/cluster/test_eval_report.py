@@ -77,6 +77,12 @@ def test_the_eval_jobs_scores_reach_the_gate_through_its_termination_message(
     pod = job.spec.template.spec
     assert pod.automount_service_account_token is False
     assert pod.service_account_name is None
+    # The API server took the NetworkPolicy that confines the eval pods (applied before the Job).
+    policy = client.NetworkingV1Api(cluster.api).read_namespaced_network_policy(
+        names.eval_network_policy("llama"), namespace
+    )
+    assert policy.spec.pod_selector.match_labels["app.kubernetes.io/component"] == "evaluation"
+    assert policy.spec.policy_types == ["Ingress", "Egress"]
 
     benchmarks = layout(tmp_path, facts)  # the task's files, where include.path points
     config_map = cluster.core().read_namespaced_config_map(

@@ -261,3 +261,38 @@ def test_the_eval_job_allows_code_only_in_its_pod_and_passes_the_judge_key_by_re
         "valueFrom": {"secretKeyRef": {"name": "judge", "key": "token"}},
     }
     assert "s3cret" not in json.dumps(job)
+
+
+def test_eval_pods_reach_only_their_models_servers_dns_and_what_the_spec_needs() -> None:
+    from qmo.api.quantizedmodel import QuantizedModelSpec
+    from qmo.manifests.evaluation import eval_network_policy
+    from qmo.manifests.labels import Owner
+
+    owner = Owner("llama", "team-a", "uid-1")
+    local = QuantizedModelSpec.model_validate(
+        {"model": {"source": "hf://m/m", "revision": "v1"}, "quality": {"benchmarks": [CODE]}}
+    )
+    policy = eval_network_policy(local, owner)
+    assert policy["spec"]["podSelector"]["matchLabels"] == {
+        "qmo.dev/model": "llama",
+        "app.kubernetes.io/component": "evaluation",
+    }
+    assert policy["spec"]["ingress"] == []
+    servers, dns = policy["spec"]["egress"]
+    assert servers["to"] == [
+        {"podSelector": {"matchLabels": {"qmo.dev/model": "llama",
+                                         "app.kubernetes.io/component": "server"}}}
+    ]  # fmt: skip
+    assert servers["ports"] == [{"protocol": "TCP", "port": 8000}]
+    assert "to" not in dns
+    assert {p["port"] for p in dns["ports"]} == {53}
+
+    # A judge by URL and a named lm-eval task (data from the hub) open their ports, nothing else.
+    gsm8k = {"name": "gsm8k", "lmEval": {"task": "gsm8k", "metric": "exact_match,strict-match"}}
+    judge_at = {**MT, "judge": {**MT["judge"], "url": "http://judge:8080"}}
+    judged = QuantizedModelSpec.model_validate(
+        {"model": {"source": "hf://m/m", "revision": "v1"},
+         "quality": {"benchmarks": [judge_at, gsm8k]}}
+    )  # fmt: skip
+    outside = eval_network_policy(judged, owner)["spec"]["egress"][2]
+    assert sorted(p["port"] for p in outside["ports"]) == [443, 8080]

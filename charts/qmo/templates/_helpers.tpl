@@ -98,6 +98,9 @@ app.kubernetes.io/component: operator
 - apiGroups: [keda.sh]
   resources: [scaledobjects]
   verbs: [list, watch, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, watch, create, patch]
 {{- end -}}
 
 {{/* Cluster-scoped reads, needed in both modes. */}}

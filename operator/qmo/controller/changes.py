@@ -22,7 +22,7 @@ from qmo.controller.ownership import owned_by
 from qmo.manifests import labels
 from qmo.manifests.autoscaling import horizontal_pod_autoscaler, scaled_object
 from qmo.manifests.build import artifact_record, build_job
-from qmo.manifests.evaluation import benchmarks_config_map, eval_job
+from qmo.manifests.evaluation import benchmarks_config_map, eval_job, eval_network_policy
 from qmo.manifests.labels import Owner
 from qmo.manifests.quality_report import quality_report
 from qmo.manifests.routes import build_http_route
@@ -361,6 +361,7 @@ def _evaluations(
         return
     owner = out.owner
     out.apply_if_changed(benchmarks_config_map(spec, owner), None)
+    out.apply_if_changed(eval_network_policy(spec, owner), None)
     # A variant with a refused object may call another model's Service: it waits.
     refused = {c.variant for c in out.changes if isinstance(c, Refuse)}
     for evaluation in plan.evaluations:

@@ -24,6 +24,7 @@ from qmo.resources import (
     HORIZONTAL_POD_AUTOSCALERS,
     HTTP_ROUTES,
     JOBS,
+    NETWORK_POLICIES,
     NODES,
     PODS,
     QUALITY_REPORTS,
@@ -289,6 +290,7 @@ PROJECTIONS: dict[str, Projection] = {
     HTTP_ROUTES.kind: project_route,
     HORIZONTAL_POD_AUTOSCALERS.kind: project_metadata_only(HORIZONTAL_POD_AUTOSCALERS),
     SCALED_OBJECTS.kind: project_metadata_only(SCALED_OBJECTS),
+    NETWORK_POLICIES.kind: project_metadata_only(NETWORK_POLICIES),
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlparse
 
 from qmo.api.buildcontract import STORE_MOUNT_PATH
 from qmo.api.evalcontract import (
@@ -25,6 +26,7 @@ from qmo.manifests.labels import Owner
 from qmo.manifests.pod import container_security_context, pod_security_context, store_volume
 from qmo.planner.cachekey import short_key
 from qmo.planner.types import Evaluation
+from qmo.resources import NETWORK_POLICIES
 from qmo.vocabulary import Component
 
 EVAL_CONTAINER = "evaluator"
@@ -96,6 +98,59 @@ def _speed_args(spec: QuantizedModelSpec) -> list[str]:
         "--speed-max-tokens", str(probe.max_tokens),
         "--speed-prompt-words", str(probe.prompt_tokens),
     ]  # fmt: skip
+
+
+DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+ANYWHERE = [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}]
+
+
+def _port_of(url: str) -> int:
+    parsed = urlparse(url)
+    return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def eval_network_policy(spec: QuantizedModelSpec, owner: Owner) -> dict[str, Any]:
+    """What the model's eval pods may reach: the model's own serving pods (the candidate and
+    its baseline) on the serving port, DNS, and only where the spec needs them a judge's port
+    and the Hugging Face hub (HTTPS) for named lm-eval tasks; nothing may reach them. Model-
+    written code (HumanEval+) runs in these pods, so what they can reach is what it can."""
+    servers = {labels.MODEL: owner.name, labels.COMPONENT: Component.SERVER.value}
+    egress: list[dict[str, Any]] = [
+        {
+            "to": [{"podSelector": {"matchLabels": servers}}],
+            "ports": [{"protocol": "TCP", "port": spec.serving.port}],
+        },
+        {"ports": DNS_PORTS},
+    ]
+    outside = sorted(
+        {_port_of(b.judge.url) for b in spec.quality.benchmarks if b.judge is not None}
+        | {443 for b in spec.quality.benchmarks if b.lm_eval and b.lm_eval.include is None}
+    )
+    if outside:
+        egress.append(
+            {"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": port} for port in outside]}
+        )
+    return {
+        "apiVersion": NETWORK_POLICIES.api_version,
+        "kind": NETWORK_POLICIES.kind,
+        "metadata": {
+            "name": names.eval_network_policy(owner.name),
+            "namespace": owner.namespace,
+            "labels": labels.common(owner.name, Component.EVALUATION),
+            "ownerReferences": [owner.reference()],
+        },
+        "spec": {
+            "podSelector": {
+                "matchLabels": {
+                    labels.MODEL: owner.name,
+                    labels.COMPONENT: Component.EVALUATION.value,
+                }
+            },
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": egress,
+        },
+    }
 
 
 def _judge_keys(spec: QuantizedModelSpec) -> list[dict[str, Any]]:

@@ -51,6 +51,10 @@ def eval_job(
     )
 
 
+def eval_network_policy(model: str) -> str:
+    return bounded("qmo-eval", dns_label(model))
+
+
 def main_service(model: str) -> str:
     return dns_label(model)
 
