@@ -194,3 +194,82 @@ def test_per_document_outcomes_come_from_lm_evals_sample_log_in_document_order()
     odd = {"samples": {"t": [{"doc_id": 0, "filter": "none", "bits_per_byte": [-1.0, 4]}]}}
     assert lm_eval_tasks.per_document(odd, "t", "bits_per_byte,none") == ((), ())
     assert lm_eval_tasks.per_document({}, "t", "acc,none") == ((), ())
+
+
+class ByQuestion(FakeModel):
+    """Answers whichever of `answers`' questions the prompt contains (lm-eval's prompts put a
+    task description or examples before the question)."""
+
+    def answer(self, prompt: str) -> str:
+        return next((a for q, a in self.answers.items() if q in prompt), self.default_answer)
+
+
+GSM8K_ITEMS = [
+    {"question": "Tom has 3 apples and buys 4 more. How many apples?",
+     "answer": "3 + 4 = 7\n#### 7"},
+    {"question": "A box holds 12 eggs. How many eggs in 3 boxes?",
+     "answer": "12 * 3 = 36\n#### 36"},
+]  # fmt: skip
+MMLU_PRO_ITEMS = [
+    {"question_id": 1, "question": "What is 6 times 7?", "options": ["40", "42", "44", "48"],
+     "answer": "B", "answer_index": 1, "cot_content": "", "category": "math", "src": "local"},
+    {"question_id": 2, "question": "What is 9 minus 4?", "options": ["3", "4", "5", "6"],
+     "answer": "C", "answer_index": 2, "cot_content": "", "category": "math", "src": "local"},
+]  # fmt: skip
+
+
+def named_task_with_local_items(root: Path, name: str, upstream: str, splits: list[str],
+                                items: list[dict[str, Any]]) -> None:  # fmt: skip
+    """lm-eval's own task YAML, included as it ships, with only its data swapped for a local
+    copy of a few items (what an air-gapped cluster does with the real sets)."""
+    import lm_eval
+
+    tasks = root / "store" / "tasks" / "seed"
+    tasks.mkdir(parents=True, exist_ok=True)
+    data = tasks / f"{name}.jsonl"
+    data.write_text("".join(json.dumps(item) + "\n" for item in items))
+    shipped = Path(lm_eval.__file__).parent / "tasks" / upstream
+    files = "".join(f"    {split}: {data}\n" for split in splits)
+    (tasks / f"{name}.yaml").write_text(
+        f"include: {shipped}\ndataset_path: json\ndataset_name: null\n"
+        f"dataset_kwargs:\n  data_files:\n{files}"
+    )
+
+
+def test_gsm8k_and_mmlu_pro_run_by_name_with_lm_evals_own_task_configs(tmp_path: Path) -> None:
+    named_task_with_local_items(tmp_path, "gsm8k", "gsm8k/gsm8k.yaml", ["train", "test"],
+                                GSM8K_ITEMS)  # fmt: skip
+    named_task_with_local_items(tmp_path, "mmlu_pro_math", "mmlu_pro/mmlu_pro_math.yaml",
+                                ["validation", "test"], MMLU_PRO_ITEMS)  # fmt: skip
+    include = {"path": "tasks/seed"}
+    benchmarks = [
+        {"name": "gsm8k", "lmEval": {"task": "gsm8k", "metric": "exact_match,strict-match",
+                                     "numFewshot": 0, "include": include}},
+        {"name": "mmlu-pro", "lmEval": {"task": "mmlu_pro_math",
+                                        "metric": "exact_match,custom-extract",
+                                        "numFewshot": 0, "include": include}},
+    ]  # fmt: skip
+    path = tmp_path / "benchmarks.json"
+    path.write_text(json.dumps(benchmarks))
+    right = {
+        "Tom has 3 apples": " 3 + 4 = 7.\n#### 7",
+        "A box holds 12 eggs": " 12 * 3 = 36.\n#### 36",
+        "What is 6 times 7?": " 6 x 7 = 42, so the answer is (B).",
+        "What is 9 minus 4?": " 9 - 4 = 5, so the answer is (C).",
+    }
+    wrong = {**right, "A box holds 12 eggs": " 12 + 3 = 15.\n#### 15",
+             "What is 9 minus 4?": " the answer is (A)."}  # fmt: skip
+    baseline, candidate = ByQuestion("bf16", answers=right), ByQuestion("fp8", answers=wrong)
+    writer = CollectingWriter()
+    with serving(baseline) as baseline_url, serving(candidate) as candidate_url:
+        code = run(options(tmp_path, path, candidate_url, baseline_url), writer)
+    assert code == ExitCode.OK
+    (report,) = writer.reports
+    rows = {r.benchmark: r for r in report.spec.results}
+    # lm-eval's own prompt ("Question: ...\nAnswer:"), regex filters and metric decided these.
+    assert (rows["gsm8k"].baseline_score, rows["gsm8k"].candidate_score) == (1.0, 0.5)
+    assert (rows["mmlu-pro"].baseline_score, rows["mmlu-pro"].candidate_score) == (1.0, 0.5)
+    assert all(r.samples == 2 and r.paired is not None for r in rows.values())
+    sent = [r["prompt"] for r in candidate.requests if "Tom has 3 apples" in r.get("prompt", "")]
+    assert sent[0].startswith("Question: Tom has 3 apples")
+    assert sent[0].rstrip().endswith("Answer:")
