@@ -111,7 +111,19 @@ PRODUCT_TABLE: tuple[KnownGpu, ...] = (
     ),
     KnownGpu(r"nvidia-gh200.*", "gh200", "hopper", _cc("9.0"), 97871, "NVIDIA-GH200-480GB"),
     KnownGpu(r"nvidia-h200.*", "h200", "hopper", _cc("9.0"), 143771, "NVIDIA-H200"),
+    # Blackwell. Memory is the nominal capacity; the node's nvidia.com/gpu.memory label wins.
     KnownGpu(r"nvidia-b200", "b200", "blackwell", _cc("10.0"), 183359),
+    KnownGpu(r"nvidia-gb200.*", "gb200", "blackwell", _cc("10.0"), 189471, "NVIDIA-GB200"),
+    KnownGpu(r"nvidia-b300.*", "b300", "blackwell", _cc("10.3"), 275040, "NVIDIA-B300-SXM6-AC"),
+    KnownGpu(r"nvidia-gb300.*", "gb300", "blackwell", _cc("10.3"), 284208, "NVIDIA-GB300"),
+    KnownGpu(
+        r"nvidia-rtx-pro-6000-blackwell.*",
+        "rtx-pro-6000",
+        "blackwell",
+        _cc("12.0"),
+        97887,
+        "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition",
+    ),
 )
 
 # GPU Feature Discovery appends these for time-sliced sharing; the GPU is the same.

@@ -50,6 +50,11 @@ GPUS: dict[str, GpuFacts] = {
     "h100-pcie": GpuFacts("NVIDIA-H100-PCIe", "hopper", "9.0", 81559),
     "h200": GpuFacts("NVIDIA-H200", "hopper", "9.0", 143771),
     "b200": GpuFacts("NVIDIA-B200", "blackwell", "10.0", 183359),
+    "gb200": GpuFacts("NVIDIA-GB200", "blackwell", "10.0", 189471),
+    "b300": GpuFacts("NVIDIA-B300-SXM6-AC", "blackwell", "10.3", 275040),
+    "rtx-pro-6000": GpuFacts(
+        "NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition", "blackwell", "12.0", 97887
+    ),
     "a100-80gb": GpuFacts("NVIDIA-A100-SXM4-80GB", "ampere", "8.0", 81920),
     "a100-40gb": GpuFacts("NVIDIA-A100-SXM4-40GB", "ampere", "8.0", 40960),
     "a10g": GpuFacts("NVIDIA-A10G", "ampere", "8.6", 23028),

@@ -29,7 +29,7 @@ TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 # Kubernetes keeps at most 4096 bytes of a termination message.
 TERMINATION_MESSAGE_LIMIT = 4096
 
-BuiltPrecision = Literal["bf16", "fp8", "int8", "int4-awq", "int4-gptq"]
+BuiltPrecision = Literal["bf16", "fp8", "int8", "int4-awq", "int4-gptq", "nvfp4"]
 BuiltKvCacheDtype = Literal["bf16", "fp8", "int8", "nvfp4"]
 
 
@@ -87,6 +87,10 @@ class BuildRequest(BuildModel):
     tensor_parallel: int = Field(default=1, ge=1)
     limits: BuildLimits
     gpu: ExpectedGpu
+    # The class the artifact serves on, where it is not the one it is built on: a checkpoint
+    # for the PyTorch backend is not tied to an architecture (an engine is). Part of the
+    # request, so of the cache key: what was built where is on record.
+    serve_on: ExpectedGpu | None = None
     output_dir: str = Field(description="Final artifact directory, e.g. /store/artifacts/<key>.")
 
 

@@ -48,6 +48,8 @@ class Precision(StrEnum):
     INT8 = "int8"
     INT4_AWQ = "int4-awq"
     INT4_GPTQ = "int4-gptq"
+    # 4-bit floating point weights and activations, FP8 scales per block of 16 (Blackwell).
+    NVFP4 = "nvfp4"
 
 
 class KvCacheDtype(StrEnum):
@@ -839,8 +841,9 @@ class QuantizedModelSpec(ApiModel):
         max_length=6,
         description=(
             "Precisions to serve: bf16, fp8 (E4M3), int8 (W8A8 SmoothQuant), int4-awq, "
-            "int4-gptq, or auto: fp8 on compute capability >= 8.9, int8 on Ampere, the model "
-            "dtype elsewhere."
+            "int4-gptq, nvfp4 (Blackwell: compute capability 10.x, 12.x), or auto: nvfp4 on "
+            "Blackwell when the quality gate is on (a loss falls back to fp8), fp8 on compute "
+            "capability >= 8.9, int8 on Ampere, the model dtype elsewhere."
         ),
     )
     kv_cache_dtype: KvCacheDtype = Field(

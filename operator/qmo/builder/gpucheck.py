@@ -1,8 +1,10 @@
 """PURE: may this build run on the GPUs this pod sees? The refusal comes before any work.
 
 Checks, in order, each a named predicate returning a `Refusal` (reason + message) or None:
-1. the request itself: the expected GPU class can run the precision and KV dtype
-   (FP8 and W4A8 need compute capability >= 8.9, NVFP4 >= 10.0) -> INVALID_SPEC;
+1. the request itself: the class it serves on (serveOn, else the class it is built on) can run
+   the precision and KV dtype (FP8 and W4A8 need compute capability >= 8.9, NVFP4 10.x or
+   12.x), and only a PyTorch-backend checkpoint is built on another architecture than it
+   serves on (a TensorRT engine is not portable) -> INVALID_SPEC;
 2. a GPU is visible, and at least tensorParallel of them -> GPU_MISMATCH;
 3. every visible GPU has the expected compute capability and product -> GPU_MISMATCH.
 Compute capabilities are compared as (major, minor) numbers: "10.0" > "9.0".
@@ -15,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from qmo.api.buildcontract import BuildRequest, ExitCode
+from qmo.api.quantizedmodel import EngineBackend
 from qmo.gpu import ComputeCapability, lookup_product, parse_capability
-from qmo.planner.capabilities import MIN_CAPABILITY_KV, MIN_CAPABILITY_PRECISION
+from qmo.planner.capabilities import MIN_CAPABILITY_KV, MIN_CAPABILITY_PRECISION, NVFP4_MAJORS
 from qmo.vocabulary import Refusal
 
 __all__ = ["Refusal", "SeenGpu", "normalize_product", "parse_capability", "refusal"]
@@ -57,16 +60,35 @@ def refusal(request: BuildRequest, seen: Sequence[SeenGpu]) -> Refusal | None:
 
 
 def _request_fits_its_class(request: BuildRequest, seen: Sequence[SeenGpu]) -> Refusal | None:
+    """The precision and KV dtype suit the class the artifact serves on (`serveOn`, else the
+    class it is built on), and only a PyTorch-backend checkpoint is built on another class."""
+    serving = request.serve_on or request.gpu
     try:
-        expected = parse_capability(request.gpu.compute_capability)
+        target = parse_capability(serving.compute_capability)
+        built_on = parse_capability(request.gpu.compute_capability)
     except ValueError as err:
         return Refusal("InvalidSpec", str(err), ExitCode.INVALID_SPEC)
+    portable = request.backend != EngineBackend.TENSORRT
+    if request.serve_on is not None and not portable and target != built_on:
+        return Refusal(
+            "InvalidSpec",
+            f"a TensorRT engine runs only on the architecture it is built on: built on "
+            f"{request.gpu.product} ({built_on}), to serve on {serving.product} ({target})",
+            ExitCode.INVALID_SPEC,
+        )
+    if request.precision == "nvfp4" and target.major not in NVFP4_MAJORS:
+        return Refusal(
+            "PrecisionUnsupported",
+            f"nvfp4 serves on Blackwell (compute capability 10.x or 12.x); the build is for "
+            f"{serving.product} ({target})",
+            ExitCode.INVALID_SPEC,
+        )
     needs = _capability_needed(request.precision, request.kv_cache_dtype)
-    if needs is not None and expected < needs[0]:
+    if needs is not None and target < needs[0]:
         return Refusal(
             "PrecisionUnsupported",
             f"{needs[1]} needs compute capability >= {needs[0]}; the build is for "
-            f"{request.gpu.product} ({expected})",
+            f"{serving.product} ({target})",
             ExitCode.INVALID_SPEC,
         )
     return None

@@ -63,6 +63,9 @@ _WEIGHT_RECIPES: dict[str, tuple[str | None, str | None, str]] = {
     "fp8": ("FP8_DEFAULT_CFG", "FP8", "fp8"),
     "int8": ("INT8_SMOOTHQUANT_CFG", "W8A8_SQ_PER_CHANNEL", "int8_sq"),
     "int4-awq": ("INT4_AWQ_CFG", "W4A16_AWQ", "int4_awq"),
+    # ModelOpt's NVFP4 preset (max calibration of FP8 block scales); its AWQ-lite form,
+    # NVFP4_AWQ_LITE_CFG, exports as NVFP4_AWQ and is what the GPU run compares it with.
+    "nvfp4": ("NVFP4_DEFAULT_CFG", "NVFP4", "nvfp4"),
     # W4A8 is not a precision of the API yet; the recipe exists for when it is.
     "w4a8-awq": ("W4A8_AWQ_BETA_CFG", "W4A8_AWQ", "w4a8_awq"),
     # ModelOpt has no GPTQ preset config (its `gptq` algorithm exports the W4A16_AWQ format),
@@ -83,6 +86,7 @@ PREQUANTIZED_ALGOS: dict[str, frozenset[str]] = {
     "fp8": frozenset({"FP8"}),
     "int8": frozenset({"W8A8_SQ_PER_CHANNEL", "W8A8_SQ_PER_TENSOR_PLUGIN"}),
     "int4-awq": frozenset({"W4A16_AWQ"}),
+    "nvfp4": frozenset({"NVFP4", "NVFP4_AWQ"}),
     "w4a8-awq": frozenset({"W4A8_AWQ"}),
     "int4-gptq": frozenset({"W4A16_GPTQ"}),
 }

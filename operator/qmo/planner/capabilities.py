@@ -18,6 +18,15 @@ BLACKWELL = ComputeCapability(10, 0)
 # GPU TensorRT-LLM runs on). One table for the planner and for qmo-builder's own check.
 MIN_CAPABILITY_PRECISION: dict[str, ComputeCapability] = {"fp8": ADA, "w4a8-awq": ADA}
 MIN_CAPABILITY_KV: dict[str, ComputeCapability] = {"fp8": ADA, "nvfp4": BLACKWELL}
+# NVFP4 weights and activations need Blackwell's FP4 tensor cores, and TensorRT-LLM's FP4
+# kernels are built for its datacenter parts (SM 10.0 B200/GB200, 10.3 B300/GB300) and its
+# workstation and desktop parts (SM 12.0 RTX PRO 6000 Blackwell, RTX 50; 12.1 GB10). 11.x is
+# Jetson Thor, which qmo does not target. A set of majors, not a minimum: 11.x is excluded.
+NVFP4_MAJORS = frozenset({10, 12})
+
+
+def nvfp4_capable(gpu: GpuClass) -> bool:
+    return gpu.compute_capability.major in NVFP4_MAJORS
 
 
 def _needs(gpu: GpuClass, minimum: ComputeCapability, what: str) -> Refusal | None:
@@ -44,6 +53,14 @@ def precision_supported(
     precision: Precision, gpu: GpuClass, backend: EngineBackend
 ) -> Refusal | None:
     """Can `gpu` serve `precision` on `backend`? (The capability matrix of DESIGN.md.)"""
+    if precision == Precision.NVFP4:
+        if nvfp4_capable(gpu):
+            return None
+        return Refusal(
+            Reason.PRECISION_UNSUPPORTED,
+            f"nvfp4 needs a Blackwell GPU (compute capability 10.x or 12.x); {gpu.product} has "
+            f"{gpu.compute_capability}",
+        )
     if precision.value in MIN_CAPABILITY_PRECISION:
         return _needs(gpu, MIN_CAPABILITY_PRECISION[precision.value], precision.value)
     if precision == Precision.INT8:
@@ -58,16 +75,32 @@ def precision_supported(
     return Refusal(Reason.PRECISION_UNSUPPORTED, f"{precision.value} cannot be built")
 
 
-def auto_precision(gpu: GpuClass, backend: EngineBackend) -> Precision:
-    """fp8 on SM >= 8.9, int8 SmoothQuant on Ampere (tensorrt backend), else unquantized.
+def auto_precision(gpu: GpuClass, backend: EngineBackend, *, gated: bool = False) -> Precision:
+    """nvfp4 on Blackwell when the model is gated (a regression falls back to fp8), fp8 on
+    SM >= 8.9, int8 SmoothQuant on Ampere (tensorrt backend), else unquantized.
 
+    NVFP4 loses the most of the formats Blackwell runs (several points of MMLU for plain
+    rounding of an 8B model): it is chosen only where a quality gate would catch that.
     `bf16` stands for "unquantized": a model whose native dtype is fp16 is served in fp16.
     """
+    if gated and nvfp4_capable(gpu):
+        return Precision.NVFP4
     if gpu.compute_capability >= ADA:
         return Precision.FP8
     if gpu.compute_capability >= AMPERE and backend == EngineBackend.TENSORRT:
         return Precision.INT8
     return Precision.BF16
+
+
+def why_auto(gpu: GpuClass, backend: EngineBackend, *, gated: bool) -> str:
+    """The reason for auto's choice on `gpu`, in words (Events and `qmo plan`)."""
+    chosen = auto_precision(gpu, backend, gated=gated)
+    where = f"auto on compute capability {gpu.compute_capability}"
+    if chosen == Precision.NVFP4:
+        return f"{where}: nvfp4 on Blackwell, since the quality gate falls back to fp8 on a loss"
+    if nvfp4_capable(gpu):
+        return f"{where}: fp8, not nvfp4, since no quality gate with benchmarks would catch a loss"
+    return where
 
 
 def resolve_kv_cache(
@@ -95,8 +128,10 @@ def resolve_kv_cache(
     return requested.value, None
 
 
-# Toward quality: a regressed variant falls back one rung at a time.
+# Toward quality: a regressed variant falls back one rung at a time. NVFP4 falls to FP8 (the
+# other formats Blackwell runs are not better than FP8 and not all are served there).
 PRECISION_LADDER = (
+    Precision.NVFP4,
     Precision.INT4_AWQ,
     Precision.INT4_GPTQ,
     Precision.INT8,
@@ -115,6 +150,8 @@ def fallback_precision(
     start = PRECISION_LADDER.index(precision)
     if precision == Precision.INT4_AWQ:
         start += 1  # skip its int4 sibling
+    if precision == Precision.NVFP4:
+        start = PRECISION_LADDER.index(Precision.FP8) - 1  # straight to fp8
     for candidate in PRECISION_LADDER[start + 1 :]:
         if precision_supported(candidate, gpu, backend) is None:
             return candidate

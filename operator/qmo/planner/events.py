@@ -208,11 +208,8 @@ def _variant_events(variant: PlannedVariant, before: VariantStatus | None) -> li
 def describe_choice(variant: PlannedVariant) -> str:
     """Why a variant looks as it does: precision and its reason, KV, TP and memory, cache key."""
     gpu = variant.gpu_class
-    chosen = (
-        f"{variant.precision.value} (auto on compute capability {gpu.compute_capability})"
-        if variant.requested_precision.value == "auto"
-        else variant.precision.value
-    )
+    reason = variant.target.auto_reason
+    chosen = f"{variant.precision.value} ({reason})" if reason else variant.precision.value
     parts = [f"{variant.name}: {chosen} on {gpu.product}", f"KV cache {variant.kv_cache_dtype}"]
     if variant.tensor_parallel is not None:
         fit = (

@@ -88,9 +88,19 @@ def roll_back_to_last_good(case: Case) -> GateDecision | None:
     return None
 
 
+def falls_back(case: Case) -> bool:
+    """onRegression: fallback; and nvfp4 that `auto` chose on Blackwell, which it chose only
+    because a loss would fall back to fp8 (capabilities.auto_precision)."""
+    variant = case.variant
+    auto_nvfp4 = (
+        variant.requested_precision == Precision.AUTO and variant.precision == Precision.NVFP4
+    )
+    return case.spec.quality.on_regression == OnRegression.FALLBACK or auto_nvfp4
+
+
 def fall_back_down_the_ladder(case: Case) -> GateDecision | None:
-    """On a first rollout (nothing good to return to) with onRegression: fallback."""
-    if not case.regressed or case.spec.quality.on_regression != OnRegression.FALLBACK:
+    """On a first rollout (nothing good to return to) when the variant falls back."""
+    if not case.regressed or not falls_back(case):
         return None
     variant = case.variant
     lower = fallback_precision(variant.precision, variant.gpu_class, case.spec.engine.backend)

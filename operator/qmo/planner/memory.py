@@ -19,6 +19,8 @@ WEIGHT_BYTES = {
     # 4-bit weights plus one 16-bit scale per group of 128
     Precision.INT4_AWQ: 0.5 + 2 / 128,
     Precision.INT4_GPTQ: 0.5 + 2 / 128,
+    # 4-bit values plus one FP8 scale per block of 16
+    Precision.NVFP4: 0.5 + 1 / 16,
 }
 KV_BYTES = {"bf16": 2.0, "fp8": 1.0, "int8": 1.0, "nvfp4": 0.5 + 1 / 16}
 

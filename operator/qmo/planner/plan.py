@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qmo.api.quantizedmodel import Precision, QuantizedModelSpec, ScalingEngine
+from qmo.api.quantizedmodel import GateTiming, Precision, QuantizedModelSpec, ScalingEngine
 from qmo.config import OperatorConfig
 from qmo.gpu import GpuClass, GpuInventory
 from qmo.planner import capacity, evaluations, gate, images, retention, rollout, sizing
@@ -23,6 +23,7 @@ from qmo.planner.capabilities import (
     precision_supported,
     resolve_kv_cache,
     runtime_supports,
+    why_auto,
 )
 from qmo.planner.decision import (
     AwaitBuild,
@@ -96,14 +97,24 @@ def first_refusal(candidate: Candidate) -> Refusal | None:
     return None
 
 
+def catches_losses(spec: QuantizedModelSpec) -> bool:
+    """The gate judges every revision on benchmarks the model declares: a loss would be seen
+    (and an nvfp4 that `auto` chose would fall back). Without benchmarks, reports come only if
+    an external system writes them, so nothing is sure to catch a loss."""
+    return spec.quality.gate != GateTiming.OFF and bool(spec.quality.benchmarks)
+
+
 def resolve_precision(requested: Precision, gpu: GpuClass, spec: QuantizedModelSpec) -> Precision:
     """`auto` picks by compute capability (see capabilities.auto_precision)."""
-    return auto_precision(gpu, spec.engine.backend) if requested == Precision.AUTO else requested
+    if requested != Precision.AUTO:
+        return requested
+    return auto_precision(gpu, spec.engine.backend, gated=catches_losses(spec))
 
 
 def _target(
     candidate: Candidate, requested: Precision, *, reference: bool = False
 ) -> VariantTarget:
+    spec = candidate.spec
     return VariantTarget(
         name=variant_name(candidate.gpu, candidate.precision),
         gpu_class=candidate.gpu,
@@ -111,6 +122,9 @@ def _target(
         precision=candidate.precision,
         kv_cache_dtype=candidate.kv_cache_dtype,
         reference=reference,
+        auto_reason=why_auto(candidate.gpu, spec.engine.backend, gated=catches_losses(spec))
+        if requested == Precision.AUTO
+        else None,
     )
 
 

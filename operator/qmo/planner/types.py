@@ -99,6 +99,7 @@ class VariantTarget:
     build: BuildRequest | None = None  # None: refused before a build could be described
     build_gpus: int | None = None
     reference: bool = False  # a temporary BF16 baseline for evaluations, not served
+    auto_reason: str | None = None  # why `auto` chose this precision here (capabilities.why_auto)
 
     @property
     def cache_key(self) -> str | None:

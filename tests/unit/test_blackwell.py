@@ -1,0 +1,210 @@
+"""Blackwell: NVFP4 as a weight precision, `auto` picking it only under a quality gate, its
+place in the ladder and in memory planning, and where its checkpoint may be built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qmo.api.buildcontract import BuildLimits, BuildRequest, ExpectedGpu, SourceRef
+from qmo.api.qualityreport import Verdict
+from qmo.api.quantizedmodel import EngineBackend, ModelFormat, ModelSize, Precision
+from qmo.builder import gpucheck
+from qmo.builder.recipes import make_recipe
+from qmo.gpu import class_name_for, lookup_product
+from qmo.planner import memory
+from qmo.planner.capabilities import (
+    auto_precision,
+    fallback_precision,
+    nvfp4_capable,
+    precision_supported,
+)
+from qmo.planner.events import describe_choice
+from qmo.planner.plan import plan_model
+from qmo.planner.types import Action
+from tests.support.builders import a_class, a_cluster, a_model
+
+TRT, PT = EngineBackend.TENSORRT, EngineBackend.PYTORCH
+FLEETS = Path(__file__).parents[2] / "e2e" / "fleets"
+BLACKWELL = ("b200", "gb200", "b300", "rtx-pro-6000")
+
+
+@pytest.mark.parametrize("kind", BLACKWELL)
+def test_nvfp4_runs_on_every_blackwell_part(kind: str) -> None:
+    gpu = a_class(kind)
+    assert nvfp4_capable(gpu)
+    assert precision_supported(Precision.NVFP4, gpu, TRT) is None
+    assert precision_supported(Precision.NVFP4, gpu, PT) is None
+
+
+@pytest.mark.parametrize(("kind", "cc"), [("h200", None), ("h100", None), ("l40s", None),
+                                          ("a100", None), ("b200", "11.0")])  # fmt: skip
+def test_nvfp4_is_refused_elsewhere_with_the_reason(kind: str, cc: str | None) -> None:
+    gpu = a_class(kind, compute_capability=cc)
+    refusal = precision_supported(Precision.NVFP4, gpu, PT)
+    assert refusal is not None
+    assert refusal.reason == "PrecisionUnsupported"
+    assert "compute capability 10.x or 12.x" in refusal.message
+
+
+def fleet_classes() -> list[str]:
+    """Every GPU class of e2e/fleets, by its product label, and the Blackwell parts."""
+    products = {
+        node["product"]
+        for path in FLEETS.glob("*.yaml")
+        for node in yaml.safe_load(path.read_text())["nodes"]
+    }
+    return sorted({lookup_product(p).class_name for p in products if lookup_product(p)}
+                  | set(BLACKWELL))  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", fleet_classes())
+def test_auto_picks_nvfp4_on_blackwell_only_under_a_gate(kind: str) -> None:
+    gpu = a_class(kind)
+    gated = auto_precision(gpu, TRT, gated=True)
+    ungated = auto_precision(gpu, TRT, gated=False)
+    if gpu.family == "blackwell":
+        assert (gated, ungated) == (Precision.NVFP4, Precision.FP8)
+    else:
+        assert gated == ungated  # Hopper, Ada and Ampere keep what they got
+        assert gated == (Precision.FP8 if gpu.compute_capability.major >= 9 or
+                         str(gpu.compute_capability) == "8.9" else Precision.INT8)  # fmt: skip
+
+
+def test_the_ladder_from_nvfp4_goes_to_fp8_then_bf16() -> None:
+    b200 = a_class("b200")
+    assert fallback_precision(Precision.NVFP4, b200, PT) == Precision.FP8
+    assert fallback_precision(Precision.FP8, b200, PT) == Precision.BF16
+
+
+def test_nvfp4_weights_take_a_little_over_half_a_byte_per_parameter() -> None:
+    size = ModelSize(parameters_billions=70.6, num_layers=80, num_key_value_heads=8, head_dim=128)
+    nvfp4 = memory.estimate(size, Precision.NVFP4, "fp8", 8192, 16)
+    fp8 = memory.estimate(size, Precision.FP8, "fp8", 8192, 16)
+    assert nvfp4.weights_gib == pytest.approx(fp8.weights_gib * 0.5625)
+
+
+def plan_on_b200(gate: str, precisions: tuple[str, ...] = ("auto",)) -> object:
+    spec = (
+        a_model()
+        .with_precisions(*precisions)
+        .on_classes("b200")
+        .with_quality(gate=gate, benchmarks=[{"name": "mmlu"}])
+        .spec()
+    )
+    return spec
+
+
+def test_a_gated_model_gets_nvfp4_on_b200_and_says_why() -> None:
+    spec = plan_on_b200("after-rollout")
+    [variant] = [v for v in plan_model(spec, a_cluster(a_class("b200")).observed()).variants
+                 if not v.reference]  # fmt: skip
+    assert (variant.name, variant.kv_cache_dtype) == ("b200-nvfp4", "fp8")
+    assert "nvfp4 on Blackwell, since the quality gate falls back to fp8" in describe_choice(
+        variant
+    )
+
+
+def test_an_ungated_model_gets_fp8_on_b200_and_says_why() -> None:
+    spec = plan_on_b200("off")
+    [variant] = plan_model(spec, a_cluster(a_class("b200")).observed()).variants
+    assert variant.name == "b200-fp8"
+    assert "fp8, not nvfp4, since no quality gate with benchmarks" in describe_choice(variant)
+
+
+def test_an_auto_nvfp4_that_regresses_falls_back_to_fp8_even_under_rollback() -> None:
+    spec = plan_on_b200("after-rollout")
+    b200 = a_class("b200")
+    first = plan_model(spec, a_cluster(b200).observed())
+    key = next(v.cache_key for v in first.variants if v.name == "b200-nvfp4")
+    assert key is not None
+    observed = (
+        a_cluster(b200)
+        .built(key)
+        .deployed("b200-nvfp4", key)
+        .reported("b200-nvfp4", key, Verdict.REGRESSED)
+        .observed()
+    )
+    plan = plan_model(spec, observed)
+    names = {v.name: v for v in plan.variants}
+    assert "b200-fp8" in names, list(names)
+    assert names["b200-fp8"].fell_back is not None
+    # An nvfp4 the user asked for by name follows onRegression (rollback: withdrawn).
+    explicit = plan_on_b200("after-rollout", ("nvfp4",))
+    key = next(v.cache_key for v in plan_model(explicit, a_cluster(b200).observed()).variants
+               if v.name == "b200-nvfp4")  # fmt: skip
+    assert key is not None
+    observed = (
+        a_cluster(b200).built(key).deployed("b200-nvfp4", key)
+        .reported("b200-nvfp4", key, Verdict.REGRESSED).observed()
+    )  # fmt: skip
+    [withdrawn] = [v for v in plan_model(explicit, observed).variants if v.name == "b200-nvfp4"]
+    assert withdrawn.action == Action.WITHDRAW
+
+
+def request(
+    precision: str,
+    backend: EngineBackend,
+    product: str,
+    cc: str,
+    serve_on: ExpectedGpu | None = None,
+) -> BuildRequest:
+    return BuildRequest(
+        cache_key="k" * 64,
+        source=SourceRef(uri="/models/llama"),
+        precision=precision,  # type: ignore[arg-type]
+        kv_cache_dtype="fp8",
+        backend=backend,
+        limits=BuildLimits(max_batch_size=8, max_seq_len=2048),
+        gpu=ExpectedGpu(product=product, compute_capability=cc),
+        serve_on=serve_on,
+        output_dir="/store/artifacts/k",
+    )
+
+
+B200 = ExpectedGpu(product="NVIDIA-B200", compute_capability="10.0")
+
+
+def test_an_nvfp4_checkpoint_may_be_quantized_off_blackwell_but_an_engine_may_not() -> None:
+    h200 = [gpucheck.SeenGpu("NVIDIA H200", "9.0")]
+    # PyTorch backend: the checkpoint is not tied to an architecture (docs/builder.md).
+    assert gpucheck.refusal(request("nvfp4", PT, "NVIDIA-H200", "9.0", B200), h200) is None
+    engine = gpucheck.refusal(request("nvfp4", TRT, "NVIDIA-H200", "9.0", B200), h200)
+    assert engine is not None
+    assert "runs only on the architecture it is built on" in engine.message
+    # For Hopper itself, nvfp4 is no precision at all.
+    hopper = gpucheck.refusal(request("nvfp4", PT, "NVIDIA-H200", "9.0"), h200)
+    assert hopper is not None
+    assert "nvfp4 serves on Blackwell" in hopper.message
+    b200 = [gpucheck.SeenGpu("NVIDIA B200", "10.0")]
+    assert gpucheck.refusal(request("nvfp4", TRT, "NVIDIA-B200", "10.0"), b200) is None
+
+
+def test_the_nvfp4_recipe_is_modelopts_preset() -> None:
+    recipe = make_recipe(
+        precision="nvfp4", kv_cache_dtype="fp8", backend=PT, source_format=ModelFormat.HF
+    )
+    assert (recipe.modelopt_config, recipe.quant_algo) == ("NVFP4_DEFAULT_CFG", "NVFP4")
+
+
+def test_blackwell_products_are_known_classes() -> None:
+    for product, name in (
+        ("NVIDIA-GB200", "gb200"),
+        ("NVIDIA-B300-SXM6-AC", "b300"),
+        ("NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition", "rtx-pro-6000"),
+    ):
+        assert class_name_for(product) == name  # fmt: skip
+
+
+def test_a_gate_without_benchmarks_catches_nothing_so_auto_stays_on_fp8() -> None:
+    spec = (
+        a_model()
+        .with_precisions("auto")
+        .on_classes("b200")
+        .with_quality(gate="after-rollout")
+        .spec()
+    )
+    [variant] = plan_model(spec, a_cluster(a_class("b200")).observed()).variants
+    assert variant.name == "b200-fp8"
