@@ -93,6 +93,9 @@ class Variant:
     exclude_modules: tuple[str, ...] = ("lm_head",)
     backend: EngineBackend = EngineBackend.PYTORCH
     reload: bool = True  # False where the unified HF format cannot hold what was quantized
+    # The class the artifact serves on, where it is not the GPU it is built on (nvfp4: a
+    # PyTorch-backend checkpoint quantized on Hopper for Blackwell, docs/builder.md).
+    serve_on: tuple[str, str] | None = None  # (product, compute capability)
 
 
 VARIANTS = (
@@ -281,6 +284,9 @@ def build_and_score(
         backend=variant.backend,
         limits=BuildLimits(max_batch_size=8, max_seq_len=2048),
         gpu=ExpectedGpu(product=expected.product, compute_capability=expected.compute_capability),
+        serve_on=ExpectedGpu(product=variant.serve_on[0], compute_capability=variant.serve_on[1])
+        if variant.serve_on
+        else None,
         output_dir=str(args.work / "store" / "artifacts" / variant.name),
     )
     recipe = recipe_for(request)

@@ -22,10 +22,13 @@ trap pack EXIT
 trap 'exit 143' TERM INT
 # At x32 the whole sweep, scored only; at x128 (outliers that per-tensor INT8 activations
 # cannot hold) the deployable recipes, and two exported checkpoints served through qmo-eval.
-case "${SCALE:-32}" in
-  32) extra=(--no-serve) ;;
+# NAME=nvfp4: the NVFP4 recipes beside FP8 and BF16 at x32 (issue 24).
+case "${NAME:-${SCALE:-32}}" in
+  32) extra=(--no-serve --only fp8 int4-awq int8 int8-no-smoothquant w8a7 w8a6 w8a5 w8a4) ;;
+  nvfp4) extra=(--no-serve --only fp8 nvfp4 nvfp4-awq-lite) ;;
   *) extra=(--only fp8 int8 int8-no-smoothquant) ;;
 esac
-python3 -m e2e.gpu.uncertainty_h200 --out "$work/scale-${SCALE:-32}" \
+name=${NAME:-scale-${SCALE:-32}}
+python3 -m e2e.gpu.uncertainty_h200 --out "$work/$name" \
   --outlier-scale "${SCALE:-32}" "${extra[@]}" 2>&1 | grep -v "it/s]\|s/it]" \
-  | tee "$work/scale-${SCALE:-32}.log"
+  | tee "$work/$name.log"

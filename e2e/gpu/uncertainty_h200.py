@@ -97,6 +97,13 @@ VARIANTS = (
         )
         for bits in (7, 6, 5, 4)
     ),
+    # NVFP4 (issue 24): quantized here on Hopper as a PyTorch-backend checkpoint for a B200,
+    # scored as ModelOpt's fake-quantized model (no NVFP4 kernels run on Hopper; the reference
+    # reader does not read NVFP4 checkpoints back).
+    V("nvfp4", "nvfp4", "fp8", "qmo's nvfp4 recipe (NVFP4_DEFAULT_CFG)", reload=False,
+      serve_on=("NVIDIA-B200", "10.0")),
+    V("nvfp4-awq-lite", "nvfp4", "fp8", "ModelOpt's NVFP4_AWQ_LITE_CFG", reload=False,
+      modelopt_config="NVFP4_AWQ_LITE_CFG", serve_on=("NVIDIA-B200", "10.0")),
 )  # fmt: skip
 
 

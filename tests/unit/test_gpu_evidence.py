@@ -12,7 +12,10 @@ RESULTS = Path(__file__).parents[2] / "e2e" / "gpu" / "results" / "h200-uncertai
 
 
 def rows_of(scale: int) -> dict[str, dict[str, object]]:
-    directory = RESULTS / f"scale-{scale}"
+    return rows_of_dir(RESULTS / f"scale-{scale}")
+
+
+def rows_of_dir(directory: Path) -> dict[str, dict[str, object]]:
     found = uncertainty_h200.load_items(directory)
     baseline = found.pop("bf16")
     return {n: uncertainty_h200.judged_row(n, items, baseline) for n, items in found.items()}
@@ -41,3 +44,13 @@ def test_the_served_artifact_scored_through_qmo_eval_is_regressed() -> None:
     assert served["judgement"]["verdict"] == "Regressed"
     assert all(d["method"] == "paired-normal" or d["method"] == "paired-bootstrap"
                for d in served["judgement"]["deltas"])  # fmt: skip
+
+
+def test_nvfp4_beside_fp8_passes_the_gate_with_a_wider_loss() -> None:
+    rows = rows_of_dir(RESULTS / "nvfp4")
+    assert {rows[n]["verdict"] for n in ("fp8", "nvfp4.modelopt", "nvfp4-awq-lite.modelopt")} == {
+        "Pass"
+    }
+    loss = {n: {d["benchmark"]: d["deltaPercent"] for d in rows[n]["deltas"]} for n in rows}
+    assert loss["nvfp4.modelopt"]["markov_ppl"] > loss["fp8"]["markov_ppl"]
+    assert loss["nvfp4-awq-lite.modelopt"]["markov_ppl"] < loss["nvfp4.modelopt"]["markov_ppl"]
