@@ -69,8 +69,10 @@ def test_a_gated_model_serves_nvfp4_on_b200_and_falls_back_to_fp8_on_a_regressio
     fell_back = cluster.wait_for_model(
         namespace,
         "nv",
-        lambda m: variants(m).get("b200-fp8", {}).get("phase") in ("Serving", "Evaluating")
-        and "b200-nvfp4" not in variants(m),
+        lambda m: (
+            variants(m).get("b200-fp8", {}).get("phase") in ("Serving", "Evaluating")
+            and "b200-nvfp4" not in variants(m)
+        ),
         timeout=240,
         describe="the fall back to fp8 on the B200",
     )

@@ -208,3 +208,71 @@ def test_a_gate_without_benchmarks_catches_nothing_so_auto_stays_on_fp8() -> Non
     )
     [variant] = plan_model(spec, a_cluster(a_class("b200")).observed()).variants
     assert variant.name == "b200-fp8"
+
+
+# --- pre-quantized checkpoints, from their files -------------------------------------------
+
+PREQUANTIZED = Path(__file__).parents[1] / "data" / "prequantized"
+
+
+def files_of(name: str) -> tuple[dict[str, object], dict[str, object] | None]:
+    from qmo.builder import source
+
+    directory = PREQUANTIZED / name
+    return source.read_json(directory / "config.json") or {}, source.read_json(
+        directory / "hf_quant_config.json"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "precision"),
+    [
+        ("fp8-block", "fp8"),
+        ("compressed-tensors-fp8", "fp8"),
+        ("compressed-tensors-nvfp4", "nvfp4"),
+        ("modelopt-nvfp4", "nvfp4"),
+        ("awq", "int4-awq"),
+        ("gpt-oss-mxfp4", None),
+        ("bf16", "none"),
+    ],
+)
+def test_a_sources_quantization_is_read_from_its_files(name: str, precision: str | None) -> None:
+    from qmo.builder.recipes import source_quantization
+
+    found = source_quantization(*files_of(name))
+    if precision == "none":
+        assert found is None
+    else:
+        assert found is not None
+        assert found.precision == precision
+
+
+@pytest.mark.parametrize(
+    ("name", "precision", "kv", "backend", "problem"),
+    [
+        ("modelopt-nvfp4", "nvfp4", "fp8", PT, None),
+        ("fp8-block", "fp8", "bf16", PT, None),
+        ("compressed-tensors-nvfp4", "nvfp4", "bf16", PT, None),
+        ("fp8-block", "nvfp4", "bf16", PT, "quantized as fp8 (FP8 weights) (fp8), not nvfp4"),
+        ("fp8-block", "fp8", "fp8", PT, "no calibrated KV-cache scales"),
+        ("gpt-oss-mxfp4", "int4-awq", "bf16", PT, "MXFP4 (as gpt-oss ships), which qmo cannot"),
+        ("bf16", "fp8", "bf16", PT, "not a ModelOpt-quantized checkpoint"),
+    ],
+)
+def test_a_prequantized_source_is_served_as_it_is_or_refused_with_what_it_holds(
+    name: str, precision: str, kv: str, backend: EngineBackend, problem: str | None
+) -> None:
+    from qmo.builder.recipes import check_prequantized
+
+    recipe = make_recipe(
+        precision=precision,
+        kv_cache_dtype=kv,
+        backend=backend,
+        source_format=ModelFormat.MODELOPT_PREQUANTIZED,
+    )
+    found = check_prequantized(recipe, *files_of(name))
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found

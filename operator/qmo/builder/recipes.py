@@ -270,6 +270,64 @@ def _with_alpha(algorithm: Any, alpha: float) -> Any:
     return algorithm
 
 
+@dataclass(frozen=True)
+class SourceQuantization:
+    """What an already quantized checkpoint's files say it is: qmo's precision for it (None:
+    a format qmo cannot serve, such as gpt-oss's MXFP4) and how to name it in a message."""
+
+    precision: str | None
+    label: str
+
+
+_MODELOPT_ALGOS = {algo: precision for precision, algos in PREQUANTIZED_ALGOS.items()
+                   for algo in algos}  # fmt: skip
+
+
+def source_quantization(
+    config: dict[str, Any], hf_quant_config: dict[str, Any] | None
+) -> SourceQuantization | None:
+    """The quantization a source's files declare, or None for a full-precision source:
+    ModelOpt's hf_quant_config.json, else `quantization_config` in config.json (ModelOpt's own
+    there too, the fp8 / fbgemm_fp8 of DeepSeek, Qwen and Llama FP8 releases,
+    compressed-tensors, AWQ, GPTQ, MXFP4)."""
+    if hf_quant_config is not None:
+        algo = str(hf_quant_config.get("quantization", hf_quant_config).get("quant_algo"))
+        return SourceQuantization(_MODELOPT_ALGOS.get(algo), f"ModelOpt {algo}")
+    quant = config.get("quantization_config")
+    if not isinstance(quant, dict):
+        return None
+    method = str(quant.get("quant_method", "")).lower()
+    bits = quant.get("bits")
+    if method == "modelopt":
+        algo = str(quant.get("quant_algo"))
+        return SourceQuantization(_MODELOPT_ALGOS.get(algo), f"ModelOpt {algo}")
+    if method in ("fp8", "fbgemm_fp8"):
+        return SourceQuantization("fp8", f"{method} (FP8 weights)")
+    if method == "awq" and bits == 4:
+        return SourceQuantization("int4-awq", "AWQ, 4 bits")
+    if method == "gptq" and bits == 4:
+        return SourceQuantization("int4-gptq", "GPTQ, 4 bits")
+    if method == "mxfp4":
+        return SourceQuantization(None, "MXFP4 (as gpt-oss ships)")
+    if method == "compressed-tensors":
+        return _compressed_tensors(quant)
+    return SourceQuantization(None, f"{method or 'unknown'} with {bits} bits")
+
+
+def _compressed_tensors(quant: dict[str, Any]) -> SourceQuantization:
+    weights = [
+        group.get("weights") or {}
+        for group in (quant.get("config_groups") or {}).values()
+        if isinstance(group, dict)
+    ]
+    kinds = {(w.get("num_bits"), w.get("type")) for w in weights}
+    if kinds == {(8, "float")}:
+        return SourceQuantization("fp8", "compressed-tensors FP8")
+    if kinds == {(4, "float")}:
+        return SourceQuantization("nvfp4", "compressed-tensors NVFP4")
+    return SourceQuantization(None, f"compressed-tensors {sorted(map(str, kinds))}")
+
+
 def check_prequantized(
     recipe: Recipe, config: dict[str, Any], hf_quant_config: dict[str, Any] | None
 ) -> str | None:
@@ -306,4 +364,17 @@ def check_prequantized(
             "int4-gptq needs a source already quantized with GPTQ (quantization_config "
             "quant_method gptq): ModelOpt has no GPTQ export; choose int4-awq to quantize here"
         )
-    return "the source has no hf_quant_config.json: it is not a ModelOpt-quantized checkpoint"
+    found = source_quantization(config, None)
+    if found is None:
+        return "the source has no hf_quant_config.json: it is not a ModelOpt-quantized checkpoint"
+    if found.precision is None:
+        return f"the source is quantized as {found.label}, which qmo cannot serve yet"
+    if found.precision != recipe.precision:
+        return (
+            f"the source is quantized as {found.label} ({found.precision}), not {recipe.precision}"
+        )
+    if recipe.kv_cache_quant_algo is not None:
+        return (
+            f"the source ({found.label}) has no calibrated KV-cache scales: use kvCacheDtype bf16"
+        )
+    return None
