@@ -119,6 +119,7 @@ class Reason(StrEnum):
     NO_BUILDS_RUNNING = "NoBuildsRunning"
     AS_EXPECTED = "AsExpected"
     GATE_DISABLED = "GateDisabled"
+    NO_BASELINE = "NoBaseline"
     REGRESSED = "Regressed"
     AWAITING_REPORTS = "AwaitingReports"
     EVALUATION_FAILED = "EvaluationFailed"

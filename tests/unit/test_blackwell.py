@@ -276,3 +276,65 @@ def test_a_prequantized_source_is_served_as_it_is_or_refused_with_what_it_holds(
     else:
         assert found is not None
         assert problem in found
+
+
+def prequantized(**model: object) -> object:
+    from qmo.api.quantizedmodel import QuantizedModelSpec
+
+    return QuantizedModelSpec.model_validate(
+        {
+            "model": {"source": "hf://nvidia/Llama-3.3-70B-Instruct-FP4", "revision": "r1",
+                      "format": "modelopt-prequantized", **model},
+            "precisions": ["nvfp4"],
+            "gpu": {"classes": ["b200"]},
+            "quality": {"gate": "after-rollout", "benchmarks": [{"name": "mmlu"}]},
+        }
+    )  # fmt: skip
+
+
+def test_a_prequantized_model_is_judged_against_the_reference_it_names() -> None:
+    spec = prequantized(reference={"source": "hf://meta-llama/Llama-3.3-70B-Instruct",
+                                   "revision": "main"})  # fmt: skip
+    b200 = a_class("b200")
+    first = plan_model(spec, a_cluster(b200).observed())  # type: ignore[arg-type]
+    key = first.variants[0].cache_key
+    assert key is not None
+    serving = a_cluster(b200).built(key).deployed("b200-nvfp4", key).observed()
+    plan = plan_model(spec, serving)  # type: ignore[arg-type]  # it awaits its report now
+    by_name = {v.name: v for v in plan.variants}
+    served, reference = by_name["b200-nvfp4"], by_name["b200-bf16"]
+    assert reference.reference
+    assert served.target.build is not None
+    assert reference.target.build is not None
+    assert served.target.build.source.uri == "hf://nvidia/Llama-3.3-70B-Instruct-FP4"
+    assert reference.target.build.source.uri == "hf://meta-llama/Llama-3.3-70B-Instruct"
+    assert reference.target.build.source.format == ModelFormat.HF
+    assert served.cache_key != reference.cache_key
+
+
+def test_without_a_reference_the_gate_says_there_is_nothing_to_compare_against() -> None:
+    from qmo.planner import gate
+    from qmo.planner.model_conditions import Facts, gate_condition
+
+    spec = prequantized()
+    b200 = a_class("b200")
+    key = plan_model(spec, a_cluster(b200).observed()).variants[0].cache_key  # type: ignore[arg-type]
+    assert key is not None
+    serving = a_cluster(b200).built(key).deployed("b200-nvfp4", key).observed()
+    plan = plan_model(spec, serving)  # type: ignore[arg-type]
+    assert [v.name for v in plan.variants] == ["b200-nvfp4"]  # no BF16 reference to build
+    assert not gate.gated(spec, plan.variants[0].target)  # type: ignore[arg-type]
+    status, reason, message = gate_condition(Facts(spec, plan))  # type: ignore[arg-type]
+    assert (status, reason) == ("True", "NoBaseline")
+    assert "nothing to compare against" in message
+
+
+def test_a_reference_is_only_for_an_already_quantized_source() -> None:
+    from qmo.api.quantizedmodel import QuantizedModelSpec
+
+    with pytest.raises(ValueError, match="only with format modelopt-prequantized"):
+        QuantizedModelSpec.model_validate(
+            {"model": {"source": "hf://m/m", "reference": {"source": "hf://m/full"}}}
+        )
+    with pytest.raises(ValueError, match="must be hf://ORG/NAME or s3://BUCKET/PATH"):
+        prequantized(reference={"source": "pvc://models/llama"})

@@ -113,6 +113,11 @@ SOURCE_PATTERN = (
     r"|s3://[a-z0-9][a-z0-9.-]*[a-z0-9](/[^ ]*)?"
     r"|pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[^ ]*)?)$"
 )
+# A reference model is built from the hub or an object store (a claim would need its own mount).
+REFERENCE_SOURCE_PATTERN = (
+    r"^(hf://[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?"
+    r"|s3://[a-z0-9][a-z0-9.-]*[a-z0-9](/[^ ]*)?)$"
+)
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 DEFAULT_ENGINE_IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:1.2.1"
 
@@ -130,6 +135,27 @@ class ModelSize(ApiModel):
     num_layers: int = Field(ge=1, le=1000, description="Transformer layers (num_hidden_layers).")
     num_key_value_heads: int = Field(ge=1, le=1024, description="KV heads (GQA groups).")
     head_dim: int = Field(ge=1, le=1024, description="Dimension of one attention head.")
+
+
+class ReferenceModel(ApiModel):
+    """The full-precision model an already quantized source was made from: the gate builds its
+    BF16 reference from it."""
+
+    source: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="hf://ORG/NAME or s3://BUCKET/PATH of the full-precision checkpoint.",
+    )
+    revision: str | None = Field(default=None, max_length=128, description="Its revision.")
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=f"self.source.matches('{REFERENCE_SOURCE_PATTERN}')",
+            message="model.reference.source must be hf://ORG/NAME or s3://BUCKET/PATH",
+            check=lambda r: re.match(REFERENCE_SOURCE_PATTERN, r.source) is not None,
+            field_path=".source",
+        ),
+    )
 
 
 class ModelSpec(ApiModel):
@@ -172,8 +198,21 @@ class ModelSpec(ApiModel):
     size: ModelSize | None = Field(
         default=None, description="Architecture numbers for the memory-fit estimate."
     )
+    reference: ReferenceModel | None = Field(
+        default=None,
+        description="For an already quantized source: the full-precision model it was made "
+        "from, which the quality gate's BF16 reference is built from. Without it the gate has "
+        "nothing to compare against and judges nothing.",
+    )
 
     rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.reference) || self.format == 'modelopt-prequantized'",
+            message="model.reference names the full-precision model of an already quantized "
+            "source: set it only with format modelopt-prequantized",
+            check=lambda m: m.reference is None or m.format == ModelFormat.MODELOPT_PREQUANTIZED,
+            field_path=".reference",
+        ),
         Rule(
             cel=f"self.source.matches('{SOURCE_PATTERN}')",
             message=("model.source must be hf://ORG/NAME, s3://BUCKET/PATH or pvc://CLAIM/PATH"),

@@ -10,6 +10,7 @@ from qmo.api.qualityreport import Verdict
 from qmo.api.quantizedmodel import GateTiming, Precision, QuantizedModelSpec
 from qmo.gpu import GpuClass
 from qmo.planner.cachekey import cache_key
+from qmo.planner.gate import has_baseline
 from qmo.planner.types import Evaluation, Observed, PlannedVariant
 from qmo.vocabulary import Action
 
@@ -38,6 +39,7 @@ def awaits_report(spec: QuantizedModelSpec, variant: PlannedVariant) -> bool:
     """Built, deployed somewhere, gated with benchmarks, and not yet judged."""
     return (
         spec.quality.gate != GateTiming.OFF
+        and has_baseline(spec)
         and bool(spec.quality.benchmarks)
         and not variant.reference
         and variant.precision != Precision.BF16

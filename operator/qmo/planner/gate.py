@@ -15,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qmo.api.quantizedmodel import GateTiming, OnRegression, Precision, QuantizedModelSpec
+from qmo.api.quantizedmodel import (
+    GateTiming,
+    ModelFormat,
+    OnRegression,
+    Precision,
+    QuantizedModelSpec,
+)
 from qmo.planner import revisions
 from qmo.planner.capabilities import fallback_precision
 from qmo.planner.decision import HoldAsCandidate, KeptDespiteReport, RolledBack, Withdrawn
@@ -158,6 +164,19 @@ def decide(spec: QuantizedModelSpec, variant: PlannedVariant, observed: Observed
     return Keep()
 
 
+def has_baseline(spec: QuantizedModelSpec) -> bool:
+    """A BF16 reference can be built: from the source, unless it is already quantized, then
+    from `model.reference`."""
+    return (
+        spec.model.format != ModelFormat.MODELOPT_PREQUANTIZED or spec.model.reference is not None
+    )
+
+
 def gated(spec: QuantizedModelSpec, target: VariantTarget) -> bool:
-    """Whether the gate judges this variant at all: on, and not the BF16 baseline."""
-    return spec.quality.gate != GateTiming.OFF and target.precision != Precision.BF16
+    """Whether the gate judges this variant at all: on, with something to compare against,
+    and not the BF16 baseline."""
+    return (
+        spec.quality.gate != GateTiming.OFF
+        and has_baseline(spec)
+        and target.precision != Precision.BF16
+    )

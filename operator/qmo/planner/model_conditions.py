@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from qmo.api.base import ConditionStatus
 from qmo.api.quantizedmodel import GateTiming, Precision, QuantizedModelSpec
+from qmo.planner.gate import has_baseline
 from qmo.planner.revisions import variant_serves
 from qmo.planner.types import Plan, PlannedVariant
 from qmo.vocabulary import RETRY_ANNOTATION, Action, ConditionType, Reason, Refusal
@@ -112,6 +113,14 @@ def gate_condition(f: Facts) -> Condition:
     spec, variants = f.spec, f.served
     if spec.quality.gate == GateTiming.OFF:
         return T, Reason.GATE_DISABLED, "quality.gate is off: variants serve ungated"
+    if not has_baseline(spec):
+        return (
+            T,
+            Reason.NO_BASELINE,
+            "the source is already quantized and model.reference names no full-precision model "
+            "to build a BF16 reference from: there is nothing to compare against, so variants "
+            "serve ungated",
+        )
     regressed = [v for v in variants if v.decision.regressed or v.fell_back is not None]
     waiting = "; ".join(_still_waiting(f))
     if regressed:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qmo.api.buildcontract import ARTIFACTS_DIR, BuildLimits, BuildRequest, ExpectedGpu, SourceRef
-from qmo.api.quantizedmodel import Precision, QuantizedModelSpec
+from qmo.api.quantizedmodel import ModelFormat, Precision, QuantizedModelSpec
 from qmo.config import DEFAULT_BUILDER_IMAGE
 from qmo.gpu import GpuClass
 from qmo.planner import memory
@@ -34,9 +34,18 @@ def source_claim(spec: QuantizedModelSpec) -> str | None:
     return source.removeprefix("pvc://").split("/", 1)[0] if source.startswith("pvc://") else None
 
 
-def source_ref(spec: QuantizedModelSpec) -> SourceRef:
+def origin(spec: QuantizedModelSpec, precision: Precision) -> tuple[str, str | None, ModelFormat]:
+    """(source, revision, format) a variant is built from: the model's, except the BF16
+    reference of an already quantized source, built from `model.reference`."""
+    reference = spec.model.reference
+    if precision == Precision.BF16 and reference is not None:
+        return reference.source, reference.revision, ModelFormat.HF
+    return spec.model.source, spec.model.revision, spec.model.format
+
+
+def source_ref(spec: QuantizedModelSpec, precision: Precision = Precision.FP8) -> SourceRef:
     """The checkpoint location as the build pod sees it."""
-    source = spec.model.source
+    source, revision, format_ = origin(spec, precision)
     if source.startswith("pvc://"):
         _, _, path = source.removeprefix("pvc://").partition("/")
         uri = f"{SOURCE_MOUNT_PATH}/{path}".rstrip("/")
@@ -44,8 +53,8 @@ def source_ref(spec: QuantizedModelSpec) -> SourceRef:
         uri = source
     return SourceRef(
         uri=uri,
-        revision=spec.model.revision,
-        format=spec.model.format,
+        revision=revision,
+        format=format_,
         dtype=spec.model.dtype,
         token_env=TOKEN_ENV if spec.model.credentials_secret_ref else None,
     )
@@ -68,10 +77,11 @@ def build_request(
         max_num_tokens=engine.max_num_tokens,
     )
     expected = ExpectedGpu(product=gpu.product, compute_capability=str(gpu.compute_capability))
+    source, revision, format_ = origin(spec, precision)
     content = {
-        "source": spec.model.source,
-        "revision": spec.model.revision,
-        "format": spec.model.format.value,
+        "source": source,
+        "revision": revision,
+        "format": format_.value,
         "dtype": spec.model.dtype.value,
         "precision": precision.value,
         "kvCacheDtype": kv_dtype,
@@ -88,7 +98,7 @@ def build_request(
     key = cache_key(content)
     return BuildRequest(
         cache_key=key,
-        source=source_ref(spec),
+        source=source_ref(spec, precision),
         precision=precision.value,
         kv_cache_dtype=kv_dtype,
         quantization=spec.quantization,
