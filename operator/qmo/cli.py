@@ -79,6 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         allowed_images=tuple(args.allowed_image or ()),
         prometheus_address=args.prometheus_address,
+        image_pull_secrets=tuple(args.image_pull_secret or ()),
     )
     election = None
     if args.leader_elect:
@@ -187,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--prometheus-address",
         help="the Prometheus (http(s)://host:port) that KEDA queries for autoscaled variants' "
         "load (default: none; a model may name its own)",
+    )
+    run.add_argument(
+        "--image-pull-secret",
+        action="append",
+        metavar="NAME",
+        help="an image pull Secret for the pods qmo creates (build, eval and serving; it must "
+        "exist in each model's namespace); repeatable",
     )
     run.add_argument(
         "--resync-seconds",

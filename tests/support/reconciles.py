@@ -71,6 +71,7 @@ class World:
     cluster: FakeCluster
     clock: Clock
     name: str = "llama"
+    config: OperatorConfig = CONFIG
 
     def reconcile(self) -> Outcome:
         """One reconcile, a second after the last; `cluster.requests` then holds its requests."""
@@ -79,7 +80,7 @@ class World:
         try:
             # The fake stands behind both ports (controller.ports) and is the Event sink.
             return reconcile(
-                self.cluster, self.cluster, self.cluster, CONFIG, NS, self.name, self.clock
+                self.cluster, self.cluster, self.cluster, self.config, NS, self.name, self.clock
             )
         finally:
             # What qmo wrote, its cache knows at once: or the next reconcile acts on old news.
@@ -94,10 +95,10 @@ class World:
         owner = Owner(name=self.name, namespace=NS, uid=body["metadata"]["uid"])
         remembered = revisions.remembered(previous), revisions.served_before(previous)
         found = gather(self.cluster, NS, self.name, spec.quality, *remembered, gateways(spec, NS))
-        plan = plan_model(spec, found.observed, CONFIG)
+        plan = plan_model(spec, found.observed, self.config)
         routes = self.cluster.routes_available()
         changes = desired_changes(
-            spec, plan, found, owner, CONFIG, retry=retry, routes_available=routes
+            spec, plan, found, owner, self.config, retry=retry, routes_available=routes
         )
         return plan, changes
 

@@ -319,3 +319,22 @@ def test_an_inconclusive_report_that_cannot_grow_counts_as_regressed_and_rolls_b
     assert fp8["quality"] == {**fp8["quality"], "verdict": "Inconclusive", "countedAs": "Regressed"}
     assert world.condition("QualityGate")["status"] == "False"
     assert len(eval_jobs(world)) == 1
+
+
+def test_every_pod_qmo_creates_pulls_with_the_operators_image_pull_secrets(world: World) -> None:
+    from qmo.config import OperatorConfig
+
+    world.config = OperatorConfig(image_pull_secrets=("nvcr-mirror",))
+    world.cluster.create_model(gated("fp8"))
+    world.settle()
+    pods = [
+        (o["kind"], o["metadata"]["name"], o["spec"]["template"]["spec"])
+        for kind in ("Job", "Deployment")
+        for o in world.cluster.objects(kind)
+    ]
+    kinds = {kind for kind, _, _ in pods}
+    assert kinds == {"Job", "Deployment"}  # builds, the eval Job, fp8 and its BF16 reference
+    for kind, name, pod in pods:
+        assert pod.get("imagePullSecrets") == [{"name": "nvcr-mirror"}], (kind, name)
+    world.reconcile()
+    assert world.cluster.requests == []  # settled: the secrets are part of what is compared

@@ -24,6 +24,7 @@ from qmo.manifests.autoscaling import horizontal_pod_autoscaler, scaled_object
 from qmo.manifests.build import artifact_record, build_job
 from qmo.manifests.evaluation import benchmarks_config_map, eval_job, eval_network_policy
 from qmo.manifests.labels import Owner
+from qmo.manifests.pod import with_pull_secrets
 from qmo.manifests.quality_report import quality_report
 from qmo.manifests.routes import build_http_route
 from qmo.manifests.serving import (
@@ -108,14 +109,21 @@ def taken_names(changes: list[Change], kind: str) -> frozenset[str]:
 class _Planner:
     """Collects the changes of one reconcile, in the order they should run."""
 
-    def __init__(self, found: Gathered, owner: Owner) -> None:
+    def __init__(self, found: Gathered, owner: Owner, pull_secrets: tuple[str, ...] = ()) -> None:
         self.found = found
         self.owner = owner
+        self.pull_secrets = pull_secrets
         self.changes: list[Change] = []
+
+    def pods(self, obj: Obj) -> Obj:
+        """A Job or Deployment as qmo creates it: with the operator's image pull secrets."""
+        return with_pull_secrets(obj, self.pull_secrets)
 
     def apply_if_changed(self, obj: Obj, variant: str | None, *, once: bool = False) -> None:
         """Apply `obj` unless it is live as desired (`once`: live at all) or its name is
         another model's."""
+        if obj.get("kind") in ("Job", "Deployment"):
+            obj = self.pods(obj)
         desired = stamped(obj)
         live = self.found.names.live(obj)
         refusal = self.found.names.taken(obj, live, self.owner)
@@ -148,7 +156,7 @@ def desired_changes(
     the next reconcile starts them again instead of waiting for their TTL.
     `routes_available`: the cluster serves HTTPRoutes (spec.routing needs them).
     """
-    out = _Planner(found, owner)
+    out = _Planner(found, owner, config.image_pull_secrets)
     if retry:
         _retry_failed(out, plan)
     store = spec.engine.store
@@ -219,7 +227,7 @@ def _build(
         spec, variant, namespace=out.owner.namespace, image=images.builder_image(spec, config)
     )
     job["metadata"]["ownerReferences"] = [out.owner.shared_reference()]
-    out.changes.append(Apply(job, variant.name, owner_manager=True))
+    out.changes.append(Apply(out.pods(job), variant.name, owner_manager=True))
 
 
 def _record_artifact(out: _Planner, variant: PlannedVariant) -> None:

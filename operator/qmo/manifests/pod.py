@@ -66,6 +66,17 @@ def scratch_volumes(shm_size: str) -> tuple[list[dict[str, Any]], list[dict[str,
     return volumes, mounts
 
 
+def with_pull_secrets(obj: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
+    """`obj` (a Job or a Deployment) with its pods pulling images with `secrets`, the
+    operator's --image-pull-secret names (Secrets in the model's namespace): a cluster that
+    mirrors NVIDIA's registry needs them on every pod qmo creates. Unchanged without any."""
+    if not secrets:
+        return obj
+    pod = obj["spec"]["template"]["spec"]
+    pod["imagePullSecrets"] = [{"name": name} for name in secrets]
+    return obj
+
+
 def store_volume(
     spec: QuantizedModelSpec, *, read_only: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
