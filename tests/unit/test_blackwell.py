@@ -338,3 +338,61 @@ def test_a_reference_is_only_for_an_already_quantized_source() -> None:
         )
     with pytest.raises(ValueError, match="must be hf://ORG/NAME or s3://BUCKET/PATH"):
         prequantized(reference={"source": "pvc://models/llama"})
+
+
+# --- where a portable checkpoint is built ---------------------------------------------------
+
+
+def nvfp4_on_b200(backend: str = "pytorch") -> object:
+    return a_model().with_precisions("nvfp4").on_classes("b200").with_backend(backend).spec()
+
+
+def observed_with(held: dict[str, int], *builds: str) -> object:
+    import dataclasses
+
+    cluster = a_cluster(a_class("b200", gpus_per_node=8), a_class("h200", gpus_per_node=8))
+    for key in builds:
+        cluster = cluster.building(key)
+    return dataclasses.replace(cluster.observed(), gpus_held=held)
+
+
+def the_variant(spec: object, observed: object) -> object:
+    [found] = [v for v in plan_model(spec, observed).variants if v.name == "b200-nvfp4"]  # type: ignore[arg-type]
+    return found
+
+
+def test_a_portable_checkpoint_is_built_on_another_class_when_its_own_is_full() -> None:
+    from qmo.manifests.build import build_job
+
+    spec = nvfp4_on_b200()
+    home = the_variant(spec, observed_with({}))
+    assert home.target.build_class is None  # room at home: built there, key as before
+    assert home.target.build.serve_on is None
+
+    away = the_variant(spec, observed_with({"b200": 8}))
+    assert away.target.build_class.name == "h200"
+    request = away.target.build
+    assert (request.gpu.product, request.serve_on.product) == ("NVIDIA-H200", "NVIDIA-B200")
+    assert away.cache_key != home.cache_key  # what was built where is in the key
+    job = build_job(spec, away, namespace="team-a", image="qmo-builder:x")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-H200"
+    assert job["metadata"]["labels"]["qmo.dev/gpu-class"] == "h200"  # where its GPUs are held
+    assert "built on h200" in describe_choice(away)
+
+    # Once started there, it stays there, even when the B200s free up.
+    stays = the_variant(spec, observed_with({}, away.cache_key))
+    assert stays.cache_key == away.cache_key
+
+
+def test_an_engine_is_always_built_on_the_class_it_serves_on() -> None:
+    spec = nvfp4_on_b200("tensorrt")
+    waits = the_variant(spec, observed_with({"b200": 8}))
+    assert waits.target.build_class is None
+    assert waits.target.build.serve_on is None
+
+
+def test_with_no_room_anywhere_the_build_waits_at_home() -> None:
+    spec = nvfp4_on_b200()
+    waits = the_variant(spec, observed_with({"b200": 8, "h200": 8}))
+    assert waits.target.build_class is None

@@ -44,7 +44,8 @@ def build_labels(variant: PlannedVariant) -> dict[str, str]:
         {
             labels.VARIANT: variant.name,
             labels.PRECISION: variant.precision.value,
-            labels.GPU_CLASS: variant.gpu_class.name,
+            # Where its GPUs are held: the class it is built on (placement), for the bounds.
+            labels.GPU_CLASS: (variant.target.build_class or variant.gpu_class).name,
             labels.CACHE_KEY: short_key(variant.cache_key),
         },
     )
@@ -126,7 +127,7 @@ def build_job(
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
-                    **placement(spec, variant.gpu_class),
+                    **placement(spec, variant.target.build_class or variant.gpu_class),
                     "containers": [
                         {
                             "name": BUILD_CONTAINER,

@@ -218,6 +218,11 @@ def describe_choice(variant: PlannedVariant) -> str:
             else " (no model.size: memory not estimated)"
         )
         parts.append(f"tensorParallel {variant.tensor_parallel}{fit}")
+    if variant.target.build_class is not None:
+        parts.append(
+            f"built on {variant.target.build_class.name} (no GPU free on {gpu.name}; a "
+            "PyTorch-backend checkpoint runs anywhere)"
+        )
     if variant.cache_key:
         parts.append(f"cache key {short_key(variant.cache_key)}")
     return ", ".join(parts)

@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from qmo.api.quantizedmodel import GateTiming, Precision, QuantizedModelSpec, ScalingEngine
 from qmo.config import OperatorConfig
 from qmo.gpu import GpuClass, GpuInventory
-from qmo.planner import capacity, evaluations, gate, images, retention, rollout, sizing
+from qmo.planner import (
+    capacity,
+    evaluations,
+    gate,
+    images,
+    placement,
+    retention,
+    rollout,
+    sizing,
+)
 from qmo.planner.cachekey import short_key
 from qmo.planner.capabilities import (
     auto_precision,
@@ -160,15 +169,19 @@ def plan_variant(
     if isinstance(sized, Refusal):
         return PlannedVariant(bare, Refused(sized))
 
-    request = sizing.build_request(
-        spec, gpu, precision, kv_dtype, sized.tensor_parallel, images.builder_image(spec, config)
+    image = images.builder_image(spec, config)
+    request = sizing.build_request(spec, gpu, precision, kv_dtype, sized.tensor_parallel, image)
+    home = placement.BuildPlace(request, sized.build_gpus)
+    where = placement.place(
+        spec, gpu, precision, kv_dtype, sized.tensor_parallel, image, home, observed
     )
     target = dataclasses.replace(
         bare,
         tensor_parallel=sized.tensor_parallel,
         memory_per_gpu_gib=sized.memory_per_gpu_gib,
-        build=request,
-        build_gpus=sized.build_gpus,
+        build=where.request,
+        build_gpus=where.build_gpus,
+        build_class=where.away,
     )
     seen = observed.of(target.name, request.cache_key)
     planned = PlannedVariant(target, _rollout_decision(spec, target, seen, observed), seen)

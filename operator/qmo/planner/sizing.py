@@ -67,16 +67,24 @@ def build_request(
     kv_dtype: str,
     tensor_parallel: int,
     builder_image: str = DEFAULT_BUILDER_IMAGE,
+    built_on: GpuClass | None = None,
 ) -> BuildRequest:
     """The build of one variant; its cache key hashes everything that shapes the artifact,
-    the builder image included (another builder is another artifact)."""
+    the builder image included (another builder is another artifact). `built_on`: another
+    class the (PyTorch-backend) checkpoint is quantized on, named in the key beside `gpu`."""
     engine = spec.engine
     limits = BuildLimits(
         max_batch_size=engine.max_batch_size,
         max_seq_len=engine.max_seq_len,
         max_num_tokens=engine.max_num_tokens,
     )
-    expected = ExpectedGpu(product=gpu.product, compute_capability=str(gpu.compute_capability))
+    serving = ExpectedGpu(product=gpu.product, compute_capability=str(gpu.compute_capability))
+    expected, serve_on = serving, None
+    if built_on is not None and built_on.name != gpu.name:
+        expected = ExpectedGpu(
+            product=built_on.product, compute_capability=str(built_on.compute_capability)
+        )
+        serve_on = serving
     source, revision, format_ = origin(spec, precision)
     content = {
         "source": source,
@@ -95,6 +103,8 @@ def build_request(
         "store": engine.store.claim_name,
         "builderImage": builder_image,
     }
+    if serve_on is not None:  # only then: the keys of builds on their own class stay as they were
+        content["serveOn"] = serve_on.to_wire()
     key = cache_key(content)
     return BuildRequest(
         cache_key=key,
@@ -106,6 +116,7 @@ def build_request(
         tensor_parallel=tensor_parallel,
         limits=limits,
         gpu=expected,
+        serve_on=serve_on,
         output_dir=f"{ARTIFACTS_DIR}/{key}",
     )
 

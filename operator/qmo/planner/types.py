@@ -100,6 +100,8 @@ class VariantTarget:
     build_gpus: int | None = None
     reference: bool = False  # a temporary BF16 baseline for evaluations, not served
     auto_reason: str | None = None  # why `auto` chose this precision here (capabilities.why_auto)
+    # The class its (portable) checkpoint is built on, where that is not its own (placement).
+    build_class: GpuClass | None = None
 
     @property
     def cache_key(self) -> str | None:
