@@ -396,3 +396,17 @@ def test_with_no_room_anywhere_the_build_waits_at_home() -> None:
     spec = nvfp4_on_b200()
     waits = the_variant(spec, observed_with({"b200": 8, "h200": 8}))
     assert waits.target.build_class is None
+
+
+def test_nvfp4_may_calibrate_with_awq_lite_and_other_keys_stay_as_they_were() -> None:
+    from qmo.api.quantizedmodel import QuantizationSpec
+    from qmo.builder.recipes import recipe_for
+
+    plain = request("nvfp4", PT, "NVIDIA-B200", "10.0")
+    awq = plain.model_copy(update={"quantization": QuantizationSpec(nvfp4_algorithm="awq-lite")})
+    assert recipe_for(plain).modelopt_config == "NVFP4_DEFAULT_CFG"
+    assert (recipe_for(awq).modelopt_config, recipe_for(awq).quant_algo) == (
+        "NVFP4_AWQ_LITE_CFG",
+        "NVFP4_AWQ",
+    )
+    assert "nvfp4Algorithm" not in QuantizationSpec().to_wire()  # unset: keys unchanged

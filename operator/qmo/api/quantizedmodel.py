@@ -299,6 +299,13 @@ class QuantizationSpec(ApiModel):
         max_length=256,
         description="Modules kept in high precision (the edges of the network are most fragile).",
     )
+    # Unset (not a default value) so that the cache keys of every model built before it stay.
+    nvfp4_algorithm: Literal["max", "awq-lite"] | None = Field(
+        default=None,
+        description="How nvfp4 scales are found: max (ModelOpt's NVFP4_DEFAULT_CFG, the "
+        "default) or awq-lite (NVFP4_AWQ_LITE_CFG: activation-aware, slower to calibrate, "
+        "smaller perplexity loss in qmo's GPU run).",
+    )
 
 
 class EngineStoreSpec(ApiModel):

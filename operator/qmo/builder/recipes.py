@@ -17,6 +17,7 @@ Called by qmo.builder.cli (refusals before any work), qmo.builder.pipeline and t
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -94,12 +95,19 @@ PREQUANTIZED_ALGOS: dict[str, frozenset[str]] = {
 
 def recipe_for(request: BuildRequest) -> Recipe:
     """The recipe of a request, or InvalidRequest saying why it cannot be built."""
-    return make_recipe(
+    recipe = make_recipe(
         precision=request.precision,
         kv_cache_dtype=request.kv_cache_dtype,
         backend=request.backend,
         source_format=request.source.format,
     )
+    if recipe.precision == "nvfp4" and request.quantization.nvfp4_algorithm == "awq-lite":
+        if recipe.mode is not Mode.QUANTIZE:
+            return recipe  # a prequantized source: nothing is calibrated here
+        return dataclasses.replace(
+            recipe, modelopt_config="NVFP4_AWQ_LITE_CFG", quant_algo="NVFP4_AWQ"
+        )
+    return recipe
 
 
 def make_recipe(
