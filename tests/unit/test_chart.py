@@ -333,3 +333,22 @@ def test_the_operator_never_gets_or_updates() -> None:
     for rule in [r for r in _rules({}) if r["resources"] != ["leases"]]:
         assert "get" not in rule["verbs"], f"reads come from watches: {rule}"
         assert "update" not in rule["verbs"], f"server-side apply only patches: {rule}"
+
+
+def test_several_replicas_rather_not_share_a_node_or_a_zone_unless_told_otherwise() -> None:
+    one = template().one("Deployment")["spec"]["template"]["spec"]
+    assert "affinity" not in one and "topologySpreadConstraints" not in one
+    two = template({"replicaCount": "2"}).one("Deployment")["spec"]["template"]["spec"]
+    [term] = two["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+    assert selector["app.kubernetes.io/name"] == "qmo"
+    [spread] = two["topologySpreadConstraints"]
+    assert (spread["topologyKey"], spread["whenUnsatisfiable"]) == (
+        "topology.kubernetes.io/zone",
+        "ScheduleAnyway",
+    )
+    mine = template({"replicaCount": "2", "affinity.nodeAffinity.x": "y"})
+    assert mine.one("Deployment")["spec"]["template"]["spec"]["affinity"] == {
+        "nodeAffinity": {"x": "y"}
+    }
