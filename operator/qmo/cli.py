@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import ValidationError
 
+from qmo import __version__
 from qmo.api.base import one_line
 from qmo.api.crd import write_crds
 from qmo.api.quantizedmodel import QuantizedModel
@@ -45,9 +46,21 @@ def _why(err: Exception) -> str:
     return one_line(err) if isinstance(err, ValidationError) else str(err)
 
 
+def _cluster_error(err: Exception) -> str:
+    """What went wrong reaching the cluster, in one line (the kubeconfig, the connection, the
+    API's answer)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"{type(err).__name__}: {text[:300]}"
+
+
 def _cmd_crds(args: argparse.Namespace) -> int:
     directories = [Path(d) for d in args.out] if args.out else list(DEFAULT_CRD_DIRS)
-    for path in write_crds(*directories):
+    try:
+        written = write_crds(*directories)
+    except OSError as err:
+        print(f"qmo crds: cannot write {err.filename}: {err.strerror}", file=sys.stderr)
+        return INVALID_INPUT
+    for path in written:
         print(f"wrote {path}")
     return 0
 
@@ -144,11 +157,20 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     except FleetError as err:
         print(f"{args.nodes}: invalid: {err}", file=sys.stderr)
         return INVALID_INPUT
+    if not args.cluster and not args.nodes:
+        print(
+            "qmo plan: no fleet given (--nodes FILE or --cluster): planned against no GPU nodes",
+            file=sys.stderr,
+        )
     outputs: list[Any] = []
     for model in models:
         if args.cluster:
             namespace = model.metadata.get("namespace") or args.namespace
-            observed = _observe_cluster(namespace, model.metadata.get("name", ""))
+            try:
+                observed = _observe_cluster(namespace, model.metadata.get("name", ""))
+            except Exception as err:
+                print(f"qmo plan: cannot read the cluster: {_cluster_error(err)}", file=sys.stderr)
+                return INVALID_INPUT
         else:
             observed = Observed(inventory_from_nodes(nodes))
         plan = plan_model(model.spec, observed)
@@ -167,6 +189,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qmo", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"qmo {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the operator against the current kubeconfig")

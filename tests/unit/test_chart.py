@@ -337,7 +337,8 @@ def test_the_operator_never_gets_or_updates() -> None:
 
 def test_several_replicas_rather_not_share_a_node_or_a_zone_unless_told_otherwise() -> None:
     one = template().one("Deployment")["spec"]["template"]["spec"]
-    assert "affinity" not in one and "topologySpreadConstraints" not in one
+    assert "affinity" not in one
+    assert "topologySpreadConstraints" not in one
     two = template({"replicaCount": "2"}).one("Deployment")["spec"]["template"]["spec"]
     [term] = two["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from qmo.cli import main
+from tests.support.kube import REPO
 
 VALID = """
 apiVersion: qmo.dev/v1alpha1
@@ -190,3 +194,45 @@ def test_plan_shows_each_variants_autoscaling_range_and_what_bounds_it(
     section = out[out.index("Autoscaling:") :].splitlines()[1:3]
     assert [line.split(":")[0].strip() for line in section] == ["h100-int8", "a100-80gb-int8"]
     assert all("1-6 replicas" in line and "requestsWaiting at 4" in line for line in section)
+
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "says"),
+    [
+        (["qmo", "--version"], 0, "qmo 0."),
+        (["qmo-eval", "--version"], 0, "qmo-eval 0."),
+        (["qmo-builder", "--version"], 0, "qmo-builder 0."),
+        (["qmo", "validate", "-f", "/no/such.yaml"], 2, "No such file"),
+        (["qmo", "plan", "-f", "/no/such.yaml"], 2, "No such file"),
+        (["qmo", "plan", "-f", "examples/single-precision.yaml", "--cluster"], 1,
+         "cannot read the cluster"),
+        (["qmo", "crds", "--out", "/proc/qmo-cannot-write"], 1, "cannot write"),
+        (["qmo-builder", "build", "--spec", "/no/such.json"], 2, "cannot read build spec"),
+        (["qmo", "frobnicate"], 2, "invalid choice"),
+    ],
+)  # fmt: skip
+def test_each_cli_answers_an_ordinary_mistake_in_a_line_without_a_traceback(
+    argv: list[str], code: int, says: str
+) -> None:
+    env = {**os.environ, "KUBECONFIG": "/no/such/kubeconfig"}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    done = subprocess.run(
+        [str(BIN / argv[0]), *argv[1:]], capture_output=True, text=True, env=env, cwd=REPO,
+        timeout=60,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == code, output
+    assert says in output
+    assert "Traceback" not in output
+
+
+def test_plan_says_when_it_planned_against_no_fleet() -> None:
+    done = subprocess.run(
+        [str(BIN / "qmo"), "plan", "-f", "examples/single-precision.yaml"],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0
+    assert "no fleet given (--nodes FILE or --cluster)" in done.stderr

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
+from qmo import __version__
 from qmo.api.buildcontract import (
     ENGINE_SUBDIR,
     TERMINATION_MESSAGE_PATH,
@@ -58,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qmo-builder", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"qmo-builder {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build one artifact from a BuildRequest")
     build.add_argument("--spec", type=Path, help="read the BuildRequest JSON from FILE")

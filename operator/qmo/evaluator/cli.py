@@ -27,6 +27,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from qmo import __version__
 from qmo.api.evalcontract import ALLOW_CODE_EXECUTION_FLAG
 from qmo.api.qualityreport import QualityReport
 from qmo.evaluator import benchmarks as loading
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="qmo-eval",
         description="Score a quantized variant against its baseline into a QualityReport.",
     )
+    parser.add_argument("--version", action="version", version=f"qmo-eval {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run_p = sub.add_parser("run", help="Evaluate two OpenAI-compatible endpoints.")
