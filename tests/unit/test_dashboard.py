@@ -28,7 +28,7 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_WIDTH = 24
 # What Grafana puts in place of its variables, for promtool's parser.
 INTERVALS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
-REGEX_VARIABLE = re.compile(r'=~\s*"\$\{?(namespace|model)\}?"')
+REGEX_VARIABLE = re.compile(r'=~\s*"\$\{?(job|namespace|model)\}?"')
 LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
 
 
@@ -77,11 +77,13 @@ def test_the_dashboard_is_what_the_chart_and_the_docs_name() -> None:
     variables = {v["name"]: v for v in loaded["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    assert variables["namespace"]["query"] == "label_values(qmo_variants, namespace)"
+    # Two qmo releases in one Prometheus stay apart: every query selects the chosen job.
+    assert variables["job"]["query"] == "label_values(qmo_build_info, job)"
+    assert variables["namespace"]["query"] == ('label_values(qmo_variants{job=~"$job"}, namespace)')
     assert variables["model"]["query"] == (
-        'label_values(qmo_variants{namespace=~"$namespace"}, model)'
+        'label_values(qmo_variants{job=~"$job", namespace=~"$namespace"}, model)'
     )
-    for name in ("namespace", "model"):
+    for name in ("job", "namespace", "model"):
         assert variables[name]["multi"], name
         assert variables[name]["includeAll"], name
         assert variables[name]["datasource"] == DATASOURCE, name
@@ -166,3 +168,26 @@ def _series(metric: MetricWrapperBase) -> set[str]:
     _total), as the series names Prometheus stores."""
     assert metric._type is not None
     return series_of(metric._name, metric._type)
+
+
+def test_every_query_of_a_qmo_series_selects_the_chosen_job() -> None:
+    for name, expr in {**panel_queries_raw(), **variable_queries_raw()}.items():
+        for series in re.findall(r"\b(?:qmo|workqueue)_\w+(?:\{[^}]*\})?", expr):
+            assert 'job=~"$job"' in series, (name, series)
+
+
+def panel_queries_raw() -> dict[str, str]:
+    return {
+        f"panel_{p['id']}_{t['refId']}": t["expr"]
+        for p in dashboard()["panels"]
+        for t in p.get("targets", [])
+        if "expr" in t
+    }
+
+
+def variable_queries_raw() -> dict[str, str]:
+    return {
+        v["name"]: v["query"]
+        for v in dashboard()["templating"]["list"]
+        if v["type"] == "query" and v["name"] != "job"
+    }
