@@ -27,8 +27,9 @@ binaries: ## build (or reuse) kube-apiserver, etcd, kwok, helm... into ~/.cache/
 crds: venv ## regenerate crds/ and charts/qmo/crds/ from the API models
 	$(BIN)/qmo crds
 
-manifests: ## re-render deploy/kubectl/qmo.yaml from charts/qmo (after changing the chart)
+manifests: ## re-render deploy/kubectl/qmo.yaml and charts/qmo/README.md (after changing the chart)
 	deploy/render-manifests.sh
+	$(PY) charts/readme.py
 
 lint: venv ## format check, lint, types, layering, generated files
 	$(BIN)/ruff format --check operator tests e2e benchmarks

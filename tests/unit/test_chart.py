@@ -6,10 +6,13 @@ from __future__ import annotations
 import filecmp
 import json
 import subprocess
+import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from qmo.cli import build_parser
 from tests.support.chart import CHART, KUBE_VERSION, helm, helm_path, set_flags, template
@@ -353,3 +356,44 @@ def test_several_replicas_rather_not_share_a_node_or_a_zone_unless_told_otherwis
     assert mine.one("Deployment")["spec"]["template"]["spec"]["affinity"] == {
         "nodeAffinity": {"x": "y"}
     }
+
+
+def test_the_chart_readme_is_generated_from_the_current_values() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "charts" / "readme.py"), "--check"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    readme = (CHART / "README.md").read_text()
+    for key in ("workloadImagePullSecrets", "extraArgs", "nameOverride", "image.repository"):
+        assert f"| `{key}` |" in readme, key
+
+
+def test_the_packaged_chart_carries_its_license_readme_and_crds(tmp_path: Path) -> None:
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    [archive] = list(tmp_path.glob("qmo-*.tgz"))
+    shown = helm("show", "crds", str(archive)).stdout
+    assert "quantizedmodels.qmo.dev" in shown
+    assert "qualityreports.qmo.dev" in shown
+    with tarfile.open(archive) as packed:
+        names = set(packed.getnames())
+    assert {"qmo/LICENSE", "qmo/README.md"} <= names
+    chart = yaml.safe_load(helm("show", "chart", str(archive)).stdout)
+    assert chart["annotations"]["artifacthub.io/license"] == "Apache-2.0"
+    crds = yaml.safe_load(chart["annotations"]["artifacthub.io/crds"])
+    assert {c["name"] for c in crds} == {"quantizedmodels.qmo.dev", "qualityreports.qmo.dev"}
+
+
+def test_extra_args_env_and_a_name_override_reach_the_operator() -> None:
+    rendered = template(
+        {"extraArgs": "{--workers=8}", "extraEnv[0].name": "HTTPS_PROXY",
+         "extraEnv[0].value": "http://proxy:3128", "nameOverride": "quantized"}
+    )  # fmt: skip
+    deployment = rendered.one("Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--workers=8" in container["args"]
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy:3128"} in container["env"]
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/name"] == "quantized"
+    upgrading = (CHART / "templates" / "NOTES.txt").read_text().split("Upgrading")[1]
+    assert "helm show crds" in upgrading
+    assert "-f crds/" not in upgrading  # crds/ exists only in a checkout

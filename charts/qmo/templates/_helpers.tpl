@@ -37,14 +37,18 @@
 {{- default (printf "ghcr.io/qmo-dev/qmo-evaluator:%s" .Chart.AppVersion) .Values.evaluatorImage -}}
 {{- end -}}
 
+{{- define "qmo.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "qmo.selectorLabels" -}}
-app.kubernetes.io/name: qmo
+app.kubernetes.io/name: {{ include "qmo.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "qmo.commonLabels" -}}
-app.kubernetes.io/name: qmo
+app.kubernetes.io/name: {{ include "qmo.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/part-of: qmo
