@@ -47,6 +47,11 @@ VALUE_SETS = {
         "prometheusRule.labels.release": "prometheus",
         "prometheusRule.additionalRuleLabels.team": "ml-platform",
     },
+    "a NetworkPolicy for the operator, narrowed": {
+        "networkPolicy.enabled": "true",
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name": "monitoring",
+        "networkPolicy.apiServer[0].ipBlock.cidr": "10.0.0.1/32",
+    },
 }
 # Prometheus Operator CRDs, not core Kubernetes.
 KINDS_WITHOUT_SCHEMA = {"ServiceMonitor", "PrometheusRule"}
@@ -397,3 +402,14 @@ def test_extra_args_env_and_a_name_override_reach_the_operator() -> None:
     upgrading = (CHART / "templates" / "NOTES.txt").read_text().split("Upgrading")[1]
     assert "helm show crds" in upgrading
     assert "-f crds/" not in upgrading  # crds/ exists only in a checkout
+
+
+def test_the_operators_network_policy_lets_in_only_scrapes_and_out_only_dns_and_the_api() -> None:
+    assert template().all("NetworkPolicy") == []
+    policy = template({"networkPolicy.enabled": "true"}).one("NetworkPolicy")["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    [scrapes] = policy["ingress"]
+    assert scrapes["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    dns, api = policy["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert {p["port"] for p in api["ports"]} == {443, 6443}
