@@ -113,6 +113,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(
         metrics_port=args.metrics_port,
         health_port=args.health_port,
+        ready_port=args.ready_port,
         verbose=args.verbose,
         leader_election=election,
     )
@@ -198,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port")
     run.add_argument("--health-port", type=int, default=8081, help="/healthz liveness port")
+    run.add_argument(
+        "--ready-port",
+        type=int,
+        help="serve /readyz (ready: a standby, or a leader whose caches have synced) on this "
+        "port; default: not served",
+    )
     run.add_argument("--builder-image", default=DEFAULT_BUILDER_IMAGE, help="qmo-builder image")
     run.add_argument("--evaluator-image", default=DEFAULT_EVALUATOR_IMAGE, help="qmo-eval image")
     run.add_argument(

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import kopf
 from prometheus_client import start_http_server
 
+from qmo import readiness
 from qmo.config import OperatorConfig
 from qmo.leader import IS_LEADER, ElectionConfig, LeaderElector, lead
 
 log = logging.getLogger("qmo")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class RunOptions:
 
     metrics_port: int = 8080
     health_port: int = 8081
+    ready_port: int | None = None  # /readyz (qmo.readiness); None: not served
     verbose: bool = False
     leader_election: ElectionConfig | None = None  # None: this process always reconciles
 
@@ -56,9 +61,19 @@ def run(config: OperatorConfig, options: RunOptions) -> int:
     election = options.leader_election
     if election is None:
         IS_LEADER.set(1)
-        asyncio.run(run_operator(config, options))
+        asyncio.run(_with_readiness(options, run_operator(config, options)))
         return 0
-    return asyncio.run(_run_elected(config, options, election))
+    return asyncio.run(_with_readiness(options, _run_elected(config, options, election)))
+
+
+async def _with_readiness(options: RunOptions, work: Coroutine[Any, Any, T]) -> T:
+    """`work`, with /readyz served beside it for the life of the process."""
+    server = await readiness.serve(options.ready_port)
+    try:
+        return await work
+    finally:
+        if server is not None:
+            server.close()
 
 
 async def _run_elected(

@@ -201,7 +201,7 @@ def test_the_operator_pod_runs_non_root_read_only_without_capabilities() -> None
     assert container["resources"]["requests"]
     assert container["resources"]["limits"]
     probes = {container[p]["httpGet"]["path"] for p in ("livenessProbe", "readinessProbe")}
-    assert probes == {"/healthz"}
+    assert probes == {"/healthz", "/readyz"}  # live, and ready: distinct (test below)
 
 
 def _rules(rendered_values: dict[str, str]) -> list[dict[str, Any]]:
@@ -413,3 +413,11 @@ def test_the_operators_network_policy_lets_in_only_scrapes_and_out_only_dns_and_
     dns, api = policy["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
     assert {p["port"] for p in api["ports"]} == {443, 6443}
+
+
+def test_liveness_and_readiness_are_distinct() -> None:
+    container = template().one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    live, ready = container["livenessProbe"]["httpGet"], container["readinessProbe"]["httpGet"]
+    assert (live["path"], live["port"]) == ("/healthz", "health")
+    assert (ready["path"], ready["port"]) == ("/readyz", "ready")
+    assert "--ready-port=8082" in container["args"]

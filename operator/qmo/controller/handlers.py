@@ -17,7 +17,7 @@ from typing import Any
 
 import kopf
 
-from qmo import metrics
+from qmo import metrics, readiness
 from qmo.config import OperatorConfig
 from qmo.controller import telemetry
 from qmo.controller.cache import WATCHED, ClusterCache
@@ -127,6 +127,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     kube = connect(pool_size=watches + operator_config.workers + EVENT_THREADS + 2)
     controller = Controller(kube, operator_config, asyncio.get_running_loop())
     memo["controller"] = controller
+    readiness.register(controller.cache.unsynced)  # /readyz: ready once every informer listed
     controller.events.start()
     controller.cache.start()
     await controller.wait_synced()
@@ -147,6 +148,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     controller = memo.get("controller")
     if controller is None:
         return
+    readiness.register(None)
     controller.cache.stop()
     controller.events.stop()
     controller.queue.close()
