@@ -110,10 +110,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except ValueError as err:
             print(f"qmo run: {err}", file=sys.stderr)
             return 2
+    if bool(args.metrics_tls_cert) != bool(args.metrics_tls_key):
+        print("qmo run: --metrics-tls-cert and --metrics-tls-key go together", file=sys.stderr)
+        return USAGE
     options = RunOptions(
         metrics_port=args.metrics_port,
         health_port=args.health_port,
         ready_port=args.ready_port,
+        metrics_auth=args.metrics_auth,
+        metrics_tls=(args.metrics_tls_cert, args.metrics_tls_key)
+        if args.metrics_tls_cert and args.metrics_tls_key
+        else None,
         verbose=args.verbose,
         leader_election=election,
     )
@@ -199,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port")
     run.add_argument("--health-port", type=int, default=8081, help="/healthz liveness port")
+    run.add_argument(
+        "--metrics-auth",
+        action="store_true",
+        help="serve /metrics only to bearer tokens the API server authenticates and allows to "
+        "get the non-resource URL /metrics (TokenReview, SubjectAccessReview)",
+    )
+    run.add_argument("--metrics-tls-cert", help="serve /metrics over TLS with this certificate")
+    run.add_argument("--metrics-tls-key", help="... and this key (both, or neither)")
     run.add_argument(
         "--ready-port",
         type=int,

@@ -33,7 +33,16 @@ from qmo import metrics
 from qmo.api.base import API_VERSION
 from qmo.leader import LeaseConflict, LeaseRecord, StoredLease, record_to_spec, stored_from_object
 from qmo.manifests.labels import Owner
-from qmo.resources import EVENTS, LEASES, NODES, QUANTIZED_MODELS, Resource, resource_for
+from qmo.resources import (
+    EVENTS,
+    LEASES,
+    NODES,
+    QUANTIZED_MODELS,
+    SUBJECT_ACCESS_REVIEWS,
+    TOKEN_REVIEWS,
+    Resource,
+    resource_for,
+)
 from qmo.vocabulary import FIELD_MANAGER, MANAGED_SELECTOR
 from qmo.wire import Obj
 
@@ -447,3 +456,46 @@ class KubeLeaseClient:
                 raise LeaseConflict(str(err.reason)) from err
             raise
         return stored_from_object(stored)
+
+
+class KubeReviews:
+    """The API server's judgement of a bearer token and of what its holder may do: a
+    TokenReview, then a SubjectAccessReview (what kube-rbac-proxy and controller-runtime's
+    secure metrics ask). Each needs only `create` on its review kind."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+
+    def user_of(self, token: str) -> Obj | None:
+        """The authenticated user (username, uid, groups, extra), or None."""
+        review = {
+            "apiVersion": TOKEN_REVIEWS.api_version,
+            "kind": TOKEN_REVIEWS.kind,
+            "spec": {"token": token},
+        }
+        found = self.kube.request(
+            "CREATE", TOKEN_REVIEWS, TOKEN_REVIEWS.path(), body=review,
+            content_type="application/json",
+        )  # fmt: skip
+        status = found.get("status") or {}
+        user = status.get("user")
+        return dict(user) if status.get("authenticated") and isinstance(user, dict) else None
+
+    def may(self, user: Obj, verb: str, path: str) -> bool:
+        """Whether `user` may `verb` the non-resource URL `path`."""
+        review = {
+            "apiVersion": SUBJECT_ACCESS_REVIEWS.api_version,
+            "kind": SUBJECT_ACCESS_REVIEWS.kind,
+            "spec": {
+                "user": user.get("username", ""),
+                "uid": user.get("uid", ""),
+                "groups": user.get("groups") or [],
+                "extra": user.get("extra") or {},
+                "nonResourceAttributes": {"path": path, "verb": verb},
+            },
+        }
+        found = self.kube.request(
+            "CREATE", SUBJECT_ACCESS_REVIEWS, SUBJECT_ACCESS_REVIEWS.path(), body=review,
+            content_type="application/json",
+        )  # fmt: skip
+        return bool((found.get("status") or {}).get("allowed"))

@@ -57,6 +57,11 @@ HORIZONTAL_POD_AUTOSCALERS = Resource(
 )
 SCALED_OBJECTS = Resource("keda.sh/v1alpha1", "ScaledObject", "scaledobjects")
 NETWORK_POLICIES = Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
+# Only with `qmo run --metrics-auth`: who scrapes /metrics, and may they (qmo.metrics_auth).
+TOKEN_REVIEWS = Resource("authentication.k8s.io/v1", "TokenReview", "tokenreviews", False)
+SUBJECT_ACCESS_REVIEWS = Resource(
+    "authorization.k8s.io/v1", "SubjectAccessReview", "subjectaccessreviews", False
+)
 
 ALL = (
     QUANTIZED_MODELS,

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import kopf
 from prometheus_client import start_http_server
 
-from qmo import readiness
+from qmo import metrics_auth, readiness
 from qmo.config import OperatorConfig
 from qmo.leader import IS_LEADER, ElectionConfig, LeaderElector, lead
 
@@ -30,6 +30,8 @@ class RunOptions:
     metrics_port: int = 8080
     health_port: int = 8081
     ready_port: int | None = None  # /readyz (qmo.readiness); None: not served
+    metrics_auth: bool = False  # /metrics behind TokenReview and SubjectAccessReview
+    metrics_tls: tuple[str, str] | None = None  # (certificate, key) files for /metrics
     verbose: bool = False
     leader_election: ElectionConfig | None = None  # None: this process always reconciles
 
@@ -57,7 +59,13 @@ def run(config: OperatorConfig, options: RunOptions) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Metrics come up first, so a standby is scraped too (qmo_leader 0).
-    start_http_server(options.metrics_port)
+    if options.metrics_auth:
+        from qmo.kube import KubeReviews, connect
+
+        authorizer = metrics_auth.Authorizer(KubeReviews(connect()))
+        metrics_auth.serve(options.metrics_port, authorizer, options.metrics_tls)
+    else:
+        start_http_server(options.metrics_port)
     election = options.leader_election
     if election is None:
         IS_LEADER.set(1)

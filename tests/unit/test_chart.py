@@ -47,6 +47,12 @@ VALUE_SETS = {
         "prometheusRule.labels.release": "prometheus",
         "prometheusRule.additionalRuleLabels.team": "ml-platform",
     },
+    "/metrics behind the API server's authn and authz, over TLS": {
+        "metrics.auth.enabled": "true",
+        "metrics.tls.secretName": "qmo-metrics-tls",
+        "metrics.serviceMonitor.enabled": "true",
+        "metrics.serviceMonitor.tlsConfig.serverName": "qmo-operator-metrics.qmo-system.svc",
+    },
     "a NetworkPolicy for the operator, narrowed": {
         "networkPolicy.enabled": "true",
         "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name": "monitoring",
@@ -421,3 +427,28 @@ def test_liveness_and_readiness_are_distinct() -> None:
     assert (live["path"], live["port"]) == ("/healthz", "health")
     assert (ready["path"], ready["port"]) == ("/readyz", "ready")
     assert "--ready-port=8082" in container["args"]
+
+
+def test_metrics_auth_grants_the_reviews_and_a_reader_role_and_the_scrape_sends_a_token() -> None:
+    plain = template()
+    assert (
+        "--metrics-auth"
+        not in plain.one("Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    rendered = template(
+        {"metrics.auth.enabled": "true", "metrics.tls.secretName": "qmo-metrics-tls",
+         "metrics.serviceMonitor.enabled": "true"}
+    )  # fmt: skip
+    container = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-auth" in container["args"]
+    assert "--metrics-tls-cert=/etc/qmo/metrics-tls/tls.crt" in container["args"]
+    operator_role = rendered.one("ClusterRole", "qmo-operator")
+    reviews = {(r["apiGroups"][0], r["resources"][0]) for r in operator_role["rules"]
+               if r.get("verbs") == ["create"]}  # fmt: skip
+    assert {("authentication.k8s.io", "tokenreviews"),
+            ("authorization.k8s.io", "subjectaccessreviews")} <= reviews  # fmt: skip
+    reader = rendered.one("ClusterRole", "qmo-operator-metrics-reader")
+    assert reader["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    [endpoint] = rendered.one("ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["bearerTokenFile"].endswith("serviceaccount/token")

@@ -112,4 +112,12 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [nodes]
   verbs: [list, watch]
+{{- if .Values.metrics.auth.enabled }}
+- apiGroups: [authentication.k8s.io]
+  resources: [tokenreviews]
+  verbs: [create]
+- apiGroups: [authorization.k8s.io]
+  resources: [subjectaccessreviews]
+  verbs: [create]
+{{- end }}
 {{- end -}}
