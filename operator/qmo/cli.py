@@ -22,6 +22,7 @@ from qmo import __version__
 from qmo.api.base import one_line
 from qmo.api.crd import write_crds
 from qmo.api.quantizedmodel import QuantizedModel
+from qmo.argparsing import show_defaults
 from qmo.config import DEFAULT_BUILDER_IMAGE, DEFAULT_EVALUATOR_IMAGE
 from qmo.fleet import FleetError, load_nodes
 from qmo.manifests_io import ManifestError, load_resources
@@ -308,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("-f", "--file", action="append", required=True, help="manifest file")
     validate.set_defaults(func=_cmd_validate)
-    return parser
+    return show_defaults(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -236,3 +236,18 @@ def test_plan_says_when_it_planned_against_no_fleet() -> None:
     )  # fmt: skip
     assert done.returncode == 0
     assert "no fleet given (--nodes FILE or --cluster)" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "shows"),
+    [
+        (["qmo", "run", "--help"], "/healthz liveness port (default: 8081)"),
+        (["qmo-eval", "run", "--help"], "(default: 64)"),
+    ],
+)
+def test_help_shows_the_defaults(argv: list[str], shows: str) -> None:
+    done = subprocess.run([str(BIN / argv[0]), *argv[1:]], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0
+    assert shows in " ".join(done.stdout.split())
+    assert "(default: None)" not in done.stdout

@@ -28,6 +28,7 @@ from qmo.api.buildcontract import (
     BuildResult,
     ExitCode,
 )
+from qmo.argparsing import show_defaults
 from qmo.builder import artifact, calibration, engine, gpucheck, gpuprobe, pipeline
 from qmo.builder.errors import BuildError
 from qmo.builder.gpucheck import SeenGpu
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help=f"where to write the result ({TERMINATION_MESSAGE_PATH})",
     )
-    return parser
+    return show_defaults(parser)
 
 
 def run(

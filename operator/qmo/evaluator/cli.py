@@ -30,6 +30,7 @@ from pathlib import Path
 from qmo import __version__
 from qmo.api.evalcontract import ALLOW_CODE_EXECUTION_FLAG
 from qmo.api.qualityreport import QualityReport
+from qmo.argparsing import show_defaults
 from qmo.evaluator import benchmarks as loading
 from qmo.evaluator.benchmarks import InputError
 from qmo.evaluator.evaluation import (
@@ -276,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     out = imp.add_mutually_exclusive_group()
     out.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
     out.add_argument("--apply", action="store_true", help="Create or apply it in the cluster.")
-    return parser
+    return show_defaults(parser)
 
 
 def _run_options(args: argparse.Namespace) -> RunOptions:
