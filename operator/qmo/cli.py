@@ -47,6 +47,13 @@ def _why(err: Exception) -> str:
     return one_line(err) if isinstance(err, ValidationError) else str(err)
 
 
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
 def _cluster_error(err: Exception) -> str:
     """What went wrong reaching the cluster, in one line (the kubeconfig, the connection, the
     API's answer)."""
@@ -94,6 +101,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         allowed_images=tuple(args.allowed_image or ()),
         prometheus_address=args.prometheus_address,
         image_pull_secrets=tuple(args.image_pull_secret or ()),
+        eval_node_selector=tuple(args.eval_node_selector or ()),
     )
     election = None
     if args.leader_elect:
@@ -234,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--prometheus-address",
         help="the Prometheus (http(s)://host:port) that KEDA queries for autoscaled variants' "
         "load (default: none; a model may name its own)",
+    )
+    run.add_argument(
+        "--eval-node-selector",
+        action="append",
+        type=_label,
+        metavar="KEY=VALUE",
+        help="a node label eval pods must match (they need no GPU: a CPU pool's label, say); "
+        "repeatable",
     )
     run.add_argument(
         "--image-pull-secret",

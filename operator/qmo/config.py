@@ -23,6 +23,8 @@ class OperatorConfig:
     # for the API server, so a few threads fit a 2-core operator pod.
     workers: int = 4
     image_pull_secrets: tuple[str, ...] = field(default_factory=tuple)
+    # Where eval pods run (they need no GPU): a nodeSelector, e.g. a CPU pool's label.
+    eval_node_selector: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     # Images a QuantizedModel may name as engine.image, engine.builderImage or
     # quality.evaluatorImage: they run with the model's token Secret, write or read the shared
     # engine store and serve its clients. Empty: only the operator's own builder and evaluator

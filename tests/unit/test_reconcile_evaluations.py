@@ -8,6 +8,8 @@ Job. Mirrors tests/cluster/test_eval_report.py, in milliseconds.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from qmo.api.evalcontract import EvalResult
@@ -338,3 +340,14 @@ def test_every_pod_qmo_creates_pulls_with_the_operators_image_pull_secrets(world
         assert pod.get("imagePullSecrets") == [{"name": "nvcr-mirror"}], (kind, name)
     world.reconcile()
     assert world.cluster.requests == []  # settled: the secrets are part of what is compared
+
+
+def test_eval_pods_run_where_the_operator_is_told_and_nowhere_near_a_gpu(world: World) -> None:
+    from qmo.config import OperatorConfig
+
+    world.config = OperatorConfig(eval_node_selector=(("pool", "cpu"),))
+    world.cluster.create_model(gated("fp8"))
+    world.settle()
+    pod = the_eval_job(world)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "cpu"}
+    assert "nvidia.com/gpu" not in json.dumps(pod)

@@ -375,7 +375,13 @@ def _evaluations(
     for evaluation in plan.evaluations:
         if refused & {evaluation.variant, evaluation.baseline}:
             continue
-        job = eval_job(spec, evaluation, owner, image=images.evaluator_image(spec, config))
+        job = eval_job(
+            spec,
+            evaluation,
+            owner,
+            image=images.evaluator_image(spec, config),
+            node_selector=config.eval_node_selector,
+        )
         out.apply_if_changed(job, evaluation.variant, once=True)
 
 

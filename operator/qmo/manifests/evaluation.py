@@ -191,6 +191,7 @@ def eval_job(
     owner: Owner,
     *,
     image: str,
+    node_selector: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
     candidate_service = (
         names.candidate_service(owner.name, evaluation.variant)
@@ -255,6 +256,7 @@ def eval_job(
                     # termination message, and the operator writes the report.
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
+                    **({"nodeSelector": dict(node_selector)} if node_selector else {}),
                     "containers": [
                         {
                             "name": EVAL_CONTAINER,
