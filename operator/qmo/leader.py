@@ -47,6 +47,8 @@ from typing import Any, Protocol
 
 from prometheus_client import Gauge
 
+from qmo import probes
+
 log = logging.getLogger("qmo.leader")
 
 LOST_LEADERSHIP_EXIT_CODE = 3
@@ -342,27 +344,7 @@ async def _attempt(elector: LeaderElector) -> bool:
 
 async def _serve_standby_health(port: int | None) -> asyncio.Server | None:
     """/healthz for a standby (kopf's own endpoint only starts with kopf, on the leader)."""
-    if port is None:
-        return None
-
-    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            request = await reader.readuntil(b"\r\n\r\n")
-            path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
-            status, body = (
-                (b"200 OK", b'{"leader": false}')
-                if path == b"/healthz"
-                else (b"404 Not Found", b"")
-            )
-            writer.write(
-                b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\n"
-                b"Connection: close\r\n\r\n" + body
-            )
-            await writer.drain()
-        writer.close()
-
-    return await asyncio.start_server(respond, "0.0.0.0", port)
+    return await probes.serve(port, {b"/healthz": lambda: (200, {"leader": False})})
 
 
 async def _renew_until_lost(elector: LeaderElector, stop: asyncio.Event) -> bool:

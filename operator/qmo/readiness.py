@@ -8,10 +8,10 @@ answers /readyz on its own port, for the whole life of the process, leader or st
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import threading
 from collections.abc import Callable
+
+from qmo import probes
 
 # What readiness waits for, registered by the controller when it starts: the names of the
 # informers that have not listed yet. None: no controller runs here (a standby).
@@ -37,25 +37,9 @@ def state() -> tuple[bool, dict[str, object]]:
 
 async def serve(port: int | None) -> asyncio.Server | None:
     """Answer GET /readyz on `port` (200 or 503, with a small JSON body); None without one."""
-    if port is None:
-        return None
 
-    async def respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-            request = await reader.readuntil(b"\r\n\r\n")
-            path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
-            if path == b"/readyz":
-                ready, said = state()
-                status = b"200 OK" if ready else b"503 Service Unavailable"
-                body = json.dumps(said).encode()
-            else:
-                status, body = b"404 Not Found", b""
-            writer.write(
-                b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
-                b"Content-Length: " + str(len(body)).encode() + b"\r\n"
-                b"Connection: close\r\n\r\n" + body
-            )
-            await writer.drain()
-        writer.close()
+    def ready() -> tuple[int, object]:
+        ok, said = state()
+        return (200 if ok else 503), said
 
-    return await asyncio.start_server(respond, "0.0.0.0", port)
+    return await probes.serve(port, {b"/readyz": ready})
