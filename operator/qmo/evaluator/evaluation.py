@@ -225,17 +225,7 @@ def _report(
 def _endpoint(options: RunOptions, url: str, make_client: ClientFactory) -> OpenAIClient:
     """A client for the endpoint, with the name of the model it serves."""
     client = make_client(url, options.timeout, options.seed)
-    if options.served_model_name:
-        client.model = options.served_model_name
-        return client
-    try:
-        served = client.models()
-    except EndpointError as err:
-        raise EvaluationFailed(f"cannot list the served models: {err}") from err
-    if not served:
-        raise EvaluationFailed(f"{url}/v1/models lists no model")
-    client.model = served[0]
-    return client
+    return _naming(client, options.served_model_name, f"{url}/v1/models")
 
 
 def _judge(spec: BenchmarkSpec, options: RunOptions, make_client: ClientFactory) -> OpenAIClient:
@@ -246,17 +236,20 @@ def _judge(spec: BenchmarkSpec, options: RunOptions, make_client: ClientFactory)
     assert judge is not None
     client = make_client(judge.url, options.timeout, options.seed)
     client.api_key = os.environ.get(judge_key_env(spec.name))
-    if judge.model:
-        client.model = judge.model
+    return _naming(client, judge.model, f"benchmark {spec.name}: the judge's /v1/models")
+
+
+def _naming(client: OpenAIClient, model: str | None, where: str) -> OpenAIClient:
+    """`client` asking for `model`, or for the first model the endpoint lists."""
+    if model:
+        client.model = model
         return client
     try:
         served = client.models()
     except EndpointError as err:
-        raise EvaluationFailed(
-            f"benchmark {spec.name}: cannot list the judge's models: {err}"
-        ) from err
+        raise EvaluationFailed(f"{where}: cannot list the served models: {err}") from err
     if not served:
-        raise EvaluationFailed(f"benchmark {spec.name}: the judge lists no model")
+        raise EvaluationFailed(f"{where} lists no model")
     client.model = served[0]
     return client
 
