@@ -145,6 +145,9 @@ def build_node(group: NodeGroup, index: int) -> dict[str, Any]:
         "cpu": group.cpu,
         "memory": group.memory,
         "pods": "110",
+        # Every real node reports its disk: pods that request ephemeral-storage (the
+        # operator's own chart does) must find some.
+        "ephemeral-storage": "500Gi",
         "nvidia.com/gpu": str(group.gpus),
     }
     spec: dict[str, Any] = {}
