@@ -14,7 +14,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=wheel /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# The store extra: the operator collects garbage on an object store itself (qmo.controller.store_gc).
+RUN pip install --no-cache-dir "$(ls /wheels/*.whl)[store]" && rm -rf /wheels
 # 65532 is the conventional "nonroot" uid; the chart sets the same in its securityContext.
 USER 65532:65532
 WORKDIR /tmp

@@ -183,8 +183,8 @@ def run_variant(
         clock=time.perf_counter,
     )
     manifest = outcome.manifest
-    shutil.copy2(outcome.artifact / "qmo-artifact.json", out / f"manifest-{name}.json")
-    checkpoint = outcome.artifact / manifest["layout"]["checkpoint"]
+    shutil.copy2(Path(outcome.artifact) / "qmo-artifact.json", out / f"manifest-{name}.json")
+    checkpoint = Path(outcome.artifact) / manifest["layout"]["checkpoint"]
     reloaded = reference_reader.load(checkpoint, device)
     from_disk = compare(logits_of(reloaded, eval_ids, device), ref_logits, oracle)
     del reloaded
@@ -200,7 +200,7 @@ def run_variant(
         "in_memory": in_memory,
         "reloaded": from_disk,
         "files": len(manifest["files"]),
-        "artifact_check": verify_checksums(outcome.artifact, manifest),
+        "artifact_check": verify_checksums(Path(outcome.artifact), manifest),
     }
 
 

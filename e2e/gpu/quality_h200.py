@@ -321,7 +321,7 @@ def build_and_score(
         build_seconds=manifest["timingsSeconds"]["total"],
     )
     if variant.reload:
-        checkpoint = outcome.artifact / manifest["layout"]["checkpoint"]
+        checkpoint = Path(outcome.artifact) / manifest["layout"]["checkpoint"]
         reloaded = reference_reader.load(checkpoint, args.device)
         row["checkpoint_seconds"] = score(reloaded, checkpoint, args, shape, variant.name)
 

@@ -11,6 +11,32 @@ DEFAULT_EVALUATOR_IMAGE = f"ghcr.io/qmo-dev/qmo-evaluator:{__version__}"
 
 
 @dataclass(frozen=True)
+class S3Defaults:
+    """The chart's engineStore.s3: what a model's engine.store.s3 leaves unset."""
+
+    bucket: str | None = None
+    prefix: str = "qmo"
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    path_style: bool = False
+    ca_bundle_configmap: str | None = None  # a ConfigMap (key ca.crt) in each model namespace
+    credentials_secret: str | None = None  # a Secret in each model namespace
+    service_account: str | None = None  # for workload identity
+
+
+@dataclass(frozen=True)
+class NodeCache:
+    """Where serving pods keep artifacts fetched from an object store (qmo.store.cache).
+
+    node: a hostPath directory shared by every qmo pod on the node, so a second pod or a
+    restart starts from it; pod: each pod's own emptyDir (namespaces that forbid hostPath)."""
+
+    mode: str = "node"
+    host_path: str = "/var/lib/qmo/cache"
+    size: str = "500Gi"  # the cache's limit: LRU eviction (node) or the emptyDir's sizeLimit (pod)
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     """What every reconcile needs to know beyond the QuantizedModel itself."""
 
@@ -33,6 +59,12 @@ class OperatorConfig:
     allowed_images: tuple[str, ...] = field(default_factory=tuple)
     # The Prometheus KEDA's ScaledObjects query for serving load (a model may name its own).
     prometheus_address: str | None = None
+    # The engine store of models that do not name one (engine.store.type unset).
+    store_type: str = "pvc"
+    s3: S3Defaults = field(default_factory=S3Defaults)
+    node_cache: NodeCache = field(default_factory=NodeCache)
+    # Runs the serving pods' fetch step and the store Jobs (qmo-store); needs qmo and obstore.
+    store_image: str = DEFAULT_EVALUATOR_IMAGE
 
     def image_allowed(self, image: str, defaults: tuple[str, ...] = ()) -> bool:
         allowed = self.allowed_images or (self.builder_image, self.evaluator_image, *defaults)

@@ -75,6 +75,8 @@ class Reason(StrEnum):
     NOT_ENOUGH_GPUS = "NotEnoughGpus"
     DOES_NOT_FIT = "DoesNotFit"
     ENGINE_STORE_NOT_FOUND = "EngineStoreNotFound"
+    ENGINE_STORE_INVALID = "EngineStoreInvalid"
+    ARTIFACT_FETCH_FAILED = "ArtifactFetchFailed"
     IMAGE_NOT_ALLOWED = "ImageNotAllowed"
     SOURCE_CLAIM_NOT_FOUND = "SourceClaimNotFound"
     # The fleet and the spec (planner.plan)

@@ -258,6 +258,13 @@ class SecretKeyReference(ApiModel):
     )
 
 
+class ConfigMapKeyReference(ApiModel):
+    """A key of a ConfigMap in the same namespace."""
+
+    name: ObjectName = Field(description="Name of the ConfigMap.")
+    key: ConfigKey = Field(default="ca.crt", description="Key within the ConfigMap.")
+
+
 class Toleration(ApiModel):
     """A pod toleration (core/v1 Toleration), copied onto build and serving pods."""
 

@@ -91,7 +91,13 @@ class BuildRequest(BuildModel):
     # for the PyTorch backend is not tied to an architecture (an engine is). Part of the
     # request, so of the cache key: what was built where is on record.
     serve_on: ExpectedGpu | None = None
-    output_dir: str = Field(description="Final artifact directory, e.g. /store/artifacts/<key>.")
+    output_dir: str = Field(
+        description="Final artifact directory, e.g. /store/artifacts/<key>, or its s3:// URI."
+    )
+    # Not part of the cache key: where a finished artifact of the same content is (on the
+    # model's claim, mounted at /store), copied instead of built when the store moves to a
+    # bucket (qmo.planner.migration).
+    copy_from: str | None = None
 
 
 # A builder's own result is one of these; the other build states are the cluster's to tell.

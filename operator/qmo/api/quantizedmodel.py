@@ -16,6 +16,7 @@ from qmo.api.base import (
     QUALIFIED_NAME,
     ApiModel,
     Condition,
+    ConfigMapKeyReference,
     Image,
     LabelValue,
     LocalObjectReference,
@@ -308,9 +309,73 @@ class QuantizationSpec(ApiModel):
     )
 
 
-class EngineStoreSpec(ApiModel):
-    """Where build artifacts live. Shared by every QuantizedModel that uses the same claim."""
+S3_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+S3_PREFIX = r"^[A-Za-z0-9!_.*'()/-]*$"
+HTTP_URL = r"^https?://[^\s/?#]+(:[0-9]+)?/?$"
 
+
+class S3StoreSpec(ApiModel):
+    """An S3-compatible bucket for artifacts. Fields left unset take the operator's defaults
+    (the chart's engineStore.s3); no key or secret is ever written here."""
+
+    bucket: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=63,
+        pattern=S3_BUCKET,
+        description="Bucket name (it must exist).",
+    )
+    prefix: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=S3_PREFIX,
+        description="Key prefix inside the bucket; artifacts go to <prefix>/artifacts/<key>/.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=HTTP_URL,
+        description="Endpoint URL of an S3-compatible server (https://minio.storage:9000); "
+        "unset: AWS S3 in the region.",
+    )
+    region: str | None = Field(
+        default=None, max_length=64, pattern=r"^[a-z0-9-]+$", description="Region (us-east-1)."
+    )
+    path_style: bool | None = Field(
+        default=None,
+        description="Address buckets as <endpoint>/<bucket> (most self-hosted servers) instead "
+        "of <bucket>.<endpoint>.",
+    )
+    ca_bundle: ConfigMapKeyReference | None = Field(
+        default=None,
+        description="A ConfigMap key holding the PEM CA bundle that signs the endpoint's "
+        "certificate.",
+    )
+    credentials_secret_name: ObjectName | None = Field(
+        default=None,
+        description="A Secret in the model's namespace with AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, passed to pods by reference. Unset: the pods' workload "
+        "identity (serviceAccountName).",
+    )
+    service_account_name: ObjectName | None = Field(
+        default=None,
+        description="ServiceAccount the pods that read or write the store run as, for workload "
+        "identity (IRSA, EKS Pod Identity, GKE/Azure federation).",
+    )
+
+
+class EngineStoreSpec(ApiModel):
+    """Where build artifacts live: a ReadWriteMany claim, or an S3-compatible bucket that
+    serving pods read through a node-local cache."""
+
+    type: Literal["pvc", "s3"] | None = Field(
+        default=None,
+        description="pvc: the claim below; s3: the bucket in s3 (over the operator's defaults). "
+        "Unset: the operator's default store (the chart's engineStore.type).",
+    )
+    s3: S3StoreSpec | None = Field(
+        default=None, description="The bucket, when type is s3 (or the operator's is)."
+    )
     claim_name: ObjectName = Field(
         default="qmo-engines",
         description="PersistentVolumeClaim (ReadWriteMany) that holds built artifacts.",

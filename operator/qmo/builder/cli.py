@@ -29,16 +29,21 @@ from qmo.api.buildcontract import (
     ExitCode,
 )
 from qmo.argparsing import show_defaults
-from qmo.builder import artifact, calibration, engine, gpucheck, gpuprobe, pipeline
+from qmo.builder import artifact, calibration, engine, gpucheck, gpuprobe, pipeline, publishers
 from qmo.builder.errors import BuildError
 from qmo.builder.gpucheck import SeenGpu
 from qmo.builder.recipes import Export, Mode, Recipe, recipe_for
 from qmo.builder.spec import load_request, partial_cache_key
+from qmo.store.artifacts import S3Artifacts
+from qmo.store.location import S3Location
+from qmo.store.objects import StoreError, connect
 from qmo.vocabulary import BuildState
 
 TERMINATION_LOG_ENV = "QMO_TERMINATION_LOG"
 DOWNLOAD_DIR_ENV = "QMO_DOWNLOAD_DIR"
 STORE_ROOT_ENV = "QMO_STORE_ROOT"
+# Where an object-store build stages its artifact before the upload (the pod's scratch disk).
+SCRATCH_ENV = "QMO_BUILD_SCRATCH"
 MESSAGE_LIMIT = 2000  # BuildResult.message allows 2048
 
 Probe = Callable[[], list[SeenGpu]]
@@ -94,13 +99,14 @@ def run(
             for line in plan_lines(request, recipe, _safe_probe(probe), env):
                 out(line)
             return ExitCode.OK
-        gpus = probe()
-        refused = gpucheck.refusal(request, gpus)
+        # A copy from the claim (qmo.planner.migration) runs without a GPU.
+        gpus = probe() if request.copy_from is None else []
+        refused = gpucheck.refusal(request, gpus) if request.copy_from is None else None
         if refused is not None:
             out(f"build {cache_key}: refused: {refused.reason}: {refused.message}")
             code = refused.exit_code if refused.exit_code is not None else ExitCode.FAILED
             return _finish(termination, cache_key, code, refused.reason, refused.message)
-        outcome = builder(request, recipe, gpus=gpus, env=env, options=_options(env, out))
+        outcome = builder(request, recipe, gpus=gpus, env=env, options=_options(env, out, request))
     except BuildError as err:
         out(f"build {cache_key}: {err.reason}: {err.message}")
         if args.dry_run:
@@ -152,8 +158,15 @@ def plan_lines(
             scratch, output / ENGINE_SUBDIR, request.limits, recipe, request.tensor_parallel
         )
         lines.append("  export       TensorRT-LLM checkpoint, then: " + " ".join(argv))
-    lines.append(f"  output       {output} (staged in {output.name}.tmp-*, then renamed)")
-    if artifact.finished_manifest(output, request.cache_key) is not None:
+    location = S3Location.from_env(env)
+    if location is not None:
+        lines.append(
+            f"  output       {location.uri('artifacts', request.cache_key)} (files uploaded, "
+            "then the manifest)"
+        )
+    else:
+        lines.append(f"  output       {output} (staged in {output.name}.tmp-*, then renamed)")
+    if location is None and artifact.finished_manifest(output, request.cache_key) is not None:
         lines.append("  state        already finished: the build would be a no-op")
     refused = gpucheck.refusal(request, gpus)
     seen = ", ".join(f"{g.product} ({g.compute_capability})" for g in gpus) or "none"
@@ -172,11 +185,31 @@ def _describe(recipe: Recipe, request: BuildRequest) -> str:
     return f"ModelOpt {configs}, keeping {excluded} in high precision"
 
 
-def _options(env: Mapping[str, str], out: Callable[[str], None]) -> pipeline.BuildOptions:
+def _options(
+    env: Mapping[str, str], out: Callable[[str], None], request: BuildRequest
+) -> pipeline.BuildOptions:
     return pipeline.BuildOptions(
         download_dir=Path(env.get(DOWNLOAD_DIR_ENV, "/tmp/qmo-download")),
         store_root=_store_root(env),
         log=out,
+        publisher=_publisher(env, out, request),
+    )
+
+
+def _publisher(
+    env: Mapping[str, str], out: Callable[[str], None], request: BuildRequest
+) -> publishers.Publisher | None:
+    """The object store the pod was given (qmo.store.location), else None: the PVC store."""
+    location = S3Location.from_env(env)
+    if location is None:
+        return None
+    try:
+        objects = connect(location, env)
+    except StoreError as err:
+        raise publishers.StoreUnavailable(str(err), reason=err.reason) from err
+    scratch = Path(env.get(SCRATCH_ENV, "/tmp/qmo-build"))
+    return publishers.ObjectStorePublisher(
+        S3Artifacts(objects, out), request.cache_key, scratch, out
     )
 
 

@@ -19,8 +19,9 @@ from typing import Any
 
 from qmo.api.buildcontract import CHECKPOINT_SUBDIR, ENGINE_SUBDIR, STORE_MOUNT_PATH, BuildRequest
 from qmo.builder import artifact, calibration, engine, source
-from qmo.builder.errors import InvalidRequest
+from qmo.builder.errors import BuildError, InvalidRequest
 from qmo.builder.gpucheck import SeenGpu
+from qmo.builder.publishers import DirectoryPublisher, Publisher
 from qmo.builder.recipes import Export, Mode, Recipe, check_prequantized
 
 TRTLLM_SCRATCH = ".trtllm-checkpoint"
@@ -42,11 +43,13 @@ class BuildOptions:
     # Benchmarks only: called with the quantized model before export.
     after_quantize: Callable[[Any], None] | None = None
     log: Callable[[str], None] = print
+    # Where the artifact goes; None: the PVC store at the request's outputDir.
+    publisher: Publisher | None = None
 
 
 @dataclass
 class Outcome:
-    artifact: Path
+    artifact: str  # a directory on the PVC store, or an s3:// URI
     manifest: dict[str, Any]
     reused: bool = False
 
@@ -74,15 +77,16 @@ def build(
     options: BuildOptions,
     clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
-    output_dir = Path(request.output_dir)
     log = options.log
-    existing = artifact.finished_manifest(output_dir, request.cache_key)
+    publisher = options.publisher or DirectoryPublisher(Path(request.output_dir))
+    existing = publisher.finished(request.cache_key)
     if existing is not None:
-        log(f"build {request.cache_key}: artifact already finished at {output_dir}; nothing to do")
-        return Outcome(output_dir, existing, reused=True)
-    for path in artifact.remove_stale_staging(output_dir):
-        log(f"build {request.cache_key}: removed leftover {path.name} of a killed build")
+        output = request.output_dir
+        log(f"build {request.cache_key}: artifact already finished at {output}; nothing to do")
+        return Outcome(output, existing, reused=True)
 
+    if request.copy_from is not None:
+        return _copy(request, publisher, Path(request.copy_from), log)
     timer = _Timer(clock)
     started = clock()
     token = env.get(request.source.token_env) if request.source.token_env else None
@@ -97,7 +101,9 @@ def build(
             texts = calibration.load_texts(where, calib.samples, token=token)
         log(f"build {request.cache_key}: {len(texts)} calibration samples from {where.location}")
 
-    staging = artifact.new_staging(output_dir)
+    staging, removed = publisher.stage()
+    for path in removed:
+        log(f"build {request.cache_key}: removed leftover {path.name} of a killed build")
     try:
         facts = _produce(request, recipe, source_dir, staging, texts, env, options, timer)
         facts.gpus = list(gpus)
@@ -109,7 +115,7 @@ def build(
         facts.timings = dict(timer.timings)
         facts.timings["total"] = clock() - started - hook_seconds
         manifest = artifact.build_manifest(request, recipe, facts, files)
-        published = artifact.publish(staging, output_dir, manifest)
+        published = publisher.publish(staging, manifest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -117,6 +123,27 @@ def build(
         f"build {request.cache_key}: published {published} "
         f"bytes={manifest['totalBytes']} seconds={manifest['timingsSeconds']['total']}"
     )
+    return Outcome(published, manifest)
+
+
+def _copy(
+    request: BuildRequest, publisher: Publisher, source_dir: Path, log: Callable[[str], None]
+) -> Outcome:
+    """Publish a finished artifact of the same content from the claim under this request's key
+    (qmo.planner.migration): every file checked against its manifest first, nothing rebuilt."""
+    old = artifact.read_manifest(source_dir)
+    if old is None or old.get("complete") is not True:
+        raise InvalidRequest(f"{source_dir} holds no finished artifact", reason="CopySourceMissing")
+    for entry in old["files"]:
+        path = source_dir / str(entry["path"])
+        if not path.is_file() or artifact.sha256_file(path) != entry["sha256"]:
+            raise BuildError(
+                f"{path} does not match its manifest; build it anew (delete the old artifact)",
+                reason="ArtifactCorrupt",
+            )
+    manifest = {**old, "cacheKey": request.cache_key, "migratedFrom": old.get("cacheKey")}
+    published = publisher.publish_copy(source_dir, manifest)
+    log(f"build {request.cache_key}: copied {old.get('cacheKey')} from {source_dir} to {published}")
     return Outcome(published, manifest)
 
 

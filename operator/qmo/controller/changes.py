@@ -33,7 +33,9 @@ from qmo.manifests.serving import (
     build_store_claim,
     build_variant_service,
 )
+from qmo.manifests.store import StoreSetup
 from qmo.planner import images
+from qmo.planner.store import ClaimStore
 from qmo.planner.types import Action, BuildState, Plan, PlannedVariant
 from qmo.resources import DEPLOYMENTS, SERVICES
 from qmo.vocabulary import Reason, Refusal
@@ -109,9 +111,16 @@ def taken_names(changes: list[Change], kind: str) -> frozenset[str]:
 class _Planner:
     """Collects the changes of one reconcile, in the order they should run."""
 
-    def __init__(self, found: Gathered, owner: Owner, pull_secrets: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        found: Gathered,
+        owner: Owner,
+        store: StoreSetup,
+        pull_secrets: tuple[str, ...] = (),
+    ) -> None:
         self.found = found
         self.owner = owner
+        self.store = store  # where the model's artifacts are, for every pod that reads them
         self.pull_secrets = pull_secrets
         self.changes: list[Change] = []
 
@@ -156,12 +165,16 @@ def desired_changes(
     the next reconcile starts them again instead of waiting for their TTL.
     `routes_available`: the cluster serves HTTPRoutes (spec.routing needs them).
     """
-    out = _Planner(found, owner, config.image_pull_secrets)
+    out = _Planner(found, owner, StoreSetup.of(spec, config), config.image_pull_secrets)
     if retry:
         _retry_failed(out, plan)
-    store = spec.engine.store
+    store = out.store.store
     # Create the claim once; never update it (claims are mostly immutable and may be shared).
-    if store.create and store.claim_name not in (found.observed.claims or frozenset()):
+    if (
+        isinstance(store, ClaimStore)
+        and store.create
+        and store.claim_name not in (found.observed.claims or frozenset())
+    ):
         out.changes.append(Apply(build_store_claim(spec, owner.namespace), None))
     for variant in plan.variants:
         if variant.cache_key is None:
@@ -198,7 +211,9 @@ def _serve_while_building(out: _Planner, spec: QuantizedModelSpec, variant: Plan
     else:
         return
     out.apply_if_changed(
-        build_deployment(spec, variant, out.owner, key=serving.revision, replicas=replicas),
+        build_deployment(
+            spec, variant, out.owner, key=serving.revision, replicas=replicas, store=out.store
+        ),
         variant.name,
     )
 
@@ -224,7 +239,11 @@ def _build(
 ) -> None:
     """A new build Job, owned by this model (others add their reference when they need it)."""
     job = build_job(
-        spec, variant, namespace=out.owner.namespace, image=images.builder_image(spec, config)
+        spec,
+        variant,
+        namespace=out.owner.namespace,
+        image=images.builder_image(spec, config),
+        store=out.store,
     )
     job["metadata"]["ownerReferences"] = [out.owner.shared_reference()]
     out.changes.append(Apply(out.pods(job), variant.name, owner_manager=True))
@@ -267,13 +286,22 @@ def _serve(out: _Planner, spec: QuantizedModelSpec, variant: PlannedVariant) -> 
     if variant.serve_key is not None:
         _hand_over_replicas(out, spec, variant)
         out.apply_if_changed(
-            build_deployment(spec, variant, owner, key=variant.serve_key, track=track),
+            build_deployment(
+                spec, variant, owner, key=variant.serve_key, track=track, store=out.store
+            ),
             variant.name,
         )
         out.apply_if_changed(build_variant_service(spec, variant, owner, track), variant.name)
     if variant.candidate and variant.cache_key is not None:
         out.apply_if_changed(
-            build_deployment(spec, variant, owner, key=variant.cache_key, track=labels.CANDIDATE),
+            build_deployment(
+                spec,
+                variant,
+                owner,
+                key=variant.cache_key,
+                track=labels.CANDIDATE,
+                store=out.store,
+            ),
             variant.name,
         )
         out.apply_if_changed(
@@ -381,6 +409,7 @@ def _evaluations(
             owner,
             image=images.evaluator_image(spec, config),
             node_selector=config.eval_node_selector,
+            store=out.store,
         )
         out.apply_if_changed(job, evaluation.variant, once=True)
 

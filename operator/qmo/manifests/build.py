@@ -19,15 +19,22 @@ from qmo.api.buildcontract import (
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.manifests import labels, names
 from qmo.manifests.pod import (
+    STORE_VOLUME,
     container_security_context,
     placement,
     pod_security_context,
     resources,
     scratch_volumes,
-    store_volume,
+)
+from qmo.manifests.store import (
+    StoreAccess,
+    StoreSetup,
+    claim_volume,
+    scratch_store_access,
 )
 from qmo.planner.cachekey import short_key
 from qmo.planner.sizing import SOURCE_MOUNT_PATH, TOKEN_ENV, source_claim
+from qmo.planner.store import BucketStore, claim_store
 from qmo.planner.types import PlannedVariant
 from qmo.vocabulary import Component
 
@@ -81,17 +88,42 @@ def _env(spec: QuantizedModelSpec, variant: PlannedVariant) -> list[dict[str, An
     return env
 
 
+def _store_access(
+    spec: QuantizedModelSpec, variant: PlannedVariant, setup: StoreSetup
+) -> StoreAccess:
+    """The claim, or for a bucket its environment and a scratch /store holding the calibration
+    data; a copy from the claim (qmo.planner.migration) mounts the claim read-only instead."""
+    assert variant.build is not None
+    if isinstance(setup.store, BucketStore) and variant.build.copy_from is not None:
+        volume, mount = claim_volume(claim_store(spec), read_only=True)
+        access = scratch_store_access(setup.store, [], setup.image, read_only=False)
+        keep = [v for v in access.volumes if v["name"] != STORE_VOLUME]
+        rest = [m for m in access.mounts if m["name"] != STORE_VOLUME]
+        return StoreAccess([volume, *keep], [mount, *rest], access.env, [], access.service_account)
+    dataset = spec.quantization.calibration.dataset
+    paths = [dataset.removeprefix("store://").lstrip("/")] if dataset.startswith("store://") else []
+    return scratch_store_access(setup.store, paths, setup.image, read_only=False)
+
+
 def build_job(
-    spec: QuantizedModelSpec, variant: PlannedVariant, *, namespace: str, image: str
+    spec: QuantizedModelSpec,
+    variant: PlannedVariant,
+    *,
+    namespace: str,
+    image: str,
+    store: StoreSetup | None = None,
 ) -> dict[str, Any]:
     """The Job that produces a variant's artifact, pinned to the variant's GPU class.
 
-    `image` is the builder image as `planner.images` resolved it (and the cache key hashed).
+    `image` is the builder image as `planner.images` resolved it (and the cache key hashed);
+    `store` where the artifact goes (unset: the model's claim). A copy from the claim to a
+    bucket needs no GPU and runs anywhere.
     """
     assert variant.build is not None
     assert variant.build_gpus is not None
     build = spec.engine.build
-    store, store_mount = store_volume(spec, read_only=False)
+    access = _store_access(spec, variant, store or StoreSetup(claim_store(spec)))
+    copying = variant.build.copy_from is not None
     source_volumes, source_mounts = _source_volume(spec)
     scratch, scratch_mounts = scratch_volumes("16Gi")
     pod_labels = build_labels(variant)
@@ -127,29 +159,37 @@ def build_job(
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
-                    **placement(spec, variant.target.build_class or variant.gpu_class),
+                    **(
+                        {}
+                        if copying
+                        else placement(spec, variant.target.build_class or variant.gpu_class)
+                    ),
+                    **access.pod_fields(),
                     "containers": [
                         {
                             "name": BUILD_CONTAINER,
                             "image": image,
                             "command": ["qmo-builder", "build"],
-                            "env": _env(spec, variant),
-                            "resources": resources(
-                                build.resources.requests,
-                                build.resources.limits,
-                                variant.build_gpus,
-                            ),
+                            "env": [*_env(spec, variant), *access.env],
+                            "resources": _build_resources(spec, variant.build_gpus, copying),
                             "securityContext": container_security_context(),
                             "terminationMessagePath": TERMINATION_MESSAGE_PATH,
                             "terminationMessagePolicy": "FallbackToLogsOnError",
-                            "volumeMounts": [store_mount, *source_mounts, *scratch_mounts],
+                            "volumeMounts": [*access.mounts, *source_mounts, *scratch_mounts],
                         }
                     ],
-                    "volumes": [store, *source_volumes, *scratch],
+                    "volumes": [*access.volumes, *source_volumes, *scratch],
                 },
             },
         },
     }
+
+
+def _build_resources(spec: QuantizedModelSpec, gpus: int, copying: bool) -> dict[str, Any]:
+    build = spec.engine.build
+    if copying:  # checksums and an upload: a CPU, and memory for the parts in flight
+        return {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    return resources(build.resources.requests, build.resources.limits, gpus)
 
 
 def artifact_record(

@@ -23,8 +23,10 @@ from qmo.api.evalcontract import (
 from qmo.api.quantizedmodel import QuantizedModelSpec, SpeedProbeSpec
 from qmo.manifests import labels, names
 from qmo.manifests.labels import Owner
-from qmo.manifests.pod import container_security_context, pod_security_context, store_volume
+from qmo.manifests.pod import STORE_VOLUME, container_security_context, pod_security_context
+from qmo.manifests.store import StoreAccess, StoreSetup, scratch_store_access
 from qmo.planner.cachekey import short_key
+from qmo.planner.store import ClaimStore, claim_store
 from qmo.planner.types import Evaluation
 from qmo.resources import NETWORK_POLICIES
 from qmo.vocabulary import Component
@@ -185,6 +187,43 @@ def outcomes_path(owner: Owner, evaluation: Evaluation) -> str:
     )
 
 
+def store_paths(spec: QuantizedModelSpec) -> list[str]:
+    """The store paths an evaluation reads: datasets, task directories, tokenizers."""
+    paths = []
+    for benchmark in spec.quality.benchmarks:
+        if benchmark.dataset is not None and benchmark.dataset.path:
+            paths.append(benchmark.dataset.path)
+        task = benchmark.lm_eval
+        if task is not None and task.include is not None and task.include.path:
+            paths.append(task.include.path)
+        if task is not None and task.tokenizer and task.tokenizer.startswith(STORE_MOUNT_PATH):
+            paths.append(task.tokenizer.removeprefix(STORE_MOUNT_PATH))
+    return [p.strip("/") for p in paths if p.strip("/")]
+
+
+def _store_mounts(
+    access: StoreAccess, setup: StoreSetup, owner: Owner, evaluation: Evaluation
+) -> list[dict[str, Any]]:
+    """The store read-only at /store, and writable only at the evaluation's own directory:
+    on the claim a subPath of it; with a bucket the scratch /store's, uploaded at the end."""
+    if not isinstance(setup.store, ClaimStore):
+        outcomes = {
+            "name": STORE_VOLUME,
+            "mountPath": OUTCOMES_MOUNT_PATH,
+            "subPath": outcomes_path(owner, evaluation),
+        }
+        return [*access.mounts, outcomes]
+    store_mount = access.mounts[0]
+    return [
+        {**store_mount, "mountPath": STORE_MOUNT_PATH, "readOnly": True},
+        {
+            "name": store_mount["name"],
+            "mountPath": OUTCOMES_MOUNT_PATH,
+            "subPath": outcomes_path(owner, evaluation),
+        },
+    ]
+
+
 def eval_job(
     spec: QuantizedModelSpec,
     evaluation: Evaluation,
@@ -192,6 +231,7 @@ def eval_job(
     *,
     image: str,
     node_selector: tuple[tuple[str, str], ...] = (),
+    store: StoreSetup | None = None,
 ) -> dict[str, Any]:
     candidate_service = (
         names.candidate_service(owner.name, evaluation.variant)
@@ -200,9 +240,8 @@ def eval_job(
     )
     baseline_service = names.variant_service(owner.name, evaluation.baseline)
     port = spec.serving.port
-    # The claim is mounted writable only at the evaluation's own directory (below); the rest
-    # of the store, engines included, is read-only.
-    store, store_mount = store_volume(spec, read_only=False)
+    setup = store or StoreSetup(claim_store(spec))
+    access = scratch_store_access(setup.store, store_paths(spec), setup.image, read_only=False)
     dataset_volumes, dataset_mounts = _dataset_volumes(spec)
     config_map = names.benchmarks_config_map(owner.name)
     job_labels = {
@@ -257,6 +296,7 @@ def eval_job(
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
                     **({"nodeSelector": dict(node_selector)} if node_selector else {}),
+                    **access.pod_fields(),
                     "containers": [
                         {
                             "name": EVAL_CONTAINER,
@@ -294,6 +334,7 @@ def eval_job(
                                 # lm-eval's task data and caches: the writable /tmp.
                                 {"name": "HF_HOME", "value": "/tmp/huggingface"},
                                 *_judge_keys(spec),
+                                *access.env,
                             ],
                             "resources": {
                                 "requests": {"cpu": "500m", "memory": "512Mi"},
@@ -310,14 +351,8 @@ def eval_job(
                                     "readOnly": True,
                                 },
                                 {"name": "tmp", "mountPath": "/tmp"},
-                                {**store_mount, "mountPath": STORE_MOUNT_PATH, "readOnly": True},
-                                # Only this evaluation's own directory of the store is
-                                # writable: the per-item outcomes, beside the report.
-                                {
-                                    "name": store["name"],
-                                    "mountPath": OUTCOMES_MOUNT_PATH,
-                                    "subPath": outcomes_path(owner, evaluation),
-                                },
+                                # The per-item outcomes go beside the report.
+                                *_store_mounts(access, setup, owner, evaluation),
                                 *dataset_mounts,
                             ],
                         }
@@ -325,7 +360,7 @@ def eval_job(
                     "volumes": [
                         {"name": "benchmarks", "configMap": {"name": config_map}},
                         {"name": "tmp", "emptyDir": {}},
-                        store,
+                        *access.volumes,
                         *dataset_volumes,
                     ],
                 },

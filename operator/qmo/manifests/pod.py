@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from qmo.api.base import must_equal_limit
-from qmo.api.buildcontract import STORE_MOUNT_PATH
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.gpu import GPU_RESOURCE, GpuClass
 
@@ -75,14 +74,3 @@ def with_pull_secrets(obj: dict[str, Any], secrets: tuple[str, ...]) -> dict[str
     pod = obj["spec"]["template"]["spec"]
     pod["imagePullSecrets"] = [{"name": name} for name in secrets]
     return obj
-
-
-def store_volume(
-    spec: QuantizedModelSpec, *, read_only: bool
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    volume = {
-        "name": STORE_VOLUME,
-        "persistentVolumeClaim": {"claimName": spec.engine.store.claim_name, "readOnly": read_only},
-    }
-    mount = {"name": STORE_VOLUME, "mountPath": STORE_MOUNT_PATH, "readOnly": read_only}
-    return volume, mount

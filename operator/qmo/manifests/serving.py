@@ -15,9 +15,10 @@ from qmo.manifests.pod import (
     pod_security_context,
     resources,
     scratch_volumes,
-    store_volume,
 )
+from qmo.manifests.store import StoreSetup, locked, serving_store_access
 from qmo.planner.rollout import can_surge
+from qmo.planner.store import ClaimStore, claim_store
 from qmo.planner.types import PlannedVariant
 from qmo.vocabulary import AUTOSCALED, REPLICAS_ANNOTATION, Component
 
@@ -48,9 +49,12 @@ def rollout_strategy(variant: PlannedVariant, replicas: int) -> RolloutStrategy:
     )
 
 
-def serve_args(spec: QuantizedModelSpec, variant: PlannedVariant, key: str) -> list[str]:
-    """trtllm-serve arguments: the artifact `key` on the store, on all interfaces."""
-    artifact = f"{ARTIFACTS_DIR}/{key}"
+def serve_args(
+    spec: QuantizedModelSpec, variant: PlannedVariant, key: str, artifact: str | None = None
+) -> list[str]:
+    """trtllm-serve arguments: the artifact `key` (on the claim, or at `artifact` in the node
+    cache), on all interfaces."""
+    artifact = artifact or f"{ARTIFACTS_DIR}/{key}"
     checkpoint = f"{artifact}/{CHECKPOINT_SUBDIR}"
     args = [
         f"{artifact}/{ENGINE_SUBDIR}"
@@ -80,18 +84,25 @@ OPTIONS_FILE = "/tmp/qmo-llm-api-options.yaml"
 
 
 def serve_command(
-    spec: QuantizedModelSpec, variant: PlannedVariant, key: str, *, metrics: bool
+    spec: QuantizedModelSpec,
+    variant: PlannedVariant,
+    key: str,
+    *,
+    metrics: bool,
+    cached: str | None = None,
 ) -> dict[str, Any]:
     """The server container's command and args; with `metrics` (an autoscaled variant) the
-    options that make trtllm-serve export its load are written first."""
-    args = serve_args(spec, variant, key)
-    if not metrics:
-        return {"command": ["trtllm-serve"], "args": args}
-    script = f"printf '{METRICS_OPTIONS}' > {OPTIONS_FILE} && exec trtllm-serve \"$@\""
-    return {
-        "command": ["/bin/sh", "-c", script, "trtllm-serve"],
-        "args": [*args, "--extra_llm_api_options", OPTIONS_FILE],
-    }
+    options that make trtllm-serve export its load are written first. `cached`: the
+    artifact's directory in the node cache, which the server holds locked while it runs."""
+    args = serve_args(spec, variant, key, cached)
+    command = ["trtllm-serve"]
+    if metrics:
+        script = f"printf '{METRICS_OPTIONS}' > {OPTIONS_FILE} && exec trtllm-serve \"$@\""
+        command = ["/bin/sh", "-c", script, "trtllm-serve"]
+        args = [*args, "--extra_llm_api_options", OPTIONS_FILE]
+    if cached is not None:
+        command = locked(cached, command)
+    return {"command": command, "args": args}
 
 
 def _probes(spec: QuantizedModelSpec) -> dict[str, Any]:
@@ -139,13 +150,17 @@ def build_deployment(
     key: str,
     track: str = labels.STABLE,
     replicas: int | None = None,
+    store: StoreSetup | None = None,
 ) -> dict[str, Any]:
-    """The Deployment that serves artifact `key` of a variant on one track.
+    """The Deployment that serves artifact `key` of a variant on one track (`store`: where
+    the artifact is; unset, the model's claim).
 
     The stable track serves traffic; a candidate (before-traffic gate) or the BF16 reference
     runs one replica for evaluation only.
     """
-    store, store_mount = store_volume(spec, read_only=True)
+    setup = store or StoreSetup(claim_store(spec))
+    access, artifact = serving_store_access(setup.store, key, setup.cache, setup.image)
+    cached = None if isinstance(setup.store, ClaimStore) else artifact
     scratch, scratch_mounts = scratch_volumes("8Gi")
     pod_labels = variant_labels(owner.name, variant, track)
     # An autoscaled Deployment carries no count: the scaler owns spec.replicas, and an apply
@@ -186,11 +201,12 @@ def build_deployment(
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
                     **placement(spec, variant.gpu_class),
+                    **access.pod_fields(),
                     "containers": [
                         {
                             "name": SERVER_CONTAINER,
                             "image": spec.engine.image,
-                            **serve_command(spec, variant, key, metrics=autoscaled),
+                            **serve_command(spec, variant, key, metrics=autoscaled, cached=cached),
                             "env": [{"name": "HOME", "value": "/tmp"}],
                             "ports": [
                                 {
@@ -206,10 +222,10 @@ def build_deployment(
                                 variant.tensor_parallel or 1,
                             ),
                             "securityContext": container_security_context(),
-                            "volumeMounts": [store_mount, *scratch_mounts],
+                            "volumeMounts": [*access.mounts, *scratch_mounts],
                         }
                     ],
-                    "volumes": [store, *scratch],
+                    "volumes": [*access.volumes, *scratch],
                 },
             },
         },

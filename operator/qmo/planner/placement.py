@@ -18,6 +18,7 @@ from qmo.gpu import GpuClass
 from qmo.planner import sizing
 from qmo.planner.capabilities import runtime_supports
 from qmo.planner.observed import Observed
+from qmo.planner.store import EngineStore
 from qmo.vocabulary import Refusal
 
 
@@ -41,6 +42,7 @@ def place(
     builder_image: str,
     home: BuildPlace,
     observed: Observed,
+    store: EngineStore | None = None,
 ) -> BuildPlace:
     """Home unless it cannot build now and another class can (see the module)."""
     if spec.engine.backend != EngineBackend.PYTORCH or observed.builds.get(home.request.cache_key):
@@ -53,8 +55,9 @@ def place(
         if isinstance(fits, Refusal):
             continue
         request = sizing.build_request(
-            spec, gpu, precision, kv_dtype, tensor_parallel, builder_image, built_on=other
-        )
+            spec, gpu, precision, kv_dtype, tensor_parallel, builder_image, built_on=other,
+            store=store,
+        )  # fmt: skip
         there = BuildPlace(request, fits.build_gpus, other)
         if observed.builds.get(request.cache_key):
             return there  # started (or done) there: it stays

@@ -21,6 +21,7 @@ from qmo.planner import (
     evaluations,
     gate,
     images,
+    migration,
     placement,
     retention,
     rollout,
@@ -43,6 +44,7 @@ from qmo.planner.decision import (
 )
 from qmo.planner.revisions import takes_traffic
 from qmo.planner.scaling import scaling_engine, scaling_range
+from qmo.planner.store import EngineStore, claim_store, resolve_store
 from qmo.planner.types import (
     FellBack,
     Observed,
@@ -170,11 +172,15 @@ def plan_variant(
         return PlannedVariant(bare, Refused(sized))
 
     image = images.builder_image(spec, config)
-    request = sizing.build_request(spec, gpu, precision, kv_dtype, sized.tensor_parallel, image)
+    store, store_refusal = _store(spec, config)
+    request = sizing.build_request(
+        spec, gpu, precision, kv_dtype, sized.tensor_parallel, image, store=store
+    )
     home = placement.BuildPlace(request, sized.build_gpus)
     where = placement.place(
-        spec, gpu, precision, kv_dtype, sized.tensor_parallel, image, home, observed
+        spec, gpu, precision, kv_dtype, sized.tensor_parallel, image, home, observed, store
     )
+    where = migration.copy_instead(spec, where, store, observed, gpu, kv_dtype, image)
     target = dataclasses.replace(
         bare,
         tensor_parallel=sized.tensor_parallel,
@@ -184,20 +190,35 @@ def plan_variant(
         build_class=where.away,
     )
     seen = observed.of(target.name, request.cache_key)
-    planned = PlannedVariant(target, _rollout_decision(spec, target, seen, observed), seen)
+    decision = _rollout_decision(spec, target, seen, observed, store, store_refusal)
+    planned = PlannedVariant(target, decision, seen)
     if reference or not gate.gated(spec, target):
         return dataclasses.replace(planned, seen=dataclasses.replace(seen, report=None))
     return apply_gate(spec, planned, gate.decide(spec, planned, observed), observed, config)
 
 
+def _store(spec: QuantizedModelSpec, config: OperatorConfig) -> tuple[EngineStore, Refusal | None]:
+    """The model's store; one it cannot use is refused, and its variants keep the claim's keys,
+    so what already serves goes on serving while no new build starts."""
+    resolved = resolve_store(spec, config)
+    if isinstance(resolved, Refusal):
+        return claim_store(spec), resolved
+    return resolved, None
+
+
 def _rollout_decision(
-    spec: QuantizedModelSpec, target: VariantTarget, seen: Seen, observed: Observed
+    spec: QuantizedModelSpec,
+    target: VariantTarget,
+    seen: Seen,
+    observed: Observed,
+    store: EngineStore,
+    store_refusal: Refusal | None = None,
 ) -> VariantDecision:
-    """Where its rollout stands, with the claims it needs and the GPUs it may lend."""
+    """Where its rollout stands, with the store and claims it needs and the GPUs it may lend."""
     assert target.build is not None
     assert target.tensor_parallel is not None
     decided = rollout.rollout_state(spec, target.build, seen.build, seen.deployment)
-    claim_refusal = sizing.claims_present(spec, observed)
+    claim_refusal = store_refusal or sizing.claims_present(spec, observed, store)
     if isinstance(decided, Build) and claim_refusal is not None:
         return AwaitingStore(claim_refusal)
     lending = rollout.lending_replicas(
@@ -362,6 +383,9 @@ def plan_model(
     """Every variant of the model, and which ones the main Service serves."""
     classes, notes = _selected_classes(spec, observed.inventory)
     notes += _notes(spec, observed.inventory)
+    store = resolve_store(spec, config)
+    if isinstance(store, Refusal):
+        notes.append(store)
     variants: list[PlannedVariant] = []
     for gpu in classes:
         for requested in spec.precisions:

@@ -12,7 +12,9 @@ from qmo.config import DEFAULT_BUILDER_IMAGE
 from qmo.gpu import GpuClass
 from qmo.planner import memory
 from qmo.planner.cachekey import cache_key
+from qmo.planner.store import ClaimStore, EngineStore, claim_store
 from qmo.planner.types import Observed
+from qmo.store.location import ARTIFACTS
 from qmo.vocabulary import Reason, Refusal
 
 # Where a pvc:// source is mounted in build pods, read-only.
@@ -68,11 +70,13 @@ def build_request(
     tensor_parallel: int,
     builder_image: str = DEFAULT_BUILDER_IMAGE,
     built_on: GpuClass | None = None,
+    store: EngineStore | None = None,
 ) -> BuildRequest:
     """The build of one variant; its cache key hashes everything that shapes the artifact,
     the builder image included (another builder is another artifact). `built_on`: another
     class the (PyTorch-backend) checkpoint is quantized on, named in the key beside `gpu`."""
     engine = spec.engine
+    store = store or claim_store(spec)
     limits = BuildLimits(
         max_batch_size=engine.max_batch_size,
         max_seq_len=engine.max_seq_len,
@@ -99,8 +103,8 @@ def build_request(
         "gpu": expected.to_wire(),
         "tensorParallel": tensor_parallel,
         "limits": limits.to_wire(),
-        # The artifact lives on this claim: a model on another store cannot use it.
-        "store": engine.store.claim_name,
+        # The artifact lives on this claim or bucket: a model on another store cannot use it.
+        "store": store.identity,
         "builderImage": builder_image,
     }
     if serve_on is not None:  # only then: the keys of builds on their own class stay as they were
@@ -117,16 +121,24 @@ def build_request(
         limits=limits,
         gpu=expected,
         serve_on=serve_on,
-        output_dir=f"{ARTIFACTS_DIR}/{key}",
+        output_dir=f"{ARTIFACTS_DIR}/{key}"
+        if isinstance(store, ClaimStore)
+        else store.location.uri(ARTIFACTS, key),
     )
 
 
-def claims_present(spec: QuantizedModelSpec, observed: Observed) -> Refusal | None:
+def claims_present(
+    spec: QuantizedModelSpec, observed: Observed, store: EngineStore | None = None
+) -> Refusal | None:
     """Build pods mount the engine store (and a pvc:// source): without them they never start."""
     if observed.claims is None:
         return None
-    store = spec.engine.store
-    if not store.create and store.claim_name not in observed.claims:
+    store = store or claim_store(spec)
+    if (
+        isinstance(store, ClaimStore)
+        and not store.create
+        and store.claim_name not in observed.claims
+    ):
         return Refusal(
             Reason.ENGINE_STORE_NOT_FOUND,
             f"engine store claim {store.claim_name} does not exist; create it or set "

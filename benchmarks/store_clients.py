@@ -1,0 +1,227 @@
+"""S3 clients side by side on one local S3-compatible server: upload and download of one file.
+
+Why it exists: the engine store's Python client was chosen by these numbers (docs/benchmarks.md,
+"Engine store clients"). Each client runs in a child process of its own, so its peak RSS is
+its own (`os.wait4`); every client moves the same file to and from the same server in the same
+run, in turns, and the file read back is checked against the original's SHA-256.
+
+    .venv/bin/python -m benchmarks.store_clients --size-gib 3 --rounds 2 \
+        --clients boto3 obstore s5cmd qmo
+
+needs the store server (`make store-server`, built into the binaries' cache) and, for the
+`s5cmd` row, `e2e/build-store-peers.sh --s5cmd`. Not run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.store_server import StoreServer, store_binary
+
+BUCKET = "bench"
+CHUNK = 64 * 1024 * 1024
+CONCURRENCY = 8
+
+# Each snippet reads ENDPOINT, KEY_ID, SECRET, BUCKET, KEY, FILE from the environment.
+_BOTO3 = """
+import os, boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+c = boto3.client("s3", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+    aws_access_key_id=os.environ["KEY_ID"], aws_secret_access_key=os.environ["SECRET"],
+    config=Config(s3={"addressing_style": "path"}, max_pool_connections=16))
+t = TransferConfig(multipart_threshold=64<<20, multipart_chunksize=64<<20, max_concurrency=8)
+if os.environ["OP"] == "put":
+    c.upload_file(os.environ["FILE"], os.environ["BUCKET"], os.environ["KEY"], Config=t)
+else:
+    c.download_file(os.environ["BUCKET"], os.environ["KEY"], os.environ["FILE"], Config=t)
+"""
+_OBSTORE = """
+import os, obstore
+from obstore.store import S3Store
+s = S3Store(os.environ["BUCKET"], endpoint=os.environ["ENDPOINT"], region="us-east-1",
+    access_key_id=os.environ["KEY_ID"], secret_access_key=os.environ["SECRET"],
+    virtual_hosted_style_request=False, client_options={"allow_http": True})
+if os.environ["OP"] == "put":
+    with open(os.environ["FILE"], "rb") as f:
+        obstore.put(s, os.environ["KEY"], f, chunk_size=64<<20, max_concurrency=8)
+else:
+    size = obstore.head(s, os.environ["KEY"])["size"]
+    step = 64 << 20
+    starts = list(range(0, size, step))
+    ends = [min(x + step, size) for x in starts]
+    with open(os.environ["FILE"], "wb") as f:
+        f.truncate(size)
+        for i in range(0, len(starts), 8):
+            parts = obstore.get_ranges(s, os.environ["KEY"], starts=starts[i:i+8], ends=ends[i:i+8])
+            for start, part in zip(starts[i:i+8], parts):
+                f.seek(start); f.write(memoryview(part))
+"""
+# qmo's own store code, as the serving pod's fetch step and the builder run it.
+_QMO = """
+import os
+from pathlib import Path
+from qmo.store.location import S3Location
+from qmo.store.objects import connect
+loc = S3Location(bucket=os.environ["BUCKET"], endpoint=os.environ["ENDPOINT"], path_style=True)
+client = connect(loc, env={"AWS_ACCESS_KEY_ID": os.environ["KEY_ID"],
+    "AWS_SECRET_ACCESS_KEY": os.environ["SECRET"]})
+if os.environ["OP"] == "put":
+    client.upload_file(Path(os.environ["FILE"]), os.environ["KEY"])
+else:
+    client.download_file(os.environ["KEY"], Path(os.environ["FILE"]))
+"""
+SNIPPETS = {"boto3": _BOTO3, "obstore": _OBSTORE, "qmo": _QMO}
+
+
+@dataclass
+class Timing:
+    client: str
+    op: str
+    seconds: float
+    peak_rss_mib: float
+
+
+def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of one child process; raises if it fails."""
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[:2]} failed with {proc.returncode}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def client_argv(
+    client: str, op: str, key: str, file: Path, s5cmd: Path | None, python: dict[str, str]
+) -> list[str]:
+    if client == "s5cmd":
+        assert s5cmd is not None
+        args = [str(s5cmd), "--endpoint-url", "{endpoint}", "--numworkers", str(CONCURRENCY)]
+        url = f"s3://{BUCKET}/{key}"
+        transfer = ["cp", "--concurrency", str(CONCURRENCY), "--part-size", "64"]
+        return [*args, *transfer, *((str(file), url) if op == "put" else (url, str(file)))]
+    return [python.get(client, sys.executable), "-c", SNIPPETS[client]]
+
+
+def make_file(path: Path, size: int) -> str:
+    """A file of `size` random-looking bytes (not compressible), and its SHA-256."""
+    digest = hashlib.sha256()
+    block = os.urandom(CHUNK)
+    with path.open("wb") as out:
+        written = 0
+        while written < size:
+            piece = block[: min(CHUNK, size - written)]
+            # Vary each block so no layer can deduplicate them.
+            piece = written.to_bytes(8, "little") + piece[8:] if len(piece) > 8 else piece
+            out.write(piece)
+            digest.update(piece)
+            written += len(piece)
+    return digest.hexdigest()
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def measure(
+    server: StoreServer,
+    clients: list[str],
+    file: Path,
+    digest: str,
+    rounds: int,
+    s5cmd: Path | None,
+    python: dict[str, str],
+) -> list[Timing]:
+    env = {
+        **os.environ,
+        "ENDPOINT": server.endpoint,
+        "KEY_ID": server.access_key,
+        "SECRET": server.secret_key,
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "AWS_REGION": "us-east-1",
+        "BUCKET": BUCKET,
+    }
+    timings = []
+    back = file.with_name("back.bin")
+    for round_ in range(rounds):
+        for client in clients:  # in turns, so a slow phase of the machine hits all alike
+            key = f"{client}/{round_}/blob.bin"
+            for op, path in (("put", file), ("get", back)):
+                argv = [
+                    a.replace("{endpoint}", server.endpoint)
+                    for a in client_argv(client, op, key, path, s5cmd, python)
+                ]
+                seconds, rss = run_child(argv, {**env, "OP": op, "KEY": key, "FILE": str(path)})
+                timings.append(Timing(client, op, seconds, rss))
+                print(f"{client} {op} round {round_}: {seconds:.2f}s {rss:.0f} MiB", flush=True)
+            if sha256(back) != digest:
+                raise RuntimeError(f"{client}: the file read back differs from the one written")
+            back.unlink()
+    return timings
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gib", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--clients", nargs="+", default=["boto3", "obstore", "s5cmd", "qmo"])
+    parser.add_argument("--s5cmd", type=Path, default=store_binary("s5cmd"))
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--boto3-python",
+        default=sys.executable,
+        help="a Python with boto3 (qmo's own environment has none: see qmo.store.objects)",
+    )
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="qmo-store-bench-", dir=args.workdir))
+    try:
+        size = int(args.size_gib * (1 << 30))
+        file = work / "blob.bin"
+        digest = make_file(file, size)
+        with StoreServer.start(work / "server") as server:
+            server.create_bucket(BUCKET)
+            timings = measure(
+                server,
+                args.clients,
+                file,
+                digest,
+                args.rounds,
+                args.s5cmd,
+                {"boto3": args.boto3_python},
+            )
+        print(f"file: {size / (1 << 30):.2f} GiB, {args.rounds} rounds, server {server.kind}")
+        print("| client | op | median s | min s | max s | MiB/s (median) | peak RSS MiB |")
+        print("|---|---|---|---|---|---|---|")
+        for client in args.clients:
+            for op in ("put", "get"):
+                rows = sorted(t.seconds for t in timings if t.client == client and t.op == op)
+                rss = max(t.peak_rss_mib for t in timings if t.client == client and t.op == op)
+                median = rows[len(rows) // 2]
+                mibs = size / (1 << 20) / median
+                print(
+                    f"| {client} | {op} | {median:.2f} | {rows[0]:.2f} | {rows[-1]:.2f} "
+                    f"| {mibs:.0f} | {rss:.0f} |"
+                )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

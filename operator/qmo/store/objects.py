@@ -1,0 +1,269 @@
+"""Objects on an S3-compatible store: put, get while checking the SHA-256, list, delete.
+
+The client is obstore (the Rust object_store crate): chosen by measurement against boto3 and
+s5cmd (docs/benchmarks.md, "Engine store clients"), and because it has no Python
+dependencies, where boto3's botocore pins python-dateutil below 3 and the Kubernetes client
+qmo ships needs 3 or later. Uploads are multipart with parts in parallel; downloads are ranged
+GETs in parallel, consumed in order, so the file is written sequentially and hashed as it
+arrives (one pass, memory bounded by `concurrency x part_size`).
+
+Errors become `StoreError` with a CamelCase reason the caller can put into a condition; no
+message carries a credential (the client's own messages name URLs, never keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from qmo.store.location import (
+    ACCESS_KEY_ENV,
+    SECRET_KEY_ENV,
+    SESSION_TOKEN_ENV,
+    S3Location,
+)
+
+PART_SIZE = 16 * 1024 * 1024
+CONCURRENCY = 8
+
+
+class StoreError(Exception):
+    """A store operation failed; `reason` is CamelCase for conditions and Events."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ChecksumMismatch(StoreError):
+    def __init__(self, message: str) -> None:
+        super().__init__("ArtifactCorrupt", message)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: datetime
+
+
+def _obstore() -> Any:
+    try:
+        return importlib.import_module("obstore")
+    except ImportError as err:  # only in an image built without the store extra
+        raise StoreError("StoreClientMissing", "the S3 store needs obstore in this image") from err
+
+
+def connect(location: S3Location, env: Mapping[str, str]) -> ObjectStore:
+    """A client for `location`: keys from the AWS variables in `env` when present, else the
+    pod's workload identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, read by the client)."""
+    _obstore()
+    obstore_store: Any = importlib.import_module("obstore.store")
+    config: dict[str, Any] = {
+        "region": location.region,
+        "virtual_hosted_style_request": not location.path_style,
+    }
+    if location.endpoint:
+        config["endpoint"] = location.endpoint
+    if env.get(ACCESS_KEY_ENV) and env.get(SECRET_KEY_ENV):
+        config["access_key_id"] = env[ACCESS_KEY_ENV]
+        config["secret_access_key"] = env[SECRET_KEY_ENV]
+        if env.get(SESSION_TOKEN_ENV):
+            config["session_token"] = env[SESSION_TOKEN_ENV]
+    options: dict[str, Any] = {"timeout": "600s", "connect_timeout": "10s"}
+    if location.endpoint and location.endpoint.startswith("http://"):
+        options["allow_http"] = True
+    if location.ca_bundle:
+        options["root_certificate"] = location.ca_bundle
+    # Transient errors (5xx, resets) are retried by the client; an unreachable server gives up
+    # within about a minute, so the pod's own restart (with its reason) takes over.
+    retry = {
+        "max_retries": 3,
+        "retry_timeout": timedelta(seconds=60),
+        "backoff": {
+            "init_backoff": timedelta(milliseconds=200),
+            "max_backoff": timedelta(seconds=10),
+            "base": 2,
+        },
+    }
+    try:
+        raw = obstore_store.S3Store(
+            location.bucket, config=config, client_options=options, retry_config=retry
+        )
+    except Exception as err:
+        raise StoreError("StoreConfigInvalid", f"{location.uri()}: {_brief(err)}") from err
+    return ObjectStore(raw, location)
+
+
+class ObjectStore:
+    """One bucket, addressed by full object keys (the location's prefix included by callers)."""
+
+    def __init__(self, raw: Any, location: S3Location) -> None:
+        self._raw = raw
+        self._ob = _obstore()
+        self.location = location
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as err:
+            raise _store_error(what, self.location, err) from err
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            meta = self._ob.head(self._raw, key)
+        except Exception as err:
+            if _is_not_found(err):
+                return None
+            raise _store_error(f"head {key}", self.location, err) from err
+        return ObjectInfo(meta["path"], int(meta["size"]), meta["last_modified"])
+
+    def read_bytes(self, key: str) -> bytes | None:
+        try:
+            return bytes(self._ob.get(self._raw, key).bytes())
+        except Exception as err:
+            if _is_not_found(err):
+                return None
+            raise _store_error(f"get {key}", self.location, err) from err
+
+    def read_json(self, key: str) -> dict[str, Any] | None:
+        data = self.read_bytes(key)
+        if data is None:
+            return None
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, dict) else None
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._call(f"put {key}", lambda: self._ob.put(self._raw, key, data))
+
+    def write_json(self, key: str, data: Mapping[str, Any]) -> None:
+        self.write_bytes(key, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+
+    def upload_file(
+        self, path: Path, key: str, *, part_size: int = PART_SIZE, concurrency: int = CONCURRENCY
+    ) -> None:
+        """Multipart for large files (parts in parallel); an upload that dies leaves no object."""
+
+        def put() -> None:
+            with path.open("rb") as data:
+                self._ob.put(
+                    self._raw, key, data, chunk_size=part_size, max_concurrency=concurrency
+                )
+
+        self._call(f"put {key}", put)
+
+    def download_file(
+        self,
+        key: str,
+        target: Path,
+        *,
+        size: int | None = None,
+        part_size: int = PART_SIZE,
+        concurrency: int = CONCURRENCY,
+    ) -> str:
+        """Write object `key` to `target`; returns its SHA-256, computed as the bytes arrive."""
+        if size is None:
+            info = self.head(key)
+            if info is None:
+                raise StoreError("ArtifactIncomplete", f"{self.location.uri(key)} does not exist")
+            size = info.size
+        digest = hashlib.sha256()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out, ThreadPoolExecutor(concurrency) as pool:
+            for part in _in_order(pool, self._range_reader(key), size, part_size, concurrency):
+                out.write(part)
+                digest.update(part)
+        return digest.hexdigest()
+
+    def _range_reader(self, key: str) -> Callable[[int, int], bytes | memoryview]:
+        def read(start: int, end: int) -> bytes | memoryview:
+            part = self._call(
+                f"get {key}", lambda: self._ob.get_range(self._raw, key, start=start, end=end)
+            )
+            view = memoryview(part)
+            if len(view) != end - start:
+                raise StoreError(
+                    "ArtifactCorrupt", f"{key}: got {len(view)} bytes at {start}, not {end - start}"
+                )
+            return view
+
+        return read
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under `prefix` (a '/'-ended key prefix)."""
+        try:
+            for batch in self._ob.list(self._raw, prefix, chunk_size=1000):
+                for meta in batch:
+                    yield ObjectInfo(meta["path"], int(meta["size"]), meta["last_modified"])
+        except Exception as err:
+            raise _store_error(f"list {prefix}", self.location, err) from err
+
+    def delete(self, keys: Sequence[str]) -> None:
+        if keys:
+            batch = list(keys)
+            self._call(f"delete {len(batch)} objects", lambda: self._ob.delete(self._raw, batch))
+
+
+def _in_order(
+    pool: ThreadPoolExecutor,
+    read: Callable[[int, int], bytes | memoryview],
+    size: int,
+    part_size: int,
+    window: int,
+) -> Iterator[bytes | memoryview]:
+    """Parts of [0, size) read in parallel, at most `window` ahead, yielded in order."""
+    starts = iter(range(0, size, part_size))
+    pending: list[Future[bytes | memoryview]] = []
+    for start in starts:
+        pending.append(pool.submit(read, start, min(start + part_size, size)))
+        if len(pending) >= window:
+            break
+    while pending:
+        part = pending.pop(0).result()
+        nxt = next(starts, None)
+        if nxt is not None:
+            pending.append(pool.submit(read, nxt, min(nxt + part_size, size)))
+        yield part
+
+
+def _is_not_found(err: Exception) -> bool:
+    return type(err).__name__ in ("NotFoundError", "FileNotFoundError")
+
+
+def _brief(err: Exception) -> str:
+    """The client's message, first line, cut short: it names URLs and HTTP statuses only."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:300]
+
+
+def _store_error(what: str, location: S3Location, err: Exception) -> StoreError:
+    if isinstance(err, StoreError):
+        return err
+    name = type(err).__name__
+    text = str(err)
+    where = f"s3://{location.bucket} ({location.endpoint or location.region})"
+    if name in ("PermissionDeniedError", "UnauthenticatedError") or any(
+        marker in text
+        for marker in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403")
+    ):
+        return StoreError(
+            "StoreAccessDenied",
+            f"{where} refused {what}: the credentials are wrong or lack the right ({_brief(err)})",
+        )
+    if "NoSuchBucket" in text:
+        return StoreError("StoreBucketMissing", f"{where}: the bucket does not exist")
+    if any(m in text.lower() for m in ("connect", "timed out", "dns error", "connection refused")):
+        return StoreError("StoreUnreachable", f"{where} could not be reached for {what}")
+    if _is_not_found(err):
+        return StoreError("ArtifactIncomplete", f"{where}: {what}: no such object")
+    return StoreError("StoreError", f"{where}: {what} failed: {_brief(err)}")
