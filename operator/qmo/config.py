@@ -37,6 +37,15 @@ class NodeCache:
 
 
 @dataclass(frozen=True)
+class StoreGc:
+    """The object store's garbage collection (qmo.controller.store_gc)."""
+
+    interval_seconds: float = 21600.0  # 0: off
+    retention_hours: float = 168.0
+    delete: bool = False  # False: a dry run that only reports
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     """What every reconcile needs to know beyond the QuantizedModel itself."""
 
@@ -65,6 +74,7 @@ class OperatorConfig:
     node_cache: NodeCache = field(default_factory=NodeCache)
     # Runs the serving pods' fetch step and the store Jobs (qmo-store); needs qmo and obstore.
     store_image: str = DEFAULT_EVALUATOR_IMAGE
+    store_gc: StoreGc = field(default_factory=StoreGc)
 
     def image_allowed(self, image: str, defaults: tuple[str, ...] = ()) -> bool:
         allowed = self.allowed_images or (self.builder_image, self.evaluator_image, *defaults)

@@ -50,6 +50,51 @@ RESYNCS = Counter(
     "qmo_resyncs_total", "Times the resync timer queued every model again (a safety net)."
 )
 
+# --- the engine store's garbage collection (qmo.controller.store_gc) ----------------------
+
+STORE_ARTIFACTS = Gauge(
+    "qmo_store_artifacts",
+    "Artifacts on the operator's object store at the last GC pass, by state: referenced, "
+    "waiting (unreferenced, within the retention period) or collectable.",
+    ["state"],
+)
+STORE_BYTES = Gauge(
+    "qmo_store_bytes", "Bytes of those artifacts at the last GC pass, by state.", ["state"]
+)
+STORE_GC_DELETED = Counter(
+    "qmo_store_gc_deleted_total", "Artifacts the store's GC deleted (never in a dry run)."
+)
+STORE_GC_RUNS = Counter(
+    "qmo_store_gc_runs_total",
+    "GC passes over the object store, by result (ok, failed).",
+    ["result"],
+)
+STORE_GC_DRY_RUN = Gauge(
+    "qmo_store_gc_dry_run", "1 while the store's GC only reports what it would delete."
+)
+
+
+def observe_store_gc(summary: Mapping[str, object], deleted: int) -> None:
+    """One GC pass's counts (qmo.store.gc.GcResult.summary)."""
+    collectable = summary.get("collectable") or []
+    counts = {
+        "referenced": summary.get("kept", 0),
+        "waiting": summary.get("waiting", 0),
+        "collectable": len(collectable) if isinstance(collectable, list) else 0,
+    }
+    sizes = {
+        "referenced": summary.get("keptBytes", 0),
+        "waiting": summary.get("waitingBytes", 0),
+        "collectable": summary.get("collectableBytes", 0),
+    }
+    for state, count in counts.items():
+        STORE_ARTIFACTS.labels(state).set(float(str(count)))
+        STORE_BYTES.labels(state).set(float(str(sizes[state])))
+    STORE_GC_DRY_RUN.set(1 if summary.get("dryRun") else 0)
+    STORE_GC_DELETED.inc(deleted)
+    STORE_GC_RUNS.labels("ok").inc()
+
+
 # --- the work queue (controller-runtime's workqueue_* series) -----------------------------
 
 QUEUE_DEPTH = Gauge("workqueue_depth", "Current depth of the work queue.", ["name"])

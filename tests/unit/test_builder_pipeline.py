@@ -31,16 +31,16 @@ def test_a_bf16_build_publishes_the_checkpoint_with_a_manifest(tmp_path: Path) -
     src = a_checkpoint(tmp_path / "src", shards=2)
     request = a_request().precision("bf16").source(str(src)).output(tmp_path / "a" / "k").build()
     outcome = _build(request, tmp_path)
-    assert outcome.artifact == tmp_path / "a" / "k"
+    assert Path(outcome.artifact) == tmp_path / "a" / "k"
     assert not outcome.reused
-    manifest = json.loads((outcome.artifact / ARTIFACT_MANIFEST).read_text())
+    manifest = json.loads((Path(outcome.artifact) / ARTIFACT_MANIFEST).read_text())
     assert manifest["layout"] == {"checkpoint": "checkpoint"}
     paths = {f["path"] for f in manifest["files"]}
     assert "checkpoint/model-00002-of-00002.safetensors" in paths
     assert "checkpoint/config.json" in paths
     assert manifest["gpu"]["seen"][0]["product"] == H100.product
     assert manifest["timingsSeconds"]["total"] >= 0
-    assert artifact.stale_staging(outcome.artifact) == []
+    assert artifact.stale_staging(Path(outcome.artifact)) == []
 
 
 def test_building_a_finished_artifact_again_is_a_no_op(tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_a_prequantized_source_passes_through_when_it_matches(tmp_path: Path) ->
         .build()
     )
     outcome = _build(request, tmp_path)
-    assert (outcome.artifact / "checkpoint" / "hf_quant_config.json").is_file()
+    assert (Path(outcome.artifact) / "checkpoint" / "hf_quant_config.json").is_file()
     assert outcome.manifest["hfQuantConfig"] == hf_quant
     assert outcome.manifest["recipe"]["mode"] == "passthrough"
 

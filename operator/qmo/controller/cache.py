@@ -210,6 +210,12 @@ class ClusterCache:
                 keys.append((obj["metadata"]["namespace"], obj["metadata"]["name"]))
         return keys
 
+    def all_of(self, kind: str) -> list[Obj]:
+        """Every cached object of `kind`, in every watched namespace."""
+        with self._routes_lock:
+            informers = [i for (k, _), i in self._informers.items() if k == kind]
+        return [obj for informer in informers for obj in informer.items()]
+
     def models_in(self, namespace: str) -> list[Key]:
         return [
             (namespace, m["metadata"]["name"])

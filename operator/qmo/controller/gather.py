@@ -187,6 +187,24 @@ def observe_record(record: Obj) -> BuildObservation | None:
     )
 
 
+def fetch_failure(pods: list[Obj]) -> str | None:
+    """What a serving pod's fetch step said when it last failed and has not fetched since:
+    its termination message, {"reason": ..., "message": ...} (qmo-store fetch)."""
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("initContainerStatuses") or []:
+            last = (status.get("lastState") or {}).get("terminated") or {}
+            if not last:
+                continue
+            try:
+                said = json.loads(last.get("message") or "")
+            except ValueError:
+                said = None
+            if isinstance(said, dict) and said.get("reason"):
+                return f"{said['reason']}: {str(said.get('message', ''))[:400]}"
+            return f"exit code {last.get('exitCode')}: {str(last.get('message', ''))[-400:]}"
+    return None
+
+
 def observe_deployment(deployment: Obj) -> DeploymentObservation | None:
     meta = deployment["metadata"]
     variant = (meta.get("labels") or {}).get(labels.VARIANT)
@@ -239,7 +257,9 @@ def gather(
             if seen_deployment.ready_replicas < seen_deployment.replicas:
                 pods = reader.serving_pods(namespace, model, variant_labels[labels.VARIANT], track)
                 seen_deployment = dataclasses.replace(
-                    seen_deployment, unschedulable=waiting_for_room(pods)
+                    seen_deployment,
+                    unschedulable=waiting_for_room(pods),
+                    fetch_failure=fetch_failure(pods),
                 )
             target = candidates if track == labels.CANDIDATE else observed_deployments
             target[variant_labels[labels.VARIANT]] = seen_deployment

@@ -19,7 +19,7 @@ import kopf
 
 from qmo import metrics, readiness
 from qmo.config import OperatorConfig
-from qmo.controller import telemetry
+from qmo.controller import store_gc, telemetry
 from qmo.controller.cache import WATCHED, ClusterCache
 from qmo.controller.events import EventRecorder
 from qmo.controller.queue import Key, WorkQueue
@@ -141,6 +141,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         asyncio.create_task(controller.worker()) for _ in range(operator_config.workers)
     ]
     controller.tasks.append(asyncio.create_task(controller.resync()))
+    controller.tasks.append(asyncio.create_task(store_gc.run(controller.cache, operator_config)))
 
 
 @kopf.on.cleanup()

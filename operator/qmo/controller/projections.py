@@ -17,6 +17,7 @@ from qmo.gpu import GPU_RESOURCE
 from qmo.manifests import labels
 from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
 from qmo.manifests.evaluation import EVAL_CONTAINER
+from qmo.manifests.store import FETCH_CONTAINER
 from qmo.resources import (
     CLAIMS,
     CONFIG_MAPS,
@@ -162,12 +163,23 @@ def project_pod(obj: Obj) -> Obj:
         terminated = (container.get("state") or {}).get("terminated") or {}
         kept = {k: terminated[k] for k in ("message", "finishedAt", "exitCode") if k in terminated}
         containers.append({"name": name, "state": {"terminated": kept} if terminated else {}})
+    fetches = []
+    for container in status.get("initContainerStatuses") or []:
+        if container.get("name") != FETCH_CONTAINER:
+            continue
+        last = (container.get("lastState") or {}).get("terminated") or {}
+        if not last or container.get("ready"):  # never failed, or fetched since
+            continue
+        kept_last = {k: last[k] for k in ("message", "exitCode") if k in last}
+        fetches.append({"name": FETCH_CONTAINER, "lastState": {"terminated": kept_last}})
     return {
         **_base(PODS, obj),
         "status": {
             "phase": status.get("phase"),
             "conditions": scheduled,
             "containerStatuses": containers,
+            # A serving pod's fetch step: what it said when it last failed.
+            **({"initContainerStatuses": fetches} if fetches else {}),
         },
     }
 

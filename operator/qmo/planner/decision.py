@@ -183,13 +183,21 @@ class RollOut(Serves):
     ready: int
     wanted: int
     unschedulable: str | None = None  # the scheduler's message while its pods cannot run
+    # Why its pods' fetch step fails (an object store), as the step said it.
+    fetch_failure: str | None = None
     phase: ClassVar[Phase] = Phase.DEPLOYING
     action: ClassVar[Action] = Action.DEPLOY
     fixed_reason: ClassVar[str] = Reason.ROLLING_OUT
 
     @property
+    def reason(self) -> str:
+        return Reason.ARTIFACT_FETCH_FAILED if self.fetch_failure else self.fixed_reason
+
+    @property
     def message(self) -> str:
         ready = f"{self.ready}/{self.wanted} replica(s) ready"
+        if self.fetch_failure is not None:
+            return f"{ready}; the artifact's fetch into the node cache fails: {self.fetch_failure}"
         if self.unschedulable is None:
             return ready
         return f"{ready}; pods wait for room: {self.unschedulable}"

@@ -37,6 +37,8 @@ class DeploymentObservation:
     revision: str | None  # the cache key its pod template serves
     # The scheduler's message while a pod of it waits for room (Pending, Unschedulable).
     unschedulable: str | None = None
+    # What a pod's fetch step (qmo-store fetch) said when it last failed, while not all ready.
+    fetch_failure: str | None = None
     autoscaled: bool = False  # applied without a count: its scaler owns spec.replicas
 
 

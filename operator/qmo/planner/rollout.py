@@ -74,7 +74,8 @@ def rolling_out(s: Situation) -> RolloutState:
     ready = s.deployment.ready_replicas if s.deployment else 0
     wanted = s.spec.serving.wanted_replicas
     waiting = s.deployment.unschedulable if s.deployment else None
-    return RollOut(s.request.cache_key, ready, wanted, waiting)
+    failing = s.deployment.fetch_failure if s.deployment else None
+    return RollOut(s.request.cache_key, ready, wanted, waiting, failing)
 
 
 RULES: tuple[Rule, ...] = (not_built_yet, waiting_for_gpus, building, build_failed, serving)

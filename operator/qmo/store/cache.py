@@ -177,7 +177,8 @@ def fetch(
                 "ArtifactIncomplete",
                 f"{artifacts.describe()}/{cache_key} has no finished manifest",
             )
-        need = int(remote["totalBytes"])
+        # The files, and the manifest written beside them.
+        need = int(remote["totalBytes"]) + len(json.dumps(remote, indent=2)) + 1
         evicted = _make_room(root, need, max_bytes, cache_key)
         for key in evicted:
             log(f"cache: evicted {key} (least recently used) to make room for {cache_key}")
