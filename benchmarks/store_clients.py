@@ -1,15 +1,19 @@
 """S3 clients side by side on one local S3-compatible server: upload and download of one file.
 
-Why it exists: the engine store's Python client was chosen by these numbers (docs/benchmarks.md,
-"Engine store clients"). Each client runs in a child process of its own, so its peak RSS is
-its own (`os.wait4`); every client moves the same file to and from the same server in the same
-run, in turns, and the file read back is checked against the original's SHA-256.
+Why it exists: the engine store's Python client was chosen by these numbers, and the serving
+pods' fetch step is held to s5cmd's time by them (docs/benchmarks.md, "The engine store").
+Each client runs in a child process of its own under GNU time, which reports its peak RSS;
+every client moves the same file to and from the same server in the same run, in turns, and
+the file read back is checked against the original's SHA-256. The `qmo` row is qmo's own
+path: `put` publishes the file as an artifact (the file, then its manifest), `get` is a
+serving pod's cold start (into an empty node cache, every byte checked against the
+manifest's SHA-256 as it arrives), `warm` a second start from the node cache.
 
-    .venv/bin/python -m benchmarks.store_clients --size-gib 3 --rounds 2 \
-        --clients boto3 obstore s5cmd qmo
+    .venv/bin/python -m benchmarks.store_clients --size-gib 3 --rounds 3 \
+        --boto3-python /path/to/venv-with-boto3/bin/python
 
-needs the store server (`make store-server`, built into the binaries' cache) and, for the
-`s5cmd` row, `e2e/build-store-peers.sh --s5cmd`. Not run in CI.
+needs versitygw (`make binaries`) and s5cmd (`e2e/build-store-peers.sh`), built from the Go
+module proxy into the binaries' cache. Not run in CI.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from tests.support.store_server import StoreServer, store_binary
 
 BUCKET = "bench"
 CHUNK = 64 * 1024 * 1024
+TIME = "/usr/bin/time"  # GNU time, for the peak RSS of each client
 CONCURRENCY = 8
 
 # Each snippet reads ENDPOINT, KEY_ID, SECRET, BUCKET, KEY, FILE from the environment.
@@ -66,19 +71,30 @@ else:
             for start, part in zip(starts[i:i+8], parts):
                 f.seek(start); f.write(memoryview(part))
 """
-# qmo's own store code, as the serving pod's fetch step and the builder run it.
+# qmo's own store code as the builder publishes (files, then the manifest) and as a serving
+# pod's fetch step reads: into the node cache, every byte checked against the manifest's
+# SHA-256; "get" empties the cache first (a cold start), "warm" starts from it.
 _QMO = """
-import os
+import os, json, shutil
 from pathlib import Path
+from qmo.store.artifacts import S3Artifacts
+from qmo.store.cache import fetch
 from qmo.store.location import S3Location
 from qmo.store.objects import connect
-loc = S3Location(bucket=os.environ["BUCKET"], endpoint=os.environ["ENDPOINT"], path_style=True)
-client = connect(loc, env={"AWS_ACCESS_KEY_ID": os.environ["KEY_ID"],
-    "AWS_SECRET_ACCESS_KEY": os.environ["SECRET"]})
+loc = S3Location(bucket=os.environ["BUCKET"], endpoint=os.environ["ENDPOINT"], path_style=True,
+    prefix=os.environ["KEY"])
+store = S3Artifacts(connect(loc, env=os.environ), log=lambda _: None)
+blob = Path(os.environ["FILE"])
+cache = Path(os.environ["CACHE"])
 if os.environ["OP"] == "put":
-    client.upload_file(Path(os.environ["FILE"]), os.environ["KEY"])
+    manifest = {"complete": True, "cacheKey": "bench", "totalBytes": blob.stat().st_size,
+        "files": [{"path": "blob.bin", "bytes": blob.stat().st_size, "sha256": os.environ["SHA"]}]}
+    store.publish(blob.parent, "bench", manifest)
 else:
-    client.download_file(os.environ["KEY"], Path(os.environ["FILE"]))
+    if os.environ["OP"] == "get":
+        shutil.rmtree(cache, ignore_errors=True)
+    done = fetch(store, "bench", cache, max_bytes=1 << 40, log=lambda _: None)
+    assert done.hit == (os.environ["OP"] == "warm")
 """
 SNIPPETS = {"boto3": _BOTO3, "obstore": _OBSTORE, "qmo": _QMO}
 
@@ -92,15 +108,17 @@ class Timing:
 
 
 def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of one child process; raises if it fails."""
+    """(wall seconds, peak RSS MiB) of one child process; raises if it fails. GNU time reports
+    the RSS: a child forked from this process would start with this process's pages."""
+    report = Path(tempfile.mkstemp(prefix="qmo-rss-")[1])
     start = time.monotonic()
-    proc = subprocess.Popen(argv, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
+    done = subprocess.run([TIME, "-f", "%M", "-o", str(report), *argv], env=env, check=False)
     seconds = time.monotonic() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv[:2]} failed with {proc.returncode}")
-    return seconds, usage.ru_maxrss / 1024
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[:2]} failed with {done.returncode}")
+    rss_kib = float(report.read_text().strip().splitlines()[-1])
+    report.unlink()
+    return seconds, rss_kib / 1024
 
 
 def client_argv(
@@ -160,20 +178,24 @@ def measure(
     }
     timings = []
     back = file.with_name("back.bin")
+    cache = file.with_name("cache")
     for round_ in range(rounds):
         for client in clients:  # in turns, so a slow phase of the machine hits all alike
             key = f"{client}/{round_}/blob.bin"
-            for op, path in (("put", file), ("get", back)):
+            ops = [("put", file), ("get", back)] + ([("warm", back)] if client == "qmo" else [])
+            for op, path in ops:
                 argv = [
                     a.replace("{endpoint}", server.endpoint)
                     for a in client_argv(client, op, key, path, s5cmd, python)
                 ]
-                seconds, rss = run_child(argv, {**env, "OP": op, "KEY": key, "FILE": str(path)})
+                child = {**env, "OP": op, "KEY": key, "FILE": str(path), "CACHE": str(cache)}
+                seconds, rss = run_child(argv, {**child, "SHA": digest})
                 timings.append(Timing(client, op, seconds, rss))
                 print(f"{client} {op} round {round_}: {seconds:.2f}s {rss:.0f} MiB", flush=True)
-            if sha256(back) != digest:
+            read_back = cache / "bench" / "blob.bin" if client == "qmo" else back
+            if sha256(read_back) != digest:
                 raise RuntimeError(f"{client}: the file read back differs from the one written")
-            back.unlink()
+            read_back.unlink()
     return timings
 
 
@@ -210,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         print("| client | op | median s | min s | max s | MiB/s (median) | peak RSS MiB |")
         print("|---|---|---|---|---|---|---|")
         for client in args.clients:
-            for op in ("put", "get"):
+            for op in ("put", "get", "warm") if client == "qmo" else ("put", "get"):
                 rows = sorted(t.seconds for t in timings if t.client == client and t.op == op)
                 rss = max(t.peak_rss_mib for t in timings if t.client == client and t.op == op)
                 median = rows[len(rows) // 2]

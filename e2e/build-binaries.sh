@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned upstream binaries of the local control plane from the Go module
 # proxy: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd, kwok,
-# kwokctl, helm and promtool, and fetches the Gateway API's CRDs. Output goes to a cache
+# kwokctl, helm, promtool and versitygw (the engine-store tests' S3 server), and fetches the
+# Gateway API's CRDs. Output goes to a cache
 # outside the repo:
 #   ${QMO_BIN_DIR:-~/.cache/qmo/bin/k8s-<version>}
 # Binaries already built at the pinned version are skipped, so a warm run takes seconds.
@@ -103,6 +104,14 @@ build_promtool() {
     "github.com/prometheus/prometheus/cmd/promtool@$module"
 }
 
+build_versitygw() {
+  # The S3-compatible server of the engine-store tests (tests/support/store_server.py).
+  log "building versitygw v$VERSITYGW_VERSION"
+  GOBIN=$bin go install -ldflags="-s -w -X main.Version=v$VERSITYGW_VERSION" \
+    "github.com/versity/versitygw/cmd/versitygw@v$VERSITYGW_VERSION"
+  echo "$VERSITYGW_VERSION" >"$bin/versitygw.version"
+}
+
 fetch_gateway_api_crds() {
   # The Gateway API's standard-channel CRDs, as its Go module ships them (no build): the local
   # control plane installs them for the routing tests. The validating admission policy file is
@@ -137,6 +146,8 @@ is_built etcd "$ETCD_VERSION" --version || { todo=1; build_etcd; }
 is_built kwok "$KWOK_VERSION" --version && is_built kwokctl "$KWOK_VERSION" --version || { todo=1; build_kwok; }
 is_built helm "v$HELM_VERSION" version --short || { todo=1; build_helm; }
 is_built promtool "version $PROMETHEUS_VERSION " --version || { todo=1; build_promtool; }
+[ -x "$bin/versitygw" ] && [ "$(cat "$bin/versitygw.version" 2>/dev/null)" = "$VERSITYGW_VERSION" ] \
+  || { todo=1; build_versitygw; }
 [ -s "$bin/gateway-api-v$GATEWAY_API_VERSION/gateway.networking.k8s.io_httproutes.yaml" ] \
   || { todo=1; fetch_gateway_api_crds; }
 [ -s "$bin/keda-v$KEDA_VERSION/keda.sh_scaledobjects.yaml" ] || { todo=1; fetch_keda_crds; }

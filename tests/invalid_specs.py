@@ -112,6 +112,18 @@ INVALID_CASES = [
         server=_rule_message("store.size must be above zero"),
     ),
     InvalidCase(
+        "a bucket on a store of type pvc",
+        {"engine": {"store": {"type": "pvc", "s3": {"bucket": "models"}}}},
+        local=_rule_message("engine.store.s3 is set but engine.store.type is pvc"),
+        server=_rule_message("engine.store.s3 is set but engine.store.type is pvc"),
+    ),
+    InvalidCase(
+        "a bucket name S3 would refuse",
+        {"engine": {"store": {"type": "s3", "s3": {"bucket": "Models_Bucket"}}}},
+        local="String should match pattern",
+        server="should match",
+    ),
+    InvalidCase(
         "an engine store of zero bytes",
         {"engine": {"store": {"create": True, "size": "0"}}},
         local=_rule_message("store.size must be above zero"),

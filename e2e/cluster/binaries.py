@@ -20,6 +20,7 @@ NAMES = (
     "kwokctl",
     "helm",
     "promtool",
+    "versitygw",
 )
 
 

@@ -89,7 +89,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from qmo.config import OperatorConfig
+    from qmo.config import NodeCache, OperatorConfig, S3Defaults, StoreGc
     from qmo.runner import RunOptions, run
 
     config = OperatorConfig(
@@ -102,6 +102,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         prometheus_address=args.prometheus_address,
         image_pull_secrets=tuple(args.image_pull_secret or ()),
         eval_node_selector=tuple(args.eval_node_selector or ()),
+        store_type=args.store_type,
+        s3=S3Defaults(
+            bucket=args.store_s3_bucket,
+            prefix=args.store_s3_prefix,
+            endpoint=args.store_s3_endpoint,
+            region=args.store_s3_region,
+            path_style=args.store_s3_path_style,
+            ca_bundle_configmap=args.store_s3_ca_bundle_configmap,
+            credentials_secret=args.store_s3_credentials_secret,
+            service_account=args.store_s3_service_account,
+        ),
+        node_cache=NodeCache(
+            mode=args.node_cache_mode, host_path=args.node_cache_path, size=args.node_cache_size
+        ),
+        store_image=args.store_image or args.evaluator_image,
+        store_gc=StoreGc(
+            interval_seconds=args.store_gc_interval_seconds,
+            retention_hours=args.store_gc_retention_hours,
+            delete=args.store_gc_delete,
+        ),
     )
     election = None
     if args.leader_elect:
@@ -258,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="an image pull Secret for the pods qmo creates (build, eval and serving; it must "
         "exist in each model's namespace); repeatable",
     )
+    _store_arguments(run)
     run.add_argument(
         "--resync-seconds",
         type=float,
@@ -340,3 +361,69 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _store_arguments(run: argparse.ArgumentParser) -> None:
+    """The engine store of models that name none, the node cache, and the store's GC."""
+    store = run.add_argument_group("engine store (docs/install.md#engine-store)")
+    store.add_argument(
+        "--store-type",
+        choices=["pvc", "s3"],
+        default="pvc",
+        help="where models that set no engine.store.type keep artifacts",
+    )
+    store.add_argument("--store-s3-bucket", help="the default bucket")
+    store.add_argument("--store-s3-prefix", default="qmo", help="key prefix in the bucket")
+    store.add_argument("--store-s3-endpoint", help="S3-compatible endpoint URL (unset: AWS)")
+    store.add_argument("--store-s3-region", default="us-east-1", help="the bucket's region")
+    store.add_argument(
+        "--store-s3-path-style", action="store_true", help="path-style bucket addressing"
+    )
+    store.add_argument(
+        "--store-s3-ca-bundle-configmap",
+        metavar="NAME",
+        help="a ConfigMap (key ca.crt) in each model namespace with the endpoint's CA bundle",
+    )
+    store.add_argument(
+        "--store-s3-credentials-secret",
+        metavar="NAME",
+        help="a Secret (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) in each model namespace; "
+        "unset: workload identity",
+    )
+    store.add_argument(
+        "--store-s3-service-account",
+        metavar="NAME",
+        help="the ServiceAccount store pods run as, for workload identity",
+    )
+    store.add_argument(
+        "--store-image", help="image of the store steps (qmo-store); default: the evaluator's"
+    )
+    store.add_argument(
+        "--node-cache-mode",
+        choices=["node", "pod"],
+        default="node",
+        help="node: a hostPath cache shared by the node's pods; pod: each pod's emptyDir",
+    )
+    store.add_argument(
+        "--node-cache-path", default="/var/lib/qmo/cache", help="the node cache's hostPath"
+    )
+    store.add_argument(
+        "--node-cache-size", default="500Gi", help="the cache's limit (LRU eviction above it)"
+    )
+    store.add_argument(
+        "--store-gc-interval-seconds",
+        type=float,
+        default=21600.0,
+        help="how often the default bucket is garbage-collected (0: never)",
+    )
+    store.add_argument(
+        "--store-gc-retention-hours",
+        type=float,
+        default=168.0,
+        help="an unreferenced artifact is kept this long after GC first finds it so",
+    )
+    store.add_argument(
+        "--store-gc-delete",
+        action="store_true",
+        help="delete what GC collects (without it GC only reports: a dry run)",
+    )

@@ -390,6 +390,13 @@ class EngineStoreSpec(ApiModel):
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
+            cel="!has(self.s3) || !has(self.type) || self.type == 's3'",
+            message="engine.store.s3 is set but engine.store.type is pvc: set type: s3, or "
+            "remove s3",
+            check=lambda s: s.s3 is None or s.type in (None, "s3"),
+            field_path=".s3",
+        ),
+        Rule(
             cel="!has(self.size) || quantity(self.size).compareTo(quantity('0')) > 0",
             message="engine.store.size must be above zero (such as 500Gi): it is the size of "
             "the claim qmo creates",
