@@ -359,10 +359,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _store_arguments(run: argparse.ArgumentParser) -> None:
     """The engine store of models that name none, the node cache, and the store's GC."""
     store = run.add_argument_group("engine store (docs/install.md#engine-store)")
@@ -427,3 +423,7 @@ def _store_arguments(run: argparse.ArgumentParser) -> None:
         action="store_true",
         help="delete what GC collects (without it GC only reports: a dry run)",
     )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
