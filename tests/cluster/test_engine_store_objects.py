@@ -333,3 +333,34 @@ def test_a_copy_from_the_claim_publishes_under_the_new_key_without_a_build(
 def test_object_store_keys_stay_under_the_prefix(location: S3Location) -> None:
     assert location.artifact_key("k", "a/b").startswith(location.prefix + "/artifacts/k/")
     assert S3Location.from_env(location.to_env()) == location
+
+
+def test_get_and_put_move_store_paths_for_build_and_eval_pods(
+    tmp_path: Path, server: StoreServer, location: S3Location
+) -> None:
+    """Datasets in (a file and a directory), an evaluation's outcomes out."""
+    env = {**_env(server), **location.to_env()}
+    objects = connect(location, env)
+    objects.write_bytes(location.key("benchmarks/gsm8k.jsonl"), b'{"q": 1}\n')
+    objects.write_bytes(location.key("tasks/support/task.yaml"), b"task: support\n")
+    os.environ.update(env)
+    try:
+        got = cli.main(
+            ["get", "--into", str(tmp_path / "store"), "--path", "benchmarks/gsm8k.jsonl",
+             "--path", "tasks/support"]
+        )  # fmt: skip
+        (tmp_path / "out" / "gsm8k").mkdir(parents=True)
+        (tmp_path / "out" / "gsm8k" / "outcomes.jsonl").write_text("{}\n")
+        put = cli.main(["put", "--from", str(tmp_path / "out"), "--to", "evaluations/e1"])
+        missing = cli.main(
+            ["get", "--into", str(tmp_path / "store"), "--path", "nothing/here",
+             "--termination-log", str(tmp_path / "said")]
+        )  # fmt: skip
+    finally:
+        for name in env:
+            os.environ.pop(name, None)
+    assert (got, put, missing) == (0, 0, cli.EXIT_FAILED)
+    assert (tmp_path / "store" / "benchmarks" / "gsm8k.jsonl").read_bytes() == b'{"q": 1}\n'
+    assert (tmp_path / "store" / "tasks" / "support" / "task.yaml").is_file()
+    assert objects.read_bytes(location.key("evaluations/e1/gsm8k/outcomes.jsonl")) == b"{}\n"
+    assert json.loads((tmp_path / "said").read_text())["reason"] == "StorePathMissing"

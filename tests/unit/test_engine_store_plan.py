@@ -14,7 +14,7 @@ import pytest
 
 from qmo.config import NodeCache, OperatorConfig, S3Defaults
 from qmo.manifests.build import build_job
-from qmo.manifests.evaluation import eval_job
+from qmo.manifests.evaluation import EVAL_CONTAINER, eval_job
 from qmo.manifests.serving import build_deployment
 from qmo.manifests.store import CACHE_MOUNT_PATH, FETCH_CONTAINER, GET_CONTAINER, StoreSetup
 from qmo.planner.plan import plan_model
@@ -190,10 +190,18 @@ def test_an_eval_job_on_a_bucket_gets_its_datasets_and_uploads_its_outcomes() ->
         spec, evaluation, an_owner(), image="evaluator", store=StoreSetup.of(spec, BUCKET_CONFIG)
     )
     pod = _pod(job)
-    get = pod["initContainers"][0]
+    get, evaluator = pod["initContainers"]
     assert get["name"] == GET_CONTAINER
     assert "--path=benchmarks/gsm8k.jsonl" in get["args"]
-    assert _env(pod["containers"][0])["QMO_STORE_S3_BUCKET"] == "models"
+    # Model-written code runs in the evaluator: it holds no key, and no address of the store.
+    assert evaluator["name"] == EVAL_CONTAINER
+    assert not any(e["name"].startswith(("AWS_", "QMO_STORE_")) for e in evaluator["env"])
+    (upload,) = pod["containers"]
+    assert upload["args"][:2] == ["put", "--from"]
+    assert upload["args"][-1].startswith("evaluations/models/llama/h100-fp8/")
+    assert _env(upload)["AWS_ACCESS_KEY_ID"] == {
+        "secretKeyRef": {"name": "s3-keys", "key": "AWS_ACCESS_KEY_ID"}
+    }
 
 
 def test_whatever_a_model_a_report_or_a_pod_names_is_referenced() -> None:

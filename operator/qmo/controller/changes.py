@@ -397,7 +397,7 @@ def _evaluations(
         return
     owner = out.owner
     out.apply_if_changed(benchmarks_config_map(spec, owner), None)
-    out.apply_if_changed(eval_network_policy(spec, owner), None)
+    out.apply_if_changed(eval_network_policy(spec, owner, out.store), None)
     # A variant with a refused object may call another model's Service: it waits.
     refused = {c.variant for c in out.changes if isinstance(c, Refuse)}
     for evaluation in plan.evaluations:

@@ -130,7 +130,11 @@ def _terminated(pods: list[Obj]) -> list[Obj]:
     found = [
         terminated
         for pod in pods
-        for status in (pod.get("status") or {}).get("containerStatuses") or []
+        # On a bucket store the evaluator runs as an init container (qmo.manifests.evaluation)
+        for status in [
+            *((pod.get("status") or {}).get("containerStatuses") or []),
+            *((pod.get("status") or {}).get("initContainerStatuses") or []),
+        ]
         if status.get("name") == EVAL_CONTAINER
         and (terminated := (status.get("state") or {}).get("terminated"))
     ]

@@ -165,6 +165,15 @@ def project_pod(obj: Obj) -> Obj:
         containers.append({"name": name, "state": {"terminated": kept} if terminated else {}})
     fetches = []
     for container in status.get("initContainerStatuses") or []:
+        if container.get("name") == EVAL_CONTAINER:  # the evaluator on a bucket store
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            kept = {
+                k: terminated[k] for k in ("message", "finishedAt", "exitCode") if k in terminated
+            }
+            fetches.append(
+                {"name": EVAL_CONTAINER, "state": {"terminated": kept} if terminated else {}}
+            )
+            continue
         if container.get("name") != FETCH_CONTAINER:
             continue
         last = (container.get("lastState") or {}).get("terminated") or {}
@@ -178,7 +187,8 @@ def project_pod(obj: Obj) -> Obj:
             "phase": status.get("phase"),
             "conditions": scheduled,
             "containerStatuses": containers,
-            # A serving pod's fetch step: what it said when it last failed.
+            # A serving pod's fetch step (what it said when it last failed), or the
+            # evaluator where it runs as an init container.
             **({"initContainerStatuses": fetches} if fetches else {}),
         },
     }

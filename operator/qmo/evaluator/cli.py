@@ -23,9 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from qmo import __version__
@@ -56,8 +55,6 @@ from qmo.evaluator.report_writer import (
 )
 from qmo.evaluator.speed import ProbeSettings
 from qmo.planner.cachekey import short_key
-from qmo.store.location import S3Location
-from qmo.store.objects import connect
 
 log = logging.getLogger("qmo.eval")
 
@@ -307,7 +304,6 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         store_root=args.store_root,
         samples=dict(args.samples),
         outcomes_dir=args.outcomes_dir,
-        upload=store_uploader(os.environ),
         speed=ProbeSettings(
             concurrency=args.speed_concurrency,
             requests=args.speed_requests,
@@ -342,13 +338,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         import_writer = PrintWriter()
     return import_lm_eval(args, import_writer)
-
-
-def store_uploader(env: Mapping[str, str]) -> Callable[[Path, str], None] | None:
-    """With an object store (qmo.store.location in the environment), what uploads a file
-    written under /store to the same path in the bucket; None on the claim."""
-    location = S3Location.from_env(env)
-    if location is None:
-        return None
-    objects = connect(location, env)
-    return lambda path, relative: objects.upload_file(path, location.key(relative))

@@ -59,8 +59,6 @@ class RunOptions:
     samples: dict[str, int] = field(default_factory=dict)
     # Where the per-item outcomes go (the engine store, beside the report); None: not kept.
     outcomes_dir: Path | None = None
-    # With an object store: uploads a file written under store_root to the same path there.
-    upload: Callable[[Path, str], None] | None = None
 
     @property
     def allow_code_execution(self) -> bool:
@@ -315,13 +313,6 @@ def _keep_outcomes(
         log.warning("Benchmark %s: per-item outcomes not kept: %s.", spec.name, err)
         return None
     try:
-        relative = str(path.relative_to(options.store_root))
+        return str(path.relative_to(options.store_root))
     except ValueError:
         return str(path)
-    if options.upload is not None:
-        try:
-            options.upload(path, relative)
-        except Exception as err:  # the report goes on without them
-            log.warning("Benchmark %s: per-item outcomes not uploaded: %s.", spec.name, err)
-            return None
-    return relative

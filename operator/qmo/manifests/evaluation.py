@@ -24,9 +24,16 @@ from qmo.api.quantizedmodel import QuantizedModelSpec, SpeedProbeSpec
 from qmo.manifests import labels, names
 from qmo.manifests.labels import Owner
 from qmo.manifests.pod import STORE_VOLUME, container_security_context, pod_security_context
-from qmo.manifests.store import StoreAccess, StoreSetup, scratch_store_access
+from qmo.manifests.store import (
+    UPLOAD_CONTAINER,
+    StoreAccess,
+    StoreSetup,
+    bucket_env,
+    scratch_store_access,
+    store_container,
+)
 from qmo.planner.cachekey import short_key
-from qmo.planner.store import ClaimStore, claim_store
+from qmo.planner.store import BucketStore, ClaimStore, claim_store
 from qmo.planner.types import Evaluation
 from qmo.resources import NETWORK_POLICIES
 from qmo.vocabulary import Component
@@ -111,7 +118,9 @@ def _port_of(url: str) -> int:
     return parsed.port or (443 if parsed.scheme == "https" else 80)
 
 
-def eval_network_policy(spec: QuantizedModelSpec, owner: Owner) -> dict[str, Any]:
+def eval_network_policy(
+    spec: QuantizedModelSpec, owner: Owner, store: StoreSetup | None = None
+) -> dict[str, Any]:
     """What the model's eval pods may reach: the model's own serving pods (the candidate and
     its baseline) on the serving port, DNS, and only where the spec needs them a judge's port
     and the Hugging Face hub (HTTPS) for named lm-eval tasks; nothing may reach them. Model-
@@ -127,6 +136,12 @@ def eval_network_policy(spec: QuantizedModelSpec, owner: Owner) -> dict[str, Any
     outside = sorted(
         {_port_of(b.judge.url) for b in spec.quality.benchmarks if b.judge is not None}
         | {443 for b in spec.quality.benchmarks if b.lm_eval and b.lm_eval.include is None}
+        # The store steps (datasets in, outcomes out) reach the bucket's endpoint.
+        | (
+            {_port_of(store.store.location.endpoint or "https://s3")}
+            if store and isinstance(store.store, BucketStore)
+            else set()
+        )
     )
     if outside:
         egress.append(
@@ -153,6 +168,13 @@ def eval_network_policy(spec: QuantizedModelSpec, owner: Owner) -> dict[str, Any
             "egress": egress,
         },
     }
+
+
+def _bucket_ports(store: StoreSetup | None) -> set[int]:
+    """The store steps (datasets in, outcomes out) reach the bucket's endpoint."""
+    if store is None or not isinstance(store.store, BucketStore):
+        return set()
+    return {_port_of(store.store.location.endpoint or "https://s3.amazonaws.com")}
 
 
 def _judge_keys(spec: QuantizedModelSpec) -> list[dict[str, Any]]:
@@ -224,6 +246,31 @@ def _store_mounts(
     ]
 
 
+def _evaluator_without_keys(
+    job: dict[str, Any], setup: StoreSetup, owner: Owner, evaluation: Evaluation
+) -> dict[str, Any]:
+    """On a bucket store: the evaluator runs as the last init container, with no store
+    credentials (model-written code runs there), and a container of qmo-store's uploads the
+    per-item outcomes it left after it ends; the termination message stays the evaluator's."""
+    if isinstance(setup.store, ClaimStore):
+        return job
+    pod = job["spec"]["template"]["spec"]
+    evaluator = pod["containers"][0]
+    bucket = {e["name"] for e in bucket_env(setup.store)}
+    evaluator["env"] = [e for e in evaluator["env"] if e["name"] not in bucket]
+    outcomes = outcomes_path(owner, evaluation)
+    upload = store_container(
+        UPLOAD_CONTAINER,
+        setup.image,
+        ["put", "--from", f"{STORE_MOUNT_PATH}/{outcomes}", "--to", outcomes],
+        setup.store,
+        [{"name": STORE_VOLUME, "mountPath": STORE_MOUNT_PATH, "readOnly": True}],
+    )
+    pod["initContainers"] = [*pod.get("initContainers", []), evaluator]
+    pod["containers"] = [upload]
+    return job
+
+
 def eval_job(
     spec: QuantizedModelSpec,
     evaluation: Evaluation,
@@ -249,7 +296,7 @@ def eval_job(
         labels.VARIANT: evaluation.variant,
         labels.CACHE_KEY: short_key(evaluation.cache_key),
     }
-    return {
+    job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
@@ -367,3 +414,4 @@ def eval_job(
             },
         },
     }
+    return _evaluator_without_keys(job, setup, owner, evaluation)

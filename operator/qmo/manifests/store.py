@@ -34,6 +34,7 @@ CACHE_MOUNT_PATH = "/cache"
 CA_VOLUME = "store-ca"
 FETCH_CONTAINER = "fetch-artifact"
 GET_CONTAINER = "get-store-files"
+UPLOAD_CONTAINER = "upload-outcomes"
 FETCH_TERMINATION_PATH = "/dev/termination-log"
 # The store's keys are read from these keys of the model's Secret.
 SECRET_KEYS = (ACCESS_KEY_ENV, SECRET_KEY_ENV)
@@ -118,7 +119,7 @@ def claim_volume(store: ClaimStore, *, read_only: bool) -> tuple[dict[str, Any],
     return volume, mount
 
 
-def _store_container(
+def store_container(
     name: str, image: str, args: list[str], store: BucketStore, mounts: list[dict[str, Any]]
 ) -> dict[str, Any]:
     _, ca_mounts = _ca(store)
@@ -158,7 +159,7 @@ def scratch_store_access(
     )
     if paths:
         args = ["get", "--into", STORE_MOUNT_PATH, *(f"--path={p}" for p in sorted(set(paths)))]
-        access.init_containers.append(_store_container(GET_CONTAINER, image, args, store, [mount]))
+        access.init_containers.append(store_container(GET_CONTAINER, image, args, store, [mount]))
     return access
 
 
@@ -182,7 +183,7 @@ def serving_store_access(
         return StoreAccess([volume], [mount]), f"{STORE_MOUNT_PATH}/artifacts/{key}"
     volumes, _ = _ca(store)
     writable = {"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT_PATH}
-    fetch = _store_container(
+    fetch = store_container(
         FETCH_CONTAINER,
         image,
         [

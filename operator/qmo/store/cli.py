@@ -2,6 +2,7 @@
 
     qmo-store fetch --key KEY --cache DIR --max-bytes N   (serving pods' init container)
     qmo-store get --into DIR --path PATH [--path ...]      (build and eval pods' init container)
+    qmo-store put --from DIR --to PATH                     (eval pods: the per-item outcomes)
     qmo-store gc [--root DIR] --keep-file FILE [--retention-hours H] [--delete]
 
 The bucket comes from the environment (qmo.store.location), credentials from the standard AWS
@@ -51,12 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--into", type=Path, required=True, help="local directory (the /store)")
     get.add_argument("--path", action="append", default=[], help="a path on the store")
     get.add_argument("--termination-log", type=Path, default=Path(TERMINATION_LOG))
+    put = commands.add_parser("put", help="upload a local directory's files to a store path")
+    put.add_argument("--from", dest="source", type=Path, required=True, help="local directory")
+    put.add_argument("--to", required=True, help="the path on the store")
+    put.add_argument("--termination-log", type=Path, default=Path(TERMINATION_LOG))
     collect = commands.add_parser("gc", help="delete artifacts no model needs any more")
     collect.add_argument("--root", type=Path, help="the claim's mount (unset: the bucket)")
     collect.add_argument("--keep-file", type=Path, required=True, help="cache keys to keep")
     collect.add_argument("--retention-hours", type=float, default=168.0)
     collect.add_argument("--delete", action="store_true", help="delete (default: report)")
-    for sub in (fetch, get, collect):
+    for sub in (fetch, get, put, collect):
         show_defaults(sub)
     return show_defaults(parser)
 
@@ -69,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fetch(args, env)
         if args.command == "get":
             return _get(args, env)
+        if args.command == "put":
+            return _put(args, env)
         return _gc(args, env)
     except StoreError as err:
         print(f"qmo-store {args.command}: {err.reason}: {err}", file=sys.stderr)
@@ -127,6 +134,20 @@ def _get(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             target = args.into / info.key[len(root) :]
             objects.download_file(info.key, target, size=info.size)
         print(f"get {location.uri(relative)}: {len(found)} object(s)")
+    return 0
+
+
+def _put(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Every file under --from, to the same relative path under --to (none: nothing to do)."""
+    artifacts = _bucket(env)
+    target = args.to.strip("/")
+    if ".." in Path(target).parts:
+        raise StoreError("StorePathInvalid", f"{args.to!r} leaves the store")
+    files = sorted(p for p in args.source.rglob("*") if p.is_file()) if args.source.is_dir() else []
+    for path in files:
+        key = artifacts.location.key(target, path.relative_to(args.source).as_posix())
+        artifacts.objects.upload_file(path, key)
+    print(f"put {artifacts.location.uri(target)}: {len(files)} file(s)")
     return 0
 
 
