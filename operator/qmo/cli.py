@@ -346,7 +346,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("-f", "--file", action="append", required=True, help="manifest file")
     validate.set_defaults(func=_cmd_validate)
+
+    references = commands.add_parser(
+        "store-references",
+        help="print the cache keys the cluster still needs, one per line (the keep list of "
+        "`qmo-store gc` on a claim)",
+    )
+    references.add_argument("-n", "--namespace", help="one namespace (default: all)")
+    references.set_defaults(func=_cmd_store_references)
     return show_defaults(parser)
+
+
+def _cmd_store_references(args: argparse.Namespace) -> int:
+    """What the operator's GC keeps (qmo.planner.references), read from the cluster once."""
+    from qmo.kube import connect
+    from qmo.planner.references import referenced_keys
+    from qmo.resources import DEPLOYMENTS, JOBS, PODS, QUALITY_REPORTS, QUANTIZED_MODELS
+
+    try:
+        kube = connect()
+
+        def listed(resource: Any) -> list[Any]:
+            return kube.list_objects(resource.api_version, resource.kind, args.namespace)
+
+        workloads = [*listed(DEPLOYMENTS), *listed(JOBS), *listed(PODS)]
+        keys = referenced_keys(listed(QUANTIZED_MODELS), listed(QUALITY_REPORTS), workloads)
+    except Exception as err:  # the kubeconfig, the connection, the API's answer
+        print(f"qmo store-references: {_cluster_error(err)}", file=sys.stderr)
+        return INVALID_INPUT
+    for key in sorted(keys):
+        print(key)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

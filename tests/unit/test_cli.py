@@ -205,6 +205,12 @@ BIN = Path(sys.executable).parent
         (["qmo", "--version"], 0, "qmo 0."),
         (["qmo-eval", "--version"], 0, "qmo-eval 0."),
         (["qmo-builder", "--version"], 0, "qmo-builder 0."),
+        (["qmo-store", "--version"], 0, "qmo-store 0."),
+        (["qmo-store", "fetch", "--key", "k", "--cache", "/tmp/c", "--max-bytes", "1",
+          "--termination-log", "/proc/qmo-no"], 1, "no bucket in the environment"),
+        (["qmo-store", "gc", "--keep-file", "/no/such/keys", "--root", "/tmp"], 2,
+         "cannot read the keep list"),
+        (["qmo", "store-references"], 1, "qmo store-references:"),
         (["qmo", "validate", "-f", "/no/such.yaml"], 2, "No such file"),
         (["qmo", "plan", "-f", "/no/such.yaml"], 2, "No such file"),
         (["qmo", "plan", "-f", "examples/single-precision.yaml", "--cluster"], 1,
@@ -243,6 +249,7 @@ def test_plan_says_when_it_planned_against_no_fleet() -> None:
     [
         (["qmo", "run", "--help"], "/healthz liveness port (default: 8081)"),
         (["qmo-eval", "run", "--help"], "(default: 64)"),
+        (["qmo-store", "fetch", "--help"], "tries before giving up (default: 6)"),
     ],
 )
 def test_help_shows_the_defaults(argv: list[str], shows: str) -> None:

@@ -38,6 +38,10 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+class UsageError(Exception):
+    """A flag or a file the command cannot use: exit 2."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qmo-store", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"qmo-store {__version__}")
@@ -77,9 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "put":
             return _put(args, env)
         return _gc(args, env)
+    except UsageError as err:
+        print(f"qmo-store {args.command}: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except StoreError as err:
         print(f"qmo-store {args.command}: {err.reason}: {err}", file=sys.stderr)
         _terminate(getattr(args, "termination_log", None), err.reason, str(err))
+        return EXIT_FAILED
+    except OSError as err:  # the local disk: the cache or the directory written to
+        message = f"{err.filename or 'a local file'}: {err.strerror or err}"
+        print(f"qmo-store {args.command}: LocalWriteFailed: {message}", file=sys.stderr)
+        _terminate(getattr(args, "termination_log", None), "LocalWriteFailed", message)
         return EXIT_FAILED
 
 
@@ -153,7 +165,11 @@ def _put(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _gc(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     store: ArtifactStore = FilesystemArtifacts(args.root) if args.root else _bucket(env)
-    keep = {line.strip() for line in args.keep_file.read_text().splitlines() if line.strip()}
+    try:
+        text = args.keep_file.read_text()
+    except OSError as err:
+        raise UsageError(f"cannot read the keep list {args.keep_file}: {err.strerror}") from err
+    keep = {line.strip() for line in text.splitlines() if line.strip()}
     result = gc.collect(
         store,
         keep,
