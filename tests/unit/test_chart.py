@@ -53,6 +53,14 @@ VALUE_SETS = {
         "metrics.serviceMonitor.enabled": "true",
         "metrics.serviceMonitor.tlsConfig.serverName": "qmo-operator-metrics.qmo-system.svc",
     },
+    "an S3 engine store with its node cache": {
+        "engineStore.type": "s3",
+        "engineStore.s3.bucket": "qmo-artifacts",
+        "engineStore.s3.endpoint": "https://minio.storage:9000",
+        "engineStore.s3.pathStyle": "true",
+        "engineStore.s3.credentialsSecret": "s3-keys",
+        "engineStore.gc.delete": "true",
+    },
     "a NetworkPolicy for the operator, narrowed": {
         "networkPolicy.enabled": "true",
         "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name": "monitoring",
@@ -452,3 +460,27 @@ def test_metrics_auth_grants_the_reviews_and_a_reader_role_and_the_scrape_sends_
     [endpoint] = rendered.one("ServiceMonitor")["spec"]["endpoints"]
     assert endpoint["scheme"] == "https"
     assert endpoint["bearerTokenFile"].endswith("serviceaccount/token")
+
+
+def test_an_s3_store_reaches_the_operator_and_its_node_cache_is_prepared_without_root_at_rest() -> (
+    None
+):
+    values = VALUE_SETS["an S3 engine store with its node cache"]
+    rendered = template(values)
+    container = rendered.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+    parsed = build_parser().parse_args(["run", *container["args"]])
+    assert (parsed.store_type, parsed.store_s3_bucket, parsed.store_s3_path_style) == (
+        "s3", "qmo-artifacts", True,
+    )  # fmt: skip
+    assert parsed.store_gc_delete
+    keys = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e
+            and "secretKeyRef" in e["valueFrom"]}  # fmt: skip
+    assert keys["AWS_SECRET_ACCESS_KEY"] == {"name": "s3-keys", "key": "AWS_SECRET_ACCESS_KEY"}
+    daemon = rendered.one("DaemonSet")["spec"]["template"]["spec"]
+    (prepare,) = daemon["initContainers"]
+    assert prepare["securityContext"]["capabilities"] == {
+        "drop": ["ALL"], "add": ["CHOWN", "FOWNER"],
+    }  # fmt: skip
+    assert daemon["containers"][0]["securityContext"]["runAsNonRoot"] is True
+    assert daemon["volumes"][0]["hostPath"]["path"] == "/var/lib/qmo/cache"
+    assert not template({}).all("DaemonSet"), "on the pvc store: no DaemonSet"
