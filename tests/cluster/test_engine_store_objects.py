@@ -11,7 +11,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -364,3 +367,44 @@ def test_get_and_put_move_store_paths_for_build_and_eval_pods(
     assert (tmp_path / "store" / "tasks" / "support" / "task.yaml").is_file()
     assert objects.read_bytes(location.key("evaluations/e1/gsm8k/outcomes.jsonl")) == b"{}\n"
     assert json.loads((tmp_path / "said").read_text())["reason"] == "StorePathMissing"
+
+
+def test_an_upload_killed_half_way_leaves_nothing_visible_and_the_retry_completes(
+    tmp_path: Path, server: StoreServer, location: S3Location, store: S3Artifacts
+) -> None:
+    """A builder SIGKILLed in the middle of a multipart upload: no object, no artifact."""
+    key = "u" * 16
+    big = tmp_path / "staging" / "checkpoint" / "model.safetensors"
+    big.parent.mkdir(parents=True)
+    big.write_bytes(os.urandom(1 << 20) * 96)  # 96 MiB: several parts
+    object_key = location.artifact_key(key, "checkpoint/model.safetensors")
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from qmo.store.location import S3Location\n"
+        "from qmo.store.objects import connect\n"
+        "loc = S3Location.from_env(os.environ)\n"
+        "connect(loc, os.environ).upload_file(Path(sys.argv[1]), sys.argv[2], part_size=8 << 20,"
+        " concurrency=1)\n"
+    )
+    uploads = server.root / "data" / BUCKET / ".sgwtmp" / "multipart"
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(big), object_key],
+        env={**os.environ, **_env(server), **location.to_env()},
+    )
+    try:
+        # The server keeps a multipart upload's parts under .sgwtmp until it completes: once
+        # some are there, the upload is half-way.
+        deadline = time.monotonic() + 60
+        while not any(p.is_file() for p in uploads.rglob("*")):
+            assert child.poll() is None, "the upload ended before it could be killed"
+            assert time.monotonic() < deadline, "no part reached the server"
+            time.sleep(0.01)  # a file appearing on disk has no watch to wait on
+    finally:
+        child.kill()
+        child.wait()
+    assert store.objects.head(object_key) is None, "a killed multipart upload is no object"
+    assert store.finished_manifest(key) is None
+    outcome = _build(tmp_path, store, key)
+    assert not outcome.reused
+    assert store.finished_manifest(key) is not None
