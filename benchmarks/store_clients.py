@@ -199,6 +199,50 @@ def measure(
     return timings
 
 
+def measure_fetch(
+    server: StoreServer, file: Path, digest: str, rounds: int, s5cmd: Path
+) -> list[Timing]:
+    """One artifact (the file, then its manifest), published once by qmo; then, in turns on
+    that same object: s5cmd's download, qmo's cold fetch into an empty node cache (every byte
+    checked against the manifest), and qmo's warm start from that cache."""
+    env = {
+        **os.environ,
+        "ENDPOINT": server.endpoint,
+        "AWS_ACCESS_KEY_ID": server.access_key,
+        "AWS_SECRET_ACCESS_KEY": server.secret_key,
+        "AWS_REGION": "us-east-1",
+        "BUCKET": BUCKET,
+        "KEY": "fetch",
+        "FILE": str(file),
+        "CACHE": str(file.with_name("cache")),
+        "SHA": digest,
+    }
+    run_child([sys.executable, "-c", _QMO], {**env, "OP": "put"})
+    back = file.with_name("back.bin")
+    url = f"s3://{BUCKET}/fetch/artifacts/bench/blob.bin"
+    steps = {
+        "s5cmd get": [str(s5cmd), "--endpoint-url", server.endpoint, "--numworkers",
+                      str(CONCURRENCY), "cp", "--concurrency", str(CONCURRENCY), "--part-size",
+                      "64", url, str(back)],
+        "qmo get": [sys.executable, "-c", _QMO],
+        "qmo warm": [sys.executable, "-c", _QMO],
+    }  # fmt: skip
+    timings = []
+    for round_ in range(rounds):
+        for name, argv in steps.items():
+            client, op = name.split()
+            seconds, rss = run_child(argv, {**env, "OP": op})
+            timings.append(Timing(client, op, seconds, rss))
+            print(f"{name} round {round_}: {seconds:.2f}s {rss:.0f} MiB", flush=True)
+        if (
+            sha256(back) != digest
+            or sha256(file.with_name("cache") / "bench" / "blob.bin") != digest
+        ):
+            raise RuntimeError("a file read back differs from the one written")
+        back.unlink()
+    return timings
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=float, default=3.0)
@@ -206,6 +250,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", nargs="+", default=["boto3", "obstore", "s5cmd", "qmo"])
     parser.add_argument("--s5cmd", type=Path, default=store_binary("s5cmd"))
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--fetch",
+        action="store_true",
+        help="only qmo's fetch against s5cmd on one published artifact, in turns",
+    )
     parser.add_argument(
         "--boto3-python",
         default=sys.executable,
@@ -219,20 +268,24 @@ def main(argv: list[str] | None = None) -> None:
         digest = make_file(file, size)
         with StoreServer.start(work / "server") as server:
             server.create_bucket(BUCKET)
-            timings = measure(
-                server,
-                args.clients,
-                file,
-                digest,
-                args.rounds,
-                args.s5cmd,
-                {"boto3": args.boto3_python},
-            )
+            if args.fetch:
+                args.clients = ["s5cmd", "qmo"]
+                timings = measure_fetch(server, file, digest, args.rounds, args.s5cmd)
+            else:
+                timings = measure(
+                    server,
+                    args.clients,
+                    file,
+                    digest,
+                    args.rounds,
+                    args.s5cmd,
+                    {"boto3": args.boto3_python},
+                )
         print(f"file: {size / (1 << 30):.2f} GiB, {args.rounds} rounds, server {server.kind}")
         print("| client | op | median s | min s | max s | MiB/s (median) | peak RSS MiB |")
         print("|---|---|---|---|---|---|---|")
         for client in args.clients:
-            for op in ("put", "get", "warm") if client == "qmo" else ("put", "get"):
+            for op in dict.fromkeys(t.op for t in timings if t.client == client):
                 rows = sorted(t.seconds for t in timings if t.client == client and t.op == op)
                 rss = max(t.peak_rss_mib for t in timings if t.client == client and t.op == op)
                 median = rows[len(rows) // 2]

@@ -16,14 +16,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from qmo.builder import pipeline
 from qmo.builder.publishers import ObjectStorePublisher, StoreUnavailable
 from qmo.builder.recipes import recipe_for
+from qmo.config import OperatorConfig, S3Defaults, StoreGc
+from qmo.controller import store_gc
 from qmo.store import cache, cli, gc
 from qmo.store.artifacts import FilesystemArtifacts, S3Artifacts
 from qmo.store.location import MANIFEST, S3Location
@@ -408,3 +412,48 @@ def test_an_upload_killed_half_way_leaves_nothing_visible_and_the_retry_complete
     outcome = _build(tmp_path, store, key)
     assert not outcome.reused
     assert store.finished_manifest(key) is not None
+
+
+class _Cache:
+    """What the operator's GC reads of its caches: every cached object of a kind."""
+
+    def __init__(self, objects: dict[str, list[dict[str, object]]]) -> None:
+        self.objects = objects
+
+    def all_of(self, kind: str) -> list[dict[str, object]]:
+        return self.objects.get(kind, [])
+
+
+def test_the_operators_gc_keeps_what_the_cluster_names_and_reports_it_in_metrics(
+    tmp_path: Path, server: StoreServer, location: S3Location, store: S3Artifacts,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    for key in ("a" * 16, "b" * 16, "c" * 16):
+        _build(tmp_path, store, key, shards=1)
+    cache = _Cache(
+        {
+            "QuantizedModel": [{"status": {"variants": [{"cacheKey": "a" * 16}]}}],
+            "Pod": [{"metadata": {"annotations": {"qmo.dev/revision": "b" * 16}}}],
+        }
+    )
+    config = OperatorConfig(
+        s3=S3Defaults(
+            bucket=BUCKET, prefix=location.prefix, endpoint=server.endpoint, path_style=True
+        ),
+        store_gc=StoreGc(retention_hours=1.0, delete=False),
+    )
+    for name, value in _env(server).items():
+        monkeypatch.setenv(name, value)
+    dry = store_gc.collect_once(cache, config, datetime.now(UTC))  # type: ignore[arg-type]
+    assert dry is not None
+    assert [a.cache_key for a in dry.plan.keep] == ["a" * 16, "b" * 16]
+    assert REGISTRY.get_sample_value("qmo_store_artifacts", {"state": "referenced"}) == 2
+    assert REGISTRY.get_sample_value("qmo_store_artifacts", {"state": "waiting"}) == 1
+    assert REGISTRY.get_sample_value("qmo_store_gc_dry_run") == 1
+    deleting = replace(config, store_gc=StoreGc(retention_hours=1.0, delete=True))
+    store_gc.collect_once(cache, deleting, datetime.now(UTC))  # type: ignore[arg-type]
+    later = datetime.now(UTC) + timedelta(hours=2)
+    done = store_gc.collect_once(cache, deleting, later)  # type: ignore[arg-type]
+    assert done is not None
+    assert [a.cache_key for a in done.plan.collect] == ["c" * 16]
+    assert [a.cache_key for a in store.inventory()] == ["a" * 16, "b" * 16]
