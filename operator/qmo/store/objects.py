@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from qmo.store.location import (
 
 PART_SIZE = 32 * 1024 * 1024
 CONCURRENCY = 8
+STREAM_CHUNK = 64 * 1024  # at least this much per write (hyper frames are merged up to it)
+HASH_BUFFER = 8 * 1024 * 1024
 
 
 class StoreError(Exception):
@@ -172,49 +175,59 @@ class ObjectStore:
         part_size: int = PART_SIZE,
         concurrency: int = CONCURRENCY,
     ) -> str:
-        """Write object `key` to `target`; returns its SHA-256, computed as the bytes arrive.
+        """Write object `key` to `target`; returns the SHA-256 of what landed there.
 
-        Each worker fetches a range and writes it at its offset (pwrite: no ordering needed);
-        this thread hashes the parts in order meanwhile, at most `concurrency` parts ahead."""
+        Workers stream ranges of `part_size` in parallel and write each chunk at its offset;
+        this thread hashes the file in order as parts complete, reading them back from the
+        page cache into one reused buffer. Streaming in small chunks, not whole ranges into
+        fresh buffers, is what keeps page faults (and system time) near s5cmd's."""
         if size is None:
             info = self.head(key)
             if info is None:
                 raise StoreError("ArtifactIncomplete", f"{self.location.uri(key)} does not exist")
             size = info.size
-        digest = hashlib.sha256()
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        back = os.open(target, os.O_RDONLY)
         try:
-            os.ftruncate(fd, size)
-            read = self._range_reader(key)
+            parts = _Parts()
 
-            def fetch(start: int, end: int) -> bytes | memoryview:
-                part = read(start, end)
-                written = 0
-                while written < len(part):
-                    written += os.pwrite(fd, part[written:], start + written)
-                return part
+            def fetch(start: int, end: int) -> None:
+                try:
+                    written = self._call(
+                        f"get {key}", lambda: self._write_range(key, out, start, end)
+                    )
+                    if written != end - start:
+                        raise StoreError(
+                            "ArtifactCorrupt",
+                            f"{key}: got {written} bytes at {start}, not {end - start}",
+                        )
+                finally:
+                    parts.done(start)  # or failed: the hashing thread raises its error
 
             with ThreadPoolExecutor(concurrency) as pool:
-                for part in _in_order(pool, fetch, size, part_size, concurrency):
-                    digest.update(part)
+                starts = range(0, size, part_size)
+                futures = [pool.submit(fetch, s, min(s + part_size, size)) for s in starts]
+                try:
+                    digest = _hash_in_order(back, starts, size, part_size, parts, futures)
+                finally:
+                    for future in futures:
+                        future.cancel()
         finally:
-            os.close(fd)
-        return digest.hexdigest()
+            os.close(out)
+            os.close(back)
+        return digest
 
-    def _range_reader(self, key: str) -> Callable[[int, int], bytes | memoryview]:
-        def read(start: int, end: int) -> bytes | memoryview:
-            part = self._call(
-                f"get {key}", lambda: self._ob.get_range(self._raw, key, start=start, end=end)
-            )
-            view = memoryview(part)
-            if len(view) != end - start:
-                raise StoreError(
-                    "ArtifactCorrupt", f"{key}: got {len(view)} bytes at {start}, not {end - start}"
-                )
-            return view
-
-        return read
+    def _write_range(self, key: str, fd: int, start: int, end: int) -> int:
+        position = start
+        stream = self._ob.get(self._raw, key, options={"range": (start, end)})
+        for chunk in stream.stream(min_chunk_size=STREAM_CHUNK):
+            view = memoryview(chunk)
+            written = 0
+            while written < len(view):
+                written += os.pwrite(fd, view[written:], position + written)
+            position += len(view)
+        return position - start
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under `prefix` (a '/'-ended key prefix)."""
@@ -231,26 +244,49 @@ class ObjectStore:
             self._call(f"delete {len(batch)} objects", lambda: self._ob.delete(self._raw, batch))
 
 
-def _in_order(
-    pool: ThreadPoolExecutor,
-    read: Callable[[int, int], bytes | memoryview],
+class _Parts:
+    """Which parts (by start offset) are on disk; the hashing thread waits on it."""
+
+    def __init__(self) -> None:
+        self._done: set[int] = set()
+        self._changed = threading.Condition()
+
+    def done(self, start: int) -> None:
+        with self._changed:
+            self._done.add(start)
+            self._changed.notify_all()
+
+    def wait(self, start: int) -> None:
+        with self._changed:
+            self._changed.wait_for(lambda: start in self._done)
+
+
+def _hash_in_order(
+    fd: int,
+    starts: range,
     size: int,
     part_size: int,
-    window: int,
-) -> Iterator[bytes | memoryview]:
-    """Parts of [0, size) read in parallel, at most `window` ahead, yielded in order."""
-    starts = iter(range(0, size, part_size))
-    pending: list[Future[bytes | memoryview]] = []
-    for start in starts:
-        pending.append(pool.submit(read, start, min(start + part_size, size)))
-        if len(pending) >= window:
-            break
-    while pending:
-        part = pending.pop(0).result()
-        nxt = next(starts, None)
-        if nxt is not None:
-            pending.append(pool.submit(read, nxt, min(nxt + part_size, size)))
-        yield part
+    parts: _Parts,
+    futures: Sequence[Future[None]],
+) -> str:
+    """SHA-256 of the file at `fd`, read in order as each part is written; a part's failure
+    (its future's exception) is raised here."""
+    digest = hashlib.sha256()
+    buffer = bytearray(HASH_BUFFER)
+    view = memoryview(buffer)
+    for index, start in enumerate(starts):
+        future = futures[index]
+        parts.wait(start)
+        future.result()  # raises the part's error
+        end = min(start + part_size, size)
+        position = start
+        while position < end:
+            read = os.preadv(fd, [view[: min(len(buffer), end - position)]], position)
+            if read <= 0:
+                raise StoreError("ArtifactCorrupt", f"short read at {position}")
+            digest.update(view[:read])
+            position += read
+    return digest.hexdigest()
 
 
 def _is_not_found(err: Exception) -> bool:
