@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from qmo.builder.artifact import sha256_file
 from tests.support.store_server import StoreServer, store_binary
 
 BUCKET = "bench"
@@ -149,14 +150,6 @@ def make_file(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        while chunk := data.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def measure(
     server: StoreServer,
     clients: list[str],
@@ -193,7 +186,7 @@ def measure(
                 timings.append(Timing(client, op, seconds, rss))
                 print(f"{client} {op} round {round_}: {seconds:.2f}s {rss:.0f} MiB", flush=True)
             read_back = cache / "bench" / "blob.bin" if client == "qmo" else back
-            if sha256(read_back) != digest:
+            if sha256_file(read_back) != digest:
                 raise RuntimeError(f"{client}: the file read back differs from the one written")
             read_back.unlink()
     return timings
@@ -235,8 +228,8 @@ def measure_fetch(
             timings.append(Timing(client, op, seconds, rss))
             print(f"{name} round {round_}: {seconds:.2f}s {rss:.0f} MiB", flush=True)
         if (
-            sha256(back) != digest
-            or sha256(file.with_name("cache") / "bench" / "blob.bin") != digest
+            sha256_file(back) != digest
+            or sha256_file(file.with_name("cache") / "bench" / "blob.bin") != digest
         ):
             raise RuntimeError("a file read back differs from the one written")
         back.unlink()

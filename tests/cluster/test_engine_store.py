@@ -149,6 +149,18 @@ def run_fetch_step(
     )
 
 
+def _build_job(cluster: ClusterHandle, namespace: str) -> client.V1Job:
+    found: client.V1Job = wait_for(
+        cluster.batch().list_namespaced_job,
+        lambda j: True,
+        namespace=namespace,
+        label_selector="app.kubernetes.io/component=build",
+        timeout=120,
+        describe="the build Job",
+    )
+    return found
+
+
 def _deployment(cluster: ClusterHandle, namespace: str, model: str) -> client.V1Deployment:
     found: client.V1Deployment = wait_for(
         cluster.apps().list_namespaced_deployment,
@@ -166,14 +178,7 @@ def test_a_model_on_a_bucket_builds_fetches_verifies_and_shares_without_a_claim(
 ) -> None:
     _secret(cluster, namespace, "s3-keys", server.access_key, server.secret_key)
     create(cluster, namespace, _on_bucket("first", server))
-    job = wait_for(
-        cluster.batch().list_namespaced_job,
-        lambda j: True,
-        namespace=namespace,
-        label_selector="app.kubernetes.io/component=build",
-        timeout=120,
-        describe="the build Job",
-    )
+    job = _build_job(cluster, namespace)
     pod = job.spec.template.spec
     assert not any(v.persistent_volume_claim for v in pod.volumes), "no claim anywhere"
     result = play_the_builder(cluster, namespace, job, tmp_path / "build")
@@ -206,14 +211,7 @@ def test_a_fetch_with_wrong_credentials_shows_its_reason_on_the_variant(
 ) -> None:
     _secret(cluster, namespace, "s3-keys", server.access_key, server.secret_key)
     create(cluster, namespace, _on_bucket("keys", server))
-    job = wait_for(
-        cluster.batch().list_namespaced_job,
-        lambda j: True,
-        namespace=namespace,
-        label_selector="app.kubernetes.io/component=build",
-        timeout=120,
-        describe="the build Job",
-    )
+    job = _build_job(cluster, namespace)
     play_the_builder(cluster, namespace, job, tmp_path / "build")
     wait_ready(cluster, namespace, "keys")
     deployment = _deployment(cluster, namespace, "keys")

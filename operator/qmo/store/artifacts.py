@@ -52,6 +52,15 @@ class ArtifactStore(Protocol):
 GC_MARKS = "gc"
 
 
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    """The manifest in an artifact directory (the claim's, or a node cache's), or None."""
+    try:
+        data = json.loads((directory / MANIFEST).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def is_finished(manifest: Mapping[str, Any] | None, cache_key: str) -> bool:
     return bool(
         manifest and manifest.get("complete") is True and manifest.get("cacheKey") == cache_key
@@ -159,10 +168,7 @@ class FilesystemArtifacts:
         return str(self.artifacts)
 
     def finished_manifest(self, cache_key: str) -> dict[str, Any] | None:
-        try:
-            manifest = json.loads((self.artifacts / cache_key / MANIFEST).read_text("utf-8"))
-        except (OSError, ValueError):
-            return None
+        manifest = read_manifest(self.artifacts / cache_key)
         return manifest if is_finished(manifest, cache_key) else None
 
     def inventory(self) -> list[StoredArtifact]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qmo.store.artifacts import S3Artifacts, is_finished
+from qmo.store.artifacts import S3Artifacts, is_finished, read_manifest
 from qmo.store.location import MANIFEST
 from qmo.store.objects import StoreError
 
@@ -72,14 +72,6 @@ def _flock(path: Path, mode: int) -> Iterator[bool]:
         yield True
     finally:
         os.close(fd)
-
-
-def read_manifest(entry: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((entry / MANIFEST).read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def cached(root: Path, cache_key: str) -> dict[str, Any] | None:
