@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qmo.builder.artifact import sha256_file
 from tests.support.store_server import StoreServer, store_binary
 
 BUCKET = "bench"
@@ -80,6 +79,7 @@ import os, json, shutil
 from pathlib import Path
 from qmo.store.artifacts import S3Artifacts
 from qmo.store.cache import fetch
+from qmo.store.checksums import PART_BYTES, sha256_with_parts
 from qmo.store.location import S3Location
 from qmo.store.objects import connect
 loc = S3Location(bucket=os.environ["BUCKET"], endpoint=os.environ["ENDPOINT"], path_style=True,
@@ -88,8 +88,10 @@ store = S3Artifacts(connect(loc, env=os.environ), log=lambda _: None)
 blob = Path(os.environ["FILE"])
 cache = Path(os.environ["CACHE"])
 if os.environ["OP"] == "put":
+    whole, parts = sha256_with_parts(blob)
     manifest = {"complete": True, "cacheKey": "bench", "totalBytes": blob.stat().st_size,
-        "files": [{"path": "blob.bin", "bytes": blob.stat().st_size, "sha256": os.environ["SHA"]}]}
+        "partBytes": PART_BYTES, "files": [{"path": "blob.bin", "bytes": blob.stat().st_size,
+        "sha256": whole, "partSha256": list(parts)}]}
     store.publish(blob.parent, "bench", manifest)
 else:
     if os.environ["OP"] == "get":
@@ -108,18 +110,24 @@ class Timing:
     peak_rss_mib: float
 
 
+def sha256_file(path: Path) -> str:
+    with path.open("rb") as data:
+        return hashlib.file_digest(data, "sha256").hexdigest()
+
+
 def run_child(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one child process; raises if it fails. GNU time reports
     the RSS: a child forked from this process would start with this process's pages."""
     report = Path(tempfile.mkstemp(prefix="qmo-rss-")[1])
+    timed = [TIME, "-f", "%M", "-o", str(report)] if os.path.exists(TIME) else []
     start = time.monotonic()
-    done = subprocess.run([TIME, "-f", "%M", "-o", str(report), *argv], env=env, check=False)
+    done = subprocess.run([*timed, *argv], env=env, check=False)
     seconds = time.monotonic() - start
     if done.returncode != 0:
         raise RuntimeError(f"{argv[:2]} failed with {done.returncode}")
-    rss_kib = float(report.read_text().strip().splitlines()[-1])
+    said = report.read_text().strip().splitlines()
     report.unlink()
-    return seconds, rss_kib / 1024
+    return seconds, float(said[-1]) / 1024 if said else float("nan")
 
 
 def client_argv(

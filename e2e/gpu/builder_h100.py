@@ -37,6 +37,7 @@ from qmo.api.quantizedmodel import CalibrationSpec, EngineBackend, QuantizationS
 from qmo.builder import artifact, gpucheck, gpuprobe, pipeline, quantize
 from qmo.builder.gpucheck import SeenGpu
 from qmo.builder.recipes import Export, recipe_for
+from qmo.store.checksums import sha256_file
 
 # name, precision, KV dtype, backend
 VARIANTS = (
@@ -232,7 +233,7 @@ def compare(logits: Any, reference: Any, oracle: Any) -> dict[str, float]:
 
 def verify_checksums(root: Path, manifest: dict[str, Any]) -> str:
     for entry in manifest["files"]:
-        if artifact.sha256_file(root / entry["path"]) != entry["sha256"]:
+        if sha256_file(root / entry["path"]) != entry["sha256"]:
             return f"checksum mismatch: {entry['path']}"
     return "ok"
 

@@ -30,6 +30,7 @@ from qmo.config import OperatorConfig, S3Defaults, StoreGc
 from qmo.controller import store_gc
 from qmo.store import cache, cli, gc
 from qmo.store.artifacts import FilesystemArtifacts, S3Artifacts
+from qmo.store.checksums import PART_BYTES, sha256_with_parts
 from qmo.store.location import MANIFEST, S3Location
 from qmo.store.objects import ChecksumMismatch, StoreError, connect
 from tests.support.build_requests import H100, a_checkpoint, a_request
@@ -457,3 +458,35 @@ def test_the_operators_gc_keeps_what_the_cluster_names_and_reports_it_in_metrics
     assert done is not None
     assert [a.cache_key for a in done.plan.collect] == ["c" * 16]
     assert [a.cache_key for a in store.inventory()] == ["a" * 16, "b" * 16]
+
+
+def test_a_corrupted_part_of_a_large_file_is_caught_by_the_worker_that_streams_it(
+    tmp_path: Path, server: StoreServer, store: S3Artifacts
+) -> None:
+    """Files of several parts are checked part by part, in parallel (qmo.store.checksums)."""
+    key = "p" * 16
+    staging = tmp_path / "staging"
+    (staging / "checkpoint").mkdir(parents=True)
+    big = staging / "checkpoint" / "model.safetensors"
+    big.write_bytes(os.urandom(1 << 20) * 70)  # 70 MiB: three 32 MiB parts
+    whole, parts = sha256_with_parts(big)
+    assert len(parts) == 3
+    manifest = {
+        "complete": True, "cacheKey": key, "totalBytes": big.stat().st_size,
+        "partBytes": PART_BYTES,
+        "files": [{"path": "checkpoint/model.safetensors", "bytes": big.stat().st_size,
+                   "sha256": whole, "partSha256": list(parts)}],
+    }  # fmt: skip
+    store.publish(staging, key, manifest)
+    good = cache.fetch(store, key, tmp_path / "good", max_bytes=1 << 30)
+    assert sha256_with_parts(good.path / "checkpoint" / "model.safetensors")[0] == whole
+    on_disk = server.object_path(
+        BUCKET, store.location.artifact_key(key, manifest["files"][0]["path"])
+    )
+    data = bytearray(on_disk.read_bytes())
+    data[PART_BYTES + 5] ^= 0xFF  # in the second part
+    on_disk.write_bytes(bytes(data))
+    with pytest.raises(ChecksumMismatch) as corrupt:
+        cache.fetch(store, key, tmp_path / "bad", max_bytes=1 << 30)
+    assert f"bytes {PART_BYTES}-{2 * PART_BYTES}" in str(corrupt.value)
+    assert not (tmp_path / "bad" / key).exists()

@@ -12,7 +12,6 @@ qmo.builder.pipeline and qmo.builder.cli.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -34,6 +33,7 @@ from qmo.api.buildcontract import (
 )
 from qmo.builder.gpucheck import SeenGpu
 from qmo.builder.recipes import Recipe
+from qmo.store.checksums import PART_BYTES, sha256_with_parts
 
 MANIFEST_KIND = "QmoArtifact"
 MANIFEST_SCHEMA = 1
@@ -50,7 +50,6 @@ LIBRARIES = (
     "huggingface_hub",
     "datasets",
 )
-_CHUNK = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,6 +57,7 @@ class FileEntry:
     path: str  # relative to the artifact directory, '/'-separated
     size: int
     sha256: str
+    part_sha256: tuple[str, ...] = ()  # of each PART_BYTES part (qmo.store.checksums)
 
 
 @dataclass
@@ -171,16 +171,9 @@ def file_entries(root: Path) -> list[FileEntry]:
         relative = path.relative_to(root).as_posix()
         if relative == ARTIFACT_MANIFEST:
             continue
-        entries.append(FileEntry(relative, path.stat().st_size, sha256_file(path)))
+        whole, parts = sha256_with_parts(path)
+        entries.append(FileEntry(relative, path.stat().st_size, whole, parts))
     return entries
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        while chunk := data.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def library_versions(names: Iterable[str] = LIBRARIES) -> dict[str, str]:
@@ -255,10 +248,18 @@ def build_manifest(
         "timingsSeconds": {k: round(v, 3) for k, v in facts.timings.items()},
         "peakGpuMemoryBytes": facts.peak_gpu_memory_bytes,
         "totalBytes": sum(f.size for f in files),
-        "files": [{"path": f.path, "bytes": f.size, "sha256": f.sha256} for f in files],
+        "files": [_file_record(f) for f in files],
+        "partBytes": PART_BYTES,
         "createdAt": created.isoformat().replace("+00:00", "Z"),
         "builder": f"qmo-builder {__version__}",
     }
+
+
+def _file_record(entry: FileEntry) -> dict[str, Any]:
+    record: dict[str, Any] = {"path": entry.path, "bytes": entry.size, "sha256": entry.sha256}
+    if entry.part_sha256:
+        record["partSha256"] = list(entry.part_sha256)
+    return record
 
 
 # The termination message.

@@ -23,6 +23,7 @@ from qmo.builder.errors import BuildError, InvalidRequest
 from qmo.builder.gpucheck import SeenGpu
 from qmo.builder.publishers import DirectoryPublisher, Publisher
 from qmo.builder.recipes import Export, Mode, Recipe, check_prequantized
+from qmo.store.checksums import sha256_file
 
 TRTLLM_SCRATCH = ".trtllm-checkpoint"
 HOOK_STEP = "afterQuantizeHook"
@@ -136,7 +137,7 @@ def _copy(
         raise InvalidRequest(f"{source_dir} holds no finished artifact", reason="CopySourceMissing")
     for entry in old["files"]:
         path = source_dir / str(entry["path"])
-        if not path.is_file() or artifact.sha256_file(path) != entry["sha256"]:
+        if not path.is_file() or sha256_file(path) != entry["sha256"]:
             raise BuildError(
                 f"{path} does not match its manifest; build it anew (delete the old artifact)",
                 reason="ArtifactCorrupt",

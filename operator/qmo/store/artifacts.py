@@ -105,11 +105,19 @@ class S3Artifacts:
                 "ArtifactIncomplete",
                 f"{self.location.uri(ARTIFACTS, cache_key)} has no finished manifest",
             )
+        part_bytes = int(manifest.get("partBytes") or 0)
         for entry in manifest["files"]:
             relative = _safe_relative(str(entry["path"]))
             key = self.location.artifact_key(cache_key, relative)
-            digest = self.objects.download_file(key, target / relative, size=int(entry["bytes"]))
-            if digest != entry["sha256"]:
+            parts = list(entry.get("partSha256") or []) if part_bytes else []
+            digest = self.objects.download_file(
+                key,
+                target / relative,
+                size=int(entry["bytes"]),
+                part_size=part_bytes if parts else PART_SIZE,
+                part_sha256=parts,
+            )
+            if digest is not None and digest != entry["sha256"]:
                 raise ChecksumMismatch(
                     f"{self.location.uri(ARTIFACTS, cache_key, relative)}: SHA-256 {digest[:12]}"
                     f" does not match the manifest's {str(entry['sha256'])[:12]}"

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from qmo.store.checksums import PART_BYTES
 from qmo.store.location import (
     ACCESS_KEY_ENV,
     SECRET_KEY_ENV,
@@ -32,7 +33,7 @@ from qmo.store.location import (
     S3Location,
 )
 
-PART_SIZE = 32 * 1024 * 1024
+PART_SIZE = PART_BYTES  # a manifest's parts are the ranges a fetch streams
 CONCURRENCY = 8
 STREAM_CHUNK = 64 * 1024  # at least this much per write (hyper frames are merged up to it)
 HASH_BUFFER = 8 * 1024 * 1024
@@ -174,8 +175,12 @@ class ObjectStore:
         size: int | None = None,
         part_size: int = PART_SIZE,
         concurrency: int = CONCURRENCY,
-    ) -> str:
-        """Write object `key` to `target`; returns the SHA-256 of what landed there.
+        part_sha256: Sequence[str] = (),
+    ) -> str | None:
+        """Write object `key` to `target`; returns the SHA-256 of what landed there, or None
+        when `part_sha256` (each `part_size` part's SHA-256, from the manifest) was given:
+        then each worker checks its own part as it streams it, in parallel, and a part that
+        differs raises ChecksumMismatch.
 
         Workers stream ranges of `part_size` in parallel and write each chunk at its offset;
         this thread hashes the file in order as parts complete, reading them back from the
@@ -186,6 +191,8 @@ class ObjectStore:
             if info is None:
                 raise StoreError("ArtifactIncomplete", f"{self.location.uri(key)} does not exist")
             size = info.size
+        if part_sha256 and len(part_sha256) != -(-size // part_size):
+            raise ChecksumMismatch(f"{key}: {len(part_sha256)} part hashes for {size} bytes")
         target.parent.mkdir(parents=True, exist_ok=True)
         out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         back = os.open(target, os.O_RDONLY)
@@ -194,13 +201,20 @@ class ObjectStore:
 
             def fetch(start: int, end: int) -> None:
                 try:
+                    digest = hashlib.sha256() if part_sha256 else None
                     written = self._call(
-                        f"get {key}", lambda: self._write_range(key, out, start, end)
+                        f"get {key}", lambda: self._write_range(key, out, start, end, digest)
                     )
                     if written != end - start:
                         raise StoreError(
                             "ArtifactCorrupt",
                             f"{key}: got {written} bytes at {start}, not {end - start}",
+                        )
+                    expected = part_sha256[start // part_size] if part_sha256 else None
+                    if digest is not None and digest.hexdigest() != expected:
+                        raise ChecksumMismatch(
+                            f"{key}: bytes {start}-{end} have SHA-256 {digest.hexdigest()[:12]},"
+                            f" the manifest's are {str(expected)[:12]}"
                         )
                 finally:
                     parts.done(start)  # or failed: the hashing thread raises its error
@@ -209,20 +223,29 @@ class ObjectStore:
                 starts = range(0, size, part_size)
                 futures = [pool.submit(fetch, s, min(s + part_size, size)) for s in starts]
                 try:
-                    digest = _hash_in_order(back, starts, size, part_size, parts, futures)
+                    if part_sha256:  # checked by the workers: wait for them
+                        for future in futures:
+                            future.result()
+                        whole = None
+                    else:
+                        whole = _hash_in_order(back, starts, size, part_size, parts, futures)
                 finally:
                     for future in futures:
                         future.cancel()
         finally:
             os.close(out)
             os.close(back)
-        return digest
+        return whole
 
-    def _write_range(self, key: str, fd: int, start: int, end: int) -> int:
+    def _write_range(
+        self, key: str, fd: int, start: int, end: int, digest: Any | None = None
+    ) -> int:
         position = start
         stream = self._ob.get(self._raw, key, options={"range": (start, end)})
         for chunk in stream.stream(min_chunk_size=STREAM_CHUNK):
             view = memoryview(chunk)
+            if digest is not None:
+                digest.update(view)
             written = 0
             while written < len(view):
                 written += os.pwrite(fd, view[written:], position + written)
