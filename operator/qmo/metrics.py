@@ -54,28 +54,31 @@ RESYNCS = Counter(
 
 STORE_ARTIFACTS = Gauge(
     "qmo_store_artifacts",
-    "Artifacts on the operator's object store at the last GC pass, by state: referenced, "
-    "waiting (unreferenced, within the retention period) or collectable.",
-    ["state"],
+    "Artifacts on an engine store at its last GC pass, by store (s3://bucket/prefix or "
+    "pvc:namespace/claim) and state: referenced, waiting (unreferenced, within the retention "
+    "period) or collectable.",
+    ["store", "state"],
 )
 STORE_BYTES = Gauge(
-    "qmo_store_bytes", "Bytes of those artifacts at the last GC pass, by state.", ["state"]
+    "qmo_store_bytes", "Bytes of those artifacts at the last GC pass, by state.", ["store", "state"]
 )
 STORE_GC_DELETED = Counter(
-    "qmo_store_gc_deleted_total", "Artifacts the store's GC deleted (never in a dry run)."
+    "qmo_store_gc_deleted_total",
+    "Artifacts the store's GC deleted (never in a dry run).",
+    ["store"],
 )
 STORE_GC_RUNS = Counter(
     "qmo_store_gc_runs_total",
-    "GC passes over the object store, by result (ok, failed).",
-    ["result"],
+    "GC passes over an engine store, by result (ok, failed).",
+    ["store", "result"],
 )
 STORE_GC_DRY_RUN = Gauge(
-    "qmo_store_gc_dry_run", "1 while the store's GC only reports what it would delete."
+    "qmo_store_gc_dry_run", "1 while a store's GC only reports what it would delete.", ["store"]
 )
 
 
-def observe_store_gc(summary: Mapping[str, object], deleted: int) -> None:
-    """One GC pass's counts (qmo.store.gc.GcResult.summary)."""
+def observe_store_gc(store: str, summary: Mapping[str, object], deleted: int) -> None:
+    """One GC pass's counts (qmo.store.gc.GcResult.summary) for `store`."""
     collectable = summary.get("collectable") or []
     counts = {
         "referenced": summary.get("kept", 0),
@@ -88,11 +91,11 @@ def observe_store_gc(summary: Mapping[str, object], deleted: int) -> None:
         "collectable": summary.get("collectableBytes", 0),
     }
     for state, count in counts.items():
-        STORE_ARTIFACTS.labels(state).set(float(str(count)))
-        STORE_BYTES.labels(state).set(float(str(sizes[state])))
-    STORE_GC_DRY_RUN.set(1 if summary.get("dryRun") else 0)
-    STORE_GC_DELETED.inc(deleted)
-    STORE_GC_RUNS.labels("ok").inc()
+        STORE_ARTIFACTS.labels(store, state).set(float(str(count)))
+        STORE_BYTES.labels(store, state).set(float(str(sizes[state])))
+    STORE_GC_DRY_RUN.labels(store).set(1 if summary.get("dryRun") else 0)
+    STORE_GC_DELETED.labels(store).inc(deleted)
+    STORE_GC_RUNS.labels(store, "ok").inc()
 
 
 # --- the work queue (controller-runtime's workqueue_* series) -----------------------------

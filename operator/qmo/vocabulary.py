@@ -207,6 +207,7 @@ class Component(StrEnum):
     ENDPOINT = "endpoint"
     EVALUATION = "evaluation"
     ENGINE_STORE = "engine-store"
+    STORE_GC = "store-gc"  # the garbage collection of a claim (qmo.controller.store_gc)
     ROUTE = "route"
     AUTOSCALER = "autoscaler"
 
@@ -222,5 +223,5 @@ class Track(StrEnum):
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # The pods qmo reads: those of its build and eval Jobs (their termination messages), and its
 # serving pods (why they wait).
-_READ_PODS = (Component.BUILD, Component.SERVER, Component.EVALUATION)
+_READ_PODS = (Component.BUILD, Component.SERVER, Component.EVALUATION, Component.STORE_GC)
 PODS_SELECTOR = f"{MANAGED_SELECTOR},{COMPONENT} in ({','.join(_READ_PODS)})"

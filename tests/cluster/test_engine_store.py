@@ -23,15 +23,17 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from e2e.operator_process import OperatorProcess, running_operator
 from qmo.api.buildcontract import BUILD_SPEC_ENV, BuildRequest, SourceRef
 from qmo.api.quantizedmodel import EngineBackend
 from qmo.builder import cli as builder_cli
 from qmo.builder.gpucheck import SeenGpu
 from qmo.manifests.store import FETCH_CONTAINER
 from tests.support.build_requests import a_checkpoint
-from tests.support.kube import ClusterHandle, wait_for
+from tests.support.kube import ClusterHandle, variants, wait_for
 from tests.support.scenario import a_model, build_jobs, create, wait_ready
 from tests.support.store_server import StoreServer
+from tests.support.waits import wait_until
 
 BUCKET = "qmo-e2e"
 H100 = SeenGpu("NVIDIA H100 80GB HBM3", "9.0", 81559, "580.159.04")
@@ -260,3 +262,87 @@ def test_a_fetch_with_wrong_credentials_shows_its_reason_on_the_variant(
     )
     variant = next(v for v in stuck["status"]["variants"] if v["name"] == "h100-fp8")
     assert "StoreAccessDenied" in variant["message"]
+
+
+@pytest.fixture
+def gc_operator(
+    cluster: ClusterHandle, operator: OperatorProcess, namespace: str, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """An operator of this namespace alone, collecting garbage every few seconds; the shared
+    one pauses."""
+    operator.stop()
+    try:
+        with running_operator(
+            cluster.kubeconfig, tmp_path / "qmo.log", "--namespace", namespace,
+            "--store-gc-interval-seconds", "3",
+        ) as own:  # fmt: skip
+            yield own
+    finally:
+        operator.start()
+
+
+@pytest.mark.usefixtures("engine_store")
+def test_the_claim_store_is_collected_by_a_job_the_operator_starts_and_reports(
+    cluster: ClusterHandle, namespace: str, gc_operator: OperatorProcess, tmp_path: Path
+) -> None:
+    create(cluster, namespace, a_model("kept", precisions=["fp8"], gpu={"classes": ["h100"]}))
+    kept = variants(wait_ready(cluster, namespace, "kept"))["h100-fp8"]["cacheKey"]
+    job: client.V1Job = wait_for(
+        cluster.batch().list_namespaced_job,
+        lambda j: True,
+        namespace=namespace,
+        label_selector="app.kubernetes.io/component=store-gc",
+        timeout=120,
+        describe="the claim's GC Job",
+    )
+    pod = job.spec.template.spec
+    claim = next(v for v in pod.volumes if v.persistent_volume_claim)
+    assert claim.persistent_volume_claim.claim_name == "qmo-engines"
+    keep_map = next(v for v in pod.volumes if v.config_map).config_map.name
+    keep = cluster.core().read_namespaced_config_map(keep_map, namespace).data["keys"]
+    assert kept in keep.split()
+    assert "--delete" not in pod.containers[0].args, "a dry run by default"
+
+    # The pod, played: qmo-store gc on a copy of the claim with the model's artifact and an
+    # orphan, with the keep list the operator wrote.
+    root = tmp_path / "claim"
+    for key in (kept, "0" * 64):
+        (root / "artifacts" / key).mkdir(parents=True)
+        (root / "artifacts" / key / "qmo-artifact.json").write_text(
+            json.dumps({"complete": True, "cacheKey": key, "files": []})
+        )
+    (tmp_path / "keys").write_text(keep)
+    said = tmp_path / "termination-log"
+    args = pod.containers[0].args
+    args = [str(root) if a == "/store" else a for a in args]
+    args = [str(tmp_path / "keys") if a.endswith("/keys") else a for a in args]
+    args = [str(said) if a == "/dev/termination-log" else a for a in args]
+    qmo_store = Path(sys.executable).with_name("qmo-store")
+    ran = subprocess.run([str(qmo_store), *args], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    gc_pod = wait_for(
+        cluster.core().list_namespaced_pod,
+        lambda p: p.status.phase == "Running",
+        namespace=namespace,
+        label_selector=f"job-name={job.metadata.name}",
+        describe="the GC pod to run",
+    )
+    terminated = {"exitCode": 0, "reason": "Completed", "message": said.read_text(),
+                  "startedAt": now, "finishedAt": now}  # fmt: skip
+    cluster.core().patch_namespaced_pod_status(
+        gc_pod.metadata.name,
+        namespace,
+        {"status": {"phase": "Succeeded", "containerStatuses": [
+            {"name": "store-gc", "image": "qmo", "imageID": "", "ready": False,
+             "restartCount": 0, "state": {"terminated": terminated}}]}},
+    )  # fmt: skip
+    store = f"pvc:{namespace}/qmo-engines"
+    wait_until(
+        lambda: gc_operator.metric("qmo_store_artifacts", store=store, state="waiting") == 1,
+        timeout=120,
+        what="the GC pass's counts in metrics",
+    )
+    assert gc_operator.metric("qmo_store_artifacts", store=store, state="referenced") == 1
+    assert gc_operator.metric("qmo_store_gc_dry_run", store=store) == 1
+    assert (root / "artifacts" / ("0" * 64)).is_dir(), "a dry run deletes nothing"

@@ -448,9 +448,15 @@ def test_the_operators_gc_keeps_what_the_cluster_names_and_reports_it_in_metrics
     dry = store_gc.collect_once(cache, config, datetime.now(UTC))  # type: ignore[arg-type]
     assert dry is not None
     assert [a.cache_key for a in dry.plan.keep] == ["a" * 16, "b" * 16]
-    assert REGISTRY.get_sample_value("qmo_store_artifacts", {"state": "referenced"}) == 2
-    assert REGISTRY.get_sample_value("qmo_store_artifacts", {"state": "waiting"}) == 1
-    assert REGISTRY.get_sample_value("qmo_store_gc_dry_run") == 1
+    here = location.uri()
+    assert (
+        REGISTRY.get_sample_value("qmo_store_artifacts", {"store": here, "state": "referenced"})
+        == 2
+    )
+    assert (
+        REGISTRY.get_sample_value("qmo_store_artifacts", {"store": here, "state": "waiting"}) == 1
+    )
+    assert REGISTRY.get_sample_value("qmo_store_gc_dry_run", {"store": here}) == 1
     deleting = replace(config, store_gc=StoreGc(retention_hours=1.0, delete=True))
     store_gc.collect_once(cache, deleting, datetime.now(UTC))  # type: ignore[arg-type]
     later = datetime.now(UTC) + timedelta(hours=2)

@@ -141,7 +141,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         asyncio.create_task(controller.worker()) for _ in range(operator_config.workers)
     ]
     controller.tasks.append(asyncio.create_task(controller.resync()))
-    controller.tasks.append(asyncio.create_task(store_gc.run(controller.cache, operator_config)))
+    controller.tasks.append(
+        asyncio.create_task(store_gc.run(controller.kube, controller.cache, operator_config))
+    )
 
 
 @kopf.on.cleanup()

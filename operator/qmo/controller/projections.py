@@ -18,6 +18,7 @@ from qmo.manifests import labels
 from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
 from qmo.manifests.evaluation import EVAL_CONTAINER
 from qmo.manifests.store import FETCH_CONTAINER
+from qmo.manifests.store_gc import GC_CONTAINER
 from qmo.resources import (
     CLAIMS,
     CONFIG_MAPS,
@@ -158,7 +159,7 @@ def project_pod(obj: Obj) -> Obj:
     containers = []
     for container in status.get("containerStatuses") or []:
         name = container.get("name")
-        if name not in (BUILD_CONTAINER, EVAL_CONTAINER):
+        if name not in (BUILD_CONTAINER, EVAL_CONTAINER, GC_CONTAINER):
             continue
         terminated = (container.get("state") or {}).get("terminated") or {}
         kept = {k: terminated[k] for k in ("message", "finishedAt", "exitCode") if k in terminated}

@@ -1,34 +1,51 @@
-"""The object store's garbage collection, run by the operator on a timer.
+"""The engine stores' garbage collection, run by the elected operator on a timer.
 
-Every `store_gc.interval_seconds` the elected operator computes what the cluster still needs
-(qmo.planner.references, from its caches: no API call), lists its default bucket (the chart's
-engineStore.s3) and hands both to qmo.store.gc, in a worker thread. Deleting is off until the
-chart turns it on (storeGc.delete): until then each pass only reports, in metrics
-(qmo_store_*) and one log line, what it would delete. The operator reads the bucket with its
-own credentials (the same Secret, mounted into its pod by the chart). A model's own bucket
-(engine.store.s3.bucket other than the default) is not collected here, nor is a claim: a
-claim is collected by `qmo-store gc --root` in a Job that mounts it (docs/install.md).
+Every `store_gc.interval_seconds` the operator computes what the cluster still needs
+(qmo.planner.references, from its caches: no API read) and collects
+- its default bucket (the chart's engineStore.s3) itself, in a worker thread, with its own
+  credentials (the same Secret, in its pod by the chart);
+- every claim a model stores on: a claim is namespaced and only a pod there can mount it, so
+  it writes the keep list into a ConfigMap beside the claim and starts a Job that runs
+  `qmo-store gc` on it (qmo.manifests.store_gc). The Job's termination message is the pass's
+  summary; the operator reads it from its caches when the Job ends.
+Both report in metrics (`qmo_store_*{store}`) and a log line. Deleting is off until the chart
+turns it on (engineStore.gc.delete): until then each pass only reports what it would delete.
+A model's own bucket (other than the default) is not collected here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
+import time
 from datetime import UTC, datetime, timedelta
 
 from qmo import metrics
+from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.config import OperatorConfig
 from qmo.controller.cache import ClusterCache
+from qmo.controller.ports import KubeWrites
+from qmo.manifests.store_gc import (
+    GC_CONTAINER,
+    STORE_LABEL,
+    gc_job,
+    keep_config_map,
+)
 from qmo.planner.references import referenced_keys
+from qmo.planner.store import ClaimStore, resolve_store
 from qmo.resources import DEPLOYMENTS, JOBS, PODS, QUALITY_REPORTS, QUANTIZED_MODELS
 from qmo.store import gc
 from qmo.store.artifacts import S3Artifacts
 from qmo.store.location import S3Location
 from qmo.store.objects import StoreError, connect
+from qmo.vocabulary import COMPONENT, Component
+from qmo.wire import Obj
 
 log = logging.getLogger(__name__)
+OBSERVE_SECONDS = 30.0  # how often finished claim GC Jobs are looked for (in the caches)
 
 
 def default_bucket(config: OperatorConfig) -> S3Location | None:
@@ -45,51 +62,150 @@ def default_bucket(config: OperatorConfig) -> S3Location | None:
     )
 
 
-def collect_once(cache: ClusterCache, config: OperatorConfig, now: datetime) -> gc.GcResult | None:
-    """One pass (blocking: run it in a thread)."""
-    location = default_bucket(config)
-    if location is None:
-        return None
-    keep = referenced_keys(
+def keep_set(cache: ClusterCache) -> set[str]:
+    return referenced_keys(
         cache.all_of(QUANTIZED_MODELS.kind),
         cache.all_of(QUALITY_REPORTS.kind),
         [*cache.all_of(DEPLOYMENTS.kind), *cache.all_of(JOBS.kind), *cache.all_of(PODS.kind)],
     )
+
+
+def collect_once(cache: ClusterCache, config: OperatorConfig, now: datetime) -> gc.GcResult | None:
+    """One pass over the default bucket (blocking: run it in a thread)."""
+    location = default_bucket(config)
+    if location is None:
+        return None
     store = S3Artifacts(connect(location, os.environ), log=log.info)
     settings = config.store_gc
     result = gc.collect(
         store,
-        keep,
+        keep_set(cache),
         now=now,
         retention=timedelta(hours=settings.retention_hours),
         delete=settings.delete,
     )
     summary = result.summary()
     deleted = len(result.plan.collect) - len(result.errors) if result.deleted else 0
-    metrics.observe_store_gc(summary, deleted)
-    log.info(
-        "Store GC of %s: %d referenced, %d waiting, %d %s (%d bytes)%s",
-        store.describe(),
-        summary["kept"],
-        summary["waiting"],
-        len(result.plan.collect),
-        "deleted" if result.deleted else "collectable (dry run: nothing deleted)",
-        summary["collectableBytes"],
-        f"; errors: {result.errors[:3]}" if result.errors else "",
-    )
+    metrics.observe_store_gc(location.uri(), summary, deleted)
+    _log_pass(location.uri(), summary, result.deleted, result.errors)
     return result
 
 
-async def run(cache: ClusterCache, config: OperatorConfig) -> None:
-    """The timer: a first pass a few minutes after start, then every interval (jittered)."""
-    settings = config.store_gc
-    if settings.interval_seconds <= 0 or default_bucket(config) is None:
-        return
-    await asyncio.sleep(min(300.0, settings.interval_seconds) * random.uniform(0.5, 1.0))
-    while True:
+def claims_in_use(cache: ClusterCache, config: OperatorConfig) -> dict[tuple[str, str], ClaimStore]:
+    """(namespace, claim) of every model that stores on a claim that exists."""
+    found: dict[tuple[str, str], ClaimStore] = {}
+    for model in cache.all_of(QUANTIZED_MODELS.kind):
+        namespace = model["metadata"]["namespace"]
         try:
-            await asyncio.to_thread(collect_once, cache, config, datetime.now(UTC))
-        except StoreError as err:
-            metrics.STORE_GC_RUNS.labels("failed").inc()
-            log.warning("Store GC failed: %s: %s", err.reason, err)
-        await asyncio.sleep(settings.interval_seconds * random.uniform(0.9, 1.1))
+            spec = QuantizedModelSpec.model_validate(model.get("spec") or {})
+        except ValueError:
+            continue  # its reconcile says what is wrong
+        store = resolve_store(spec, config)
+        if isinstance(store, ClaimStore) and store.claim_name in cache.claims(namespace):
+            found[(namespace, store.claim_name)] = store
+    return found
+
+
+def start_claim_passes(
+    kube: KubeWrites, cache: ClusterCache, config: OperatorConfig, now: datetime
+) -> list[str]:
+    """The keep list and a GC Job for every claim in use; returns the Jobs' names."""
+    keep = keep_set(cache)
+    pass_id = now.strftime("%Y%m%d%H%M%S")
+    started = []
+    for (namespace, claim), store in sorted(claims_in_use(cache, config).items()):
+        kube.apply(keep_config_map(namespace, claim, keep))
+        job = gc_job(
+            namespace, store, image=config.store_image, settings=config.store_gc, pass_id=pass_id
+        )
+        if config.image_pull_secrets:
+            job["spec"]["template"]["spec"]["imagePullSecrets"] = [
+                {"name": s} for s in config.image_pull_secrets
+            ]
+        kube.apply(job)
+        started.append(f"{namespace}/{job['metadata']['name']}")
+    return started
+
+
+def observe_claim_passes(cache: ClusterCache, seen: set[str]) -> None:
+    """Metrics from claim GC Jobs that ended since the last look (each counted once)."""
+    for job in cache.all_of(JOBS.kind):
+        meta = job["metadata"]
+        if (meta.get("labels") or {}).get(COMPONENT) != Component.STORE_GC.value:
+            continue
+        name = f"{meta['namespace']}/{meta['name']}"
+        finished = {
+            c.get("type")
+            for c in (job.get("status") or {}).get("conditions") or []
+            if c.get("status") == "True"
+        }
+        if name in seen or not finished & {"Complete", "Failed"}:
+            continue
+        seen.add(name)
+        store = (meta.get("annotations") or {}).get(STORE_LABEL, name)
+        summary = _summary(cache.job_pods(meta["namespace"], meta["name"]))
+        if "Complete" not in finished or summary is None:
+            metrics.STORE_GC_RUNS.labels(store, "failed").inc()
+            log.warning("Store GC of %s failed: see Job %s", store, name)
+            continue
+        metrics.observe_store_gc(store, summary, int(str(summary.get("collected", 0))))
+        errors = summary.get("errors")
+        _log_pass(
+            store, summary, not summary.get("dryRun"), errors if isinstance(errors, list) else []
+        )
+
+
+def _summary(pods: list[Obj]) -> dict[str, object] | None:
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            if status.get("name") != GC_CONTAINER or terminated.get("exitCode") != 0:
+                continue
+            try:
+                said = json.loads(terminated.get("message") or "")
+            except ValueError:
+                return None
+            return said if isinstance(said, dict) else None
+    return None
+
+
+def _log_pass(store: str, summary: dict[str, object], deleted: bool, errors: list[str]) -> None:
+    collectable = summary.get("collectable") or []
+    log.info(
+        "Store GC of %s: %s referenced, %s waiting, %d %s (%s bytes)%s",
+        store,
+        summary.get("kept"),
+        summary.get("waiting"),
+        len(collectable) if isinstance(collectable, list) else 0,
+        "deleted" if deleted else "collectable (dry run: nothing deleted)",
+        summary.get("collectableBytes"),
+        f"; errors: {errors[:3]}" if errors else "",
+    )
+
+
+async def run(kube: KubeWrites, cache: ClusterCache, config: OperatorConfig) -> None:
+    """The timer: a first pass soon after start, then every interval (jittered); finished
+    claim GC Jobs are looked for in between."""
+    settings = config.store_gc
+    if settings.interval_seconds <= 0:
+        return
+    due = time.monotonic() + min(300.0, settings.interval_seconds) * random.uniform(0.5, 1.0)
+    seen: set[str] = set()
+    while True:
+        if time.monotonic() >= due:
+            now = datetime.now(UTC)
+            bucket = default_bucket(config)
+            try:
+                await asyncio.to_thread(collect_once, cache, config, now)
+            except StoreError as err:
+                metrics.STORE_GC_RUNS.labels(bucket.uri() if bucket else "", "failed").inc()
+                log.warning("Store GC failed: %s: %s", err.reason, err)
+            try:
+                started = await asyncio.to_thread(start_claim_passes, kube, cache, config, now)
+                if started:
+                    log.info("Store GC Jobs started: %s", ", ".join(started))
+            except Exception as err:  # the next pass tries again
+                log.warning("Store GC Jobs not started: %s", err)
+            due = time.monotonic() + settings.interval_seconds * random.uniform(0.9, 1.1)
+        observe_claim_passes(cache, seen)
+        await asyncio.sleep(min(OBSERVE_SECONDS, settings.interval_seconds))

@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--keep-file", type=Path, required=True, help="cache keys to keep")
     collect.add_argument("--retention-hours", type=float, default=168.0)
     collect.add_argument("--delete", action="store_true", help="delete (default: report)")
+    collect.add_argument(
+        "--termination-log", type=Path, help="also write the summary there (GC Jobs)"
+    )
     for sub in (fetch, get, put, collect):
         show_defaults(sub)
     return show_defaults(parser)
@@ -177,7 +180,13 @@ def _gc(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         retention=timedelta(hours=args.retention_hours),
         delete=args.delete,
     )
-    print(json.dumps(result.summary(), sort_keys=True))
+    summary = result.summary()
+    print(json.dumps(summary, sort_keys=True))
+    if args.termination_log is not None:  # Kubernetes keeps 4096 bytes of it: counts first
+        short = {**summary, "collectable": summary["collectable"][:20]}
+        short["collected"] = len(result.plan.collect) - len(result.errors) if args.delete else 0
+        with contextlib.suppress(OSError):
+            args.termination_log.write_text(json.dumps(short, sort_keys=True)[:4000], "utf-8")
     return 0
 
 

@@ -2,7 +2,7 @@
 retention period.
 
 What is kept is decided by the operator, which knows every reference (qmo.controller.store_gc
-writes the keep list): each model's serving, candidate and last good revisions, the revisions
+computes the keep list, qmo.planner.references): each model's serving, candidate and last good revisions, the revisions
 of QualityReports' last good builds, and the revision of every running qmo pod. The
 retention clock starts when GC first finds an artifact unreferenced (a mark beside the
 artifacts, gc/<key>, removed if it is referenced again), not at the artifact's creation: an
