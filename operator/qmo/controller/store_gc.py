@@ -184,12 +184,13 @@ def _log_pass(store: str, summary: dict[str, object], deleted: bool, errors: lis
 
 
 async def run(kube: KubeWrites, cache: ClusterCache, config: OperatorConfig) -> None:
-    """The timer: a first pass soon after start, then every interval (jittered); finished
-    claim GC Jobs are looked for in between."""
+    """The timer: a first pass a tenth to a fifth of an interval after start, then every
+    interval (jittered); finished claim GC Jobs are looked for in between (in the caches)."""
     settings = config.store_gc
     if settings.interval_seconds <= 0:
         return
-    due = time.monotonic() + min(300.0, settings.interval_seconds) * random.uniform(0.5, 1.0)
+    # Not at start: a restart (or a rollout of the operator) should not bring a pass forward.
+    due = time.monotonic() + settings.interval_seconds * random.uniform(0.1, 0.2)
     seen: set[str] = set()
     while True:
         if time.monotonic() >= due:

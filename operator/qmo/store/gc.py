@@ -1,9 +1,9 @@
 """Garbage collection of the engine store: artifacts no model needs any more go, after a
 retention period.
 
-What is kept is decided by the operator, which knows every reference (qmo.controller.store_gc
-computes the keep list, qmo.planner.references): each model's serving, candidate and last good revisions, the revisions
-of QualityReports' last good builds, and the revision of every running qmo pod. The
+What is kept is decided by the operator, which knows every reference (qmo.planner.references,
+used by qmo.controller.store_gc): each model's serving, candidate and last good revisions,
+the revisions QualityReports judge, and the revision of every qmo workload. The
 retention clock starts when GC first finds an artifact unreferenced (a mark beside the
 artifacts, gc/<key>, removed if it is referenced again), not at the artifact's creation: an
 artifact a model let go of an hour ago is kept for the whole period, however old it is.
