@@ -151,14 +151,15 @@ def run_fetch_step(
     )
 
 
-def _build_job(cluster: ClusterHandle, namespace: str) -> client.V1Job:
+def _job(cluster: ClusterHandle, namespace: str, component: str = "build") -> client.V1Job:
+    """The first Job of a component (build, store-gc) in the namespace, once there is one."""
     found: client.V1Job = wait_for(
         cluster.batch().list_namespaced_job,
         lambda j: True,
         namespace=namespace,
-        label_selector="app.kubernetes.io/component=build",
+        label_selector=f"app.kubernetes.io/component={component}",
         timeout=120,
-        describe="the build Job",
+        describe=f"the {component} Job",
     )
     return found
 
@@ -180,7 +181,7 @@ def test_a_model_on_a_bucket_builds_fetches_verifies_and_shares_without_a_claim(
 ) -> None:
     _secret(cluster, namespace, "s3-keys", server.access_key, server.secret_key)
     create(cluster, namespace, _on_bucket("first", server))
-    job = _build_job(cluster, namespace)
+    job = _job(cluster, namespace)
     pod = job.spec.template.spec
     assert not any(v.persistent_volume_claim for v in pod.volumes), "no claim anywhere"
     result = play_the_builder(cluster, namespace, job, tmp_path / "build")
@@ -213,7 +214,7 @@ def test_a_fetch_with_wrong_credentials_shows_its_reason_on_the_variant(
 ) -> None:
     _secret(cluster, namespace, "s3-keys", server.access_key, server.secret_key)
     create(cluster, namespace, _on_bucket("keys", server))
-    job = _build_job(cluster, namespace)
+    job = _job(cluster, namespace)
     play_the_builder(cluster, namespace, job, tmp_path / "build")
     wait_ready(cluster, namespace, "keys")
     deployment = _deployment(cluster, namespace, "keys")
@@ -287,14 +288,7 @@ def test_the_claim_store_is_collected_by_a_job_the_operator_starts_and_reports(
 ) -> None:
     create(cluster, namespace, a_model("kept", precisions=["fp8"], gpu={"classes": ["h100"]}))
     kept = variants(wait_ready(cluster, namespace, "kept"))["h100-fp8"]["cacheKey"]
-    job: client.V1Job = wait_for(
-        cluster.batch().list_namespaced_job,
-        lambda j: True,
-        namespace=namespace,
-        label_selector="app.kubernetes.io/component=store-gc",
-        timeout=120,
-        describe="the claim's GC Job",
-    )
+    job = _job(cluster, namespace, "store-gc")
     pod = job.spec.template.spec
     claim = next(v for v in pod.volumes if v.persistent_volume_claim)
     assert claim.persistent_volume_claim.claim_name == "qmo-engines"
