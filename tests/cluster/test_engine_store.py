@@ -31,7 +31,7 @@ from qmo.builder.gpucheck import SeenGpu
 from qmo.manifests.store import FETCH_CONTAINER
 from tests.support.build_requests import a_checkpoint
 from tests.support.kube import ClusterHandle, variants, wait_for
-from tests.support.scenario import a_model, build_jobs, create, wait_ready
+from tests.support.scenario import a_model, build_jobs, create, finish_job_pod, wait_ready
 from tests.support.store_server import StoreServer
 from tests.support.waits import wait_until
 
@@ -111,21 +111,7 @@ def play_the_builder(
     code = builder_cli.run(args, env, probe=lambda: [H100], out=lambda _: None)
     message = termination.read_text()
     assert code == 0, message
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    for pod in (
-        cluster.core()
-        .list_namespaced_pod(namespace, label_selector=f"job-name={job.metadata.name}")
-        .items
-    ):
-        terminated = {"exitCode": 0, "reason": "Completed", "message": message,
-                      "startedAt": now, "finishedAt": now}  # fmt: skip
-        status = {"name": "builder", "image": container.image, "imageID": "", "ready": False,
-                  "restartCount": 0, "state": {"terminated": terminated}}  # fmt: skip
-        cluster.core().patch_namespaced_pod_status(
-            pod.metadata.name,
-            namespace,
-            {"status": {"phase": "Succeeded", "containerStatuses": [status]}},
-        )
+    finish_job_pod(cluster, namespace, job.metadata.name, message)
     result: dict[str, Any] = json.loads(message)
     return result
 

@@ -28,7 +28,7 @@ from qmo.manifests import names
 from qmo.manifests.quality_report import report_name
 from tests.support.kube import GROUP, VERSION, ClusterHandle, is_ready, unique_name, variants
 from tests.support.openai_server import FakeModel, serving
-from tests.support.scenario import a_model, create, eval_job, finish_eval_pod
+from tests.support.scenario import a_model, create, eval_job, finish_job_pod
 from tests.unit.test_eval_lm_eval_tasks import QUESTIONS as FACTS
 from tests.unit.test_eval_lm_eval_tasks import layout
 
@@ -108,7 +108,7 @@ def test_the_eval_jobs_scores_reach_the_gate_through_its_termination_message(
     assert "handed to the operator" in done.stderr
     assert len(message_file.read_bytes()) <= 4096
 
-    finish_eval_pod(cluster, namespace, job.metadata.name, message_file.read_text())
+    finish_job_pod(cluster, namespace, job.metadata.name, message_file.read_text())
     judged = cluster.wait_for_model(
         namespace,
         "llama",

@@ -23,7 +23,7 @@ from qmo.api.evalcontract import EvalResult
 from qmo.evaluator.report import result
 from tests.cluster.test_install import Release, install, make_namespace, uninstall
 from tests.support.kube import ClusterHandle, delete_namespace, is_ready, unique_name, wait_for
-from tests.support.scenario import a_model, create, eval_job, finish_eval_pod
+from tests.support.scenario import a_model, create, eval_job, finish_job_pod
 
 
 def token_kubeconfig(cluster: ClusterHandle, release: Release, path: Path) -> str:
@@ -132,7 +132,7 @@ def test_the_operator_runs_a_gated_rollout_with_only_the_charts_permissions(
         # The scores leave through the termination message; the operator writes the report
         # (create and patch on qualityreports) and judges it (the status subresource).
         scores = [result("arithmetic", 0.8, 0.8, higher_is_better=True, samples=4)]
-        pod = finish_eval_pod(
+        pod = finish_job_pod(
             cluster, namespace, job.metadata.name, EvalResult.of(scores, None).to_message()
         )
         assert pod.spec.automount_service_account_token is False

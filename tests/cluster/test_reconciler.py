@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import yaml
@@ -28,6 +27,7 @@ from tests.support.scenario import (
     create,
     deployment,
     events,
+    finish_job_pod,
     patch_spec,
     wait_ready,
 )
@@ -224,40 +224,6 @@ def test_changing_replicas_creates_no_build(cluster: ClusterHandle, namespace: s
     assert {j.metadata.name for j in build_jobs(cluster, namespace)} == jobs_before
 
 
-def complete_build_pods(cluster: ClusterHandle, namespace: str, job: str) -> None:
-    """Finish a held build (kwok keeps 'e2e-hold-' builds running) as the builder would."""
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    for pod in (
-        cluster.core().list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
-    ):
-        cluster.core().patch_namespaced_pod_status(
-            pod.metadata.name,
-            namespace,
-            {
-                "status": {
-                    "phase": "Succeeded",
-                    "containerStatuses": [
-                        {
-                            "name": "builder",
-                            "image": pod.spec.containers[0].image,
-                            "imageID": "",
-                            "ready": False,
-                            "restartCount": 0,
-                            "state": {
-                                "terminated": {
-                                    "exitCode": 0,
-                                    "reason": "Completed",
-                                    "startedAt": now,
-                                    "finishedAt": now,
-                                }
-                            },
-                        }
-                    ],
-                }
-            },
-        )
-
-
 def test_a_new_revision_rolls_out_only_after_its_build_succeeded(
     cluster: ClusterHandle, namespace: str
 ) -> None:
@@ -282,7 +248,7 @@ def test_a_new_revision_rolls_out_only_after_its_build_succeeded(
     assert serving.status.ready_replicas == 1
 
     job = next(j for j in build_jobs(cluster, namespace) if new_key[:16] in j.metadata.name)
-    complete_build_pods(cluster, namespace, job.metadata.name)
+    finish_job_pod(cluster, namespace, job.metadata.name)
     v2 = cluster.wait_for_model(
         namespace,
         "upgrade",

@@ -72,7 +72,7 @@ class ClusterHandle:
         name: str,
         predicate: Callable[[dict[str, Any]], bool],
         *,
-        timeout: int = 60,
+        timeout: int = 120,
         describe: str = "the QuantizedModel",
     ) -> dict[str, Any]:
         found: dict[str, Any] = wait_for(
@@ -166,7 +166,7 @@ def wait_for(
     list_fn: Callable[..., Any],
     predicate: Callable[[Any], bool],
     *,
-    timeout: int = 60,
+    timeout: int = 120,
     describe: str = "condition",
     **list_kwargs: Any,
 ) -> Any:
@@ -203,7 +203,7 @@ def delete_namespace(core: client.CoreV1Api, name: str) -> None:
 
 
 def wait_until_none(
-    list_fn: Callable[..., Any], *, timeout: int = 60, describe: str = "objects", **list_kwargs: Any
+    list_fn: Callable[..., Any], *, timeout: int = 120, describe: str = "objects", **list_kwargs: Any
 ) -> None:
     """Wait until `list_fn` lists nothing, re-checking on each watch event of that kind."""
 

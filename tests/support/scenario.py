@@ -84,20 +84,28 @@ def eval_job(cluster: ClusterHandle, namespace: str, key: str | None = None) -> 
     return found
 
 
-def finish_eval_pod(cluster: ClusterHandle, namespace: str, job: str, message: str) -> client.V1Pod:
-    """End the eval Job's pod as the kubelet would after qmo-eval wrote `message` to
-    /dev/termination-log and exited 0 (kwok keeps eval pods running until a test ends them);
-    the Job controller then completes the Job. Returns the pod as the Job controller made it."""
+def finish_job_pod(
+    cluster: ClusterHandle, namespace: str, job: str, message: str = ""
+) -> client.V1Pod:
+    """End a held Job's pod (kwok keeps eval pods and 'e2e-hold-' builds running until a test
+    ends them) as the kubelet would after its program wrote `message` to
+    /dev/termination-log and exited 0; the Job controller then completes the Job.
+
+    Waits for kwok to have the pod Running first: a pod patched while still Pending would be
+    moved back to Running by kwok's stage, and its Job would never finish. Returns the pod as
+    the Job controller made it."""
     pod: client.V1Pod = wait_for(
         cluster.core().list_namespaced_pod,
         lambda p: p.status.phase == "Running",
         namespace=namespace,
         label_selector=f"job-name={job}",
-        describe=f"the pod of eval Job {job} to run",
+        timeout=120,
+        describe=f"the pod of Job {job} to run",
     )
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    terminated = {"exitCode": 0, "reason": "Completed", "message": message,
-                  "startedAt": now, "finishedAt": now}  # fmt: skip
+    terminated = {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}
+    if message:
+        terminated["message"] = message
     statuses = [
         {"name": c.name, "image": c.image, "imageID": "", "ready": False, "restartCount": 0,
          "state": {"terminated": terminated}}
