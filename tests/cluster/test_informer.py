@@ -7,10 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from qmo.controller.informer import Informer
+from qmo.controller.projections import DRIFTED
 from qmo.kube import Kube, connect
-from qmo.resources import CONFIG_MAPS
+from qmo.resources import CONFIG_MAPS, DEPLOYMENTS
 from tests.support.kube import ClusterHandle
 
 Obj = dict[str, Any]
@@ -108,3 +110,58 @@ def test_the_operators_own_write_is_seen_at_once_and_older_events_do_not_undo_it
     found.observe_write(first)  # as a late watch event of the first version would arrive
     assert found.get(namespace, "w")["data"] == {"artifact.json": '{"v": 2}'}
     assert changes.seen.empty(), "the operator's own writes wake no reconcile"
+
+
+def a_deployment(namespace: str, name: str, replicas: int) -> Obj:
+    labels = {"qmo.dev/test": "informer", "app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "server", "image": "server:1"}]},
+            },
+        },
+    }
+
+
+def test_a_scale_is_not_drift_and_an_edit_of_the_template_is(
+    kube: Kube, cluster: ClusterHandle, namespace: str
+) -> None:
+    seen: queue.Queue[Obj] = queue.Queue()
+    found = Informer(
+        kube,
+        DEPLOYMENTS,
+        namespace=namespace,
+        label_selector=SELECTOR,
+        on_change=lambda _old, new: seen.put(new or {}),
+        track_drift=True,
+    )
+    found.start()
+    try:
+        assert found.synced.wait(30)
+        found.observe_write(kube.apply(a_deployment(namespace, "served", 1)))
+
+        def next_with(replicas: int) -> Obj:
+            while True:
+                obj = seen.get(timeout=60)
+                if obj.get("spec", {}).get("replicas") == replicas:
+                    return obj
+
+        # The HPA controller's way: the scale subresource (the generation moves).
+        apps = client.AppsV1Api(cluster.api)
+        apps.patch_namespaced_deployment_scale("served", namespace, {"spec": {"replicas": 3}})
+        scaled = next_with(3)
+        assert scaled["metadata"]["generation"] == 2
+        assert DRIFTED not in scaled["metadata"], "a scale is the scaler's, not drift"
+
+        template = {"spec": {"replicas": 4, "template": {"metadata": {"annotations": {"x": "y"}}}}}
+        apps.patch_namespaced_deployment("served", namespace, template)
+        edited = next_with(4)
+        assert edited["metadata"].get(DRIFTED) is True
+    finally:
+        found.stop()

@@ -41,7 +41,7 @@ from qmo.api.base import API_VERSION
 from qmo.api.buildcontract import ARTIFACTS_DIR, BuildResult
 from qmo.builder.artifact import termination_message
 from qmo.controller.cache import WATCHED
-from qmo.controller.projections import DRIFTED
+from qmo.controller.projections import DRIFTED, spec_digest
 from qmo.controller.view import JOB_NAME_LABEL, StaticReader
 from qmo.gpu import GpuInventory
 from qmo.kube import FIELD_MANAGER, owner_field_manager
@@ -287,6 +287,7 @@ class FakeCluster:
         self._uids = 0
         self._reader: StaticReader | None = None
         self._applied_generation: dict[Key, int] = {}  # Deployments, as the informer tracks
+        self._applied_digest: dict[Key, str] = {}
 
     # --- the store -----------------------------------------------------------------------
 
@@ -363,6 +364,7 @@ class FakeCluster:
         if self._objects.pop(key, None) is None:
             return False
         self._applied_generation.pop(key, None)
+        self._applied_digest.pop(key, None)
         self._reader = None
         return True
 
@@ -564,13 +566,17 @@ class FakeCluster:
             if not _selector_matches(selectors[kind], obj["metadata"].get("labels") or {}):
                 continue
             generation = obj["metadata"].get("generation")
-            # The informer marks a spec someone else changed after qmo's last apply.
+            # The informer marks a spec someone else changed after qmo's last apply; a scale
+            # (only the replica count moved) is not drift.
             if (
                 kind == DEPLOYMENTS.kind
                 and isinstance(generation, int)
                 and generation > self._applied_generation.setdefault(key, generation)
             ):
-                obj["metadata"][DRIFTED] = True
+                if spec_digest(obj) == self._applied_digest.get(key):
+                    self._applied_generation[key] = generation
+                else:
+                    obj["metadata"][DRIFTED] = True
             yield obj
 
     def _view(self) -> StaticReader:
@@ -641,6 +647,7 @@ class FakeCluster:
         generation = meta.get("generation")
         if key[0] == DEPLOYMENTS.kind and isinstance(generation, int):
             self._applied_generation[key] = generation
+            self._applied_digest[key] = spec_digest(stored)
             self._reader = None
 
     def observe_delete(self, obj: Obj) -> None:

@@ -203,7 +203,11 @@ def delete_namespace(core: client.CoreV1Api, name: str) -> None:
 
 
 def wait_until_none(
-    list_fn: Callable[..., Any], *, timeout: int = 120, describe: str = "objects", **list_kwargs: Any
+    list_fn: Callable[..., Any],
+    *,
+    timeout: int = 120,
+    describe: str = "objects",
+    **list_kwargs: Any,
 ) -> None:
     """Wait until `list_fn` lists nothing, re-checking on each watch event of that kind."""
 

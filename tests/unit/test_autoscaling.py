@@ -217,6 +217,41 @@ def test_qmo_never_fights_the_scaler_over_replicas() -> None:
     assert world.writes() == []
 
 
+def test_a_scale_by_the_scaler_costs_no_apply_of_the_deployment() -> None:
+    world = a_world()
+    world.cluster.create_model(autoscaled())
+    world.settle()
+    world.cluster.edit("Deployment", "llama-h100-fp8", {"spec": {"replicas": 4}}, "hpa-controller")
+
+    world.reconcile()  # the scale's watch event: the generation moved, the template did not
+
+    assert ("apply", "Deployment", "llama-h100-fp8") not in world.writes()
+    assert serving(world)["spec"]["replicas"] == 4
+
+
+def test_an_edit_of_the_template_is_still_drift_and_applied_again() -> None:
+    world = a_world()
+    world.cluster.create_model(autoscaled())
+    world.settle()
+    edit = {"spec": {"replicas": 4, "template": {"metadata": {"labels": {"mine": "yes"}}}}}
+    world.cluster.edit("Deployment", "llama-h100-fp8", edit, "someone")
+
+    world.reconcile()
+
+    assert ("apply", "Deployment", "llama-h100-fp8") in world.writes()
+
+
+def test_a_fixed_count_someone_scaled_away_from_is_set_again() -> None:
+    world = a_world()
+    world.cluster.create_model({**autoscaled(), "serving": {"replicas": 2}})
+    world.settle()
+    world.cluster.edit("Deployment", "llama-h100-fp8", {"spec": {"replicas": 5}}, "kubectl-scale")
+
+    world.settle()
+
+    assert serving(world)["spec"]["replicas"] == 2
+
+
 def test_turning_autoscaling_on_hands_the_running_count_to_the_scaler() -> None:
     world = a_world()
     spec = autoscaled()

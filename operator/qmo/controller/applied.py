@@ -4,6 +4,10 @@ Every object qmo applies carries the hash of its desired state in an annotation
 (`qmo.dev/applied-hash`); an object whose live hash matches (and whose spec no one else
 changed since, see `projections.DRIFTED`) is left alone. `changes` asks `differs` before
 every apply.
+
+A Deployment's replica count is the one field compared by itself: the informer does not count
+a scale as drift (under autoscaling the scaler owns it), so a fixed count that someone scaled
+away from is caught here.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import json
 
 from qmo.controller.projections import DRIFTED
+from qmo.resources import DEPLOYMENTS
 from qmo.vocabulary import HASH_ANNOTATION
 from qmo.wire import Obj
 
@@ -48,4 +53,9 @@ def differs(desired: Obj, live: Obj | None) -> bool:
     if meta.get(DRIFTED):
         return True
     live_hash = (meta.get("annotations") or {}).get(HASH_ANNOTATION)
-    return bool(live_hash != desired["metadata"]["annotations"][HASH_ANNOTATION])
+    if live_hash != desired["metadata"]["annotations"][HASH_ANNOTATION]:
+        return True
+    if desired.get("kind") != DEPLOYMENTS.kind:
+        return False
+    replicas = (desired.get("spec") or {}).get("replicas")
+    return replicas is not None and (live.get("spec") or {}).get("replicas") != replicas

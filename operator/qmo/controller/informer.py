@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
-from qmo.controller.projections import DRIFTED, project, resource_version
+from qmo.controller.projections import DRIFTED, project, resource_version, spec_digest
 from qmo.kube import TRANSIENT_ERRORS, ApiException, Kube
 from qmo.resources import Resource
 from qmo.wire import Obj
@@ -67,7 +67,8 @@ class Informer:
     label_selector: str | None = None
     indexers: dict[str, Indexer] = field(default_factory=dict)
     on_change: ChangeHandler | None = None
-    # Track spec changes by others (generation past what qmo applied): Deployments.
+    # Track spec changes by others (generation past what qmo applied, other than a scale):
+    # Deployments.
     track_drift: bool = False
 
     def __post_init__(self) -> None:
@@ -80,6 +81,7 @@ class Informer:
         }
         self._index_keys: dict[ObjectKey, dict[str, tuple[Hashable, ...]]] = {}
         self._applied_generation: dict[ObjectKey, int] = {}
+        self._applied_digest: dict[ObjectKey, str] = {}  # spec_digest of qmo's last apply
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -120,6 +122,7 @@ class Informer:
         with self._lock:
             if self.track_drift and isinstance(generation, int):
                 self._applied_generation[key] = generation
+                self._applied_digest[key] = spec_digest(stored)
             self._upsert(key, obj, resource_version(stored), notify=False)
 
     def observe_delete(self, namespace: str, name: str) -> None:
@@ -167,7 +170,7 @@ class Informer:
         Objects missing from the list are reported deleted: after a watch gap that is how a
         deletion nobody saw becomes known. Returns the list's resourceVersion.
         """
-        listed: dict[ObjectKey, tuple[Obj, str]] = {}
+        listed: dict[ObjectKey, tuple[Obj, str, str | None]] = {}
         token: str | None = None
         version = ""
         while True:
@@ -177,7 +180,8 @@ class Informer:
             for item in page.get("items") or []:
                 full = {"apiVersion": self.resource.api_version, "kind": self.resource.kind, **item}
                 obj = project(full)
-                listed[object_key(obj)] = (obj, resource_version(full))
+                key = object_key(obj)
+                listed[key] = (obj, resource_version(full), self._digest_if_moved(key, full))
             meta = page.get("metadata") or {}
             version = str(meta.get("resourceVersion") or version)
             token = meta.get("continue")
@@ -186,8 +190,8 @@ class Informer:
         with self._lock:
             for key in [k for k in self._store if k not in listed]:
                 self._remove(key, None, notify=True)
-            for key, (obj, rv) in listed.items():
-                self._upsert(key, obj, rv, notify=True)
+            for key, (obj, rv, digest) in listed.items():
+                self._upsert(key, obj, rv, notify=True, digest=digest)
         log.debug("Listed %d %s", len(listed), self.name)
         return version
 
@@ -216,33 +220,54 @@ class Informer:
                 continue
             full = {"apiVersion": self.resource.api_version, "kind": self.resource.kind, **raw}
             obj = project(full)
+            key = object_key(obj)
             with self._lock:
                 if kind == "DELETED":
-                    self._remove(object_key(obj), resource_version(full), notify=True)
+                    self._remove(key, resource_version(full), notify=True)
                 else:
-                    self._upsert(object_key(obj), obj, resource_version(full), notify=True)
+                    digest = self._digest_if_moved(key, full)
+                    self._upsert(key, obj, resource_version(full), notify=True, digest=digest)
         return version
 
     # --- the store (called with the lock held) -------------------------------------------
 
-    def _upsert(self, key: ObjectKey, obj: Obj, rv: str, *, notify: bool) -> None:
+    def _digest_if_moved(self, key: ObjectKey, full: Obj) -> str | None:
+        """`full`'s spec digest when its generation passed qmo's apply (only then is it
+        compared, so steady status events cost no hashing)."""
+        if not self.track_drift:
+            return None
+        generation = (full.get("metadata") or {}).get("generation")
+        applied = self._applied_generation.get(key)
+        if not isinstance(generation, int) or applied is None or generation <= applied:
+            return None
+        return spec_digest(full)
+
+    def _upsert(
+        self, key: ObjectKey, obj: Obj, rv: str, *, notify: bool, digest: str | None = None
+    ) -> None:
         old = self._store.get(key)
         if old is not None and not is_newer(rv, self._versions.get(key, "")):
             return  # an event older than what qmo itself wrote and recorded
         if self.track_drift:
-            self._mark_drift(key, obj)
+            self._mark_drift(key, obj, digest)
         self._store[key] = obj
         self._versions[key] = rv
         self._reindex(key, obj)
         if notify and old != obj and self.on_change is not None:
             self._notify(old, obj)
 
-    def _mark_drift(self, key: ObjectKey, obj: Obj) -> None:
+    def _mark_drift(self, key: ObjectKey, obj: Obj, digest: str | None) -> None:
         generation = obj["metadata"].get("generation")
         if not isinstance(generation, int):
             return
         applied = self._applied_generation.setdefault(key, generation)
-        if generation > applied:
+        if generation <= applied:
+            return
+        if digest is not None and digest == self._applied_digest.get(key):
+            # Only the replica count moved (a scaler, or kubectl scale): not an edit of what
+            # qmo applied. `applied.differs` compares a fixed count by itself.
+            self._applied_generation[key] = generation
+        else:
             obj["metadata"][DRIFTED] = True
 
     def _remove(self, key: ObjectKey, rv: str | None, *, notify: bool) -> None:
@@ -254,6 +279,7 @@ class Informer:
         del self._store[key]
         self._versions.pop(key, None)
         self._applied_generation.pop(key, None)
+        self._applied_digest.pop(key, None)
         self._reindex(key, None)
         if notify and self.on_change is not None:
             self._notify(old, None)

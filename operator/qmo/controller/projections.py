@@ -8,6 +8,7 @@ availableReplicas) compares equal to what is stored and wakes no reconcile.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -205,6 +206,16 @@ def _gpu_limits(obj: Obj) -> Obj:
         if gpus is not None:
             containers.append({"resources": {"limits": {GPU_RESOURCE: gpus}}})
     return {"spec": {"containers": containers}} if containers else {}
+
+
+def spec_digest(obj: Obj) -> str:
+    """A Deployment's spec without its replica count: what a scaler's change leaves as it was.
+
+    The informer compares it only when a generation moved past qmo's apply, to tell a scale
+    (the HPA's, through the scale subresource) from an edit of the pod template."""
+    spec = {k: v for k, v in (obj.get("spec") or {}).items() if k != "replicas"}
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def project_deployment(obj: Obj) -> Obj:
