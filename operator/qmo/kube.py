@@ -228,6 +228,16 @@ class Kube:
                 return None
             raise
 
+    def read_live(self, obj: Obj) -> Obj | None:
+        """The live object named as `obj`, by a list of that one name: qmo holds `list` on
+        every kind it writes and needs no `get` (which would show nothing a list does not)."""
+        resource = resource_for(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        query = {"fieldSelector": f"metadata.name={meta['name']}"}
+        page = self.request("LIST", resource, resource.path(meta.get("namespace")), query)
+        items = page.get("items") or []
+        return items[0] if items else None
+
     def list_page(
         self,
         resource: Resource,

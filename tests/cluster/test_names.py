@@ -4,6 +4,7 @@ plane: a model whose derived name another model already holds is refused, never 
 from __future__ import annotations
 
 import pytest
+from kubernetes import client
 
 from tests.support.gate_scenario import wait_event
 from tests.support.kube import ClusterHandle, condition, is_ready, variants
@@ -67,3 +68,47 @@ def test_a_model_named_like_another_models_variant_service_is_refused_and_takes_
     warnings = [e for e in events(cluster, namespace, "llama-h100-fp8") if e.reason == "NameTaken"]
     assert [(e.type, e.count or 1) for e in warnings] == [("Warning", 1)]
     assert not [e for e in events(cluster, namespace, "llama") if e.type == "Warning"]
+
+
+def test_a_service_made_by_hand_under_the_models_name_is_left_alone_until_it_is_gone(
+    cluster: ClusterHandle, namespace: str
+) -> None:
+    theirs = cluster.core().create_namespaced_service(
+        namespace,
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="chat", labels={"app": "by-hand"}),
+            spec=client.V1ServiceSpec(
+                selector={"app": "by-hand"}, ports=[client.V1ServicePort(port=8080)]
+            ),
+        ),
+    )
+    create(cluster, namespace, a_model("chat", precisions=["fp8"], gpu={"classes": ["h100"]}))
+    refused = cluster.wait_for_model(
+        namespace,
+        "chat",
+        lambda m: (
+            condition(m, "Degraded").get("reason") == "NameTaken"
+            and variants(m).get("h100-fp8", {}).get("phase") == "Serving"
+        ),
+        describe="the model to serve its variant and refuse the hand-made Service's name",
+    )
+    assert (
+        "Service chat exists and was not made by qmo" in condition(refused, "Degraded")["message"]
+    )
+    assert refused["status"].get("service") is None
+    wait_event(cluster, namespace, "chat", "NameTaken")
+    service = cluster.core().read_namespaced_service("chat", namespace)
+    assert service.metadata.resource_version == theirs.metadata.resource_version, "untouched"
+    assert service.spec.selector == {"app": "by-hand"}
+
+    # Its owner deletes it and asks for a retry now (else the backoff's next one, within
+    # 5 minutes, would): the model's own Service is created.
+    cluster.core().delete_namespaced_service("chat", namespace)
+    annotate = {"metadata": {"annotations": {"qmo.dev/retry": "hand-made-service-gone"}}}
+    cluster.custom().patch_namespaced_custom_object(
+        "qmo.dev", "v1alpha1", namespace, "quantizedmodels", "chat", annotate
+    )
+    ready = wait_ready(cluster, namespace, "chat")
+    assert ready["status"]["service"] == "chat"
+    service = cluster.core().read_namespaced_service("chat", namespace)
+    assert service.spec.selector["qmo.dev/model"] == "chat"

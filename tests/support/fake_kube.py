@@ -76,7 +76,7 @@ GENERATION_KINDS = frozenset(
     {DEPLOYMENTS.kind, JOBS.kind, QUANTIZED_MODELS.kind, QUALITY_REPORTS.kind, HTTP_ROUTES.kind}
 )
 # Verbs as the fake counts them.
-APPLY, STATUS, DELETE, EVENT = "apply", "status", "delete", "event"
+APPLY, STATUS, DELETE, EVENT, READ = "apply", "status", "delete", "event", "read"
 WRITES = (APPLY, STATUS, DELETE)
 REASON_PHRASES = {
     403: ("Forbidden", "Forbidden"),
@@ -471,6 +471,11 @@ class FakeCluster:
         self._request(APPLY, obj["kind"], obj["metadata"]["name"])
         self._decodable(obj, obj["kind"], obj["metadata"]["name"])
         return self._written(self._write(obj, field_manager))
+
+    def read_live(self, obj: Obj) -> Obj | None:
+        meta = obj["metadata"]
+        self._request(READ, obj["kind"], meta["name"])
+        return self.object(obj["kind"], meta["name"], meta.get("namespace"))
 
     def add_owner(self, obj: Obj, owner: Owner) -> Obj | None:
         refs = obj.get("metadata", {}).get("ownerReferences") or []

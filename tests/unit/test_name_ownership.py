@@ -12,7 +12,7 @@ import pytest
 from qmo.api.base import API_VERSION
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.controller.changes import Apply, Refuse
-from qmo.controller.ownership import NamesInNamespace, holder
+from qmo.controller.ownership import NamesInNamespace, holder, made_elsewhere
 from qmo.controller.reconcile import Retry
 from qmo.controller.view import StaticReader
 from qmo.manifests.routes import routing_table
@@ -346,3 +346,95 @@ def test_a_name_held_by_a_deleted_model_is_free_again(world: World) -> None:
     assert [ref["name"] for ref in service["metadata"]["ownerReferences"]] == ["llama"]
     assert service["spec"]["selector"]["qmo.dev/model"] == "llama"
     assert "NameTaken" not in world.cluster.reasons()
+
+
+# --- names held by objects qmo did not make ------------------------------------------------
+
+
+def a_hand_made(kind: str, name: str) -> Obj:
+    """What a user made with kubectl or Helm: no qmo label, no QuantizedModel owner."""
+    api_version = {"Service": "v1", "Deployment": "apps/v1"}[kind]
+    body: Obj = {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": NS, "labels": {"app": "by-hand"}},
+        "spec": {"selector": {"app": "by-hand"}, "ports": [{"port": 80}]},
+    }
+    return body
+
+
+@pytest.mark.parametrize(
+    ("obj", "elsewhere"),
+    [
+        pytest.param(a_hand_made("Service", "llama"), True, id="made by hand"),
+        pytest.param(a_service("llama"), False, id="qmo's label, no model"),
+        pytest.param(unlabelled(a_service("llama", "llama", "u")), False, id="a model owns it"),
+    ],
+)
+def test_whether_an_object_was_made_elsewhere(obj: Obj, elsewhere: bool) -> None:
+    assert made_elsewhere(obj) is elsewhere
+
+
+def test_a_main_service_made_by_hand_is_left_alone_and_the_model_says_why(world: World) -> None:
+    mine = world.cluster.put(a_hand_made("Service", "llama"))
+    world.cluster.create_model(ungated("fp8"))
+
+    for _ in range(3):
+        with pytest.raises(Retry) as raised:
+            world.reconcile()
+        world.finish_builds()
+        world.cluster.roll_out_all()
+
+    assert raised.value.reason_label == "NameTaken"
+    assert world.cluster.object("Service", "llama") == mine, "untouched"
+    degraded = world.condition("Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "NameTaken")
+    assert "Service llama exists and was not made by qmo" in degraded["message"]
+    assert world.model()["status"].get("service") is None
+    assert world.cluster.object("Deployment", "llama-h100-fp8") is not None, "the variant runs"
+    assert world.cluster.reasons("Warning") == ["NameTaken"]
+
+    # The user deletes theirs: the next retry creates qmo's.
+    world.cluster.delete(mine)
+    world.settle()
+    service = world.cluster.object("Service", "llama")
+    assert service is not None
+    assert service["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "qmo"
+    assert world.condition("Ready")["status"] == "True"
+
+
+def test_a_variant_deployment_made_by_hand_is_refused_for_that_variant_only(
+    world: World,
+) -> None:
+    theirs = a_hand_made("Deployment", "llama-h100-fp8")
+    theirs["spec"] = {"replicas": 7, "selector": {"matchLabels": {"app": "by-hand"}}}
+    mine = world.cluster.put(theirs)
+    world.cluster.create_model(ungated("fp8"))
+
+    refused = []
+    for _ in range(4):
+        try:
+            world.reconcile()
+        except Retry as raised:
+            refused.append(raised.reason_label)
+        world.finish_builds()
+        world.cluster.roll_out_all()
+
+    assert refused[-1] == "NameTaken"
+    live = world.cluster.object("Deployment", "llama-h100-fp8")
+    assert live is not None
+    assert live["spec"] == mine["spec"], "untouched"
+    assert live["metadata"]["labels"] == mine["metadata"]["labels"]
+    assert "ownerReferences" not in live["metadata"]
+    variant = world.variants()["h100-fp8"]
+    assert variant["reason"] == "NameTaken"
+    assert "Deployment llama-h100-fp8 exists and was not made by qmo" in variant["message"]
+
+
+def test_a_converged_model_reads_nothing_live(world: World) -> None:
+    world.cluster.create_model(ungated("fp8"))
+    world.settle()
+
+    world.reconcile()
+
+    assert world.cluster.count("read") == 0

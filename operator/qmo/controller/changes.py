@@ -45,11 +45,14 @@ from qmo.wire import Obj
 @dataclass(frozen=True)
 class Apply:
     """Server-side apply `obj`. `owner_manager`: apply as that model's own field manager,
-    for objects several models share (their owner references then merge)."""
+    for objects several models share (their owner references then merge). `unknown`: a
+    model's own object whose name the cache holds nothing of, which an object qmo did not
+    make may hold (the reconcile reads it first, see `ownership`)."""
 
     obj: Obj
     variant: str | None
     owner_manager: bool = False
+    unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,9 @@ class _Planner:
         refusal = self.found.names.taken(obj, live, self.owner)
         if refusal is not None:
             self.changes.append(Refuse(desired, variant, refusal))
-        elif live is None or (not once and differs(desired, live)):
+        elif live is None:
+            self.changes.append(Apply(desired, variant, unknown=True))
+        elif not once and differs(desired, live):
             self.changes.append(Apply(desired, variant))
 
     def ensure_owner(self, obj: Obj | None, variant: str | None) -> None:

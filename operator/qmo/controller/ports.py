@@ -1,7 +1,8 @@
-"""The two ports a reconcile talks through, as interfaces: `KubeWrites` (what it writes:
-`qmo.kube.Kube` in the operator) and `CacheView` (what it reads, and how it tells the cache
-of its own writes: `cache.ClusterCache` in the operator). Unit tests put one in-memory fake
-behind both (tests/support/fake_kube.py) and run whole reconciles without a cluster.
+"""The two ports a reconcile talks through, as interfaces: `KubeWrites` (what it writes, and
+its one live read: `qmo.kube.Kube` in the operator) and `CacheView` (what it reads, and how it
+tells the cache of its own writes: `cache.ClusterCache` in the operator). Unit tests put one
+in-memory fake behind both (tests/support/fake_kube.py) and run whole reconciles without a
+cluster.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ class KubeWrites(Protocol):
     def apply_report_status(self, namespace: str, name: str, status: Obj) -> Obj: ...
 
     def delete(self, obj: Obj) -> None: ...
+
+    def read_live(self, obj: Obj) -> Obj | None:
+        """The live object of `obj`'s kind, namespace and name, read from the API server
+        (not the cache), or None: whether something qmo did not make holds the name."""
+        ...
 
 
 class CacheView(ClusterReader, Protocol):

@@ -23,10 +23,11 @@ from qmo.api.quantizedmodel import QualitySpec, QuantizedModelSpec, QuantizedMod
 from qmo.conditions import get_condition
 from qmo.config import OperatorConfig
 from qmo.controller import telemetry
-from qmo.controller.changes import Delete, desired_changes, mark_refused, taken_names
+from qmo.controller.changes import Change, Delete, desired_changes, mark_refused, taken_names
 from qmo.controller.events import EventSink
 from qmo.controller.execute import Executed, execute, report
 from qmo.controller.gather import Gathered, gather
+from qmo.controller.live_names import LiveNames
 from qmo.controller.ports import CacheView, KubeWrites
 from qmo.controller.projections import STATUS_WRITTEN
 from qmo.controller.reporting import (
@@ -145,6 +146,8 @@ def _reconcile_model(
     keda = cache.keda_installed()
     prometheus = (scaling.prometheus_address if scaling else None) or config.prometheus_address
 
+    live_names = LiveNames(kube)
+
     def look() -> tuple[Gathered, Plan]:
         """What the cache shows now, and the plan for it."""
         seen = gather(
@@ -153,11 +156,19 @@ def _reconcile_model(
         )  # fmt: skip
         return seen, plan_model(spec, seen.observed, config)
 
+    def changes_for(found: Gathered, plan: Plan, *, retry: bool) -> list[Change]:
+        """The changes `plan` needs, leaving every name held by an object qmo did not make
+        to that object (see `live_names`)."""
+        return live_names.changes(
+            found,
+            lambda seen: desired_changes(
+                spec, plan, seen, owner, config, retry=retry, routes_available=routes_available
+            ),
+        )
+
     found, plan = look()
     retry = _retry_requested(body, previous)
-    changes = desired_changes(
-        spec, plan, found, owner, config, retry=retry is not None, routes_available=routes_available
-    )
+    changes = changes_for(found, plan, retry=retry is not None)
     done = execute(kube, cache, owner, changes)
     if done.namespace_terminating:
         log.info("Namespace %s is being deleted; QuantizedModel %s goes with it", namespace, name)
@@ -172,9 +183,7 @@ def _reconcile_model(
             break
         found, plan = look()
         # The retry deleted what failed in the first round; a later round must not again.
-        more = desired_changes(
-            spec, plan, found, owner, config, retry=False, routes_available=routes_available
-        )
+        more = changes_for(found, plan, retry=False)
         more = [c for c in more if c.variant not in done.refused]
         if not more or round_ == FOLLOW_UP_ROUNDS - 1:
             break
