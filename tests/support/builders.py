@@ -162,6 +162,11 @@ class ModelBuilder:
         self.data["model"]["source"] = source
         return self
 
+    def with_source_s3(self, **connection: Any) -> ModelBuilder:
+        """model.s3: how build pods reach an s3:// source (wire names: pathStyle...)."""
+        self.data["model"]["s3"] = connection
+        return self
+
     def with_revision(self, revision: str | None) -> ModelBuilder:
         if revision is None:
             self.data["model"].pop("revision", None)

@@ -145,50 +145,6 @@ def test_hub_failures_are_sorted_into_permanent_and_retriable(
     assert "hf_secret" not in str(caught.value)
 
 
-class FakeS3:
-    def __init__(self, objects: dict[str, bytes]) -> None:
-        self.objects = objects
-
-    def get_paginator(self, _name: str) -> FakeS3:
-        return self
-
-    def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, Any]]:
-        keys = [k for k in sorted(self.objects) if k.startswith(Prefix)]
-        return [
-            {"Contents": [{"Key": k} for k in keys[:2]]},
-            {"Contents": [{"Key": k} for k in keys[2:]]},
-        ]
-
-    def download_file(self, bucket: str, key: str, filename: str) -> None:
-        Path(filename).write_bytes(self.objects[key])
-
-
-def test_an_s3_source_is_downloaded_under_its_prefix(tmp_path: Path) -> None:
-    client = FakeS3(
-        {
-            "llama/config.json": b"{}",
-            "llama/model.safetensors": b"w",
-            "llama/tokenizer.json": b"{}",
-            "other/config.json": b"{}",
-        }
-    )
-    opened = source.open_source(
-        SourceRef(uri="s3://bucket/llama"), env={}, download_dir=tmp_path, s3_client=client
-    )
-    assert sorted(p.name for p in opened.iterdir()) == [
-        "config.json",
-        "model.safetensors",
-        "tokenizer.json",
-    ]
-
-
-def test_an_empty_s3_prefix_is_unavailable(tmp_path: Path) -> None:
-    with pytest.raises(SourceUnavailable, match="holds no objects"):
-        source.open_source(
-            SourceRef(uri="s3://bucket/none"), env={}, download_dir=tmp_path, s3_client=FakeS3({})
-        )
-
-
 def test_the_tokenizer_files_are_copied_for_serving(tmp_path: Path) -> None:
     checkpoint = a_checkpoint(tmp_path / "m")
     (checkpoint / "tokenizer_config.json").write_text("{}")

@@ -19,7 +19,13 @@ from qmo.manifests.serving import build_deployment
 from qmo.manifests.store import CACHE_MOUNT_PATH, FETCH_CONTAINER, GET_CONTAINER, StoreSetup
 from qmo.planner.plan import plan_model
 from qmo.planner.references import referenced_keys
-from qmo.planner.store import BucketStore, ClaimStore, resolve_store
+from qmo.planner.store import (
+    BucketStore,
+    ClaimStore,
+    SourceAccess,
+    resolve_store,
+    source_access,
+)
 from qmo.planner.types import Evaluation
 from qmo.vocabulary import Reason, Refusal
 from tests.support.builders import a_class, a_cluster, a_model, an_owner, variant
@@ -210,3 +216,82 @@ def test_whatever_a_model_a_report_or_a_pod_names_is_referenced() -> None:
     build = {"metadata": {"annotations": {"qmo.dev/revision": "e"}}}
     deployment = {"spec": {"template": {"metadata": {"annotations": {"qmo.dev/revision": "f"}}}}}
     assert referenced_keys([model], [report], [build, deployment]) == set("abcdef")
+
+
+# --- s3:// model sources -------------------------------------------------------------------
+
+
+def _on_s3(**connection: Any) -> Any:
+    model = a_model().from_source("s3://checkpoints/llama/8b").with_precisions("fp8")
+    return (model.with_source_s3(**connection) if connection else model).spec()
+
+
+@pytest.mark.parametrize(
+    ("spec", "config", "expected"),
+    [
+        pytest.param(a_model().spec(), BUCKET_CONFIG, None, id="a hub source needs no S3 access"),
+        pytest.param(
+            _on_s3(),
+            BUCKET_CONFIG,
+            SourceAccess(
+                "https://s3.storage:9000", "us-east-1", True, "s3-keys", ("s3-ca", "ca.crt")
+            ),
+            id="the engine store's server and keys",
+        ),
+        pytest.param(
+            _on_s3(),
+            OperatorConfig(),
+            SourceAccess(),
+            id="on a claim store with no defaults: AWS, workload identity",
+        ),
+        pytest.param(
+            _on_s3(
+                endpoint="http://minio.lab:9000",
+                credentialsSecretName="lab-keys",
+                caBundle={"name": "lab-ca", "key": "pem"},
+            ),
+            BUCKET_CONFIG,
+            SourceAccess("http://minio.lab:9000", "us-east-1", True, "lab-keys", ("lab-ca", "pem")),
+            id="model.s3 over the store's, field by field",
+        ),
+    ],
+)
+def test_how_a_build_reaches_an_s3_source(
+    spec: Any, config: OperatorConfig, expected: SourceAccess | None
+) -> None:
+    assert source_access(spec, config) == expected
+
+
+def test_a_build_of_an_s3_source_gets_the_server_its_keys_and_its_ca_by_reference() -> None:
+    spec = _on_s3(credentialsSecretName="lab-keys", caBundle={"name": "lab-ca", "key": "pem"})
+    planned = variant(
+        plan_model(spec, a_cluster(a_class("h100")).observed(), OperatorConfig()), "h100-fp8"
+    )
+    job = build_job(
+        spec, planned, namespace="ns", image="builder", store=StoreSetup.of(spec, OperatorConfig())
+    )
+    pod = _pod(job)
+    builder = pod["containers"][0]
+    env = _env(builder)
+    assert env["QMO_SOURCE_S3_ACCESS_KEY_ID"] == {
+        "secretKeyRef": {"name": "lab-keys", "key": "AWS_ACCESS_KEY_ID"}
+    }
+    assert env["QMO_SOURCE_S3_SECRET_ACCESS_KEY"] == {
+        "secretKeyRef": {"name": "lab-keys", "key": "AWS_SECRET_ACCESS_KEY"}
+    }
+    assert env["QMO_SOURCE_S3_CA_BUNDLE"] == "/etc/qmo/source-ca/ca.crt"
+    ca = next(v for v in pod["volumes"] if v["name"] == "source-ca")
+    assert ca["configMap"] == {"name": "lab-ca", "items": [{"key": "pem", "path": "ca.crt"}]}
+    assert {"name": "source-ca", "mountPath": "/etc/qmo/source-ca", "readOnly": True} in builder[
+        "volumeMounts"
+    ]
+    assert "QMO_STORE_S3_BUCKET" not in env, "the artifacts stay on the claim"
+
+
+def test_a_build_of_a_hub_source_gets_no_s3_variables() -> None:
+    spec, planned = _planned(BUCKET_CONFIG)
+    job = build_job(
+        spec, planned, namespace="ns", image="builder", store=StoreSetup.of(spec, BUCKET_CONFIG)
+    )
+    env = _env(_pod(job)["containers"][0])
+    assert not [name for name in env if name.startswith("QMO_SOURCE_S3_")]

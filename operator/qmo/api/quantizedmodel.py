@@ -138,6 +138,68 @@ class ModelSize(ApiModel):
     head_dim: int = Field(ge=1, le=1024, description="Dimension of one attention head.")
 
 
+S3_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+S3_PREFIX = r"^[A-Za-z0-9!_.*'()/-]*$"
+HTTP_URL = r"^https?://[^\s/?#]+(:[0-9]+)?/?$"
+
+
+class S3Connection(ApiModel):
+    """How pods reach an S3-compatible server. Each field left unset takes the value of the
+    engine store's, then the operator's (the chart's engineStore.s3); no key or secret is ever
+    written here."""
+
+    endpoint: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=HTTP_URL,
+        description="Endpoint URL of an S3-compatible server (https://minio.storage:9000); "
+        "unset: AWS S3 in the region.",
+    )
+    region: str | None = Field(
+        default=None, max_length=64, pattern=r"^[a-z0-9-]+$", description="Region (us-east-1)."
+    )
+    path_style: bool | None = Field(
+        default=None,
+        description="Address buckets as <endpoint>/<bucket> (most self-hosted servers) instead "
+        "of <bucket>.<endpoint>.",
+    )
+    ca_bundle: ConfigMapKeyReference | None = Field(
+        default=None,
+        description="A ConfigMap key holding the PEM CA bundle that signs the endpoint's "
+        "certificate.",
+    )
+    credentials_secret_name: ObjectName | None = Field(
+        default=None,
+        description="A Secret in the model's namespace with AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, passed to pods by reference. Unset: the pods' workload "
+        "identity (serviceAccountName).",
+    )
+
+
+class S3StoreSpec(S3Connection):
+    """An S3-compatible bucket for artifacts. Fields left unset take the operator's defaults
+    (the chart's engineStore.s3); no key or secret is ever written here."""
+
+    bucket: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=63,
+        pattern=S3_BUCKET,
+        description="Bucket name (it must exist).",
+    )
+    prefix: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=S3_PREFIX,
+        description="Key prefix inside the bucket; artifacts go to <prefix>/artifacts/<key>/.",
+    )
+    service_account_name: ObjectName | None = Field(
+        default=None,
+        description="ServiceAccount the pods that read or write the store run as, for workload "
+        "identity (IRSA, EKS Pod Identity, GKE/Azure federation).",
+    )
+
+
 class ReferenceModel(ApiModel):
     """The full-precision model an already quantized source was made from: the gate builds its
     BF16 reference from it."""
@@ -205,6 +267,12 @@ class ModelSpec(ApiModel):
         "from, which the quality gate's BF16 reference is built from. Without it the gate has "
         "nothing to compare against and judges nothing.",
     )
+    s3: S3Connection | None = Field(
+        default=None,
+        description="How build pods reach an s3:// source (model.source and "
+        "model.reference.source). Each field unset is the engine store's when it is a bucket, "
+        "else the operator's engineStore.s3: a source on the store's own server needs none.",
+    )
 
     rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
@@ -213,6 +281,18 @@ class ModelSpec(ApiModel):
             "source: set it only with format modelopt-prequantized",
             check=lambda m: m.reference is None or m.format == ModelFormat.MODELOPT_PREQUANTIZED,
             field_path=".reference",
+        ),
+        Rule(
+            cel="!has(self.s3) || self.source.startsWith('s3://') || (has(self.reference) && "
+            "self.reference.source.startsWith('s3://'))",
+            message="model.s3 says how to reach an s3:// source: set it only when model.source "
+            "or model.reference.source is s3://",
+            check=lambda m: (
+                m.s3 is None
+                or m.source.startswith("s3://")
+                or (m.reference is not None and m.reference.source.startswith("s3://"))
+            ),
+            field_path=".s3",
         ),
         Rule(
             cel=f"self.source.matches('{SOURCE_PATTERN}')",
@@ -306,61 +386,6 @@ class QuantizationSpec(ApiModel):
         description="How nvfp4 scales are found: max (ModelOpt's NVFP4_DEFAULT_CFG, the "
         "default) or awq-lite (NVFP4_AWQ_LITE_CFG: activation-aware, slower to calibrate, "
         "smaller perplexity loss in qmo's GPU run).",
-    )
-
-
-S3_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
-S3_PREFIX = r"^[A-Za-z0-9!_.*'()/-]*$"
-HTTP_URL = r"^https?://[^\s/?#]+(:[0-9]+)?/?$"
-
-
-class S3StoreSpec(ApiModel):
-    """An S3-compatible bucket for artifacts. Fields left unset take the operator's defaults
-    (the chart's engineStore.s3); no key or secret is ever written here."""
-
-    bucket: str | None = Field(
-        default=None,
-        min_length=3,
-        max_length=63,
-        pattern=S3_BUCKET,
-        description="Bucket name (it must exist).",
-    )
-    prefix: str | None = Field(
-        default=None,
-        max_length=512,
-        pattern=S3_PREFIX,
-        description="Key prefix inside the bucket; artifacts go to <prefix>/artifacts/<key>/.",
-    )
-    endpoint: str | None = Field(
-        default=None,
-        max_length=512,
-        pattern=HTTP_URL,
-        description="Endpoint URL of an S3-compatible server (https://minio.storage:9000); "
-        "unset: AWS S3 in the region.",
-    )
-    region: str | None = Field(
-        default=None, max_length=64, pattern=r"^[a-z0-9-]+$", description="Region (us-east-1)."
-    )
-    path_style: bool | None = Field(
-        default=None,
-        description="Address buckets as <endpoint>/<bucket> (most self-hosted servers) instead "
-        "of <bucket>.<endpoint>.",
-    )
-    ca_bundle: ConfigMapKeyReference | None = Field(
-        default=None,
-        description="A ConfigMap key holding the PEM CA bundle that signs the endpoint's "
-        "certificate.",
-    )
-    credentials_secret_name: ObjectName | None = Field(
-        default=None,
-        description="A Secret in the model's namespace with AWS_ACCESS_KEY_ID and "
-        "AWS_SECRET_ACCESS_KEY, passed to pods by reference. Unset: the pods' workload "
-        "identity (serviceAccountName).",
-    )
-    service_account_name: ObjectName | None = Field(
-        default=None,
-        description="ServiceAccount the pods that read or write the store run as, for workload "
-        "identity (IRSA, EKS Pod Identity, GKE/Azure federation).",
     )
 
 

@@ -1,23 +1,28 @@
 """Opens the checkpoint a build starts from and checks that it is complete.
 
 Sources: `hf://ORG/NAME` (Hugging Face hub, token from the env var the request names; the
-token is passed to the hub client and never logged), `s3://BUCKET/PATH` (needs boto3 in the
-image; credentials from the usual AWS env vars), or a local path (a mounted PVC; `pvc://`
-sources arrive as paths, the operator mounts the claim). Called by qmo.builder.pipeline.
+token is passed to the hub client and never logged), `s3://BUCKET/PATH` (through qmo's
+object-store client, on the server and with the keys of the `QMO_SOURCE_S3_*` variables the
+operator sets: qmo.store.location), or a local path (a mounted PVC; `pvc://` sources arrive
+as paths, the operator mounts the claim). From a hub or a bucket only what a build needs is
+fetched (weights, configs, tokenizer: no pickles). Called by qmo.builder.pipeline.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import json
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qmo.api.buildcontract import SourceRef
 from qmo.builder.errors import IncompleteCheckpoint, InvalidRequest, SourceUnavailable
+from qmo.store.location import source_credentials, source_location
+from qmo.store.objects import StoreError, connect
 
 # What a build needs from a hub repository: weights, configs, tokenizer. No pickles.
 HUB_ALLOW_PATTERNS = ("*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja")
@@ -67,7 +72,7 @@ def open_source(
     *,
     env: Mapping[str, str],
     download_dir: Path,
-    s3_client: Any = None,
+    s3_store: Any = None,
 ) -> Path:
     """A local directory holding the complete checkpoint."""
     location = parse_source(source.uri)
@@ -78,7 +83,8 @@ def open_source(
     elif location.kind == "hf":
         path = _download_hub(location.name, source.revision, _token(source, env), download_dir)
     else:
-        path = _download_s3(location, download_dir / location.name / location.path, s3_client)
+        target = download_dir / location.name / location.path
+        path = _download_s3(location, target, s3_store or _connect_s3(location, env))
     problems = completeness_problems(path)
     if problems:
         raise IncompleteCheckpoint(
@@ -174,36 +180,32 @@ def _hub_error(repo: str, revision: str | None, err: Exception) -> Exception:
     return SourceUnavailable(f"{where} could not be downloaded: {kind}: {str(err)[:300]}")
 
 
-def _download_s3(location: SourceLocation, target: Path, client: Any) -> Path:
-    if client is None:
-        try:
-            boto3: Any = importlib.import_module("boto3")
-        except ImportError as err:
-            raise SourceUnavailable("s3:// sources need boto3 in the builder image") from err
-        client = boto3.client("s3")
-    prefix = f"{location.path}/" if location.path else ""
+def _connect_s3(location: SourceLocation, env: Mapping[str, str]) -> Any:
     try:
-        keys = list(_s3_keys(client, location.name, prefix))
-        if not keys:
-            raise SourceUnavailable(f"s3://{location.name}/{prefix} holds no objects")
-        for key in keys:
-            relative = key[len(prefix) :]
-            if not relative or relative.endswith("/"):
-                continue
-            destination = target / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(location.name, key, str(destination))
-    except SourceUnavailable:
-        raise
-    except Exception as err:
-        raise SourceUnavailable(
-            f"s3://{location.name}/{prefix} could not be downloaded: {type(err).__name__}"
-        ) from err
+        return connect(source_location(location.name, env), source_credentials(env))
+    except StoreError as err:
+        raise SourceUnavailable(f"s3://{location.name}: {err.reason}: {err}") from err
+
+
+def _download_s3(location: SourceLocation, target: Path, store: Any) -> Path:
+    """Every object under the source's prefix that a build needs, into `target`."""
+    prefix = f"{location.path}/" if location.path else ""
+    where = f"s3://{location.name}/{prefix}"
+    try:
+        objects = [o for o in store.list(prefix) if o.key != prefix]
+        if not objects:
+            raise SourceUnavailable(f"{where} holds no objects")
+        wanted = [o for o in objects if _wanted(o.key)]
+        if not wanted:
+            raise SourceUnavailable(f"{where} holds no checkpoint files ({len(objects)} others)")
+        for info in wanted:
+            store.download_file(info.key, target / info.key[len(prefix) :], size=info.size)
+    except StoreError as err:
+        # Keys are refused or the server is down: the reason says which, never a key.
+        raise SourceUnavailable(f"{where} could not be downloaded: {err.reason}: {err}") from err
     return target
 
 
-def _s3_keys(client: Any, bucket: str, prefix: str) -> Any:
-    paginate: Callable[..., Any] = client.get_paginator("list_objects_v2").paginate
-    for page in paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            yield item["Key"]
+def _wanted(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatch(name, pattern) for pattern in HUB_ALLOW_PATTERNS)

@@ -31,6 +31,7 @@ from qmo.manifests.store import (
     StoreSetup,
     claim_volume,
     scratch_store_access,
+    source_fields,
 )
 from qmo.planner.cachekey import short_key
 from qmo.planner.sizing import SOURCE_MOUNT_PATH, TOKEN_ENV, source_claim
@@ -58,15 +59,22 @@ def build_labels(variant: PlannedVariant) -> dict[str, str]:
     )
 
 
-def _source_volume(spec: QuantizedModelSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A pvc:// source is mounted read-only at /model; other sources are fetched."""
+def _source_access(
+    spec: QuantizedModelSpec, setup: StoreSetup
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(env, volumes, mounts): a pvc:// source is mounted read-only at /model; an s3:// one
+    is fetched from the server `setup.source` names; a hub is reached with the token."""
+    env, volumes, mounts = source_fields(setup.source) if setup.source else ([], [], [])
     claim = source_claim(spec)
-    if claim is None:
-        return [], []
-    return (
-        [{"name": "model-source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}],
-        [{"name": "model-source", "mountPath": SOURCE_MOUNT_PATH, "readOnly": True}],
-    )
+    if claim is not None:
+        volumes.append(
+            {
+                "name": "model-source",
+                "persistentVolumeClaim": {"claimName": claim, "readOnly": True},
+            }
+        )
+        mounts.append({"name": "model-source", "mountPath": SOURCE_MOUNT_PATH, "readOnly": True})
+    return env, volumes, mounts
 
 
 def _env(spec: QuantizedModelSpec, variant: PlannedVariant) -> list[dict[str, Any]]:
@@ -122,9 +130,10 @@ def build_job(
     assert variant.build is not None
     assert variant.build_gpus is not None
     build = spec.engine.build
-    access = _store_access(spec, variant, store or StoreSetup(claim_store(spec)))
+    setup = store or StoreSetup(claim_store(spec))
+    access = _store_access(spec, variant, setup)
     copying = variant.build.copy_from is not None
-    source_volumes, source_mounts = _source_volume(spec)
+    source_env, source_volumes, source_mounts = _source_access(spec, setup)
     scratch, scratch_mounts = scratch_volumes("16Gi")
     pod_labels = build_labels(variant)
     return {
@@ -170,7 +179,7 @@ def build_job(
                             "name": BUILD_CONTAINER,
                             "image": image,
                             "command": ["qmo-builder", "build"],
-                            "env": [*_env(spec, variant), *access.env],
+                            "env": [*_env(spec, variant), *access.env, *source_env],
                             "resources": _build_resources(spec, variant.build_gpus, copying),
                             "securityContext": container_security_context(),
                             "terminationMessagePath": TERMINATION_MESSAGE_PATH,

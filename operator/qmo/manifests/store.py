@@ -20,18 +20,32 @@ from qmo.config import DEFAULT_EVALUATOR_IMAGE, NodeCache, OperatorConfig
 from qmo.manifests.pod import STORE_VOLUME, container_security_context
 from qmo.planner.store import (
     CA_BUNDLE_DIR,
+    SOURCE_CA_BUNDLE_DIR,
+    SOURCE_CA_BUNDLE_FILE,
     BucketStore,
     ClaimStore,
     EngineStore,
+    SourceAccess,
     claim_store,
     resolve_store,
+    source_access,
 )
 from qmo.store.cache import SERVE_WITH_LOCK
-from qmo.store.location import ACCESS_KEY_ENV, SECRET_KEY_ENV
+from qmo.store.location import (
+    ACCESS_KEY_ENV,
+    SECRET_KEY_ENV,
+    SOURCE_ACCESS_KEY_ENV,
+    SOURCE_CA_BUNDLE_ENV,
+    SOURCE_ENDPOINT_ENV,
+    SOURCE_PATH_STYLE_ENV,
+    SOURCE_REGION_ENV,
+    SOURCE_SECRET_KEY_ENV,
+)
 
 CACHE_VOLUME = "artifact-cache"
 CACHE_MOUNT_PATH = "/cache"
 CA_VOLUME = "store-ca"
+SOURCE_CA_VOLUME = "source-ca"
 FETCH_CONTAINER = "fetch-artifact"
 GET_CONTAINER = "get-store-files"
 UPLOAD_CONTAINER = "upload-outcomes"
@@ -47,6 +61,7 @@ class StoreSetup:
     store: EngineStore
     cache: NodeCache = field(default_factory=NodeCache)
     image: str = DEFAULT_EVALUATOR_IMAGE
+    source: SourceAccess | None = None  # how builds reach an s3:// model source
 
     @classmethod
     def of(cls, spec: QuantizedModelSpec, config: OperatorConfig) -> StoreSetup:
@@ -55,7 +70,7 @@ class StoreSetup:
         store = resolve_store(spec, config)
         if not isinstance(store, (ClaimStore, BucketStore)):
             store = claim_store(spec)
-        return cls(store, config.node_cache, config.store_image)
+        return cls(store, config.node_cache, config.store_image, source_access(spec, config))
 
 
 def locked(artifact_dir: str, command: list[str]) -> list[str]:
@@ -97,6 +112,38 @@ def bucket_env(store: BucketStore) -> list[dict[str, Any]]:
             for key in SECRET_KEYS
         ]
     return env
+
+
+def source_fields(
+    access: SourceAccess,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(env, volumes, mounts) of a build pod that reads an s3:// model source: the server as
+    environment, its keys by reference to the Secret, its CA bundle from a ConfigMap."""
+    env: list[dict[str, Any]] = [
+        {"name": SOURCE_REGION_ENV, "value": access.region},
+        {"name": SOURCE_PATH_STYLE_ENV, "value": "true" if access.path_style else "false"},
+    ]
+    if access.endpoint:
+        env.append({"name": SOURCE_ENDPOINT_ENV, "value": access.endpoint})
+    if access.credentials_secret is not None:
+        env += [
+            {
+                "name": name,
+                "valueFrom": {"secretKeyRef": {"name": access.credentials_secret, "key": key}},
+            }
+            for name, key in ((SOURCE_ACCESS_KEY_ENV, ACCESS_KEY_ENV),
+                              (SOURCE_SECRET_KEY_ENV, SECRET_KEY_ENV))
+        ]  # fmt: skip
+    if access.ca_bundle is None:
+        return env, [], []
+    config_map, key = access.ca_bundle
+    env.append({"name": SOURCE_CA_BUNDLE_ENV, "value": SOURCE_CA_BUNDLE_FILE})
+    volume = {
+        "name": SOURCE_CA_VOLUME,
+        "configMap": {"name": config_map, "items": [{"key": key, "path": "ca.crt"}]},
+    }
+    mount = {"name": SOURCE_CA_VOLUME, "mountPath": SOURCE_CA_BUNDLE_DIR, "readOnly": True}
+    return env, [volume], [mount]
 
 
 def _ca(store: BucketStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

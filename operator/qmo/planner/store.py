@@ -1,6 +1,7 @@
 """Which engine store a model's artifacts live on: its claim, or a bucket.
 
-PURE. A model's `engine.store` is merged over the operator's defaults (the chart's
+PURE. Also how build pods reach an s3:// model source (`source_access`), which defaults to
+the store's server. A model's `engine.store` is merged over the operator's defaults (the chart's
 engineStore): `type` picks the kind, and each unset field of `s3` takes the operator's value.
 The resolved store is part of every variant's cache key (`identity`): an artifact on one store
 is not on another, and the records that say "built" are per key. Its identity leaves the
@@ -50,6 +51,51 @@ EngineStore = ClaimStore | BucketStore
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class SourceAccess:
+    """How build pods reach an s3:// model source: `model.s3` over the engine store's
+    connection when the store is a bucket, else over the operator's engineStore.s3."""
+
+    endpoint: str | None = None
+    region: str = "us-east-1"
+    path_style: bool = False
+    credentials_secret: str | None = None
+    ca_bundle: tuple[str, str] | None = None  # (ConfigMap, key)
+
+
+def source_access(spec: QuantizedModelSpec, config: OperatorConfig) -> SourceAccess | None:
+    """None unless model.source or model.reference.source is s3://."""
+    model = spec.model
+    sources = [model.source, *([model.reference.source] if model.reference else [])]
+    if not any(s.startswith("s3://") for s in sources):
+        return None
+    store = resolve_store(spec, config)
+    if isinstance(store, BucketStore):
+        base = SourceAccess(
+            store.location.endpoint,
+            store.location.region,
+            store.location.path_style,
+            store.credentials_secret,
+            store.ca_bundle,
+        )
+    else:
+        default = config.s3
+        ca = (default.ca_bundle_configmap, "ca.crt") if default.ca_bundle_configmap else None
+        base = SourceAccess(
+            default.endpoint, default.region, default.path_style, default.credentials_secret, ca
+        )
+    own = model.s3
+    if own is None:
+        return base
+    return SourceAccess(
+        endpoint=own.endpoint or base.endpoint,
+        region=own.region or base.region,
+        path_style=_pick(own.path_style, base.path_style),
+        credentials_secret=own.credentials_secret_name or base.credentials_secret,
+        ca_bundle=(own.ca_bundle.name, own.ca_bundle.key) if own.ca_bundle else base.ca_bundle,
+    )
+
+
 def claim_store(spec: QuantizedModelSpec) -> ClaimStore:
     store = spec.engine.store
     return ClaimStore(store.claim_name, store.create, store.size, store.storage_class_name)
@@ -87,9 +133,11 @@ def resolve_store(spec: QuantizedModelSpec, config: OperatorConfig) -> EngineSto
     )
 
 
-# Where pods find the CA bundle (a ConfigMap key mounted read-only).
+# Where pods find the CA bundles (ConfigMap keys mounted read-only): the store's, a source's.
 CA_BUNDLE_DIR = "/etc/qmo/store-ca"
 CA_BUNDLE_FILE = f"{CA_BUNDLE_DIR}/ca.crt"
+SOURCE_CA_BUNDLE_DIR = "/etc/qmo/source-ca"
+SOURCE_CA_BUNDLE_FILE = f"{SOURCE_CA_BUNDLE_DIR}/ca.crt"
 
 
 def _ca_bundle(spec: QuantizedModelSpec, config: OperatorConfig) -> tuple[str, str] | None:

@@ -1,7 +1,9 @@
 """Where an S3-compatible engine store is, as pods receive it: environment variables.
 
 The operator writes these variables into the pods it creates (qmo.manifests.store); the
-pods' programs read them back with `S3Location.from_env`. Credentials are never among them:
+pods' programs read them back with `S3Location.from_env`. An s3:// model source is reached
+through variables of its own (`QMO_SOURCE_S3_*`, read by `source_location`), since it may be
+on another server, with other keys, than the store. Credentials are never among them:
 they come from the standard AWS variables (filled from a Secret by reference) or from the
 pod's workload identity (a projected web-identity token), which the client reads itself.
 """
@@ -21,6 +23,13 @@ CA_BUNDLE_ENV = "QMO_STORE_S3_CA_BUNDLE"
 ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 SESSION_TOKEN_ENV = "AWS_SESSION_TOKEN"
+# An s3:// model source: the server, and its keys when they are not the store's.
+SOURCE_ENDPOINT_ENV = "QMO_SOURCE_S3_ENDPOINT"
+SOURCE_REGION_ENV = "QMO_SOURCE_S3_REGION"
+SOURCE_PATH_STYLE_ENV = "QMO_SOURCE_S3_PATH_STYLE"
+SOURCE_CA_BUNDLE_ENV = "QMO_SOURCE_S3_CA_BUNDLE"
+SOURCE_ACCESS_KEY_ENV = "QMO_SOURCE_S3_ACCESS_KEY_ID"
+SOURCE_SECRET_KEY_ENV = "QMO_SOURCE_S3_SECRET_ACCESS_KEY"
 ARTIFACTS = "artifacts"
 MANIFEST = "qmo-artifact.json"
 
@@ -72,3 +81,26 @@ class S3Location:
 
     def uri(self, *parts: str) -> str:
         return f"s3://{self.bucket}/{self.key(*parts)}"
+
+
+def source_location(bucket: str, env: Mapping[str, str]) -> S3Location:
+    """The bucket of an s3:// model source, on the server the pod was told of."""
+    return S3Location(
+        bucket=bucket,
+        endpoint=env.get(SOURCE_ENDPOINT_ENV) or None,
+        region=env.get(SOURCE_REGION_ENV) or "us-east-1",
+        path_style=env.get(SOURCE_PATH_STYLE_ENV, "").lower() == "true",
+        ca_bundle=env.get(SOURCE_CA_BUNDLE_ENV) or None,
+    )
+
+
+def source_credentials(env: Mapping[str, str]) -> dict[str, str]:
+    """The keys for an s3:// source: its own when the pod has them, else the standard AWS
+    variables (the store's keys), else none (the pod's workload identity)."""
+    if env.get(SOURCE_ACCESS_KEY_ENV) and env.get(SOURCE_SECRET_KEY_ENV):
+        return {
+            ACCESS_KEY_ENV: env[SOURCE_ACCESS_KEY_ENV],
+            SECRET_KEY_ENV: env[SOURCE_SECRET_KEY_ENV],
+        }
+    names = (ACCESS_KEY_ENV, SECRET_KEY_ENV, SESSION_TOKEN_ENV)
+    return {name: env[name] for name in names if env.get(name)}
