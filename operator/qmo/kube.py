@@ -230,7 +230,9 @@ class Kube:
 
     def read_live(self, obj: Obj) -> Obj | None:
         """The live object named as `obj`, by a list of that one name: qmo holds `list` on
-        every kind it writes and needs no `get` (which would show nothing a list does not)."""
+        every kind it writes and needs no `get` (which would show nothing a list does not).
+        The API server reads a list whose field selector is one `metadata.name` as that one
+        key (the generic registry's `MatchesSingle`), so it costs what a GET does."""
         resource = resource_for(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
         query = {"fieldSelector": f"metadata.name={meta['name']}"}
