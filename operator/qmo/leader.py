@@ -402,6 +402,8 @@ async def lead(elector: LeaderElector, work: Work, *, health_port: int | None = 
     try:
         while not stop.is_set() and not await _attempt(elector):
             await _wait(stop, config.retry_period)
+        if not stop.is_set():
+            IS_LEADER.set(1)  # at once, not after the standby's health server has closed
     finally:
         if health is not None:
             health.close()
@@ -410,7 +412,6 @@ async def lead(elector: LeaderElector, work: Work, *, health_port: int | None = 
         if elector.is_leader:
             await asyncio.to_thread(elector.release)
         return 0
-    IS_LEADER.set(1)
 
     # Started before `work`: kopf cancels every task created after it starts, not this one.
     renewing = asyncio.create_task(_renew_until_lost(elector, stop), name="qmo lease renewal")
