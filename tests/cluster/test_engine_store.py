@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -127,14 +128,24 @@ def run_fetch_step(
     args = [a if a != "/cache" else str(cache) for a in init.args]
     args += ["--termination-log", str(cache.parent / "fetch-termination-log")]
     qmo_store = Path(sys.executable).with_name("qmo-store")
-    return subprocess.run(
+    # A sidecar (--hold): it fetches, then holds the artifact until the pod ends, which the
+    # test plays with SIGTERM once it says so (or it has failed and exited).
+    step = subprocess.Popen(
         [str(qmo_store), *args],
         env={**os.environ, **env},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
-        check=False,
     )
+    assert step.stdout is not None
+    said = []
+    for line in step.stdout:
+        said.append(line)
+        if "held in the node cache" in line:
+            step.send_signal(signal.SIGTERM)
+            break
+    out, err = step.communicate(timeout=120)
+    return subprocess.CompletedProcess(step.args, step.returncode, "".join(said) + out, err)
 
 
 def _job(cluster: ClusterHandle, namespace: str, component: str = "build") -> client.V1Job:

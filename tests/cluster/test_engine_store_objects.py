@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -238,6 +239,57 @@ def test_eviction_takes_the_least_recently_used_entry_a_server_does_not_hold(
         assert full.value.reason == "CacheFull"
     finally:
         os.close(fd)
+
+
+def test_a_pods_fetch_step_holds_its_artifact_until_the_pod_ends(
+    tmp_path: Path, server: StoreServer, store: S3Artifacts
+) -> None:
+    keys = ["a" * 16, "b" * 16]
+    for key in keys:
+        _build(tmp_path, store, key, shards=1)
+    root = tmp_path / "cache"
+    env = {**os.environ, **store.location.to_env(), **_env(server)}
+    holder = subprocess.Popen(
+        [str(Path(sys.executable).with_name("qmo-store")), "fetch", "--key", keys[0],
+         "--cache", str(root), "--max-bytes", str(1 << 30), "--hold",
+         "--termination-log", str(tmp_path / "termination-log")],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        said = [holder.stdout.readline(), holder.stdout.readline()]
+        assert "fetched and verified" in said[0]
+        assert "held in the node cache until the pod ends" in said[1]
+        size = cache.entries(root)[0].bytes
+        # The server container is down (restarting): only the fetch step holds the artifact,
+        # and another pod's fetch on the node cannot evict it.
+        with pytest.raises(StoreError) as full:
+            cache.fetch(store, keys[1], root, max_bytes=size + size // 2)
+        assert full.value.reason == "CacheFull"
+        assert (root / keys[0] / MANIFEST).is_file()
+    finally:
+        holder.send_signal(signal.SIGTERM)  # the pod ends
+        assert holder.wait(timeout=60) == 0
+    second = cache.fetch(store, keys[1], root, max_bytes=size + size // 2)
+    assert second.evicted == (keys[0],)
+
+
+def test_eviction_skips_an_entry_being_fetched(tmp_path: Path, store: S3Artifacts) -> None:
+    keys = ["a" * 16, "b" * 16]
+    for key in keys:
+        _build(tmp_path, store, key, shards=1)
+    root = tmp_path / "cache"
+    cache.fetch(store, keys[0], root, max_bytes=1 << 30)
+    size = cache.entries(root)[0].bytes
+    fd = os.open(root / cache.LOCKS / keys[0], os.O_RDWR)  # a fetch of keys[0] is under way
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(StoreError) as full:
+            cache.fetch(store, keys[1], root, max_bytes=size + size // 2)
+        assert full.value.reason == "CacheFull"
+    finally:
+        os.close(fd)
+    assert cache.fetch(store, keys[1], root, max_bytes=size + size // 2).evicted == (keys[0],)
 
 
 def test_two_pods_fetching_one_key_on_a_node_download_it_once(

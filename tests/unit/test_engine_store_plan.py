@@ -169,8 +169,15 @@ def test_a_serving_pod_fetches_into_the_node_cache_and_serves_it_read_only(
     fetch = pod["initContainers"][0]
     assert fetch["name"] == FETCH_CONTAINER
     assert fetch["args"][:3] == ["fetch", "--key", "k" * 16]
-    assert fetch["args"][-1] == str(100 * 2**30)
+    assert fetch["args"][-2:] == [str(100 * 2**30), "--hold"]
     assert fetch["securityContext"]["readOnlyRootFilesystem"] is True
+    # A native sidecar: it holds the artifact for the pod's life, the server starts once the
+    # artifact is in the cache, and its requests (counted for the pod's life) stay small.
+    assert fetch["restartPolicy"] == "Always"
+    probe = fetch["startupProbe"]
+    assert probe["exec"]["command"][-1] == f"{CACHE_MOUNT_PATH}/{'k' * 16}/qmo-artifact.json"
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 3600
+    assert fetch["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
     server = pod["containers"][0]
     cache_mount = next(m for m in server["volumeMounts"] if m["mountPath"] == CACHE_MOUNT_PATH)
     assert cache_mount["readOnly"] is True

@@ -9,6 +9,7 @@ import pytest
 
 from qmo.api.buildcontract import BuildResult
 from qmo.controller.gather import (
+    fetch_failure,
     observe_deployment,
     observe_job,
     observe_record,
@@ -226,3 +227,46 @@ def test_a_deployment_with_no_status_yet_has_nothing_ready() -> None:
     seen = observe_deployment(deployment)
     assert seen is not None
     assert (seen.ready_replicas, seen.updated_replicas, seen.replicas) == (0, 0, 1)
+
+
+# --- a serving pod's fetch step --------------------------------------------------------------
+
+REFUSED = {"terminated": {"exitCode": 1, "message": json.dumps(
+    {"reason": "StoreAccessDenied", "message": "the store refused the keys"})}}  # fmt: skip
+
+
+def _pod_with_fetch(state: Obj, last: Obj | None, *, started: bool = False) -> Obj:
+    status: Obj = {"name": "fetch-artifact", "state": state, "started": started}
+    if last is not None:
+        status["lastState"] = last
+    return {"status": {"initContainerStatuses": [status]}}
+
+
+@pytest.mark.parametrize(
+    ("pod", "said"),
+    [
+        pytest.param(
+            _pod_with_fetch({"waiting": {"reason": "CrashLoopBackOff"}}, REFUSED),
+            "StoreAccessDenied: the store refused the keys",
+            id="failed and waiting to restart",
+        ),
+        pytest.param(
+            _pod_with_fetch({"running": {}}, REFUSED),
+            "StoreAccessDenied: the store refused the keys",
+            id="fetching again after a failure (not started yet)",
+        ),
+        pytest.param(
+            _pod_with_fetch({"running": {}}, REFUSED, started=True),
+            None,
+            id="a sidecar that holds its artifact now",
+        ),
+        pytest.param(
+            _pod_with_fetch({"terminated": {"exitCode": 0}}, REFUSED),
+            None,
+            id="an init container that completed since",
+        ),
+        pytest.param(_pod_with_fetch({"running": {}}, None), None, id="never failed"),
+    ],
+)
+def test_what_a_serving_pods_fetch_step_says(pod: Obj, said: str | None) -> None:
+    assert fetch_failure([pod]) == said

@@ -189,11 +189,12 @@ def observe_record(record: Obj) -> BuildObservation | None:
 
 def fetch_failure(pods: list[Obj]) -> str | None:
     """What a serving pod's fetch step said when it last failed and has not fetched since:
-    its termination message, {"reason": ..., "message": ...} (qmo-store fetch)."""
+    its termination message, {"reason": ..., "message": ...} (qmo-store fetch). A step that
+    holds its artifact now (a started sidecar) or completed is past its failures."""
     for pod in pods:
         for status in (pod.get("status") or {}).get("initContainerStatuses") or []:
             last = (status.get("lastState") or {}).get("terminated") or {}
-            if not last:
+            if not last or _fetched_since(status):
                 continue
             try:
                 said = json.loads(last.get("message") or "")
@@ -203,6 +204,13 @@ def fetch_failure(pods: list[Obj]) -> str | None:
                 return f"{said['reason']}: {str(said.get('message', ''))[:400]}"
             return f"exit code {last.get('exitCode')}: {str(last.get('message', ''))[-400:]}"
     return None
+
+
+def _fetched_since(status: Obj) -> bool:
+    state = status.get("state") or {}
+    if state.get("running") is not None:
+        return bool(status.get("started"))  # a sidecar is started once its artifact is there
+    return (state.get("terminated") or {}).get("exitCode") == 0
 
 
 def observe_deployment(deployment: Obj) -> DeploymentObservation | None:

@@ -3,7 +3,8 @@
 PURE. For a bucket, a pod gets the location as environment (qmo.store.location), credentials
 from the model's Secret by reference (never their values), the CA bundle from a ConfigMap, and
 the workload-identity ServiceAccount. Serving pods fetch their artifact into the node cache in
-an init container (`qmo-store fetch`) and the server reads it read-only from there; build and
+a native sidecar (`qmo-store fetch --hold`, which keeps it there for the pod's life) and the
+server reads it read-only from there; build and
 eval pods get the store paths they read (calibration data, datasets, task files) copied into
 a scratch /store first (`qmo-store get`), so the programs in them read /store as on a claim.
 """
@@ -33,6 +34,7 @@ from qmo.planner.store import (
 from qmo.store.cache import SERVE_WITH_LOCK
 from qmo.store.location import (
     ACCESS_KEY_ENV,
+    MANIFEST,
     SECRET_KEY_ENV,
     SOURCE_ACCESS_KEY_ENV,
     SOURCE_CA_BUNDLE_ENV,
@@ -221,6 +223,31 @@ def cache_volume(cache: NodeCache) -> dict[str, Any]:
     return {"name": CACHE_VOLUME, "emptyDir": {"sizeLimit": cache.size}}
 
 
+# How long a serving pod's fetch may take before the kubelet restarts it: an hour.
+FETCH_PROBE_PERIOD_SECONDS = 5
+FETCH_PROBE_FAILURES = 720
+
+
+def _as_sidecar(manifest: str) -> dict[str, Any]:
+    """What makes the fetch step a native sidecar: it runs for the pod's whole life holding
+    the artifact in the node cache (`qmo-store fetch --hold`), and the server starts once the
+    artifact is there (the startup probe). Its requests count for the pod's life, so they are
+    small; the fetch may use more CPU while it runs, and memory up to the limit."""
+    exists = "import os, sys; sys.exit(0 if os.path.exists(sys.argv[1]) else 1)"
+    return {
+        "restartPolicy": "Always",
+        "startupProbe": {
+            "exec": {"command": ["python3", "-c", exists, manifest]},
+            "periodSeconds": FETCH_PROBE_PERIOD_SECONDS,
+            "failureThreshold": FETCH_PROBE_FAILURES,
+        },
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": "1Gi"},
+        },
+    }
+
+
 def serving_store_access(
     store: EngineStore, key: str, cache: NodeCache, image: str
 ) -> tuple[StoreAccess, str]:
@@ -241,10 +268,12 @@ def serving_store_access(
             CACHE_MOUNT_PATH,
             "--max-bytes",
             str(int(quantity_value(cache.size))),
+            "--hold",
         ],
         store,
         [writable],
     )
+    fetch.update(_as_sidecar(f"{CACHE_MOUNT_PATH}/{key}/{MANIFEST}"))
     access = StoreAccess(
         [cache_volume(cache), *volumes],
         # The server reads the cache and never writes it (only the fetch step does).

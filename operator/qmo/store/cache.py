@@ -14,9 +14,12 @@ only this step writes here: servers mount the cache read-only), otherwise evicts
 recently used entries until the artifact fits under `max_bytes`, downloads into a temporary
 directory, checking every file as it arrives, and renames it into place.
 
-A server holds a shared lock on its artifact's manifest for as long as it runs
-(`serve_with_lock`); eviction takes an exclusive lock without waiting and skips an entry it
-cannot lock, so an artifact in use is never deleted. Called by `qmo-store fetch`.
+The fetch step of a serving pod runs as a sidecar for the pod's whole life (`hold`): it takes a
+shared lock on its artifact's manifest before it lets go of the key's lock, and keeps it until
+the pod ends, so the artifact outlives any restart of the server container. The server holds
+one too while it runs (`SERVE_WITH_LOCK`). Eviction skips an entry whose key lock is taken (a
+fetch of it is under way) or whose manifest it cannot lock exclusively without waiting, so an
+artifact in use is never deleted. Called by `qmo-store fetch`.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class FetchOutcome:
     bytes: int
     seconds: float
     evicted: tuple[str, ...] = ()
+    held: int | None = None  # the descriptor holding the shared lock (`hold`), if asked
 
 
 @contextmanager
@@ -124,9 +128,12 @@ def _make_room(root: Path, need: int, max_bytes: int, keep: str) -> list[str]:
             if used + need <= max_bytes:
                 break
             path = root / entry.cache_key
-            with _flock(path / MANIFEST, fcntl.LOCK_EX | fcntl.LOCK_NB) as free:
-                if not free:
-                    continue  # a running server holds it
+            with (
+                _flock(root / LOCKS / entry.cache_key, fcntl.LOCK_EX | fcntl.LOCK_NB) as idle,
+                _flock(path / MANIFEST, fcntl.LOCK_EX | fcntl.LOCK_NB) as free,
+            ):
+                if not (idle and free):
+                    continue  # being fetched, or held by a pod or a server
                 # Manifest first: a half-deleted entry is never taken for a finished one.
                 (path / MANIFEST).unlink(missing_ok=True)
                 shutil.rmtree(path, ignore_errors=True)
@@ -147,17 +154,22 @@ def fetch(
     root: Path,
     *,
     max_bytes: int,
+    hold: bool = False,
     clock: Callable[[], float] = time.monotonic,
     log: Callable[[str], None] = print,
 ) -> FetchOutcome:
-    """Make `root/<cache_key>` a verified copy of the artifact; reuse one already there."""
+    """Make `root/<cache_key>` a verified copy of the artifact; reuse one already there.
+
+    `hold`: also take a shared lock on it before the key's lock is released (so no eviction
+    comes in between), returned as `held` for the caller to keep open."""
     started = clock()
     root.mkdir(parents=True, exist_ok=True)
     with _flock(root / LOCKS / cache_key, fcntl.LOCK_EX):
         manifest = cached(root, cache_key)
         if manifest is not None:
             _touch(root / cache_key)
-            return FetchOutcome(root / cache_key, True, int(manifest["totalBytes"]), 0.0)
+            held = _shared_lock(root / cache_key) if hold else None
+            return FetchOutcome(root / cache_key, True, int(manifest["totalBytes"]), 0.0, (), held)
         for leftover in root.glob(f"{cache_key}{TMP_INFIX}*"):
             shutil.rmtree(leftover, ignore_errors=True)  # of a fetch killed half-way
         stale = root / cache_key
@@ -183,7 +195,16 @@ def fetch(
             shutil.rmtree(staging, ignore_errors=True)
             raise
         _touch(root / cache_key)
-        return FetchOutcome(root / cache_key, False, need, clock() - started, tuple(evicted))
+        held = _shared_lock(root / cache_key) if hold else None
+        return FetchOutcome(
+            root / cache_key, False, need, clock() - started, tuple(evicted), held
+        )
+
+
+def _shared_lock(entry: Path) -> int:
+    fd = os.open(entry / MANIFEST, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
 
 
 def _touch(entry: Path) -> None:
@@ -192,9 +213,15 @@ def _touch(entry: Path) -> None:
     os.utime(stamp)
 
 
-# The server side: hold a shared lock on the artifact for the server's lifetime.
+# The server side: hold a shared lock on the artifact for the server's lifetime. A server
+# restarted while its artifact is away (fetched again by the sidecar) waits for it, rather
+# than failing into the kubelet's back-off.
 SERVE_WITH_LOCK = (
-    "import fcntl, os, sys\n"
+    "import fcntl, os, sys, time\n"
+    "if not os.path.exists(sys.argv[1]):\n"
+    "    print(f'waiting for {sys.argv[1]} in the node cache', file=sys.stderr, flush=True)\n"
+    "while not os.path.exists(sys.argv[1]):\n"
+    "    time.sleep(2)\n"
     "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
     "fcntl.flock(fd, fcntl.LOCK_SH)\n"
     "os.set_inheritable(fd, True)\n"

@@ -1,6 +1,6 @@
 """`qmo-store`: the engine store's steps inside pods.
 
-    qmo-store fetch --key KEY --cache DIR --max-bytes N   (serving pods' init container)
+    qmo-store fetch --key KEY --cache DIR --max-bytes N [--hold]   (serving pods' sidecar)
     qmo-store get --into DIR --path PATH [--path ...]      (build and eval pods' init container)
     qmo-store put --from DIR --to PATH                     (eval pods: the per-item outcomes)
     qmo-store gc [--root DIR] --keep-file FILE [--retention-hours H] [--delete]
@@ -9,7 +9,9 @@ The bucket comes from the environment (qmo.store.location), credentials from the
 variables or the pod's workload identity. `fetch` retries a store it cannot reach (with
 backoff, a few minutes in all) and ends, on failure, with a termination message
 `{"reason": ..., "message": ...}` that the operator shows on the variant; the kubelet then
-restarts it with its own backoff. Exit codes: 0 done, 1 failed (retriable), 2 bad usage.
+restarts it with its own backoff. With --hold it then keeps the artifact locked in the cache
+until SIGTERM (the pod's end), so no eviction takes it from under a server that restarts.
+Exit codes: 0 done, 1 failed (retriable), 2 bad usage.
 `gc` without --delete only reports what it would delete.
 """
 
@@ -19,7 +21,9 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -51,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--cache", type=Path, required=True, help="the cache directory")
     fetch.add_argument("--max-bytes", type=int, required=True, help="the cache's size limit")
     fetch.add_argument("--attempts", type=int, default=6, help="tries before giving up")
+    fetch.add_argument(
+        "--hold", action="store_true", help="then keep it locked in the cache until SIGTERM"
+    )
     fetch.add_argument("--termination-log", type=Path, default=Path(TERMINATION_LOG))
     get = commands.add_parser("get", help="copy store paths (files or directories) locally")
     get.add_argument("--into", type=Path, required=True, help="local directory (the /store)")
@@ -114,7 +121,9 @@ def _fetch(
     artifacts = _bucket(env)
     for attempt in range(1, args.attempts + 1):
         try:
-            outcome = cache.fetch(artifacts, args.key, args.cache, max_bytes=args.max_bytes)
+            outcome = cache.fetch(
+                artifacts, args.key, args.cache, max_bytes=args.max_bytes, hold=args.hold
+            )
         except StoreError as err:
             if err.reason not in RETRIABLE or attempt == args.attempts:
                 raise
@@ -127,10 +136,26 @@ def _fetch(
         rate = outcome.bytes / outcome.seconds / 2**20 if outcome.seconds > 0 else 0.0
         print(
             f"fetch {args.key}: {verb}: {outcome.bytes} bytes in {outcome.seconds:.1f}s"
-            + (f" ({rate:.0f} MiB/s)" if not outcome.hit else "")
+            + (f" ({rate:.0f} MiB/s)" if not outcome.hit else ""),
+            flush=True,
         )
+        if outcome.held is not None:
+            _hold_until_terminated(args.key, outcome.held)
         return 0
     return EXIT_FAILED  # not reached: the last attempt raises
+
+
+def _hold_until_terminated(key: str, held: int) -> None:
+    """Keep the artifact's shared lock (the open descriptor) until SIGTERM or SIGINT."""
+    # A handler, not a blocked mask: the store client's threads would take the signal and
+    # die of it. The handler runs in this thread, at most a second after the signal.
+    ended = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: ended.set())
+    print(f"fetch {key}: held in the node cache until the pod ends", flush=True)
+    while not ended.wait(1.0):
+        pass
+    os.close(held)
 
 
 def _get(args: argparse.Namespace, env: Mapping[str, str]) -> int:
