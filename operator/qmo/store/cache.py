@@ -196,9 +196,7 @@ def fetch(
             raise
         _touch(root / cache_key)
         held = _shared_lock(root / cache_key) if hold else None
-        return FetchOutcome(
-            root / cache_key, False, need, clock() - started, tuple(evicted), held
-        )
+        return FetchOutcome(root / cache_key, False, need, clock() - started, tuple(evicted), held)
 
 
 def _shared_lock(entry: Path) -> int:
