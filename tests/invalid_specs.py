@@ -118,6 +118,12 @@ INVALID_CASES = [
         server=_rule_message("engine.store.s3 is set but engine.store.type is pvc"),
     ),
     InvalidCase(
+        "a build scratch volume of no size",
+        {"engine": {"build": {"scratch": {"size": "0"}}}},
+        local=_rule_message("engine.build.scratch.size must be above zero"),
+        server=_rule_message("engine.build.scratch.size must be above zero"),
+    ),
+    InvalidCase(
         "S3 access for a source that is not on S3",
         {"model": {"source": "hf://org/model", "s3": {"endpoint": "http://minio.lab:9000"}}},
         local=_rule_message("model.s3 says how to reach an s3:// source"),

@@ -58,6 +58,15 @@ CATALOGUE: dict[tuple[str, ...], list[Any]] = {
         {"cpu": "2"}, {"cpu": "lots"}, {"gpuish": "1"}, {"example.com/x": "1"},
         {"hugepages-2Mi": "1Gi"}, {"memory": "64Gi", "ephemeral-storage": "100Gi"},
     ],
+    ("engine", "build", "scratch"): [
+        {"size": "500Gi"}, {"size": "1Ti", "storageClassName": "local-nvme"}, {"size": "0"},
+        {"size": "lots"}, {"storageClassName": "local-nvme"},
+    ],
+    ("model", "s3"): [
+        {"endpoint": "http://minio.lab:9000", "pathStyle": True},
+        {"credentialsSecretName": "lab-keys", "caBundle": {"name": "lab-ca", "key": "ca.crt"}},
+        {"endpoint": "minio.lab:9000"},
+    ],
     ("serving", "replicas"): [1, -1, 2000, 0, "2"],
     ("serving", "autoscaling"): [
         {"maxReplicas": 4}, {"minReplicas": 0, "maxReplicas": 4},

@@ -302,3 +302,46 @@ def test_a_build_of_a_hub_source_gets_no_s3_variables() -> None:
     )
     env = _env(_pod(job)["containers"][0])
     assert not [name for name in env if name.startswith("QMO_SOURCE_S3_")]
+
+
+# --- the build's working disk -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scratch", "tmp"),
+    [
+        pytest.param(None, {"name": "tmp", "emptyDir": {}}, id="unset: the node's disk"),
+        pytest.param(
+            {"size": "800Gi", "storageClassName": "local-nvme"},
+            {
+                "name": "tmp",
+                "ephemeral": {
+                    "volumeClaimTemplate": {
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": "800Gi"}},
+                            "storageClassName": "local-nvme",
+                        }
+                    }
+                },
+            },
+            id="a volume of the pod's own",
+        ),
+    ],
+)
+def test_a_build_works_on_tmp_on_the_nodes_disk_or_on_a_volume_of_its_own(
+    scratch: dict[str, str] | None, tmp: dict[str, Any]
+) -> None:
+    model = a_model().with_precisions("fp8")
+    spec = (model.with_build(scratch=scratch) if scratch else model).spec()
+    planned = variant(
+        plan_model(spec, a_cluster(a_class("h100")).observed(), OperatorConfig()), "h100-fp8"
+    )
+    pod = _pod(build_job(spec, planned, namespace="ns", image="builder"))
+    assert next(v for v in pod["volumes"] if v["name"] == "tmp") == tmp
+    assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
+    without = variant(
+        plan_model(a_model().with_precisions("fp8").spec(),
+                   a_cluster(a_class("h100")).observed(), OperatorConfig()), "h100-fp8",
+    )  # fmt: skip
+    assert planned.cache_key == without.cache_key, "where it works is not part of the key"

@@ -431,6 +431,28 @@ class EngineStoreSpec(ApiModel):
     )
 
 
+class BuildScratch(ApiModel):
+    """A volume of its own for each build pod's working disk (/tmp): the download, the
+    quantized checkpoint and the engine before they are published."""
+
+    size: Quantity = Field(
+        description="Size of the volume (a quantity, such as 500Gi): room for the checkpoint, "
+        "the quantized checkpoint and the engine."
+    )
+    storage_class_name: ObjectName | None = Field(
+        default=None, description="StorageClass of the volume; unset means the default."
+    )
+
+    rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="quantity(self.size).compareTo(quantity('0')) > 0",
+            message="engine.build.scratch.size must be above zero (such as 500Gi)",
+            check=lambda s: quantity_value(s.size) > 0,
+            field_path=".size",
+        ),
+    )
+
+
 class BuildSpec(ApiModel):
     """Resources and limits of the build Jobs (calibration needs far more memory than serving)."""
 
@@ -445,6 +467,13 @@ class BuildSpec(ApiModel):
     backoff_limit: int = Field(default=1, ge=0, le=10, description="Retries of a failed build.")
     resources: ResourceRequirements = Field(
         default_factory=ResourceRequirements, description="CPU and memory of the build pod."
+    )
+    scratch: BuildScratch | None = Field(
+        default=None,
+        description="Unset: the build works on the node's own disk (an emptyDir), which must "
+        "hold the checkpoint and the engine. Set: a volume of this size for each build pod, "
+        "from the StorageClass (a generic ephemeral volume, deleted with the pod). Not part of "
+        "the cache key.",
     )
 
 

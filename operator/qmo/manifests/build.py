@@ -134,7 +134,10 @@ def build_job(
     access = _store_access(spec, variant, setup)
     copying = variant.build.copy_from is not None
     source_env, source_volumes, source_mounts = _source_access(spec, setup)
-    scratch, scratch_mounts = scratch_volumes("16Gi")
+    own_disk = build.scratch
+    scratch, scratch_mounts = scratch_volumes(
+        "16Gi", (own_disk.size, own_disk.storage_class_name) if own_disk else None
+    )
     pod_labels = build_labels(variant)
     return {
         "apiVersion": "batch/v1",

@@ -52,10 +52,25 @@ def resources(requests: dict[str, str], limits: dict[str, str], gpus: int) -> di
     }
 
 
-def scratch_volumes(shm_size: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(volumes, mounts): /tmp and a large /dev/shm, since the root filesystem is read-only."""
+def scratch_volumes(
+    shm_size: str, tmp_volume: tuple[str, str | None] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts): /tmp and a large /dev/shm, since the root filesystem is read-only.
+
+    `tmp_volume` (size, StorageClass): /tmp on a volume of the pod's own (a generic ephemeral
+    volume, made and deleted with the pod) rather than on the node's disk."""
+    tmp: dict[str, Any] = {"name": "tmp", "emptyDir": {}}
+    if tmp_volume is not None:
+        size, storage_class = tmp_volume
+        claim: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": size}},
+        }
+        if storage_class:
+            claim["storageClassName"] = storage_class
+        tmp = {"name": "tmp", "ephemeral": {"volumeClaimTemplate": {"spec": claim}}}
     volumes = [
-        {"name": "tmp", "emptyDir": {}},
+        tmp,
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}},
     ]
     mounts = [
