@@ -5,6 +5,7 @@ main Service of a model called `llama-h100-fp8`)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -438,3 +439,21 @@ def test_a_converged_model_reads_nothing_live(world: World) -> None:
     world.reconcile()
 
     assert world.cluster.count("read") == 0
+
+
+def test_no_scaler_of_qmos_scales_a_deployment_it_did_not_make(world: World) -> None:
+    theirs = a_hand_made("Deployment", "llama-h100-fp8")
+    theirs["spec"] = {"replicas": 7, "selector": {"matchLabels": {"app": "by-hand"}}}
+    world.cluster.put(theirs)
+    autoscaled = ungated("fp8")
+    autoscaled["serving"] = {"autoscaling": {"maxReplicas": 4}}
+    world.cluster.create_model(autoscaled)
+
+    for _ in range(4):
+        with contextlib.suppress(Retry):
+            world.reconcile()
+        world.finish_builds()
+        world.cluster.roll_out_all()
+
+    assert world.cluster.objects("HorizontalPodAutoscaler") == []
+    assert world.variants()["h100-fp8"]["reason"] == "NameTaken"

@@ -342,6 +342,9 @@ def _scalers(out: _Planner, spec: QuantizedModelSpec, plan: Plan) -> None:
     """The ScaledObject or HPA of each autoscaled variant that serves, at its bounded range;
     any other of the model's (autoscaling off, another engine, a variant gone) is deleted."""
     wanted: set[tuple[str, str]] = set()
+    # A Deployment name held by another model or by an object qmo did not make: no scaler of
+    # qmo's may scale it.
+    refused = taken_names(out.changes, DEPLOYMENTS.kind)
     for variant in plan.variants:
         scaling = variant.scaling
         if scaling is None:
@@ -356,6 +359,8 @@ def _scalers(out: _Planner, spec: QuantizedModelSpec, plan: Plan) -> None:
             scaler = horizontal_pod_autoscaler(
                 spec, variant, out.owner, max_replicas=scaling.max_replicas
             )
+        if scaler["spec"]["scaleTargetRef"]["name"] in refused:
+            continue
         wanted.add((scaler["kind"], scaler["metadata"]["name"]))
         out.apply_if_changed(scaler, variant.name)
     for live in out.found.scalers:
