@@ -30,6 +30,8 @@ from qmo.api.quantizedmodel import EngineBackend
 from qmo.builder import cli as builder_cli
 from qmo.builder.gpucheck import SeenGpu
 from qmo.manifests.store import FETCH_CONTAINER
+from qmo.store.location import S3Location
+from qmo.store.objects import connect
 from tests.support.build_requests import a_checkpoint
 from tests.support.kube import ClusterHandle, variants, wait_for
 from tests.support.scenario import a_model, build_jobs, create, finish_job_pod, wait_ready
@@ -57,7 +59,9 @@ def _secret(cluster: ClusterHandle, namespace: str, name: str, key_id: str, secr
     )
 
 
-def _on_bucket(name: str, server: StoreServer, secret: str = "s3-keys") -> dict[str, Any]:
+def _on_bucket(
+    name: str, server: StoreServer, secret: str = "s3-keys", prefix: str = "cluster"
+) -> dict[str, Any]:
     return a_model(
         name,
         # e2e-hold-: kwok keeps the build pod running until the test, as the builder, ends it.
@@ -69,7 +73,7 @@ def _on_bucket(name: str, server: StoreServer, secret: str = "s3-keys") -> dict[
                 "type": "s3",
                 "s3": {
                     "bucket": BUCKET,
-                    "prefix": "cluster",
+                    "prefix": prefix,
                     "endpoint": server.endpoint,
                     "pathStyle": True,
                     "credentialsSecretName": secret,
@@ -311,23 +315,7 @@ def test_the_claim_store_is_collected_by_a_job_the_operator_starts_and_reports(
     qmo_store = Path(sys.executable).with_name("qmo-store")
     ran = subprocess.run([str(qmo_store), *args], capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stderr
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    gc_pod = wait_for(
-        cluster.core().list_namespaced_pod,
-        lambda p: p.status.phase == "Running",
-        namespace=namespace,
-        label_selector=f"job-name={job.metadata.name}",
-        describe="the GC pod to run",
-    )
-    terminated = {"exitCode": 0, "reason": "Completed", "message": said.read_text(),
-                  "startedAt": now, "finishedAt": now}  # fmt: skip
-    cluster.core().patch_namespaced_pod_status(
-        gc_pod.metadata.name,
-        namespace,
-        {"status": {"phase": "Succeeded", "containerStatuses": [
-            {"name": "store-gc", "image": "qmo", "imageID": "", "ready": False,
-             "restartCount": 0, "state": {"terminated": terminated}}]}},
-    )  # fmt: skip
+    finish_job_pod(cluster, namespace, job.metadata.name, said.read_text())
     store = f"pvc:{namespace}/qmo-engines"
     wait_until(
         lambda: gc_operator.metric("qmo_store_artifacts", store=store, state="waiting") == 1,
@@ -337,3 +325,47 @@ def test_the_claim_store_is_collected_by_a_job_the_operator_starts_and_reports(
     assert gc_operator.metric("qmo_store_artifacts", store=store, state="referenced") == 1
     assert gc_operator.metric("qmo_store_gc_dry_run", store=store) == 1
     assert (root / "artifacts" / ("0" * 64)).is_dir(), "a dry run deletes nothing"
+
+
+def test_a_models_own_bucket_is_collected_by_a_job_in_its_namespace_with_its_keys(
+    cluster: ClusterHandle,
+    namespace: str,
+    gc_operator: OperatorProcess,
+    server: StoreServer,
+    tmp_path: Path,
+) -> None:
+    _secret(cluster, namespace, "s3-keys", server.access_key, server.secret_key)
+    create(cluster, namespace, _on_bucket("own", server, prefix="own-bucket"))
+    # An artifact no model needs, on the model's bucket (the operator holds no keys for it).
+    location = S3Location(BUCKET, "own-bucket", server.endpoint, path_style=True)
+    keys = {"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key}
+    orphan = "0" * 64
+    connect(location, keys).write_json(
+        location.artifact_key(orphan, "qmo-artifact.json"),
+        {"complete": True, "cacheKey": orphan, "files": [], "totalBytes": 0},
+    )
+    job = _job(cluster, namespace, "store-gc")
+    container = job.spec.template.spec.containers[0]
+    assert "--root" not in container.args
+    keep_map = next(v for v in job.spec.template.spec.volumes if v.config_map).config_map.name
+    keep = cluster.core().read_namespaced_config_map(keep_map, namespace).data["keys"]
+
+    # The pod, played: qmo-store gc with the Job's own environment (the namespace's keys).
+    (tmp_path / "keys").write_text(keep)
+    said = tmp_path / "termination-log"
+    args = [str(tmp_path / "keys") if a.endswith("/keys") else a for a in container.args]
+    args = [str(said) if a == "/dev/termination-log" else a for a in args]
+    ran = subprocess.run(
+        [str(Path(sys.executable).with_name("qmo-store")), *args],
+        env={**os.environ, **resolved_env(cluster, namespace, container)},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    finish_job_pod(cluster, namespace, job.metadata.name, said.read_text())
+    store = "s3://qmo-e2e/own-bucket"
+    wait_until(
+        lambda: gc_operator.metric("qmo_store_artifacts", store=store, state="waiting") == 1,
+        timeout=120,
+        what="the bucket's GC pass in metrics",
+    )
+    assert gc_operator.metric("qmo_store_gc_dry_run", store=store) == 1

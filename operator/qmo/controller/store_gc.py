@@ -4,13 +4,15 @@ Every `store_gc.interval_seconds` the operator computes what the cluster still n
 (qmo.planner.references, from its caches: no API read) and collects
 - its default bucket (the chart's engineStore.s3) itself, in a worker thread, with its own
   credentials (the same Secret, in its pod by the chart);
-- every claim a model stores on: a claim is namespaced and only a pod there can mount it, so
-  it writes the keep list into a ConfigMap beside the claim and starts a Job that runs
-  `qmo-store gc` on it (qmo.manifests.store_gc). The Job's termination message is the pass's
-  summary; the operator reads it from its caches when the Job ends.
-Both report in metrics (`qmo_store_*{store}`) and a log line. Deleting is off until the chart
+- every claim a model stores on, and every bucket of a model's own (other than the default):
+  a claim is namespaced and only a pod there can mount it, and a model's own bucket is reached
+  with its namespace's keys or identity, which the operator does not hold. So it writes the
+  keep list into a ConfigMap in that namespace and starts a Job there that runs `qmo-store gc`
+  on the store (qmo.manifests.store_gc); a bucket several namespaces use is collected from
+  the first of them. The Job's termination message is the pass's summary; the operator reads
+  it from its caches when the Job ends.
+All report in metrics (`qmo_store_*{store}`) and a log line. Deleting is off until the chart
 turns it on (engineStore.gc.delete): until then each pass only reports what it would delete.
-A model's own bucket (other than the default) is not collected here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from qmo import metrics
@@ -35,7 +38,7 @@ from qmo.manifests.store_gc import (
     keep_config_map,
 )
 from qmo.planner.references import referenced_keys
-from qmo.planner.store import ClaimStore, resolve_store
+from qmo.planner.store import BucketStore, ClaimStore, resolve_store
 from qmo.resources import DEPLOYMENTS, JOBS, PODS, QUALITY_REPORTS, QUANTIZED_MODELS
 from qmo.store import gc
 from qmo.store.artifacts import S3Artifacts
@@ -45,7 +48,7 @@ from qmo.vocabulary import COMPONENT, Component
 from qmo.wire import Obj
 
 log = logging.getLogger(__name__)
-OBSERVE_SECONDS = 30.0  # how often finished claim GC Jobs are looked for (in the caches)
+OBSERVE_SECONDS = 30.0  # how often finished GC Jobs are looked for (in the caches)
 
 
 def default_bucket(config: OperatorConfig) -> S3Location | None:
@@ -91,30 +94,45 @@ def collect_once(cache: ClusterCache, config: OperatorConfig, now: datetime) -> 
     return result
 
 
-def claims_in_use(cache: ClusterCache, config: OperatorConfig) -> dict[tuple[str, str], ClaimStore]:
-    """(namespace, claim) of every model that stores on a claim that exists."""
-    found: dict[tuple[str, str], ClaimStore] = {}
-    for model in cache.all_of(QUANTIZED_MODELS.kind):
+def stores_collected_by_jobs(
+    models: list[Obj], claims: Callable[[str], frozenset[str]], config: OperatorConfig
+) -> dict[tuple[str, str], ClaimStore | BucketStore]:
+    """PURE. (namespace, store identity) -> store, for every store a GC Job collects: each claim
+    a model stores on that exists, and each bucket of a model's own other than the default
+    (from the first namespace, in name order, whose models use it)."""
+    default = default_bucket(config)
+    found: dict[tuple[str, str], ClaimStore | BucketStore] = {}
+    buckets: dict[str, tuple[str, BucketStore]] = {}
+    for model in models:
         namespace = model["metadata"]["namespace"]
         try:
             spec = QuantizedModelSpec.model_validate(model.get("spec") or {})
         except ValueError:
             continue  # its reconcile says what is wrong
         store = resolve_store(spec, config)
-        if isinstance(store, ClaimStore) and store.claim_name in cache.claims(namespace):
-            found[(namespace, store.claim_name)] = store
+        if isinstance(store, ClaimStore) and store.claim_name in claims(namespace):
+            found[(namespace, store.identity)] = store
+        elif isinstance(store, BucketStore) and (
+            default is None or store.identity != default.uri()
+        ):
+            first = buckets.get(store.identity)
+            if first is None or namespace < first[0]:
+                buckets[store.identity] = (namespace, store)
+    for identity, (namespace, bucket) in buckets.items():
+        found[(namespace, identity)] = bucket
     return found
 
 
-def start_claim_passes(
+def start_job_passes(
     kube: KubeWrites, cache: ClusterCache, config: OperatorConfig, now: datetime
 ) -> list[str]:
-    """The keep list and a GC Job for every claim in use; returns the Jobs' names."""
+    """The keep list and a GC Job for every store a Job collects; returns the Jobs' names."""
     keep = keep_set(cache)
     pass_id = now.strftime("%Y%m%d%H%M%S")
     started = []
-    for (namespace, claim), store in sorted(claims_in_use(cache, config).items()):
-        kube.apply(keep_config_map(namespace, claim, keep))
+    stores = stores_collected_by_jobs(cache.all_of(QUANTIZED_MODELS.kind), cache.claims, config)
+    for (namespace, _), store in sorted(stores.items()):
+        kube.apply(keep_config_map(namespace, store, keep))
         job = gc_job(
             namespace, store, image=config.store_image, settings=config.store_gc, pass_id=pass_id
         )
@@ -127,8 +145,8 @@ def start_claim_passes(
     return started
 
 
-def observe_claim_passes(cache: ClusterCache, seen: set[str]) -> None:
-    """Metrics from claim GC Jobs that ended since the last look (each counted once)."""
+def observe_job_passes(cache: ClusterCache, seen: set[str]) -> None:
+    """Metrics from GC Jobs that ended since the last look (each counted once)."""
     for job in cache.all_of(JOBS.kind):
         meta = job["metadata"]
         if (meta.get("labels") or {}).get(COMPONENT) != Component.STORE_GC.value:
@@ -185,7 +203,7 @@ def _log_pass(store: str, summary: dict[str, object], deleted: bool, errors: lis
 
 async def run(kube: KubeWrites, cache: ClusterCache, config: OperatorConfig) -> None:
     """The timer: a first pass a tenth to a fifth of an interval after start, then every
-    interval (jittered); finished claim GC Jobs are looked for in between (in the caches)."""
+    interval (jittered); finished GC Jobs are looked for in between (in the caches)."""
     settings = config.store_gc
     if settings.interval_seconds <= 0:
         return
@@ -202,11 +220,11 @@ async def run(kube: KubeWrites, cache: ClusterCache, config: OperatorConfig) -> 
                 metrics.STORE_GC_RUNS.labels(bucket.uri() if bucket else "", "failed").inc()
                 log.warning("Store GC failed: %s: %s", err.reason, err)
             try:
-                started = await asyncio.to_thread(start_claim_passes, kube, cache, config, now)
+                started = await asyncio.to_thread(start_job_passes, kube, cache, config, now)
                 if started:
                     log.info("Store GC Jobs started: %s", ", ".join(started))
             except Exception as err:  # the next pass tries again
                 log.warning("Store GC Jobs not started: %s", err)
             due = time.monotonic() + settings.interval_seconds * random.uniform(0.9, 1.1)
-        observe_claim_passes(cache, seen)
+        observe_job_passes(cache, seen)
         await asyncio.sleep(min(OBSERVE_SECONDS, settings.interval_seconds))

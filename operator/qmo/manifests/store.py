@@ -148,7 +148,7 @@ def source_fields(
     return env, [volume], [mount]
 
 
-def _ca(store: BucketStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def ca_fields(store: BucketStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     if store.ca_bundle is None:
         return [], []
     config_map, key = store.ca_bundle
@@ -171,7 +171,7 @@ def claim_volume(store: ClaimStore, *, read_only: bool) -> tuple[dict[str, Any],
 def store_container(
     name: str, image: str, args: list[str], store: BucketStore, mounts: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    _, ca_mounts = _ca(store)
+    _, ca_mounts = ca_fields(store)
     return {
         "name": name,
         "image": image,
@@ -197,7 +197,7 @@ def scratch_store_access(
     if isinstance(store, ClaimStore):
         volume, mount = claim_volume(store, read_only=read_only)
         return StoreAccess([volume], [mount])
-    volumes, ca_mounts = _ca(store)
+    volumes, ca_mounts = ca_fields(store)
     scratch = {"name": STORE_VOLUME, "emptyDir": {}}
     mount = {"name": STORE_VOLUME, "mountPath": STORE_MOUNT_PATH}
     access = StoreAccess(
@@ -255,7 +255,7 @@ def serving_store_access(
     if isinstance(store, ClaimStore):
         volume, mount = claim_volume(store, read_only=True)
         return StoreAccess([volume], [mount]), f"{STORE_MOUNT_PATH}/artifacts/{key}"
-    volumes, _ = _ca(store)
+    volumes, _ = ca_fields(store)
     writable = {"name": CACHE_VOLUME, "mountPath": CACHE_MOUNT_PATH}
     fetch = store_container(
         FETCH_CONTAINER,

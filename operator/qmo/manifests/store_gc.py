@@ -1,14 +1,18 @@
-"""The Job that collects the garbage of a claim store, and the keep list it reads.
+"""The Job that collects the garbage of a store the operator cannot reach itself, and the
+keep list it reads.
 
-PURE. A claim lives in one namespace and only a pod there can mount it, so the operator's GC
-(qmo.controller.store_gc) writes, per claim in use, a ConfigMap with the cache keys the cluster
-still needs and a Job that runs `qmo-store gc` on the claim with it. The Job ends with the
-pass's summary as its termination message, which the operator turns into metrics. Named by
-claim and pass, so one pass makes one Job however often the operator asks.
+PURE. A claim lives in one namespace and only a pod there can mount it; a model's own bucket
+(other than the chart's default, which the operator collects itself) is reached with keys or
+an identity of the model's namespace. So the operator's GC (qmo.controller.store_gc) writes,
+per such store, a ConfigMap with the cache keys the cluster still needs and a Job in that
+namespace that runs `qmo-store gc` on the store with it. The Job ends with the pass's summary
+as its termination message, which the operator turns into metrics. Named by store and pass,
+so one pass makes one Job however often the operator asks.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,8 +21,8 @@ from qmo.config import StoreGc
 from qmo.dnsnames import bounded, dns_label
 from qmo.manifests import labels
 from qmo.manifests.pod import container_security_context, pod_security_context
-from qmo.manifests.store import claim_volume
-from qmo.planner.store import ClaimStore
+from qmo.manifests.store import bucket_env, ca_fields, claim_volume
+from qmo.planner.store import BucketStore, ClaimStore
 from qmo.vocabulary import Component
 
 GC_CONTAINER = "store-gc"
@@ -27,25 +31,36 @@ KEEP_MOUNT = "/keep"
 STORE_LABEL = "qmo.dev/store"  # on GC Jobs: which claim they collected
 
 
-def store_name(namespace: str, claim: str) -> str:
-    """How metrics name a claim store (a bucket is named by its s3:// URI)."""
-    return f"pvc:{namespace}/{claim}"
+def store_name(namespace: str, store: ClaimStore | BucketStore) -> str:
+    """How metrics name a store: pvc:<namespace>/<claim>, or a bucket's s3:// URI."""
+    if isinstance(store, BucketStore):
+        return store.identity
+    return f"pvc:{namespace}/{store.claim_name}"
 
 
-def keep_config_map_name(claim: str) -> str:
-    return bounded("qmo-store-keep", dns_label(claim))
+def _name_part(store: ClaimStore | BucketStore) -> str:
+    """A DNS label for the store in object names: the claim, or a digest of the bucket's URI."""
+    if isinstance(store, BucketStore):
+        return "b-" + hashlib.sha256(store.identity.encode()).hexdigest()[:10]
+    return dns_label(store.claim_name)
 
 
-def gc_job_name(claim: str, pass_id: str) -> str:
-    return bounded("qmo-store-gc", dns_label(claim), pass_id)
+def keep_config_map_name(store: ClaimStore | BucketStore) -> str:
+    return bounded("qmo-store-keep", _name_part(store))
 
 
-def keep_config_map(namespace: str, claim: str, keys: Iterable[str]) -> dict[str, Any]:
+def gc_job_name(store: ClaimStore | BucketStore, pass_id: str) -> str:
+    return bounded("qmo-store-gc", _name_part(store), pass_id)
+
+
+def keep_config_map(
+    namespace: str, store: ClaimStore | BucketStore, keys: Iterable[str]
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": keep_config_map_name(claim),
+            "name": keep_config_map_name(store),
             "namespace": namespace,
             "labels": labels.managed(Component.STORE_GC),
         },
@@ -53,14 +68,31 @@ def keep_config_map(namespace: str, claim: str, keys: Iterable[str]) -> dict[str
     }
 
 
+def _reach(
+    store: ClaimStore | BucketStore,
+) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], Any]:
+    """(args, env, volumes, mounts, pod fields) that reach the store: the claim mounted, or the
+    bucket by environment (keys by reference), its CA bundle and its ServiceAccount."""
+    if isinstance(store, ClaimStore):
+        volume, mount = claim_volume(store, read_only=False)
+        return ["--root", STORE_MOUNT_PATH], [], [volume], [mount], {}
+    volumes, mounts = ca_fields(store)
+    account = {"serviceAccountName": store.service_account} if store.service_account else {}
+    return [], bucket_env(store), volumes, mounts, account
+
+
 def gc_job(
-    namespace: str, store: ClaimStore, *, image: str, settings: StoreGc, pass_id: str
+    namespace: str,
+    store: ClaimStore | BucketStore,
+    *,
+    image: str,
+    settings: StoreGc,
+    pass_id: str,
 ) -> dict[str, Any]:
-    volume, mount = claim_volume(store, read_only=False)
+    where, env, volumes, mounts, account = _reach(store)
     args = [
         "gc",
-        "--root",
-        STORE_MOUNT_PATH,
+        *where,
         "--keep-file",
         f"{KEEP_MOUNT}/{KEEP_KEY}",
         "--retention-hours",
@@ -70,15 +102,15 @@ def gc_job(
         *(["--delete"] if settings.delete else []),
     ]
     job_labels = labels.managed(Component.STORE_GC)
-    keep_list = keep_config_map_name(store.claim_name)
+    keep_list = keep_config_map_name(store)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": gc_job_name(store.claim_name, pass_id),
+            "name": gc_job_name(store, pass_id),
             "namespace": namespace,
             "labels": job_labels,
-            "annotations": {STORE_LABEL: store_name(namespace, store.claim_name)},
+            "annotations": {STORE_LABEL: store_name(namespace, store)},
         },
         "spec": {
             "backoffLimit": 1,
@@ -90,13 +122,14 @@ def gc_job(
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security_context(),
+                    **account,
                     "containers": [
                         {
                             "name": GC_CONTAINER,
                             "image": image,
                             "command": ["qmo-store"],
                             "args": args,
-                            "env": [{"name": "HOME", "value": "/tmp"}],
+                            "env": [{"name": "HOME", "value": "/tmp"}, *env],
                             "resources": {
                                 "requests": {"cpu": "100m", "memory": "128Mi"},
                                 "limits": {"memory": "512Mi"},
@@ -105,13 +138,13 @@ def gc_job(
                             "terminationMessagePath": TERMINATION_MESSAGE_PATH,
                             "terminationMessagePolicy": "FallbackToLogsOnError",
                             "volumeMounts": [
-                                mount,
+                                *mounts,
                                 {"name": "keep", "mountPath": KEEP_MOUNT, "readOnly": True},
                             ],
                         }
                     ],
                     "volumes": [
-                        volume,
+                        *volumes,
                         {
                             "name": "keep",
                             "configMap": {"name": keep_list},
