@@ -24,7 +24,6 @@ from qmo.planner.store import (
     ClaimStore,
     SourceAccess,
     resolve_store,
-    source_access,
 )
 from qmo.planner.types import Evaluation
 from qmo.vocabulary import Reason, Refusal
@@ -266,7 +265,7 @@ def _on_s3(**connection: Any) -> Any:
 def test_how_a_build_reaches_an_s3_source(
     spec: Any, config: OperatorConfig, expected: SourceAccess | None
 ) -> None:
-    assert source_access(spec, config) == expected
+    assert StoreSetup.of(spec, config).source == expected
 
 
 def test_a_build_of_an_s3_source_gets_the_server_its_keys_and_its_ca_by_reference() -> None:

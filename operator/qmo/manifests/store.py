@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qmo.api.base import quantity_value
-from qmo.api.buildcontract import STORE_MOUNT_PATH
+from qmo.api.buildcontract import STORE_MOUNT_PATH, TERMINATION_MESSAGE_PATH
 from qmo.api.quantizedmodel import QuantizedModelSpec
 from qmo.config import DEFAULT_EVALUATOR_IMAGE, NodeCache, OperatorConfig
 from qmo.manifests.pod import STORE_VOLUME, container_security_context
@@ -51,7 +51,6 @@ SOURCE_CA_VOLUME = "source-ca"
 FETCH_CONTAINER = "fetch-artifact"
 GET_CONTAINER = "get-store-files"
 UPLOAD_CONTAINER = "upload-outcomes"
-FETCH_TERMINATION_PATH = "/dev/termination-log"
 # The store's keys are read from these keys of the model's Secret.
 SECRET_KEYS = (ACCESS_KEY_ENV, SECRET_KEY_ENV)
 
@@ -72,7 +71,8 @@ class StoreSetup:
         store = resolve_store(spec, config)
         if not isinstance(store, (ClaimStore, BucketStore)):
             store = claim_store(spec)
-        return cls(store, config.node_cache, config.store_image, source_access(spec, config))
+        source = source_access(spec, config, store)
+        return cls(store, config.node_cache, config.store_image, source)
 
 
 def locked(artifact_dir: str, command: list[str]) -> list[str]:
@@ -136,27 +136,28 @@ def source_fields(
             for name, key in ((SOURCE_ACCESS_KEY_ENV, ACCESS_KEY_ENV),
                               (SOURCE_SECRET_KEY_ENV, SECRET_KEY_ENV))
         ]  # fmt: skip
-    if access.ca_bundle is None:
-        return env, [], []
-    config_map, key = access.ca_bundle
-    env.append({"name": SOURCE_CA_BUNDLE_ENV, "value": SOURCE_CA_BUNDLE_FILE})
+    if access.ca_bundle is not None:
+        env.append({"name": SOURCE_CA_BUNDLE_ENV, "value": SOURCE_CA_BUNDLE_FILE})
+    volumes, mounts = _ca_volume(SOURCE_CA_VOLUME, access.ca_bundle, SOURCE_CA_BUNDLE_DIR)
+    return env, volumes, mounts
+
+
+def _ca_volume(
+    name: str, bundle: tuple[str, str] | None, directory: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts): a CA bundle's ConfigMap key as `directory`/ca.crt, read-only."""
+    if bundle is None:
+        return [], []
+    config_map, key = bundle
     volume = {
-        "name": SOURCE_CA_VOLUME,
+        "name": name,
         "configMap": {"name": config_map, "items": [{"key": key, "path": "ca.crt"}]},
     }
-    mount = {"name": SOURCE_CA_VOLUME, "mountPath": SOURCE_CA_BUNDLE_DIR, "readOnly": True}
-    return env, [volume], [mount]
+    return [volume], [{"name": name, "mountPath": directory, "readOnly": True}]
 
 
 def ca_fields(store: BucketStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    if store.ca_bundle is None:
-        return [], []
-    config_map, key = store.ca_bundle
-    volume = {
-        "name": CA_VOLUME,
-        "configMap": {"name": config_map, "items": [{"key": key, "path": "ca.crt"}]},
-    }
-    return [volume], [{"name": CA_VOLUME, "mountPath": CA_BUNDLE_DIR, "readOnly": True}]
+    return _ca_volume(CA_VOLUME, store.ca_bundle, CA_BUNDLE_DIR)
 
 
 def claim_volume(store: ClaimStore, *, read_only: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -168,22 +169,35 @@ def claim_volume(store: ClaimStore, *, read_only: bool) -> tuple[dict[str, Any],
     return volume, mount
 
 
+STORE_CONTAINER_RESOURCES = {
+    "requests": {"cpu": "500m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+
+
 def store_container(
-    name: str, image: str, args: list[str], store: BucketStore, mounts: list[dict[str, Any]]
+    name: str,
+    image: str,
+    args: list[str],
+    store: EngineStore,
+    mounts: list[dict[str, Any]],
+    resources: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    _, ca_mounts = ca_fields(store)
+    """A `qmo-store` container: on a bucket with its environment (keys by reference) and CA
+    bundle; on a claim with what `mounts` gives it."""
+    env: list[dict[str, Any]] = []
+    ca_mounts: list[dict[str, Any]] = []
+    if isinstance(store, BucketStore):
+        env, (_, ca_mounts) = bucket_env(store), ca_fields(store)
     return {
         "name": name,
         "image": image,
         "command": ["qmo-store"],
         "args": args,
-        "env": [{"name": "HOME", "value": "/tmp"}, *bucket_env(store)],
-        "resources": {
-            "requests": {"cpu": "500m", "memory": "256Mi"},
-            "limits": {"memory": "1Gi"},
-        },
+        "env": [{"name": "HOME", "value": "/tmp"}, *env],
+        "resources": resources or STORE_CONTAINER_RESOURCES,
         "securityContext": container_security_context(),
-        "terminationMessagePath": FETCH_TERMINATION_PATH,
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [*mounts, *ca_mounts],
     }

@@ -20,15 +20,16 @@ from qmo.api.buildcontract import STORE_MOUNT_PATH, TERMINATION_MESSAGE_PATH
 from qmo.config import StoreGc
 from qmo.dnsnames import bounded, dns_label
 from qmo.manifests import labels
-from qmo.manifests.pod import container_security_context, pod_security_context
-from qmo.manifests.store import bucket_env, ca_fields, claim_volume
+from qmo.manifests.pod import pod_security_context
+from qmo.manifests.store import ca_fields, claim_volume, store_container
 from qmo.planner.store import BucketStore, ClaimStore
 from qmo.vocabulary import Component
 
 GC_CONTAINER = "store-gc"
 KEEP_KEY = "keys"
 KEEP_MOUNT = "/keep"
-STORE_LABEL = "qmo.dev/store"  # on GC Jobs: which claim they collected
+STORE_LABEL = "qmo.dev/store"  # on GC Jobs: which store they collected
+GC_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 
 
 def store_name(namespace: str, store: ClaimStore | BucketStore) -> str:
@@ -70,15 +71,15 @@ def keep_config_map(
 
 def _reach(
     store: ClaimStore | BucketStore,
-) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], Any]:
-    """(args, env, volumes, mounts, pod fields) that reach the store: the claim mounted, or the
-    bucket by environment (keys by reference), its CA bundle and its ServiceAccount."""
+) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """(args, volumes, mounts, pod fields) that reach the store: the claim mounted, or the
+    bucket's CA bundle and ServiceAccount (its environment is `store_container`'s)."""
     if isinstance(store, ClaimStore):
         volume, mount = claim_volume(store, read_only=False)
-        return ["--root", STORE_MOUNT_PATH], [], [volume], [mount], {}
-    volumes, mounts = ca_fields(store)
+        return ["--root", STORE_MOUNT_PATH], [volume], [mount], {}
+    volumes, _ = ca_fields(store)
     account = {"serviceAccountName": store.service_account} if store.service_account else {}
-    return [], bucket_env(store), volumes, mounts, account
+    return [], volumes, [], account
 
 
 def gc_job(
@@ -89,7 +90,7 @@ def gc_job(
     settings: StoreGc,
     pass_id: str,
 ) -> dict[str, Any]:
-    where, env, volumes, mounts, account = _reach(store)
+    where, volumes, mounts, account = _reach(store)
     args = [
         "gc",
         *where,
@@ -124,24 +125,14 @@ def gc_job(
                     "securityContext": pod_security_context(),
                     **account,
                     "containers": [
-                        {
-                            "name": GC_CONTAINER,
-                            "image": image,
-                            "command": ["qmo-store"],
-                            "args": args,
-                            "env": [{"name": "HOME", "value": "/tmp"}, *env],
-                            "resources": {
-                                "requests": {"cpu": "100m", "memory": "128Mi"},
-                                "limits": {"memory": "512Mi"},
-                            },
-                            "securityContext": container_security_context(),
-                            "terminationMessagePath": TERMINATION_MESSAGE_PATH,
-                            "terminationMessagePolicy": "FallbackToLogsOnError",
-                            "volumeMounts": [
-                                *mounts,
-                                {"name": "keep", "mountPath": KEEP_MOUNT, "readOnly": True},
-                            ],
-                        }
+                        store_container(
+                            GC_CONTAINER,
+                            image,
+                            args,
+                            store,
+                            [*mounts, {"name": "keep", "mountPath": KEEP_MOUNT, "readOnly": True}],
+                            GC_RESOURCES,
+                        )
                     ],
                     "volumes": [
                         *volumes,

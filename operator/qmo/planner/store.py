@@ -63,13 +63,15 @@ class SourceAccess:
     ca_bundle: tuple[str, str] | None = None  # (ConfigMap, key)
 
 
-def source_access(spec: QuantizedModelSpec, config: OperatorConfig) -> SourceAccess | None:
-    """None unless model.source or model.reference.source is s3://."""
+def source_access(
+    spec: QuantizedModelSpec, config: OperatorConfig, store: EngineStore
+) -> SourceAccess | None:
+    """None unless model.source or model.reference.source is s3://; `store` is the model's,
+    as resolved."""
     model = spec.model
     sources = [model.source, *([model.reference.source] if model.reference else [])]
     if not any(s.startswith("s3://") for s in sources):
         return None
-    store = resolve_store(spec, config)
     if isinstance(store, BucketStore):
         base = SourceAccess(
             store.location.endpoint,
