@@ -152,6 +152,34 @@ def run_fetch_step(
     return subprocess.CompletedProcess(step.args, step.returncode, "".join(said) + out, err)
 
 
+def play_the_gc_pod(
+    cluster: ClusterHandle,
+    namespace: str,
+    job: client.V1Job,
+    keep: str,
+    workdir: Path,
+    root: Path | None = None,
+) -> None:
+    """Run a store GC Job's `qmo-store gc` as its pod would (its arguments and environment,
+    the keep list `keep`, a claim at `root`), then end the pod with the pass's summary."""
+    container = job.spec.template.spec.containers[0]
+    (workdir / "keys").write_text(keep)
+    said = workdir / "termination-log"
+    args = [str(root) if a == "/store" and root else a for a in container.args]
+    args = [str(workdir / "keys") if a.endswith("/keys") else a for a in args]
+    args = [str(said) if a == "/dev/termination-log" else a for a in args]
+    ran = subprocess.run(
+        [str(Path(sys.executable).with_name("qmo-store")), *args],
+        env={**os.environ, **resolved_env(cluster, namespace, container)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    finish_job_pod(cluster, namespace, job.metadata.name, said.read_text())
+
+
 def _job(cluster: ClusterHandle, namespace: str, component: str = "build") -> client.V1Job:
     """The first Job of a component (build, store-gc) in the namespace, once there is one."""
     found: client.V1Job = wait_for(
@@ -306,16 +334,7 @@ def test_the_claim_store_is_collected_by_a_job_the_operator_starts_and_reports(
         (root / "artifacts" / key / "qmo-artifact.json").write_text(
             json.dumps({"complete": True, "cacheKey": key, "files": []})
         )
-    (tmp_path / "keys").write_text(keep)
-    said = tmp_path / "termination-log"
-    args = pod.containers[0].args
-    args = [str(root) if a == "/store" else a for a in args]
-    args = [str(tmp_path / "keys") if a.endswith("/keys") else a for a in args]
-    args = [str(said) if a == "/dev/termination-log" else a for a in args]
-    qmo_store = Path(sys.executable).with_name("qmo-store")
-    ran = subprocess.run([str(qmo_store), *args], capture_output=True, text=True, timeout=60)
-    assert ran.returncode == 0, ran.stderr
-    finish_job_pod(cluster, namespace, job.metadata.name, said.read_text())
+    play_the_gc_pod(cluster, namespace, job, keep, tmp_path, root=root)
     store = f"pvc:{namespace}/qmo-engines"
     wait_until(
         lambda: gc_operator.metric("qmo_store_artifacts", store=store, state="waiting") == 1,
@@ -351,17 +370,7 @@ def test_a_models_own_bucket_is_collected_by_a_job_in_its_namespace_with_its_key
     keep = cluster.core().read_namespaced_config_map(keep_map, namespace).data["keys"]
 
     # The pod, played: qmo-store gc with the Job's own environment (the namespace's keys).
-    (tmp_path / "keys").write_text(keep)
-    said = tmp_path / "termination-log"
-    args = [str(tmp_path / "keys") if a.endswith("/keys") else a for a in container.args]
-    args = [str(said) if a == "/dev/termination-log" else a for a in args]
-    ran = subprocess.run(
-        [str(Path(sys.executable).with_name("qmo-store")), *args],
-        env={**os.environ, **resolved_env(cluster, namespace, container)},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert ran.returncode == 0, ran.stderr
-    finish_job_pod(cluster, namespace, job.metadata.name, said.read_text())
+    play_the_gc_pod(cluster, namespace, job, keep, tmp_path)
     store = "s3://qmo-e2e/own-bucket"
     wait_until(
         lambda: gc_operator.metric("qmo_store_artifacts", store=store, state="waiting") == 1,
