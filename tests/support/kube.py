@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
 
 from e2e.cluster import FLEETS_DIR, LocalCluster
 from e2e.cluster.binaries import ensure_binaries
@@ -75,20 +76,41 @@ class ClusterHandle:
         timeout: int = 120,
         describe: str = "the QuantizedModel",
     ) -> dict[str, Any]:
-        found: dict[str, Any] = wait_for(
-            self.custom().list_namespaced_custom_object,
-            lambda o: o["metadata"]["name"] == name and predicate(o),
-            timeout=timeout,
-            describe=describe,
-            group=GROUP,
-            version=VERSION,
-            namespace=namespace,
-            plural=PLURAL,
-        )
+        try:
+            found: dict[str, Any] = wait_for(
+                self.custom().list_namespaced_custom_object,
+                lambda o: o["metadata"]["name"] == name and predicate(o),
+                timeout=timeout,
+                describe=describe,
+                group=GROUP,
+                version=VERSION,
+                namespace=namespace,
+                plural=PLURAL,
+            )
+        except AssertionError as timed_out:
+            # What the model said when the wait gave up: a CI log then shows why it never got there.
+            try:
+                said = status_summary(self.model(namespace, name).get("status") or {})
+            except ApiException as err:
+                said = f"unreadable ({err.status})"
+            raise AssertionError(f"{timed_out}; its status then: {said}") from None
         return found
 
 
 GROUP, VERSION, PLURAL = "qmo.dev", "v1alpha1", "quantizedmodels"
+
+
+def status_summary(status: dict[str, Any]) -> str:
+    """A QuantizedModel's conditions and variants in one line, for a failed wait's message."""
+    conditions = [
+        f"{c.get('type')}={c.get('status')} ({c.get('reason')}: {c.get('message')})"
+        for c in status.get("conditions") or []
+    ]
+    variants = [
+        f"{v.get('name')}: {v.get('phase')}, quality {v.get('quality') or {}}"
+        for v in status.get("variants") or []
+    ]
+    return "; ".join([*conditions, *variants]) or "none"
 
 
 def condition(model: dict[str, Any], type_: str) -> dict[str, Any]:
