@@ -41,7 +41,8 @@ from qmo.api.base import API_VERSION
 from qmo.api.buildcontract import ARTIFACTS_DIR, BuildResult
 from qmo.builder.artifact import termination_message
 from qmo.controller.cache import WATCHED
-from qmo.controller.projections import DRIFTED, spec_digest
+from qmo.controller.drift import DriftLedger
+from qmo.controller.projections import DRIFTED
 from qmo.controller.view import JOB_NAME_LABEL, StaticReader
 from qmo.gpu import GpuInventory
 from qmo.kube import FIELD_MANAGER, owner_field_manager
@@ -286,8 +287,7 @@ class FakeCluster:
         self._version = 1000
         self._uids = 0
         self._reader: StaticReader | None = None
-        self._applied_generation: dict[Key, int] = {}  # Deployments, as the informer tracks
-        self._applied_digest: dict[Key, str] = {}
+        self._drift = DriftLedger()  # Deployments, as the informer tracks them
 
     # --- the store -----------------------------------------------------------------------
 
@@ -363,8 +363,7 @@ class FakeCluster:
         key = self._key(kind, namespace, name)
         if self._objects.pop(key, None) is None:
             return False
-        self._applied_generation.pop(key, None)
-        self._applied_digest.pop(key, None)
+        self._drift.forget(key)
         self._reader = None
         return True
 
@@ -570,18 +569,11 @@ class FakeCluster:
             obj = stored.live()
             if not _selector_matches(selectors[kind], obj["metadata"].get("labels") or {}):
                 continue
-            generation = obj["metadata"].get("generation")
-            # The informer marks a spec someone else changed after qmo's last apply; a scale
-            # (only the replica count moved) is not drift.
-            if (
-                kind == DEPLOYMENTS.kind
-                and isinstance(generation, int)
-                and generation > self._applied_generation.setdefault(key, generation)
+            # The informer marks a spec someone else changed after qmo's last apply.
+            if kind == DEPLOYMENTS.kind and self._drift.drifted(
+                key, obj["metadata"].get("generation"), self._drift.digest_if_moved(key, obj)
             ):
-                if spec_digest(obj) == self._applied_digest.get(key):
-                    self._applied_generation[key] = generation
-                else:
-                    obj["metadata"][DRIFTED] = True
+                obj["metadata"][DRIFTED] = True
             yield obj
 
     def _view(self) -> StaticReader:
@@ -649,10 +641,8 @@ class FakeCluster:
         key = self._key(stored.get("kind", ""), meta.get("namespace"), meta.get("name", ""))
         if self._unobserved.get(key) == str(meta.get("resourceVersion")):
             del self._unobserved[key]
-        generation = meta.get("generation")
-        if key[0] == DEPLOYMENTS.kind and isinstance(generation, int):
-            self._applied_generation[key] = generation
-            self._applied_digest[key] = spec_digest(stored)
+        if key[0] == DEPLOYMENTS.kind:
+            self._drift.applied(key, stored)
             self._reader = None
 
     def observe_delete(self, obj: Obj) -> None:

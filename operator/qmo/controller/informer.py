@@ -22,7 +22,8 @@ import threading
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
-from qmo.controller.projections import DRIFTED, project, resource_version, spec_digest
+from qmo.controller.drift import DriftLedger
+from qmo.controller.projections import DRIFTED, project, resource_version
 from qmo.kube import TRANSIENT_ERRORS, ApiException, Kube
 from qmo.resources import Resource
 from qmo.wire import Obj
@@ -80,8 +81,7 @@ class Informer:
             name: {} for name in self.indexers
         }
         self._index_keys: dict[ObjectKey, dict[str, tuple[Hashable, ...]]] = {}
-        self._applied_generation: dict[ObjectKey, int] = {}
-        self._applied_digest: dict[ObjectKey, str] = {}  # spec_digest of qmo's last apply
+        self._drift = DriftLedger()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -118,11 +118,9 @@ class Informer:
         """Record an object as the API server returned it after qmo wrote it."""
         obj = project(stored)
         key = object_key(obj)
-        generation = obj["metadata"].get("generation")
         with self._lock:
-            if self.track_drift and isinstance(generation, int):
-                self._applied_generation[key] = generation
-                self._applied_digest[key] = spec_digest(stored)
+            if self.track_drift:
+                self._drift.applied(key, stored)
             self._upsert(key, obj, resource_version(stored), notify=False)
 
     def observe_delete(self, namespace: str, name: str) -> None:
@@ -232,15 +230,7 @@ class Informer:
     # --- the store (called with the lock held) -------------------------------------------
 
     def _digest_if_moved(self, key: ObjectKey, full: Obj) -> str | None:
-        """`full`'s spec digest when its generation passed qmo's apply (only then is it
-        compared, so steady status events cost no hashing)."""
-        if not self.track_drift:
-            return None
-        generation = (full.get("metadata") or {}).get("generation")
-        applied = self._applied_generation.get(key)
-        if not isinstance(generation, int) or applied is None or generation <= applied:
-            return None
-        return spec_digest(full)
+        return self._drift.digest_if_moved(key, full) if self.track_drift else None
 
     def _upsert(
         self, key: ObjectKey, obj: Obj, rv: str, *, notify: bool, digest: str | None = None
@@ -248,27 +238,13 @@ class Informer:
         old = self._store.get(key)
         if old is not None and not is_newer(rv, self._versions.get(key, "")):
             return  # an event older than what qmo itself wrote and recorded
-        if self.track_drift:
-            self._mark_drift(key, obj, digest)
+        if self.track_drift and self._drift.drifted(key, obj["metadata"].get("generation"), digest):
+            obj["metadata"][DRIFTED] = True
         self._store[key] = obj
         self._versions[key] = rv
         self._reindex(key, obj)
         if notify and old != obj and self.on_change is not None:
             self._notify(old, obj)
-
-    def _mark_drift(self, key: ObjectKey, obj: Obj, digest: str | None) -> None:
-        generation = obj["metadata"].get("generation")
-        if not isinstance(generation, int):
-            return
-        applied = self._applied_generation.setdefault(key, generation)
-        if generation <= applied:
-            return
-        if digest is not None and digest == self._applied_digest.get(key):
-            # Only the replica count moved (a scaler, or kubectl scale): not an edit of what
-            # qmo applied. `applied.differs` compares a fixed count by itself.
-            self._applied_generation[key] = generation
-        else:
-            obj["metadata"][DRIFTED] = True
 
     def _remove(self, key: ObjectKey, rv: str | None, *, notify: bool) -> None:
         old = self._store.get(key)
@@ -278,8 +254,7 @@ class Informer:
             return  # deleted before a newer write of qmo's: a recreated object
         del self._store[key]
         self._versions.pop(key, None)
-        self._applied_generation.pop(key, None)
-        self._applied_digest.pop(key, None)
+        self._drift.forget(key)
         self._reindex(key, None)
         if notify and self.on_change is not None:
             self._notify(old, None)
