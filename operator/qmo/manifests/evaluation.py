@@ -136,14 +136,10 @@ def eval_network_policy(
     outside = sorted(
         {_port_of(b.judge.url) for b in spec.quality.benchmarks if b.judge is not None}
         | {443 for b in spec.quality.benchmarks if b.lm_eval and b.lm_eval.include is None}
-        # The store steps (datasets in, outcomes out) reach the bucket's endpoint.
-        | (
-            {_port_of(store.store.location.endpoint or "https://s3")}
-            if store and isinstance(store.store, BucketStore)
-            else set()
-        )
+        | _bucket_ports(store)
     )
     if outside:
+        # A NetworkPolicy names addresses, not hosts: these ports are open to any address.
         egress.append(
             {"to": ANYWHERE, "ports": [{"protocol": "TCP", "port": port} for port in outside]}
         )
