@@ -90,7 +90,7 @@ def test_series_and_alerts_follow_a_failed_build_and_a_rollback(
     # Series are set right after the status is written, in the same reconcile: wait for them.
     wait_until(
         lambda: value(operator.metrics_text(), "qmo_variant_info", **rolled_back) == 1,
-        timeout=30,
+        timeout=120,  # generous: a loaded CI machine
         what="the rollback's series",
     )
     after = operator.metrics_text()
@@ -161,4 +161,4 @@ def test_a_deleted_models_series_are_gone_from_metrics(
     cluster.custom().delete_namespaced_custom_object(
         "qmo.dev", "v1alpha1", namespace, "quantizedmodels", "brief"
     )
-    wait_until(lambda: not series_of_brief(), timeout=30, what="brief's series to go")
+    wait_until(lambda: not series_of_brief(), timeout=120, what="brief's series to go")

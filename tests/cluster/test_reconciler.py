@@ -68,7 +68,7 @@ def wait_node_counted(
             and operator.metric("workqueue_depth") == 0
             and operator.metric("workqueue_unfinished_work_seconds") == 0
         ),
-        timeout=60,
+        timeout=120,
         what=f"qmo to count the node in {name}{labels} and reconcile for it",
     )
 
