@@ -15,6 +15,7 @@ from qmo.controller.gather import (
     observe_record,
     termination_result,
 )
+from qmo.controller.projections import project_pod
 from qmo.manifests.build import artifact_record
 from qmo.planner.types import BuildObservation, BuildState, DeploymentObservation
 from qmo.vocabulary import BuildState as ResultState
@@ -235,11 +236,18 @@ REFUSED = {"terminated": {"exitCode": 1, "message": json.dumps(
     {"reason": "StoreAccessDenied", "message": "the store refused the keys"})}}  # fmt: skip
 
 
-def _pod_with_fetch(state: Obj, last: Obj | None, *, started: bool = False) -> Obj:
-    status: Obj = {"name": "fetch-artifact", "state": state, "started": started}
+def _pod_with_fetch(
+    state: Obj, last: Obj | None, *, started: bool = False, ready: bool = False
+) -> Obj:
+    status: Obj = {"name": "fetch-artifact", "state": state, "started": started, "ready": ready}
     if last is not None:
         status["lastState"] = last
-    return {"status": {"initContainerStatuses": [status]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "chat-h100-fp8-abc", "namespace": "team-a"},
+        "status": {"phase": "Pending", "initContainerStatuses": [status]},
+    }
 
 
 @pytest.mark.parametrize(
@@ -265,8 +273,14 @@ def _pod_with_fetch(state: Obj, last: Obj | None, *, started: bool = False) -> O
             None,
             id="an init container that completed since",
         ),
+        pytest.param(
+            _pod_with_fetch({"running": {}}, REFUSED, started=True, ready=True),
+            None,
+            id="a ready sidecar",
+        ),
         pytest.param(_pod_with_fetch({"running": {}}, None), None, id="never failed"),
     ],
 )
 def test_what_a_serving_pods_fetch_step_says(pod: Obj, said: str | None) -> None:
-    assert fetch_failure([pod]) == said
+    """As the operator sees it: through the informer's projection, then gather."""
+    assert fetch_failure([project_pod(pod)]) == said

@@ -21,6 +21,7 @@ from qmo.controller.ownership import NamesInNamespace
 from qmo.controller.view import ClusterReader, by_model_label, namespace_of, waits_for_room
 from qmo.manifests import labels
 from qmo.manifests.build import BUILD_CONTAINER, RECORD_KEY
+from qmo.manifests.store import FETCH_CONTAINER
 from qmo.planner import revisions
 from qmo.planner.types import BuildObservation, BuildState, DeploymentObservation, Observed
 from qmo.quality.reports import JudgedReport, decisive_reports, judge_all, passing_revisions
@@ -189,12 +190,13 @@ def observe_record(record: Obj) -> BuildObservation | None:
 
 def fetch_failure(pods: list[Obj]) -> str | None:
     """What a serving pod's fetch step said when it last failed and has not fetched since:
-    its termination message, {"reason": ..., "message": ...} (qmo-store fetch). A step that
-    holds its artifact now (a started sidecar) or completed is past its failures."""
+    its termination message, {"reason": ..., "message": ...} (qmo-store fetch). The pods are
+    projections: `project_pod` keeps a fetch step only while it has failed and not fetched
+    since (`projections.fetched_since`), so every one kept here is failing."""
     for pod in pods:
         for status in (pod.get("status") or {}).get("initContainerStatuses") or []:
             last = (status.get("lastState") or {}).get("terminated") or {}
-            if not last or _fetched_since(status):
+            if status.get("name") != FETCH_CONTAINER or not last:
                 continue
             try:
                 said = json.loads(last.get("message") or "")
@@ -204,13 +206,6 @@ def fetch_failure(pods: list[Obj]) -> str | None:
                 return f"{said['reason']}: {str(said.get('message', ''))[:400]}"
             return f"exit code {last.get('exitCode')}: {str(last.get('message', ''))[-400:]}"
     return None
-
-
-def _fetched_since(status: Obj) -> bool:
-    state = status.get("state") or {}
-    if state.get("running") is not None:
-        return bool(status.get("started"))  # a sidecar is started once its artifact is there
-    return (state.get("terminated") or {}).get("exitCode") == 0
 
 
 def observe_deployment(deployment: Obj) -> DeploymentObservation | None:

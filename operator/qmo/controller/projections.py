@@ -154,7 +154,8 @@ def project_job(obj: Obj) -> Obj:
 
 def project_pod(obj: Obj) -> Obj:
     """Build and eval pods: their phase, why they wait, and what the builder or the evaluator
-    said when it ended (its termination message and exit code)."""
+    said when it ended (its termination message and exit code). Serving pods: a fetch step
+    that failed and has not fetched since, with what it said (`gather.fetch_failure`)."""
     status = obj.get("status") or {}
     scheduled = [c for c in _conditions(obj) if c.get("type") == "PodScheduled"]
     containers = []
@@ -179,7 +180,7 @@ def project_pod(obj: Obj) -> Obj:
         if container.get("name") != FETCH_CONTAINER:
             continue
         last = (container.get("lastState") or {}).get("terminated") or {}
-        if not last or container.get("ready"):  # never failed, or fetched since
+        if not last or fetched_since(container):
             continue
         kept_last = {k: last[k] for k in ("message", "exitCode") if k in last}
         fetches.append({"name": FETCH_CONTAINER, "lastState": {"terminated": kept_last}})
@@ -194,6 +195,18 @@ def project_pod(obj: Obj) -> Obj:
             **({"initContainerStatuses": fetches} if fetches else {}),
         },
     }
+
+
+def fetched_since(status: Obj) -> bool:
+    """Whether a serving pod's fetch step holds its artifact now, whatever failed before: a
+    sidecar started (its startup probe saw the manifest) or ready, or an init container that
+    completed. Only a step that is not is kept, with what it said when it last failed."""
+    if status.get("ready"):
+        return True
+    state = status.get("state") or {}
+    if state.get("running") is not None:
+        return bool(status.get("started"))
+    return (state.get("terminated") or {}).get("exitCode") == 0
 
 
 def _gpu_limits(obj: Obj) -> Obj:
